@@ -9,8 +9,10 @@
 
 pub mod eval;
 pub mod exact;
+pub mod graph;
 pub mod linear_gaussian;
 pub mod step;
+pub mod tape;
 
 pub use eval::{eval, Env, Tensor, Value};
 pub use step::{step, Oracle, Values};

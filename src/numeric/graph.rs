@@ -1,0 +1,671 @@
+//! Scalar expression graphs: the compiler's intermediate form.
+//!
+//! Everything the simulation computes per path (one optimizer step, the SME's drift and
+//! diffusion, the test functions) is first written as a [`Graph`] of scalar operations
+//! over numbered inputs: a concrete problem fixes the dimension, so vectors and tensors
+//! become their components. Nodes are hash-consed (one node per distinct operation, so
+//! common subexpressions are shared), constants are folded as nodes are made, and
+//! [`Graph::diff`] differentiates symbolically, which is how ∇f, ∇²f and ∂Σ come from
+//! the problem's objective and noise. [`super::tape`] turns a graph's outputs into a
+//! flat program over batches of paths; [`Graph::eval`] is the slow reference.
+
+use std::collections::HashMap;
+
+/// A node of a [`Graph`].
+pub type Id = u32;
+
+/// Functions of one argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unary {
+    Neg,
+    Sqrt,
+    /// `sqrt(max(a, 0))`: the pivots of a Cholesky factorisation of a matrix that is
+    /// positive semidefinite up to rounding.
+    SqrtPos,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tanh,
+    Abs,
+    Sign,
+    /// `log(1 + exp(a))`, computed without overflow.
+    Softplus,
+    /// `1/(1 + exp(-a))`.
+    Sigmoid,
+}
+
+/// Functions of two arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// `a/b`, or 0 where `b = 0` (a zero pivot's column of a Cholesky factor).
+    DivOrZero,
+    /// `a^b` for real `b`.
+    Pow,
+}
+
+/// One operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A constant (its bits, so that nodes can be hashed).
+    Const(u64),
+    /// Input number `i`.
+    Input(u32),
+    Unary(Unary, Id),
+    Binary(Binary, Id, Id),
+    /// `a^n` for an integer `n`, by repeated multiplication.
+    PowI(Id, i32),
+}
+
+impl Unary {
+    pub fn apply(self, a: f64) -> f64 {
+        match self {
+            Unary::Neg => -a,
+            Unary::Sqrt => a.sqrt(),
+            Unary::SqrtPos => a.max(0.0).sqrt(),
+            Unary::Exp => a.exp(),
+            Unary::Log => a.ln(),
+            Unary::Sin => a.sin(),
+            Unary::Cos => a.cos(),
+            Unary::Tanh => a.tanh(),
+            Unary::Abs => a.abs(),
+            Unary::Sign => {
+                if a > 0.0 {
+                    1.0
+                } else if a < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::Softplus => {
+                if a > 0.0 {
+                    a + (-a).exp().ln_1p()
+                } else {
+                    a.exp().ln_1p()
+                }
+            }
+            Unary::Sigmoid => {
+                if a >= 0.0 {
+                    1.0 / (1.0 + (-a).exp())
+                } else {
+                    let e = a.exp();
+                    e / (1.0 + e)
+                }
+            }
+        }
+    }
+}
+
+impl Binary {
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+            Binary::DivOrZero => {
+                if b == 0.0 {
+                    0.0
+                } else {
+                    a / b
+                }
+            }
+            Binary::Pow => a.powf(b),
+        }
+    }
+}
+
+/// `a^n` by repeated squaring (exact signs for negative bases).
+pub fn powi(a: f64, n: i32) -> f64 {
+    a.powi(n)
+}
+
+/// A hash-consed graph of scalar operations.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    nodes: Vec<Op>,
+    index: HashMap<Op, Id>,
+    inputs: u32,
+}
+
+/// The graph grew past [`Graph::MAX_NODES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl Graph {
+    /// A limit that keeps a compiled program (and its compile time) bounded.
+    pub const MAX_NODES: usize = 4_000_000;
+
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Whether the graph stayed under [`Graph::MAX_NODES`].
+    pub fn check_size(&self) -> Result<(), TooLarge> {
+        if self.nodes.len() > Self::MAX_NODES {
+            Err(TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The number of inputs any node refers to (one more than the largest index).
+    pub fn inputs(&self) -> u32 {
+        self.inputs
+    }
+
+    pub fn op(&self, id: Id) -> Op {
+        self.nodes[id as usize]
+    }
+
+    fn intern(&mut self, op: Op) -> Id {
+        if let Some(&id) = self.index.get(&op) {
+            return id;
+        }
+        let id = self.nodes.len() as Id;
+        self.nodes.push(op);
+        self.index.insert(op, id);
+        id
+    }
+
+    pub fn constant(&mut self, v: f64) -> Id {
+        // One zero: -0.0 and 0.0 are the same node.
+        let v = if v == 0.0 { 0.0 } else { v };
+        self.intern(Op::Const(v.to_bits()))
+    }
+
+    pub fn input(&mut self, i: u32) -> Id {
+        self.inputs = self.inputs.max(i + 1);
+        self.intern(Op::Input(i))
+    }
+
+    /// The constant value of a node, if it is one.
+    pub fn value(&self, id: Id) -> Option<f64> {
+        match self.nodes[id as usize] {
+            Op::Const(bits) => Some(f64::from_bits(bits)),
+            _ => None,
+        }
+    }
+
+    fn is(&self, id: Id, v: f64) -> bool {
+        self.value(id) == Some(v)
+    }
+
+    pub fn unary(&mut self, u: Unary, a: Id) -> Id {
+        if let Some(x) = self.value(a) {
+            return self.constant(u.apply(x));
+        }
+        if u == Unary::Neg {
+            if let Op::Unary(Unary::Neg, inner) = self.op(a) {
+                return inner;
+            }
+        }
+        self.intern(Op::Unary(u, a))
+    }
+
+    pub fn binary(&mut self, b: Binary, x: Id, y: Id) -> Id {
+        if let (Some(p), Some(q)) = (self.value(x), self.value(y)) {
+            return self.constant(b.apply(p, q));
+        }
+        match b {
+            Binary::Add => {
+                if self.is(x, 0.0) {
+                    return y;
+                }
+                if self.is(y, 0.0) {
+                    return x;
+                }
+                if let Op::Unary(Unary::Neg, inner) = self.op(y) {
+                    return self.binary(Binary::Sub, x, inner);
+                }
+                let (x, y) = (x.min(y), x.max(y));
+                self.intern(Op::Binary(b, x, y))
+            }
+            Binary::Sub => {
+                if self.is(y, 0.0) {
+                    return x;
+                }
+                if self.is(x, 0.0) {
+                    return self.unary(Unary::Neg, y);
+                }
+                if x == y {
+                    return self.constant(0.0);
+                }
+                self.intern(Op::Binary(b, x, y))
+            }
+            Binary::Mul => {
+                if self.is(x, 0.0) || self.is(y, 0.0) {
+                    return self.constant(0.0);
+                }
+                if self.is(x, 1.0) {
+                    return y;
+                }
+                if self.is(y, 1.0) {
+                    return x;
+                }
+                if self.is(x, -1.0) {
+                    return self.unary(Unary::Neg, y);
+                }
+                if self.is(y, -1.0) {
+                    return self.unary(Unary::Neg, x);
+                }
+                let (x, y) = (x.min(y), x.max(y));
+                self.intern(Op::Binary(b, x, y))
+            }
+            Binary::Div | Binary::DivOrZero => {
+                if self.is(x, 0.0) {
+                    return self.constant(0.0);
+                }
+                if self.is(y, 1.0) {
+                    return x;
+                }
+                if b == Binary::DivOrZero && self.is(y, 0.0) {
+                    return self.constant(0.0);
+                }
+                if let Some(q) = self.value(y) {
+                    if b == Binary::Div {
+                        let r = self.constant(1.0 / q);
+                        return self.binary(Binary::Mul, x, r);
+                    }
+                }
+                self.intern(Op::Binary(b, x, y))
+            }
+            Binary::Pow => {
+                if let Some(q) = self.value(y) {
+                    if q == q.trunc() && q.abs() <= 64.0 {
+                        return self.powi(x, q as i32);
+                    }
+                    if q == 0.5 {
+                        return self.unary(Unary::Sqrt, x);
+                    }
+                }
+                self.intern(Op::Binary(b, x, y))
+            }
+        }
+    }
+
+    pub fn powi(&mut self, a: Id, n: i32) -> Id {
+        if let Some(x) = self.value(a) {
+            return self.constant(powi(x, n));
+        }
+        match n {
+            0 => self.constant(1.0),
+            1 => a,
+            _ => {
+                if let Op::PowI(b, m) = self.op(a) {
+                    if let Some(k) = m.checked_mul(n) {
+                        return self.powi(b, k);
+                    }
+                }
+                self.intern(Op::PowI(a, n))
+            }
+        }
+    }
+
+    pub fn add(&mut self, a: Id, b: Id) -> Id {
+        self.binary(Binary::Add, a, b)
+    }
+    pub fn sub(&mut self, a: Id, b: Id) -> Id {
+        self.binary(Binary::Sub, a, b)
+    }
+    pub fn mul(&mut self, a: Id, b: Id) -> Id {
+        self.binary(Binary::Mul, a, b)
+    }
+    pub fn div(&mut self, a: Id, b: Id) -> Id {
+        self.binary(Binary::Div, a, b)
+    }
+    pub fn neg(&mut self, a: Id) -> Id {
+        self.unary(Unary::Neg, a)
+    }
+
+    /// The sum of several nodes (0 for none), added in order.
+    pub fn sum(&mut self, items: impl IntoIterator<Item = Id>) -> Id {
+        let mut acc: Option<Id> = None;
+        for i in items {
+            acc = Some(match acc {
+                None => i,
+                Some(a) => self.add(a, i),
+            });
+        }
+        acc.unwrap_or_else(|| self.constant(0.0))
+    }
+
+    /// `∂ node / ∂ input`, symbolically (nodes are added to the graph).
+    pub fn diff(&mut self, node: Id, input: u32) -> Id {
+        let mut memo: HashMap<Id, Id> = HashMap::new();
+        self.diff_memo(node, input, &mut memo)
+    }
+
+    /// The derivatives of several nodes by one input, sharing work.
+    pub fn diff_all(&mut self, nodes: &[Id], input: u32) -> Vec<Id> {
+        let mut memo: HashMap<Id, Id> = HashMap::new();
+        nodes
+            .iter()
+            .map(|&n| self.diff_memo(n, input, &mut memo))
+            .collect()
+    }
+
+    fn diff_memo(&mut self, root: Id, input: u32, memo: &mut HashMap<Id, Id>) -> Id {
+        // Iterative post-order, so deep graphs cannot overflow the stack.
+        let mut stack = vec![(root, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if memo.contains_key(&n) {
+                continue;
+            }
+            let children: Vec<Id> = match self.op(n) {
+                Op::Const(_) | Op::Input(_) => Vec::new(),
+                Op::Unary(_, a) | Op::PowI(a, _) => vec![a],
+                Op::Binary(_, a, b) => vec![a, b],
+            };
+            if !expanded && children.iter().any(|c| !memo.contains_key(c)) {
+                stack.push((n, true));
+                stack.extend(children.into_iter().map(|c| (c, false)));
+                continue;
+            }
+            let d = self.diff_node(n, input, memo);
+            memo.insert(n, d);
+        }
+        memo[&root]
+    }
+
+    fn diff_node(&mut self, n: Id, input: u32, memo: &HashMap<Id, Id>) -> Id {
+        let zero = self.constant(0.0);
+        match self.op(n) {
+            Op::Const(_) => zero,
+            Op::Input(i) => self.constant(if i == input { 1.0 } else { 0.0 }),
+            Op::Unary(u, a) => {
+                let da = memo[&a];
+                if da == zero {
+                    return zero;
+                }
+                let inner = match u {
+                    Unary::Neg => return self.neg(da),
+                    Unary::Sqrt | Unary::SqrtPos => {
+                        let two = self.constant(2.0);
+                        let den = self.mul(two, n);
+                        let one = self.constant(1.0);
+                        self.div(one, den)
+                    }
+                    Unary::Exp => n,
+                    Unary::Log => {
+                        let one = self.constant(1.0);
+                        self.div(one, a)
+                    }
+                    Unary::Sin => self.unary(Unary::Cos, a),
+                    Unary::Cos => {
+                        let s = self.unary(Unary::Sin, a);
+                        self.neg(s)
+                    }
+                    Unary::Tanh => {
+                        let one = self.constant(1.0);
+                        let t2 = self.powi(n, 2);
+                        self.sub(one, t2)
+                    }
+                    Unary::Abs => self.unary(Unary::Sign, a),
+                    Unary::Sign => return zero,
+                    Unary::Softplus => self.unary(Unary::Sigmoid, a),
+                    Unary::Sigmoid => {
+                        let one = self.constant(1.0);
+                        let c = self.sub(one, n);
+                        self.mul(n, c)
+                    }
+                };
+                self.mul(inner, da)
+            }
+            Op::PowI(a, k) => {
+                let da = memo[&a];
+                if da == zero {
+                    return zero;
+                }
+                let c = self.constant(k as f64);
+                let p = self.powi(a, k - 1);
+                let cp = self.mul(c, p);
+                self.mul(cp, da)
+            }
+            Op::Binary(b, x, y) => {
+                let (dx, dy) = (memo[&x], memo[&y]);
+                match b {
+                    Binary::Add => self.add(dx, dy),
+                    Binary::Sub => self.sub(dx, dy),
+                    Binary::Mul => {
+                        let p = self.mul(dx, y);
+                        let q = self.mul(x, dy);
+                        self.add(p, q)
+                    }
+                    Binary::Div | Binary::DivOrZero => {
+                        // (dx - n dy)/y
+                        let t = self.mul(n, dy);
+                        let num = self.sub(dx, t);
+                        self.binary(b, num, y)
+                    }
+                    Binary::Pow => {
+                        // n (dy log x + y dx / x)
+                        let lx = self.unary(Unary::Log, x);
+                        let a = self.mul(dy, lx);
+                        let q = self.div(dx, x);
+                        let b2 = self.mul(y, q);
+                        let s = self.add(a, b2);
+                        self.mul(n, s)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the nodes `roots` of `other` into this graph, with `other`'s input `i`
+    /// replaced by the node `inputs[i]`.
+    pub fn import(&mut self, other: &Graph, roots: &[Id], inputs: &[Id]) -> Vec<Id> {
+        let mut map: HashMap<Id, Id> = HashMap::new();
+        roots
+            .iter()
+            .map(|&r| self.import_one(other, r, inputs, &mut map))
+            .collect()
+    }
+
+    fn import_one(
+        &mut self,
+        other: &Graph,
+        root: Id,
+        inputs: &[Id],
+        map: &mut HashMap<Id, Id>,
+    ) -> Id {
+        // Nodes of a hash-consed graph only refer to earlier nodes: copy in id order.
+        let mut need = vec![root];
+        let mut order = Vec::new();
+        while let Some(n) = need.pop() {
+            if map.contains_key(&n) || order.contains(&n) {
+                continue;
+            }
+            order.push(n);
+            match other.op(n) {
+                Op::Const(_) | Op::Input(_) => {}
+                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
+                Op::Binary(_, a, b) => {
+                    need.push(a);
+                    need.push(b);
+                }
+            }
+        }
+        order.sort_unstable();
+        order.dedup();
+        for n in order {
+            if map.contains_key(&n) {
+                continue;
+            }
+            let new = match other.op(n) {
+                Op::Const(bits) => self.constant(f64::from_bits(bits)),
+                Op::Input(i) => inputs[i as usize],
+                Op::Unary(u, a) => self.unary(u, map[&a]),
+                Op::PowI(a, k) => self.powi(map[&a], k),
+                Op::Binary(b, x, y) => self.binary(b, map[&x], map[&y]),
+            };
+            map.insert(n, new);
+        }
+        map[&root]
+    }
+
+    /// The values of `outputs` at the given inputs: the reference evaluation.
+    pub fn eval(&self, outputs: &[Id], inputs: &[f64]) -> Vec<f64> {
+        let mut vals: HashMap<Id, f64> = HashMap::new();
+        let mut need: Vec<Id> = Vec::new();
+        for &o in outputs {
+            need.push(o);
+        }
+        // Evaluate every node up to the largest output in id order (children first).
+        let top = outputs.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let mut live = vec![false; top];
+        while let Some(n) = need.pop() {
+            if live[n as usize] {
+                continue;
+            }
+            live[n as usize] = true;
+            match self.op(n) {
+                Op::Const(_) | Op::Input(_) => {}
+                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
+                Op::Binary(_, a, b) => {
+                    need.push(a);
+                    need.push(b);
+                }
+            }
+        }
+        for (n, &is_live) in live.iter().enumerate() {
+            if !is_live {
+                continue;
+            }
+            let n = n as Id;
+            let v = match self.op(n) {
+                Op::Const(bits) => f64::from_bits(bits),
+                Op::Input(i) => inputs.get(i as usize).copied().unwrap_or(f64::NAN),
+                Op::Unary(u, a) => u.apply(vals[&a]),
+                Op::PowI(a, k) => powi(vals[&a], k),
+                Op::Binary(b, x, y) => b.apply(vals[&x], vals[&y]),
+            };
+            vals.insert(n, v);
+        }
+        outputs.iter().map(|o| vals[o]).collect()
+    }
+
+    /// Whether a node reads any input.
+    pub fn reads_inputs(&self, root: Id) -> bool {
+        let mut need = vec![root];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = need.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            match self.op(n) {
+                Op::Const(_) => {}
+                Op::Input(_) => return true,
+                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
+                Op::Binary(_, a, b) => {
+                    need.push(a);
+                    need.push(b);
+                }
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_subexpressions_are_shared_and_constants_folded() {
+        let mut g = Graph::new();
+        let x = g.input(0);
+        let y = g.input(1);
+        let a = g.mul(x, y);
+        let b = g.mul(y, x);
+        assert_eq!(a, b);
+        let two = g.constant(2.0);
+        let three = g.constant(3.0);
+        let five = g.add(two, three);
+        assert_eq!(g.value(five), Some(5.0));
+        let zero = g.constant(0.0);
+        assert_eq!(g.mul(x, zero), zero);
+        assert_eq!(g.sub(a, a), zero);
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let mut g = Graph::new();
+        let x = g.input(0);
+        let y = g.input(1);
+        // f = x^4/4 - x^2/2 + tanh(x y) + softplus(y) + sqrt(1 + x^2) * exp(-y) + y^1.5
+        let x4 = g.powi(x, 4);
+        let q = g.constant(0.25);
+        let a = g.mul(q, x4);
+        let x2 = g.powi(x, 2);
+        let h = g.constant(0.5);
+        let b = g.mul(h, x2);
+        let mut f = g.sub(a, b);
+        let xy = g.mul(x, y);
+        let t = g.unary(Unary::Tanh, xy);
+        f = g.add(f, t);
+        let sp = g.unary(Unary::Softplus, y);
+        f = g.add(f, sp);
+        let one = g.constant(1.0);
+        let r = g.add(one, x2);
+        let s = g.unary(Unary::Sqrt, r);
+        let ny = g.neg(y);
+        let e = g.unary(Unary::Exp, ny);
+        let se = g.mul(s, e);
+        f = g.add(f, se);
+        let p = g.constant(1.5);
+        let yp = g.binary(Binary::Pow, y, p);
+        f = g.add(f, yp);
+        let dx = g.diff(f, 0);
+        let dy = g.diff(f, 1);
+        let dxy = g.diff(dx, 1);
+        let at = [0.7, 1.3];
+        let h = 1e-5;
+        let fv = |g: &Graph, p: [f64; 2]| g.eval(&[f], &p)[0];
+        let fd_x = (fv(&g, [at[0] + h, at[1]]) - fv(&g, [at[0] - h, at[1]])) / (2.0 * h);
+        let fd_y = (fv(&g, [at[0], at[1] + h]) - fv(&g, [at[0], at[1] - h])) / (2.0 * h);
+        let got = g.eval(&[dx, dy], &at);
+        assert!((got[0] - fd_x).abs() < 1e-8, "{} vs {fd_x}", got[0]);
+        assert!((got[1] - fd_y).abs() < 1e-8, "{} vs {fd_y}", got[1]);
+        let dxv = |g: &Graph, p: [f64; 2]| g.eval(&[dx], &p)[0];
+        let fd_xy = (dxv(&g, [at[0], at[1] + h]) - dxv(&g, [at[0], at[1] - h])) / (2.0 * h);
+        let got = g.eval(&[dxy], &at)[0];
+        assert!((got - fd_xy).abs() < 1e-7, "{got} vs {fd_xy}");
+    }
+
+    #[test]
+    fn import_substitutes_inputs() {
+        let mut t = Graph::new();
+        let x = t.input(0);
+        let sq = t.powi(x, 2);
+        let mut g = Graph::new();
+        let a = g.input(0);
+        let b = g.input(1);
+        let s = g.add(a, b);
+        let r = g.import(&t, &[sq], &[s])[0];
+        assert_eq!(g.eval(&[r], &[1.0, 2.0]), vec![9.0]);
+    }
+
+    #[test]
+    fn cholesky_helpers_handle_zero_pivots() {
+        let mut g = Graph::new();
+        let a = g.input(0);
+        let zero = g.constant(0.0);
+        assert_eq!(g.binary(Binary::DivOrZero, a, zero), zero);
+        assert_eq!(Unary::SqrtPos.apply(-1e-18), 0.0);
+        assert_eq!(Binary::DivOrZero.apply(1.0, 0.0), 0.0);
+    }
+}

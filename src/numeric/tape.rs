@@ -1,0 +1,339 @@
+//! Flat numeric programs over batches of paths.
+//!
+//! A [`Tape`] is the compiled form of some outputs of a [`Graph`]: a list of
+//! instructions over numbered registers, each register holding one value for each of
+//! [`LANES`] paths. Running the tape executes every instruction as a loop over the lanes
+//! (which the compiler vectorises), so the cost of interpreting an instruction is paid
+//! once per [`LANES`] paths, not per path. Registers are allocated by liveness: a value
+//! dead after its last use gives its register to a later one, so the working set of a
+//! step stays in cache.
+//!
+//! Usage: [`Tape::registers`] makes a register file with the constants loaded; write the
+//! inputs into their registers ([`Tape::input_reg`]), [`Tape::run`], read the outputs
+//! ([`Tape::output_reg`]). [`Graph::eval`] is the reference the tape is tested against.
+
+use super::graph::{powi, Binary, Graph, Id, Op, Unary};
+use std::collections::HashMap;
+
+/// Paths per register.
+pub const LANES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Instr {
+    Un(Unary, u32, u32),
+    Bin(Binary, u32, u32, u32),
+    PowI(u32, u32, i32),
+}
+
+/// A compiled program.
+#[derive(Debug, Clone)]
+pub struct Tape {
+    regs: usize,
+    consts: Vec<(u32, f64)>,
+    inputs: Vec<Option<u32>>,
+    outputs: Vec<u32>,
+    code: Vec<Instr>,
+}
+
+impl Tape {
+    /// Compiles the nodes `outputs` of `g`, which reads `n_inputs` inputs (inputs the
+    /// outputs do not read get no register).
+    pub fn compile(g: &Graph, outputs: &[Id], n_inputs: usize) -> Tape {
+        // The nodes the outputs need, in id order (children before parents).
+        let mut live: Vec<Id> = Vec::new();
+        let mut seen: HashMap<Id, ()> = HashMap::new();
+        let mut stack: Vec<Id> = outputs.to_vec();
+        while let Some(n) = stack.pop() {
+            if seen.insert(n, ()).is_some() {
+                continue;
+            }
+            live.push(n);
+            match g.op(n) {
+                Op::Const(_) | Op::Input(_) => {}
+                Op::Unary(_, a) | Op::PowI(a, _) => stack.push(a),
+                Op::Binary(_, a, b) => {
+                    stack.push(a);
+                    stack.push(b);
+                }
+            }
+        }
+        live.sort_unstable();
+        // Last use of every node (position in `live` of its last reader).
+        let mut last_use: HashMap<Id, usize> = HashMap::new();
+        for (pos, &n) in live.iter().enumerate() {
+            match g.op(n) {
+                Op::Const(_) | Op::Input(_) => {}
+                Op::Unary(_, a) | Op::PowI(a, _) => {
+                    last_use.insert(a, pos);
+                }
+                Op::Binary(_, a, b) => {
+                    last_use.insert(a, pos);
+                    last_use.insert(b, pos);
+                }
+            }
+        }
+        let pinned: std::collections::HashSet<Id> = outputs.iter().copied().collect();
+        let mut reg_of: HashMap<Id, u32> = HashMap::new();
+        let mut regs: u32 = 0;
+        let mut consts = Vec::new();
+        let mut inputs = vec![None; n_inputs];
+        // Constants and inputs get fixed registers.
+        for &n in &live {
+            match g.op(n) {
+                Op::Const(bits) => {
+                    reg_of.insert(n, regs);
+                    consts.push((regs, f64::from_bits(bits)));
+                    regs += 1;
+                }
+                Op::Input(i) => {
+                    reg_of.insert(n, regs);
+                    if (i as usize) < inputs.len() {
+                        inputs[i as usize] = Some(regs);
+                    }
+                    regs += 1;
+                }
+                _ => {}
+            }
+        }
+        let mut free: Vec<u32> = Vec::new();
+        let mut code = Vec::new();
+        for (pos, &n) in live.iter().enumerate() {
+            let op = g.op(n);
+            let operands: Vec<Id> = match op {
+                Op::Const(_) | Op::Input(_) => continue,
+                Op::Unary(_, a) | Op::PowI(a, _) => vec![a],
+                Op::Binary(_, a, b) => vec![a, b],
+            };
+            let dst = free.pop().unwrap_or_else(|| {
+                regs += 1;
+                regs - 1
+            });
+            reg_of.insert(n, dst);
+            code.push(match op {
+                Op::Unary(u, a) => Instr::Un(u, dst, reg_of[&a]),
+                Op::PowI(a, k) => Instr::PowI(dst, reg_of[&a], k),
+                Op::Binary(b, x, y) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
+                _ => unreachable!("constants and inputs were skipped"),
+            });
+            for a in operands {
+                let fixed = matches!(g.op(a), Op::Const(_) | Op::Input(_));
+                if !fixed && !pinned.contains(&a) && last_use.get(&a) == Some(&pos) {
+                    let r = reg_of[&a];
+                    if !free.contains(&r) {
+                        free.push(r);
+                    }
+                }
+            }
+        }
+        let outputs = outputs.iter().map(|o| reg_of[o]).collect();
+        Tape {
+            regs: regs as usize,
+            consts,
+            inputs,
+            outputs,
+            code,
+        }
+    }
+
+    /// A register file for this tape, constants loaded, everything else 0.
+    pub fn registers(&self) -> Vec<f64> {
+        let mut r = vec![0.0; self.regs.max(1) * LANES];
+        for &(reg, v) in &self.consts {
+            r[reg as usize * LANES..(reg as usize + 1) * LANES].fill(v);
+        }
+        r
+    }
+
+    /// The register of input `i`, if the outputs read it.
+    pub fn input_reg(&self, i: usize) -> Option<usize> {
+        self.inputs.get(i).copied().flatten().map(|r| r as usize)
+    }
+
+    /// The register of output `i`.
+    pub fn output_reg(&self, i: usize) -> usize {
+        self.outputs[i] as usize
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// The number of instructions.
+    pub fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.code.is_empty()
+    }
+
+    /// The lanes of register `r`.
+    pub fn lane<'a>(&self, regs: &'a [f64], r: usize) -> &'a [f64] {
+        &regs[r * LANES..(r + 1) * LANES]
+    }
+
+    /// Runs the program on a register file from [`Tape::registers`].
+    pub fn run(&self, regs: &mut [f64]) {
+        for ins in &self.code {
+            match *ins {
+                Instr::Un(u, d, a) => {
+                    let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
+                    unary(u, dst, x);
+                }
+                Instr::PowI(d, a, k) => {
+                    let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
+                    match k {
+                        2 => {
+                            for (o, &x) in dst.iter_mut().zip(x) {
+                                *o = x * x;
+                            }
+                        }
+                        3 => {
+                            for (o, &x) in dst.iter_mut().zip(x) {
+                                *o = x * x * x;
+                            }
+                        }
+                        -1 => {
+                            for (o, &x) in dst.iter_mut().zip(x) {
+                                *o = 1.0 / x;
+                            }
+                        }
+                        _ => {
+                            for (o, &x) in dst.iter_mut().zip(x) {
+                                *o = powi(x, k);
+                            }
+                        }
+                    }
+                }
+                Instr::Bin(b, d, a, c) => {
+                    let (dst, x, y) = parts(regs, d as usize, a as usize, c as usize);
+                    binary(b, dst, x, y);
+                }
+            }
+        }
+    }
+}
+
+/// The destination register (mutable) and two operand registers; the destination is
+/// never an operand (the allocator frees an operand's register only after its reader).
+fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64], &[f64]) {
+    debug_assert!(d != a && d != b);
+    let (lo, rest) = regs.split_at_mut(d * LANES);
+    let (dst, hi) = rest.split_at_mut(LANES);
+    let (lo, hi): (&[f64], &[f64]) = (lo, hi);
+    let get = |r: usize| -> &[f64] {
+        if r < d {
+            &lo[r * LANES..(r + 1) * LANES]
+        } else {
+            let k = r - d - 1;
+            &hi[k * LANES..(k + 1) * LANES]
+        }
+    };
+    (dst, get(a), get(b))
+}
+
+fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
+    match u {
+        Unary::Neg => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = -x),
+        Unary::Sqrt => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = x.sqrt()),
+        _ => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = u.apply(x)),
+    }
+}
+
+fn binary(b: Binary, dst: &mut [f64], x: &[f64], y: &[f64]) {
+    let it = dst.iter_mut().zip(x.iter().zip(y));
+    match b {
+        Binary::Add => it.for_each(|(o, (&x, &y))| *o = x + y),
+        Binary::Sub => it.for_each(|(o, (&x, &y))| *o = x - y),
+        Binary::Mul => it.for_each(|(o, (&x, &y))| *o = x * y),
+        Binary::Div => it.for_each(|(o, (&x, &y))| *o = x / y),
+        _ => it.for_each(|(o, (&x, &y))| *o = b.apply(x, y)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random expression graph over `n` inputs, built from a fixed LCG.
+    fn random_graph(seed: u64, n: u32, size: usize) -> (Graph, Vec<Id>) {
+        let mut s = seed;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) as usize
+        };
+        let mut g = Graph::new();
+        let mut pool: Vec<Id> = (0..n).map(|i| g.input(i)).collect();
+        pool.push(g.constant(0.5));
+        pool.push(g.constant(-1.25));
+        for _ in 0..size {
+            let a = pool[next() % pool.len()];
+            let b = pool[next() % pool.len()];
+            let node = match next() % 9 {
+                0 => g.add(a, b),
+                1 => g.sub(a, b),
+                2 => g.mul(a, b),
+                3 => {
+                    let one = g.constant(1.0);
+                    let sq = g.powi(b, 2);
+                    let den = g.add(one, sq);
+                    g.div(a, den)
+                }
+                4 => g.unary(Unary::Tanh, a),
+                5 => g.powi(a, 3),
+                6 => g.unary(Unary::Sin, a),
+                7 => {
+                    let sq = g.powi(a, 2);
+                    g.unary(Unary::Sqrt, sq)
+                }
+                _ => g.unary(Unary::Softplus, a),
+            };
+            pool.push(node);
+        }
+        let outs = pool[pool.len() - 5..].to_vec();
+        (g, outs)
+    }
+
+    #[test]
+    fn tapes_agree_with_the_reference_evaluation() {
+        for seed in 0..20 {
+            let (g, outs) = random_graph(seed, 3, 60);
+            let tape = Tape::compile(&g, &outs, 3);
+            let mut regs = tape.registers();
+            let point = |lane: usize| {
+                [
+                    (lane as f64 * 0.37).sin(),
+                    (lane as f64 * 0.11).cos(),
+                    0.1 * lane as f64 - 3.0,
+                ]
+            };
+            for i in 0..3 {
+                if let Some(r) = tape.input_reg(i) {
+                    for lane in 0..LANES {
+                        regs[r * LANES + lane] = point(lane)[i];
+                    }
+                }
+            }
+            tape.run(&mut regs);
+            for lane in 0..LANES {
+                let want = g.eval(&outs, &point(lane));
+                for (k, w) in want.iter().enumerate() {
+                    let got = tape.lane(&regs, tape.output_reg(k))[lane];
+                    assert!(
+                        got == *w || (got - w).abs() <= 1e-12 * w.abs().max(1.0),
+                        "seed {seed} lane {lane} output {k}: {got} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn registers_are_reused() {
+        let (g, outs) = random_graph(7, 3, 400);
+        let tape = Tape::compile(&g, &outs, 3);
+        assert!(tape.regs < tape.len(), "{} registers for {} instructions", tape.regs, tape.len());
+    }
+}
