@@ -58,6 +58,50 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
         dim: Option<u32>,
     },
+    /// Check derived SMEs against the optimizer itself: weak errors against the step size
+    Verify {
+        /// The optimizer file (`.opt`)
+        file: PathBuf,
+        /// The problem file (`.prob`): objective, noise, start, horizon, test functions
+        #[arg(long, short)]
+        problem: PathBuf,
+        /// The SME orders to check
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        orders: Vec<u32>,
+        /// Values of the small parameter (default: the problem's `etas`, else 2^-2 … 2^-7)
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        etas: Option<Vec<f64>>,
+        /// Paths per step size (rounded up to a multiple of 64)
+        #[arg(long, default_value_t = 65536)]
+        paths: usize,
+        /// The generator's seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Euler–Maruyama substeps of the SDE per optimizer step (a multiple of 4)
+        #[arg(long, default_value_t = 8)]
+        substeps: usize,
+        /// Hyperparameter values, `name=value` (override the problem's `set` lines)
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Worker threads (default: all cores); results do not depend on it
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = VerifyFormat::Text)]
+        format: VerifyFormat,
+        /// Also write a log–log plot of the errors as SVG
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// No progress bar
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VerifyFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -75,7 +119,7 @@ enum Format {
 }
 
 /// How a run ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Invalid,
     Usage,
@@ -90,6 +134,33 @@ pub fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
+        Command::Verify {
+            file,
+            problem,
+            orders,
+            etas,
+            paths,
+            seed,
+            substeps,
+            set,
+            threads,
+            format,
+            plot,
+            quiet,
+        } => crate::verify_cmd::run(crate::verify_cmd::Args {
+            file,
+            problem,
+            orders,
+            etas,
+            paths,
+            seed,
+            substeps,
+            set,
+            threads,
+            json: matches!(format, VerifyFormat::Json),
+            plot,
+            quiet,
+        }),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),
         Command::Derive {
@@ -249,7 +320,7 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
 }
 
 /// Reads one file for a command, reporting a failure as the command's outcome.
-fn load(path: &Path) -> Result<(String, String), Outcome> {
+pub(crate) fn load(path: &Path) -> Result<(String, String), Outcome> {
     let shown = path.display().to_string();
     match read(path) {
         Ok(source) => Ok((shown, source)),

@@ -169,3 +169,28 @@ fn to_codespan(d: &Diagnostic, len: usize) -> CsDiagnostic<()> {
         .with_labels(labels)
         .with_notes(notes)
 }
+
+/// The builder methods of [`Diagnostic`] on a boxed one, so that code returning
+/// `Result<_, Box<Diagnostic>>` can build errors in place.
+pub trait Boxed {
+    fn label(self, label: impl Into<String>) -> Self;
+    fn hint(self, hint: impl Into<String>) -> Self;
+    fn secondary(self, span: Span, label: impl Into<String>) -> Self;
+}
+
+impl Boxed for Box<Diagnostic> {
+    fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn secondary(mut self, span: Span, label: impl Into<String>) -> Self {
+        self.secondary.push((span, label.into()));
+        self
+    }
+}

@@ -55,7 +55,9 @@ pub mod hasme;
 pub mod ir;
 mod linear;
 pub mod numeric;
+pub mod plot;
 pub mod poly;
+pub mod problem;
 pub mod report;
 pub mod scaling;
 pub mod sim;
@@ -64,6 +66,7 @@ pub mod sme;
 pub mod span;
 pub mod syntax;
 pub mod tensor;
+pub mod verify;
 
 pub use derive::Options;
 pub use diagnostic::{Code, Diagnostic};

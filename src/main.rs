@@ -6,6 +6,7 @@
 )]
 
 mod cli;
+mod verify_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -575,6 +575,15 @@ impl Lowerer {
         match &e.kind {
             Ast::Number(n) => Ok(scalar(ExprKind::Num(n.clone()))),
             Ast::Name(name) => self.name(name, span),
+            Ast::Index { .. } | Ast::List(_) => Err(self.error(
+                Diagnostic::new(
+                    Code::Misuse,
+                    span,
+                    "components and literal vectors belong in problem files, not in an update rule",
+                )
+                .label("written in d dimensions, the rule cannot pick a component")
+                .hint("write the rule with vector operations (`x - eta*g`, `dot(a, b)`); put concrete vectors in a problem file"),
+            )),
             Ast::Unary(op, a) => {
                 let a = self.expr(a)?;
                 match op {

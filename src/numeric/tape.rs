@@ -334,6 +334,11 @@ mod tests {
     fn registers_are_reused() {
         let (g, outs) = random_graph(7, 3, 400);
         let tape = Tape::compile(&g, &outs, 3);
-        assert!(tape.regs < tape.len(), "{} registers for {} instructions", tape.regs, tape.len());
+        assert!(
+            tape.regs < tape.len(),
+            "{} registers for {} instructions",
+            tape.regs,
+            tape.len()
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! Simulation of optimizers and SDEs over many paths (DESIGN.md §4). So far: the seeded
-//! generator every simulation draws from ([`rng`]).
+//! Simulation of optimizers and SDEs over many paths (DESIGN.md §4): the seeded
+//! generator every simulation draws from ([`rng`]), the compiler from rules, SMEs and
+//! test functions to tapes ([`compile`]).
 
+pub mod compile;
 pub mod rng;
+pub mod weak;

@@ -15,7 +15,9 @@ use crate::diagnostic::Diagnostic;
 use crate::span::Span;
 use num_rational::BigRational;
 
-pub use parser::{parse, MAX_EXPR_DEPTH, MAX_PAREN_DEPTH, MAX_SOURCE_BYTES};
+pub use parser::{
+    parse, parse_expr, parse_problem, MAX_EXPR_DEPTH, MAX_PAREN_DEPTH, MAX_SOURCE_BYTES,
+};
 
 /// Whether `name` is a word of the language (and so cannot name anything).
 pub fn is_keyword(name: &str) -> bool {
@@ -152,6 +154,13 @@ pub enum ExprKind {
         objective: Ident,
         at: Box<Expr>,
     },
+    /// `x[2]`: a component, counted from 1 (problem files only).
+    Index {
+        base: Ident,
+        index: Box<Expr>,
+    },
+    /// `[a, b]`: a vector, or a matrix when the items are lists (problem files only).
+    List(Vec<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,6 +191,59 @@ impl BinOp {
             BinOp::Pow => "^",
         }
     }
+}
+
+/// One problem file (`smelt verify --problem FILE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProblemFile {
+    pub name: Ident,
+    pub header: Span,
+    pub items: Vec<PItem>,
+}
+
+/// One line of a problem file after the header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PItem {
+    pub kind: PItemKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PItemKind {
+    /// `dim 2`
+    Dim(Expr),
+    /// `objective f(x) = expr`
+    Objective { name: Ident, var: Ident, body: Expr },
+    /// `noise gaussian cov = expr`: the model and the parameter's keyword, with spans.
+    Noise {
+        model: Ident,
+        param: Ident,
+        value: Expr,
+    },
+    /// `start v = expr`
+    Start(Ident, Expr),
+    /// `horizon expr`
+    Horizon(Expr),
+    /// `observe name = expr`
+    Observe(Ident, Expr),
+    /// `set name = expr`
+    Set(Ident, Expr),
+    /// `etas a, b, c`
+    Etas(Vec<Expr>),
+    /// `data a, y = source(args)`
+    Data {
+        names: Vec<Ident>,
+        source: Ident,
+        args: Vec<DataArg>,
+    },
+}
+
+/// An argument of a `data` source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataArg {
+    Named(Ident, Expr),
+    /// A quoted string (a file name), without its quotes.
+    Text(String, Span),
 }
 
 /// Parsing either yields the tree or one diagnostic.

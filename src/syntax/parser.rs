@@ -31,6 +31,111 @@ pub fn parse(source: &str) -> ParseResult<File> {
     build_file(file)
 }
 
+/// Parses one problem file.
+pub fn parse_problem(source: &str) -> ParseResult<ProblemFile> {
+    precheck(source).map_err(|mut d| {
+        if d.code == Code::EmptyFile {
+            d.message = "empty file: no problem to read".into();
+            d.hint = Some("start with `problem NAME`, then `dim`, `objective f(x) = ...`, `noise gaussian cov = ...`, `start x = ...` and `horizon T`".into());
+        } else if d.code == Code::TooLarge && d.message.contains("optimizer files") {
+            d.message = d.message.replace("optimizer files", "problem files");
+        }
+        d
+    })?;
+    let mut pairs =
+        Grammar::parse(Rule::problem_file, source).map_err(|e| syntax_error(source, e))?;
+    let file = pairs.next().expect("the problem_file rule matched");
+    let mut inner = children(file);
+    let header = inner.next().expect("grammar: header first");
+    let header_span = span_of(&header);
+    let name = ident(children(header).next().expect("grammar: header name"));
+    let mut items = Vec::new();
+    for p in inner {
+        items.push(build_pitem(p)?);
+    }
+    Ok(ProblemFile {
+        name,
+        header: header_span,
+        items,
+    })
+}
+
+/// Parses one expression alone.
+pub fn parse_expr(source: &str) -> ParseResult<Expr> {
+    let mut pairs = Grammar::parse(Rule::expr_only, source).map_err(|e| syntax_error(source, e))?;
+    let e = children(pairs.next().expect("the expr_only rule matched"))
+        .next()
+        .expect("grammar: the expression");
+    build_expr(e)
+}
+
+fn build_pitem(pair: Pair<Rule>) -> ParseResult<PItem> {
+    let span = span_of(&pair);
+    let rule = pair.as_rule();
+    let mut inner = children(pair);
+    let mut next = || inner.next().expect("grammar guarantees the child");
+    let kind = match rule {
+        Rule::dim_decl => PItemKind::Dim(build_expr(next())?),
+        Rule::horizon_decl => PItemKind::Horizon(build_expr(next())?),
+        Rule::objective_decl => {
+            let name = ident(next());
+            let var = ident(next());
+            let body = build_expr(next())?;
+            PItemKind::Objective { name, var, body }
+        }
+        Rule::pnoise_decl => {
+            let word = |p: Pair<Rule>| Ident {
+                name: p.as_str().to_string(),
+                span: span_of(&p),
+            };
+            let model = word(next());
+            let param = word(next());
+            let value = build_expr(next())?;
+            PItemKind::Noise {
+                model,
+                param,
+                value,
+            }
+        }
+        Rule::start_decl => {
+            let n = ident(next());
+            PItemKind::Start(n, build_expr(next())?)
+        }
+        Rule::observe_decl => {
+            let n = ident(next());
+            PItemKind::Observe(n, build_expr(next())?)
+        }
+        Rule::set_decl => {
+            let n = ident(next());
+            PItemKind::Set(n, build_expr(next())?)
+        }
+        Rule::etas_decl => PItemKind::Etas(inner.map(build_expr).collect::<ParseResult<_>>()?),
+        Rule::data_decl => {
+            let names = ident_list(next());
+            let source = ident(next());
+            let mut args = Vec::new();
+            for a in inner {
+                let mut parts = children(a);
+                let first = parts.next().expect("grammar: data argument");
+                args.push(if first.as_rule() == Rule::string {
+                    let text = first.as_str();
+                    DataArg::Text(text[1..text.len() - 1].to_string(), span_of(&first))
+                } else {
+                    let n = ident(first);
+                    DataArg::Named(n, build_expr(parts.next().expect("grammar: value"))?)
+                });
+            }
+            PItemKind::Data {
+                names,
+                source,
+                args,
+            }
+        }
+        other => unreachable!("grammar: unexpected problem statement {other:?}"),
+    };
+    Ok(PItem { kind, span })
+}
+
 /// Cheap linear checks that run before anything recursive: size, emptiness, nesting.
 fn precheck(source: &str) -> ParseResult<()> {
     if source.len() > MAX_SOURCE_BYTES {
@@ -125,6 +230,17 @@ fn is_noise_token(rule: Rule) -> bool {
             | Rule::kw_grad
             | Rule::kw_hess
             | Rule::kw_in
+            | Rule::lbracket
+            | Rule::rbracket
+            | Rule::kw_problem
+            | Rule::kw_dim
+            | Rule::kw_objective
+            | Rule::kw_start
+            | Rule::kw_horizon
+            | Rule::kw_observe
+            | Rule::kw_set
+            | Rule::kw_etas
+            | Rule::kw_data
     )
 }
 
@@ -436,6 +552,8 @@ fn depth_of(e: &Expr) -> usize {
         ExprKind::Binary(_, a, b) => 1 + depth_of(a).max(depth_of(b)),
         ExprKind::Call { args, .. } => 1 + args.iter().map(depth_of).max().unwrap_or(0),
         ExprKind::Grad { at, .. } | ExprKind::Hess { at, .. } => 1 + depth_of(at),
+        ExprKind::Index { index, .. } => 1 + depth_of(index),
+        ExprKind::List(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
     }
 }
 
@@ -480,6 +598,27 @@ fn primary(pair: Pair<Rule>, depth: usize) -> ParseResult<(Expr, usize)> {
                 .collect::<ParseResult<Vec<_>>>()?;
             Expr {
                 kind: ExprKind::Call { func, args },
+                span,
+            }
+        }
+        Rule::index => {
+            let mut inner = children(pair);
+            let base = ident(inner.next().expect("grammar: indexed name"));
+            let index = Box::new(build_expr_at(
+                inner.next().expect("grammar: index"),
+                depth + 1,
+            )?);
+            Expr {
+                kind: ExprKind::Index { base, index },
+                span,
+            }
+        }
+        Rule::list => {
+            let items = children(pair)
+                .map(|p| build_expr_at(p, depth + 1))
+                .collect::<ParseResult<Vec<_>>>()?;
+            Expr {
+                kind: ExprKind::List(items),
                 span,
             }
         }
@@ -530,6 +669,22 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::open_end => "`(` or `[`",
         Rule::close_end => "`)` or `]`",
         Rule::noise_kind => "`gaussian` or `general`",
+        Rule::problem_file | Rule::problem_header | Rule::kw_problem => "`problem NAME`",
+        Rule::dim_decl
+        | Rule::objective_decl
+        | Rule::pnoise_decl
+        | Rule::start_decl
+        | Rule::horizon_decl
+        | Rule::observe_decl
+        | Rule::set_decl
+        | Rule::etas_decl
+        | Rule::data_decl => "a problem statement (`dim`, `objective`, `noise`, `start`, `horizon`, `observe`, `set`, `etas`, `data`)",
+        Rule::noise_model => "`gaussian` or `minibatch`",
+        Rule::noise_param => "`cov`, `factor` or `size`",
+        Rule::lbracket => "`[`",
+        Rule::rbracket => "`]`",
+        Rule::index | Rule::list => "an expression",
+        Rule::string => "a quoted file name",
         Rule::shape_name => "`scalar` or `vector`",
         Rule::kw_param => "`param`",
         Rule::kw_state => "`state`",

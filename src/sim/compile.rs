@@ -1,0 +1,786 @@
+//! Compiling an update rule, a derived SME and test functions for one problem.
+//!
+//! The problem fixes the dimension, so every vector of the rule or the SME becomes its
+//! components, as [`Graph`] nodes over a flat state layout: the rule's variables in the
+//! order of [`step::variables`] (a vector takes `d` slots, a scalar one), then the
+//! SME's clock `t` when it has one. The objective's derivatives and the noise moments
+//! come from the problem's [`Model`], imported at the point the rule or the SME reads
+//! them. The results are [`Tape`]s; [`crate::numeric::step`] and
+//! [`crate::numeric::eval()`] are the references they are tested against.
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over matrix rows and columns read as the formulas do"
+)]
+
+use crate::elem::FExpr;
+use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Target, Version};
+use crate::numeric::graph::{Binary, Graph, Id, Unary};
+use crate::numeric::step;
+use crate::numeric::tape::Tape;
+use crate::poly::Sym;
+use crate::problem::{self, Model};
+use crate::sme::Sme;
+use crate::tensor::{Kind, Label, TExpr};
+use num_traits::ToPrimitive;
+use std::collections::{BTreeMap, HashMap};
+
+/// Where each variable lives in the flat state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Name, offset, length (d or 1), in the rule's order, then the clock.
+    pub vars: Vec<(String, usize, usize)>,
+    /// Whether each variable is a scalar (a scalar state, or the clock).
+    pub scalar: Vec<bool>,
+    /// The number of slots of the rule's variables (the clock comes after).
+    pub n_rule: usize,
+    /// The total number of slots.
+    pub n: usize,
+    /// Whether the last slot is the SME's clock.
+    pub clock: bool,
+}
+
+impl Layout {
+    pub fn new(rule: &Optimizer, dim: usize, clock: bool) -> Layout {
+        let mut vars = Vec::new();
+        let mut scalar = Vec::new();
+        let mut off = 0;
+        for name in step::variables(rule) {
+            let is_scalar = rule.var_shape(name) == Some(crate::ir::Shape::Scalar);
+            let len = if is_scalar { 1 } else { dim };
+            vars.push((name.to_string(), off, len));
+            scalar.push(is_scalar);
+            off += len;
+        }
+        let n_rule = off;
+        if clock {
+            vars.push(("t".to_string(), off, 1));
+            scalar.push(true);
+            off += 1;
+        }
+        Layout {
+            vars,
+            scalar,
+            n_rule,
+            n: off,
+            clock,
+        }
+    }
+
+    pub fn find(&self, name: &str) -> Option<(usize, usize)> {
+        self.vars
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|&(_, o, l)| (o, l))
+    }
+}
+
+/// Numbers the rule needs: the small parameter and hyperparameters.
+#[derive(Debug, Clone)]
+pub struct Numbers {
+    pub small: f64,
+    pub hypers: BTreeMap<String, f64>,
+}
+
+/// A value while scalarising: scalar, vector, or `d × d` matrix row-major.
+#[derive(Debug, Clone)]
+enum SV {
+    S(Id),
+    V(Vec<Id>),
+    M(Vec<Id>),
+}
+
+/// One optimizer step as a tape. Inputs: the state (layout slots `0..n_rule`), the step
+/// counter `k` (slot `n_rule`), then the standard normals of each noise sample in
+/// order (`draws` each). Outputs: the new state.
+#[derive(Debug, Clone)]
+pub struct StepProgram {
+    pub tape: Tape,
+    pub n_state: usize,
+    pub draws: usize,
+    pub samples: usize,
+    pub graph: Graph,
+    pub outputs: Vec<Id>,
+}
+
+impl StepProgram {
+    pub fn counter_input(&self) -> usize {
+        self.n_state
+    }
+    pub fn normal_input(&self, sample: usize, j: usize) -> usize {
+        self.n_state + 1 + sample * self.draws + j
+    }
+    pub fn n_inputs(&self) -> usize {
+        self.n_state + 1 + self.samples * self.draws
+    }
+}
+
+struct StepBuilder<'a> {
+    g: Graph,
+    model: &'a mut Model,
+    rule: &'a Optimizer,
+    nums: &'a Numbers,
+    layout: &'a Layout,
+    d: usize,
+    old: Vec<SV>,
+    new: Vec<SV>,
+    locals: HashMap<String, SV>,
+    draws: usize,
+}
+
+/// Compiles one step of `rule` on the problem's model.
+pub fn compile_step(
+    rule: &Optimizer,
+    model: &mut Model,
+    layout: &Layout,
+    nums: &Numbers,
+) -> Result<StepProgram, String> {
+    let d = model.dim;
+    let mut g = Graph::new();
+    let old: Vec<SV> = layout.vars[..step::variables(rule).len()]
+        .iter()
+        .zip(&layout.scalar)
+        .map(|(&(_, off, len), &scalar)| {
+            if scalar {
+                SV::S(g.input(off as u32))
+            } else {
+                SV::V((off..off + len).map(|i| g.input(i as u32)).collect())
+            }
+        })
+        .collect();
+    let draws = model.noise_draws();
+    let mut b = StepBuilder {
+        g,
+        model,
+        rule,
+        nums,
+        layout,
+        d,
+        new: old.clone(),
+        old,
+        locals: HashMap::new(),
+        draws,
+    };
+    for s in &rule.steps {
+        let v = b.eval(&s.expr)?;
+        match &s.target {
+            Target::Local(n) => {
+                b.locals.insert(n.clone(), v);
+            }
+            Target::Var(n) => {
+                let j = step::variables(rule)
+                    .iter()
+                    .position(|v| v == n)
+                    .ok_or_else(|| format!("`{n}` is not a variable of the rule"))?;
+                b.new[j] = v;
+            }
+        }
+        b.g.check_size()
+            .map_err(|_| "the compiled step is too large".to_string())?;
+    }
+    let mut outputs = Vec::new();
+    for v in &b.new {
+        match v {
+            SV::S(x) => outputs.push(*x),
+            SV::V(x) => outputs.extend(x),
+            SV::M(_) => return Err("a state evaluated to a matrix".into()),
+        }
+    }
+    let n_state = layout.n_rule;
+    let samples = rule.noises.len();
+    let n_inputs = n_state + 1 + samples * draws;
+    let tape = Tape::compile(&b.g, &outputs, n_inputs);
+    Ok(StepProgram {
+        tape,
+        n_state,
+        draws,
+        samples,
+        graph: b.g,
+        outputs,
+    })
+}
+
+impl StepBuilder<'_> {
+    fn point(&mut self, e: &Expr) -> Result<Vec<Id>, String> {
+        match self.eval(e)? {
+            SV::V(x) => Ok(x),
+            _ => Err("a point must be a vector".into()),
+        }
+    }
+
+    fn param(&self) -> Vec<Id> {
+        match &self.old[0] {
+            SV::V(x) => x.clone(),
+            SV::S(x) => vec![*x],
+            SV::M(x) => x.clone(),
+        }
+    }
+
+    fn eval(&mut self, e: &Expr) -> Result<SV, String> {
+        let d = self.d;
+        Ok(match &e.kind {
+            ExprKind::Num(r) => SV::S(
+                self.g
+                    .constant(r.to_f64().ok_or("a constant out of range")?),
+            ),
+            ExprKind::Small => SV::S(self.g.constant(self.nums.small)),
+            ExprKind::Hyper(h) => SV::S(
+                self.g.constant(
+                    *self
+                        .nums
+                        .hypers
+                        .get(h)
+                        .ok_or_else(|| format!("no value for the hyperparameter `{h}`"))?,
+                ),
+            ),
+            ExprKind::Counter => SV::S(self.g.input(self.layout.n_rule as u32)),
+            ExprKind::Var { name, version } => {
+                let j = step::variables(self.rule)
+                    .iter()
+                    .position(|v| v == name)
+                    .ok_or_else(|| format!("`{name}` is not a variable of the rule"))?;
+                match version {
+                    Version::Old => self.old[j].clone(),
+                    Version::New => self.new[j].clone(),
+                }
+            }
+            ExprKind::Local(n) => self
+                .locals
+                .get(n)
+                .cloned()
+                .ok_or_else(|| format!("`{n}` is read before it is defined"))?,
+            ExprKind::Noise { sample, at } => {
+                let i = self
+                    .rule
+                    .noises
+                    .iter()
+                    .position(|n| &n.name == sample)
+                    .ok_or_else(|| format!("`{sample}` is not a noise sample"))?;
+                let x = match at {
+                    Some(p) => self.point(p)?,
+                    None => self.param(),
+                };
+                let problem::Noise::Gaussian { factor } = self.model.noise.clone();
+                let roots: Vec<Id> = factor.iter().flatten().copied().collect();
+                let s = self.g.import(&self.model.graph, &roots, &x);
+                let k = self.draws;
+                let base = self.layout.n_rule + 1 + i * k;
+                let z: Vec<Id> = (0..k).map(|j| self.g.input((base + j) as u32)).collect();
+                SV::V(
+                    (0..d)
+                        .map(|r| {
+                            let prods: Vec<Id> =
+                                (0..k).map(|j| self.g.mul(s[r * k + j], z[j])).collect();
+                            self.g.sum(prods)
+                        })
+                        .collect(),
+                )
+            }
+            ExprKind::Objective(p) => {
+                let x = self.point(p)?;
+                let f = self.model.df(0);
+                SV::S(self.g.import(&self.model.graph, &f, &x)[0])
+            }
+            ExprKind::Grad(p) => {
+                let x = self.point(p)?;
+                let t = self.model.df(1);
+                SV::V(self.g.import(&self.model.graph, &t, &x))
+            }
+            ExprKind::Hess(p) => {
+                let x = self.point(p)?;
+                let t = self.model.df(2);
+                SV::M(self.g.import(&self.model.graph, &t, &x))
+            }
+            ExprKind::Neg(a) => {
+                let a = self.eval(a)?;
+                self.map(a, |g, x| g.neg(x))
+            }
+            ExprKind::Bin(op, a, b) => {
+                let (a, b) = (self.eval(a)?, self.eval(b)?);
+                self.binary(*op, a, b)?
+            }
+            ExprKind::Call(f, args) => {
+                let vals = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.call(*f, vals)?
+            }
+        })
+    }
+
+    fn map(&mut self, v: SV, f: impl Fn(&mut Graph, Id) -> Id) -> SV {
+        let g = &mut self.g;
+        match v {
+            SV::S(x) => SV::S(f(g, x)),
+            SV::V(x) => SV::V(x.into_iter().map(|x| f(g, x)).collect()),
+            SV::M(x) => SV::M(x.into_iter().map(|x| f(g, x)).collect()),
+        }
+    }
+
+    fn zip(&mut self, a: SV, b: SV, f: impl Fn(&mut Graph, Id, Id) -> Id) -> Result<SV, String> {
+        let g = &mut self.g;
+        Ok(match (a, b) {
+            (SV::S(x), SV::S(y)) => SV::S(f(g, x, y)),
+            (SV::S(x), SV::V(y)) => SV::V(y.into_iter().map(|y| f(g, x, y)).collect()),
+            (SV::V(x), SV::S(y)) => SV::V(x.into_iter().map(|x| f(g, x, y)).collect()),
+            (SV::S(x), SV::M(y)) => SV::M(y.into_iter().map(|y| f(g, x, y)).collect()),
+            (SV::M(x), SV::S(y)) => SV::M(x.into_iter().map(|x| f(g, x, y)).collect()),
+            (SV::V(x), SV::V(y)) if x.len() == y.len() => {
+                SV::V(x.into_iter().zip(y).map(|(x, y)| f(g, x, y)).collect())
+            }
+            (SV::M(x), SV::M(y)) if x.len() == y.len() => {
+                SV::M(x.into_iter().zip(y).map(|(x, y)| f(g, x, y)).collect())
+            }
+            _ => return Err("operands of mismatched shapes".into()),
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, a: SV, b: SV) -> Result<SV, String> {
+        let d = self.d;
+        match op {
+            BinOp::Add => self.zip(a, b, |g, x, y| g.add(x, y)),
+            BinOp::Sub => self.zip(a, b, |g, x, y| g.sub(x, y)),
+            BinOp::Mul => self.zip(a, b, |g, x, y| g.mul(x, y)),
+            BinOp::Div => self.zip(a, b, |g, x, y| g.div(x, y)),
+            BinOp::Pow => self.zip(a, b, |g, x, y| g.binary(Binary::Pow, x, y)),
+            BinOp::MatMul => {
+                let g = &mut self.g;
+                let mut dot = |pairs: Vec<(Id, Id)>| {
+                    let p: Vec<Id> = pairs.into_iter().map(|(a, b)| g.mul(a, b)).collect();
+                    g.sum(p)
+                };
+                Ok(match (a, b) {
+                    (SV::M(m), SV::V(v)) => SV::V(
+                        (0..d)
+                            .map(|i| dot((0..d).map(|j| (m[i * d + j], v[j])).collect()))
+                            .collect(),
+                    ),
+                    (SV::V(v), SV::M(m)) => SV::V(
+                        (0..d)
+                            .map(|j| dot((0..d).map(|i| (v[i], m[i * d + j])).collect()))
+                            .collect(),
+                    ),
+                    (SV::M(a), SV::M(b)) => SV::M(
+                        (0..d * d)
+                            .map(|ij| {
+                                let (i, j) = (ij / d, ij % d);
+                                dot((0..d).map(|k| (a[i * d + k], b[k * d + j])).collect())
+                            })
+                            .collect(),
+                    ),
+                    _ => return Err("`@` takes matrices and vectors".into()),
+                })
+            }
+        }
+    }
+
+    fn call(&mut self, f: Func, mut args: Vec<SV>) -> Result<SV, String> {
+        let one = args
+            .pop()
+            .ok_or_else(|| format!("`{}` needs an argument", f.name()))?;
+        Ok(match f {
+            Func::Sqrt => self.map(one, |g, x| g.unary(Unary::Sqrt, x)),
+            Func::Exp => self.map(one, |g, x| g.unary(Unary::Exp, x)),
+            Func::Log => self.map(one, |g, x| g.unary(Unary::Log, x)),
+            Func::Abs => self.map(one, |g, x| g.unary(Unary::Abs, x)),
+            Func::Norm => match one {
+                SV::V(x) => {
+                    let sq: Vec<Id> = x.iter().map(|&c| self.g.powi(c, 2)).collect();
+                    let s = self.g.sum(sq);
+                    SV::S(self.g.unary(Unary::Sqrt, s))
+                }
+                _ => return Err("`norm` takes a vector".into()),
+            },
+            Func::Dot => match (args.pop(), one) {
+                (Some(SV::V(a)), SV::V(b)) if a.len() == b.len() => {
+                    let p: Vec<Id> = a.iter().zip(&b).map(|(&x, &y)| self.g.mul(x, y)).collect();
+                    SV::S(self.g.sum(p))
+                }
+                _ => return Err("`dot` takes two vectors of one length".into()),
+            },
+        })
+    }
+}
+
+/// The values of an SME's coefficient symbols, by symbol number: the dimension, the
+/// small parameter, the hyperparameters, and opaque constants such as `sqrt(c)` (read
+/// back from their printed names).
+pub fn symbol_values(
+    sme: &Sme,
+    dim: usize,
+    nums: &Numbers,
+    small_name: &str,
+) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for i in 0.. {
+        let Some(name) = sme.symbols.try_name(i) else {
+            break;
+        };
+        let v = if i == sme.dim as usize {
+            dim as f64
+        } else if name == small_name {
+            nums.small
+        } else if let Some(v) = nums.hypers.get(name) {
+            *v
+        } else {
+            let e = crate::syntax::parse_expr(name)
+                .map_err(|_| format!("no value for the symbol `{name}`"))?;
+            let mut g = Graph::new();
+            let mut scope: problem::expr::Scope = BTreeMap::new();
+            for (h, v) in &nums.hypers {
+                scope.insert(h.clone(), problem::expr::PV::S(g.constant(*v)));
+            }
+            scope.insert(
+                small_name.to_string(),
+                problem::expr::PV::S(g.constant(nums.small)),
+            );
+            problem::expr::constant(&mut g, &e, &scope, "a constant")
+                .map_err(|_| format!("no value for the symbol `{name}`"))?
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// An SME compiled: one Euler–Maruyama substep as a tape, and its drift and factor.
+///
+/// Tape inputs: the state (layout slots `0..n`), the Brownian increments `dW`
+/// (`n..2n`), the substep `δ` (`2n`). Outputs: `Z + b(Z) δ + L(Z) dW`, with `L` the
+/// lower Cholesky factor of the SME's `D = σσᵀ`.
+#[derive(Debug, Clone)]
+pub struct SdeProgram {
+    pub tape: Tape,
+    pub n: usize,
+    pub graph: Graph,
+    /// `b(Z)`, `n` nodes over the state inputs.
+    pub drift: Vec<Id>,
+    /// `D(Z)`, `n × n` row-major.
+    pub diffusion: Vec<Id>,
+    /// `L(Z)`, `n × n` row-major, lower triangular.
+    pub factor: Vec<Id>,
+    /// Whether `D` is the same at every state (additive noise).
+    pub additive: bool,
+    /// The time one optimizer step represents.
+    pub tau: f64,
+}
+
+/// Compiles a derived SME on the problem's model.
+pub fn compile_sde(
+    sme: &Sme,
+    model: &mut Model,
+    layout: &Layout,
+    syms: &[f64],
+) -> Result<SdeProgram, String> {
+    let d = model.dim;
+    let n = layout.n;
+    let mut g = Graph::new();
+    let z: Vec<Id> = (0..n).map(|i| g.input(i as u32)).collect();
+    // Each SME variable's slots.
+    let slots: Vec<(usize, usize)> = sme
+        .vars
+        .iter()
+        .enumerate()
+        .map(|(v, info)| {
+            if sme.clock == Some(v) {
+                layout.find("t").ok_or("the layout has no clock")
+            } else {
+                layout
+                    .find(&info.name)
+                    .ok_or("a variable of the SME is not in the layout")
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let x: Vec<Id> = z[slots[0].0..slots[0].0 + d].to_vec();
+    let mut sc = Scalarizer {
+        g: &mut g,
+        model,
+        sme,
+        syms,
+        z: &z,
+        slots: &slots,
+        x: &x,
+        d,
+        tensors: HashMap::new(),
+    };
+    let mut drift = vec![sc.g.constant(0.0); n];
+    for (v, b) in sme.drift.iter().enumerate() {
+        let vals = sc.texpr(b)?;
+        let (off, len) = slots[v];
+        if vals.len() != len {
+            return Err(format!(
+                "the drift of `{}` has {} components, expected {len}",
+                sme.vars[v].name,
+                vals.len()
+            ));
+        }
+        drift[off..off + len].copy_from_slice(&vals);
+    }
+    let zero = sc.g.constant(0.0);
+    let mut dmat = vec![zero; n * n];
+    for block in &sme.diffusion {
+        let vals = sc.texpr(&block.expr)?;
+        let (ro, rl) = slots[block.rows];
+        let (co, cl) = slots[block.cols];
+        if vals.len() != rl * cl {
+            return Err("a diffusion block has the wrong size".into());
+        }
+        for i in 0..rl {
+            for j in 0..cl {
+                let v = vals[i * cl + j];
+                dmat[(ro + i) * n + co + j] = v;
+                dmat[(co + j) * n + ro + i] = v;
+            }
+        }
+    }
+    let rows: Vec<Vec<Id>> = (0..n).map(|i| dmat[i * n..(i + 1) * n].to_vec()).collect();
+    let l = problem::cholesky(&mut g, &rows);
+    let factor: Vec<Id> = l.iter().flatten().copied().collect();
+    let additive = !factor.iter().any(|&f| g.reads_inputs(f));
+    let delta = g.input((2 * n) as u32);
+    let mut outputs = Vec::with_capacity(n);
+    for i in 0..n {
+        let bd = g.mul(drift[i], delta);
+        let mut terms = vec![z[i], bd];
+        for j in 0..=i {
+            let dw = g.input((n + j) as u32);
+            terms.push(g.mul(l[i][j], dw));
+        }
+        outputs.push(g.sum(terms));
+    }
+    g.check_size()
+        .map_err(|_| "the compiled SME is too large".to_string())?;
+    let tape = Tape::compile(&g, &outputs, 2 * n + 1);
+    let tau = sme
+        .time
+        .eval(&|s: Sym| syms.get(s as usize).copied().unwrap_or(f64::NAN));
+    Ok(SdeProgram {
+        tape,
+        n,
+        graph: g,
+        drift,
+        diffusion: dmat,
+        factor,
+        additive,
+        tau,
+    })
+}
+
+struct Scalarizer<'a> {
+    g: &'a mut Graph,
+    model: &'a mut Model,
+    sme: &'a Sme,
+    syms: &'a [f64],
+    z: &'a [Id],
+    slots: &'a [(usize, usize)],
+    x: &'a [Id],
+    d: usize,
+    tensors: HashMap<Kind, Vec<Id>>,
+}
+
+impl Scalarizer<'_> {
+    fn tensor(&mut self, kind: Kind) -> Result<Vec<Id>, String> {
+        if let Some(t) = self.tensors.get(&kind) {
+            return Ok(t.clone());
+        }
+        let t = match kind {
+            Kind::DF(k) => self.model.df(k as usize),
+            Kind::Moment { r, d } => self.model.moment(r as usize, d as usize),
+            _ => return Err("not a tensor factor".into()),
+        };
+        let t = self.g.import(&self.model.graph, &t, self.x);
+        self.tensors.insert(kind, t.clone());
+        Ok(t)
+    }
+
+    /// The components of `e`, row-major over its free indices.
+    fn texpr(&mut self, e: &TExpr) -> Result<Vec<Id>, String> {
+        let d = self.d;
+        let free = e.free as usize;
+        let mut acc: Vec<Vec<Id>> = vec![Vec::new(); d.pow(free as u32)];
+        for (term, c) in &e.terms {
+            let coef = c.eval(&|s: Sym| self.syms.get(s as usize).copied().unwrap_or(f64::NAN));
+            if !coef.is_finite() {
+                return Err("a coefficient has no value".into());
+            }
+            if coef == 0.0 {
+                continue;
+            }
+            let mut labels: Vec<Label> = (0..e.free).collect();
+            for a in &term.atoms {
+                for &l in &a.idx {
+                    if !labels.contains(&l) {
+                        labels.push(l);
+                    }
+                }
+            }
+            let mut slot = [usize::MAX; 256];
+            for (k, &l) in labels.iter().enumerate() {
+                slot[l as usize] = k;
+            }
+            // Resolve tensors once per term.
+            for a in &term.atoms {
+                if matches!(a.kind, Kind::DF(_) | Kind::Moment { .. }) {
+                    self.tensor(a.kind)?;
+                }
+            }
+            let total = d.pow(labels.len() as u32);
+            let mut vals = vec![0usize; labels.len()];
+            'assign: for _ in 0..total {
+                let at = |l: Label, vals: &[usize]| vals[slot[l as usize]];
+                let mut factors: Vec<Id> = Vec::with_capacity(term.atoms.len());
+                for a in &term.atoms {
+                    let node = match a.kind {
+                        Kind::DF(_) | Kind::Moment { .. } => {
+                            let t = &self.tensors[&a.kind];
+                            let pos = a.idx.iter().fold(0, |acc, &l| acc * d + at(l, &vals));
+                            t[pos]
+                        }
+                        Kind::State(v) => {
+                            let (off, _) = self.slots[v as usize];
+                            if a.idx.is_empty() {
+                                self.z[off]
+                            } else {
+                                self.z[off + at(a.idx[0], &vals)]
+                            }
+                        }
+                        Kind::One => continue,
+                        Kind::Delta => {
+                            if at(a.idx[0], &vals) != at(a.idx[1], &vals) {
+                                advance(&mut vals, d);
+                                continue 'assign;
+                            }
+                            continue;
+                        }
+                        Kind::Elem(id) => {
+                            let f = self
+                                .sme
+                                .elem
+                                .functions
+                                .get(id as usize)
+                                .ok_or("an unknown elementwise function")?
+                                .clone();
+                            let i = a.idx.first().map(|&l| at(l, &vals));
+                            self.fexpr(&f, i)?
+                        }
+                        Kind::Noise { .. } | Kind::Disp(_) => {
+                            return Err("a noise or displacement factor in a derived SME".into())
+                        }
+                    };
+                    factors.push(node);
+                }
+                let mut p = self.g.constant(coef);
+                for f in factors {
+                    p = self.g.mul(p, f);
+                }
+                let pos = vals[..free].iter().fold(0, |acc, &i| acc * d + i);
+                acc[pos].push(p);
+                advance(&mut vals, d);
+            }
+            self.g
+                .check_size()
+                .map_err(|_| "the compiled SME is too large".to_string())?;
+        }
+        Ok(acc.into_iter().map(|t| self.g.sum(t)).collect())
+    }
+
+    fn fexpr(&mut self, f: &FExpr, i: Option<usize>) -> Result<Id, String> {
+        Ok(match f {
+            FExpr::Const(c) => {
+                let v = c.eval(&|s: Sym| self.syms.get(s as usize).copied().unwrap_or(f64::NAN));
+                self.g.constant(v)
+            }
+            FExpr::Var(v) => {
+                let (off, _) = self.slots[*v as usize];
+                if self.sme.vars[*v as usize].scalar {
+                    self.z[off]
+                } else {
+                    self.z[off + i.ok_or("a vector state read without an index")?]
+                }
+            }
+            FExpr::Sum(items) => {
+                let v = items
+                    .iter()
+                    .map(|x| self.fexpr(x, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.g.sum(v)
+            }
+            FExpr::Prod(items) => {
+                let mut p = self.g.constant(1.0);
+                for x in items {
+                    let n = self.fexpr(x, i)?;
+                    p = self.g.mul(p, n);
+                }
+                p
+            }
+            FExpr::Pow(b, q) => {
+                let b = self.fexpr(b, i)?;
+                if q.is_integer() {
+                    self.g
+                        .powi(b, q.to_integer().to_i32().ok_or("a power out of range")?)
+                } else {
+                    let e = self.g.constant(q.to_f64().ok_or("a power out of range")?);
+                    self.g.binary(Binary::Pow, b, e)
+                }
+            }
+            FExpr::Exp(a) => {
+                let a = self.fexpr(a, i)?;
+                self.g.unary(Unary::Exp, a)
+            }
+            FExpr::Log(a) => {
+                let a = self.fexpr(a, i)?;
+                self.g.unary(Unary::Log, a)
+            }
+        })
+    }
+}
+
+fn advance(idx: &mut [usize], dim: usize) {
+    for i in idx.iter_mut().rev() {
+        *i += 1;
+        if *i < dim {
+            return;
+        }
+        *i = 0;
+    }
+}
+
+/// Test functions φ over the layout's state: one tape, inputs the state slots.
+pub fn compile_observables(
+    problem: &problem::Problem,
+    layout: &Layout,
+) -> Result<(Tape, Graph, Vec<Id>), Box<crate::Diagnostic>> {
+    let mut g = Graph::new();
+    let mut scope: problem::expr::Scope = BTreeMap::new();
+    for (k, v) in &problem.constants {
+        scope.insert(k.clone(), problem::expr::PV::S(g.constant(*v)));
+    }
+    for ((name, off, len), &scalar) in layout.vars.iter().zip(&layout.scalar) {
+        let ids: Vec<Id> = (*off..off + len).map(|i| g.input(i as u32)).collect();
+        let v = if scalar {
+            problem::expr::PV::S(ids[0])
+        } else {
+            problem::expr::PV::V(ids)
+        };
+        scope.insert(name.clone(), v);
+    }
+    let mut outs = Vec::new();
+    for o in &problem.observables {
+        match problem::expr::build(&mut g, &o.expr, &scope)? {
+            problem::expr::PV::S(id) => outs.push(id),
+            other => {
+                return Err(Box::new(
+                    crate::Diagnostic::new(
+                        crate::Code::Shape,
+                        o.expr.span,
+                        format!("a test function must be a number, this is {}", other.kind()),
+                    )
+                    .label("not a scalar")
+                    .hint("sum the components (`sum(x^2)`) or pick one (`x[1]`)"),
+                ))
+            }
+        }
+    }
+    let tape = Tape::compile(&g, &outs, layout.n);
+    Ok((tape, g, outs))
+}

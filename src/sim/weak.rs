@@ -1,0 +1,567 @@
+//! Weak error by simulation: the optimizer and its SMEs side by side, path by path.
+//!
+//! For one value η of the small parameter, `N = round(T/τ)` optimizer steps are run on
+//! every path, and for each SME the SDE over the same time `Nτ`, by Euler–Maruyama with
+//! `K` substeps per optimizer step. The SDE's own bias is removed by Richardson
+//! extrapolation: the same Brownian path is also integrated with `K/2` and `K/4`
+//! substeps (pairs and quadruples of increments summed), `R = 2 X^K − X^{K/2}` has
+//! bias `O((τ/K)²)`, and `(R − R')/3` with `R' = 2 X^{K/2} − X^{K/4}` estimates that
+//! bias; it is reported beside the weak error it must be far below.
+//!
+//! Coupling: the optimizer's standard normals `z` also drive the SDE. At the start the
+//! optimizer's noise enters a step as `J z` (`J` = ∂step/∂z), the SDE's as `L ΔW` with
+//! `L Lᵀ = D`; `C = L⁺J/√τ` maps `z` to the Brownian increment that matches it. `C` is
+//! made a contraction (singular values capped at 1) and completed by fresh normals, so
+//! `ΔW = √τ (C z + R y)` is exactly `N(0, τ I)` whatever `C` is: the coupling changes
+//! variances, never laws. The increments of the substeps are the Brownian bridge
+//! through `ΔW`.
+//!
+//! Paths run in blocks of [`LANES`]; block `b` draws from stream `b` of the seed, and
+//! block results are added in block order, so the numbers do not depend on the thread
+//! count.
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over matrix rows and columns read as the formulas do"
+)]
+
+use super::compile::{Layout, SdeProgram, StepProgram};
+use super::rng::Streams;
+use crate::numeric::exact::{eigh, M};
+use crate::numeric::graph::Graph;
+use crate::numeric::tape::{Tape, LANES};
+use rayon::prelude::*;
+
+/// Everything one η needs, compiled.
+pub struct Plan {
+    pub eta: f64,
+    pub steps: usize,
+    pub tau: f64,
+    pub layout: Layout,
+    pub step: StepProgram,
+    /// Per SME order: the program and its coupling.
+    pub sdes: Vec<(u32, SdeProgram, Coupling)>,
+    pub observables: Tape,
+    /// The start state (layout slots; the clock at 0).
+    pub start: Vec<f64>,
+    /// Substeps per optimizer step (a multiple of 4).
+    pub substeps: usize,
+}
+
+/// How the optimizer's normals drive one SDE's Brownian motion: `w = C z + R y`.
+#[derive(Debug, Clone)]
+pub struct Coupling {
+    /// `n × kz`.
+    pub c: M,
+    /// `n × n`, or empty when `C` already has orthonormal rows where it matters.
+    pub r: M,
+}
+
+/// The coupling of an SDE to the optimizer at the start state.
+pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -> Coupling {
+    let n = sde.n;
+    let kz = step.samples * step.draws;
+    // J = ∂ step / ∂ z at z = 0, counter 0.
+    let mut g: Graph = step.graph.clone();
+    let mut inputs = vec![0.0; step.n_inputs()];
+    inputs[..step.n_state].copy_from_slice(&start[..step.n_state]);
+    let mut j: M = vec![vec![0.0; kz]; n];
+    for col in 0..kz {
+        let (s, q) = (col / step.draws.max(1), col % step.draws.max(1));
+        let ders = g.diff_all(&step.outputs, step.normal_input(s, q) as u32);
+        let vals = g.eval(&ders, &inputs);
+        for (row, v) in vals.into_iter().enumerate() {
+            j[row][col] = v;
+        }
+    }
+    let l_flat = sde.graph.eval(&sde.factor, start);
+    let l: M = (0..n)
+        .map(|i| l_flat[i * n..(i + 1) * n].to_vec())
+        .collect();
+    // C = (LᵀL)⁺ Lᵀ J / √τ.
+    let ltl: M = (0..n)
+        .map(|a| {
+            (0..n)
+                .map(|b| (0..n).map(|i| l[i][a] * l[i][b]).sum())
+                .collect()
+        })
+        .collect();
+    let (lam, v) = eigh(&ltl);
+    let top = lam.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let pinv: M = (0..n)
+        .map(|a| {
+            (0..n)
+                .map(|b| {
+                    (0..n)
+                        .filter(|&k| lam[k] > 1e-12 * top && top > 0.0)
+                        .map(|k| v[a][k] * v[b][k] / lam[k])
+                        .sum()
+                })
+                .collect()
+        })
+        .collect();
+    let ltj: M = (0..n)
+        .map(|a| {
+            (0..kz)
+                .map(|c| (0..n).map(|i| l[i][a] * j[i][c]).sum())
+                .collect()
+        })
+        .collect();
+    let scale = 1.0 / tau.sqrt();
+    let c: M = (0..n)
+        .map(|a| {
+            (0..kz)
+                .map(|q| scale * (0..n).map(|b| pinv[a][b] * ltj[b][q]).sum::<f64>())
+                .collect()
+        })
+        .collect();
+    // Contraction and completion: C C ᵀ = U S² Uᵀ.
+    let cct: M = (0..n)
+        .map(|a| {
+            (0..n)
+                .map(|b| (0..kz).map(|q| c[a][q] * c[b][q]).sum())
+                .collect()
+        })
+        .collect();
+    let (s2, u) = eigh(&cct);
+    let shrink: Vec<f64> = s2
+        .iter()
+        .map(|&x| if x > 1.0 { 1.0 / x.sqrt() } else { 1.0 })
+        .collect();
+    let rest: Vec<f64> = s2
+        .iter()
+        .map(|&x| (1.0 - x.clamp(0.0, 1.0)).sqrt())
+        .collect();
+    let sym = |w: &[f64]| -> M {
+        (0..n)
+            .map(|a| {
+                (0..n)
+                    .map(|b| (0..n).map(|k| u[a][k] * w[k] * u[b][k]).sum())
+                    .collect()
+            })
+            .collect()
+    };
+    let p = sym(&shrink);
+    let c2: M = (0..n)
+        .map(|a| {
+            (0..kz)
+                .map(|q| (0..n).map(|b| p[a][b] * c[b][q]).sum())
+                .collect()
+        })
+        .collect();
+    let r = if rest.iter().all(|&x| x < 1e-7) {
+        Vec::new()
+    } else {
+        sym(&rest)
+    };
+    Coupling { c: c2, r }
+}
+
+/// Sums over paths of one quantity: count, Σx, Σx².
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Acc {
+    pub n: f64,
+    pub s: f64,
+    pub s2: f64,
+}
+
+impl Acc {
+    fn push(&mut self, x: f64) {
+        self.n += 1.0;
+        self.s += x;
+        self.s2 += x * x;
+    }
+    fn merge(&mut self, o: &Acc) {
+        self.n += o.n;
+        self.s += o.s;
+        self.s2 += o.s2;
+    }
+    pub fn mean(&self) -> f64 {
+        self.s / self.n
+    }
+    pub fn var(&self) -> f64 {
+        if self.n < 2.0 {
+            return f64::NAN;
+        }
+        let m = self.mean();
+        ((self.s2 - self.n * m * m) / (self.n - 1.0)).max(0.0)
+    }
+    /// The standard error of the mean.
+    pub fn se(&self) -> f64 {
+        (self.var() / self.n).sqrt()
+    }
+}
+
+/// Per SME order and test function.
+#[derive(Debug, Clone, Default)]
+pub struct OrderStats {
+    /// `φ(z_N) − R` per path (the weak error's estimator).
+    pub err: Acc,
+    /// `R − R'` per path (3× the extrapolated SDE's bias).
+    pub disc: Acc,
+    /// `R` per path.
+    pub sde: Acc,
+}
+
+/// Where a run stopped being finite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Divergence {
+    /// The first step (1-based) at which some path was not finite.
+    pub step: usize,
+    /// How many paths were not finite at the end.
+    pub paths: usize,
+}
+
+/// The results of one η.
+#[derive(Debug, Clone)]
+pub struct EtaStats {
+    pub eta: f64,
+    pub steps: usize,
+    /// φ(z_N) of the optimizer, per test function.
+    pub opt: Vec<Acc>,
+    /// `[order][observable]`.
+    pub orders: Vec<Vec<OrderStats>>,
+    pub opt_divergence: Option<Divergence>,
+    /// Per order.
+    pub sde_divergence: Vec<Option<Divergence>>,
+    pub paths: usize,
+}
+
+#[derive(Debug, Clone)]
+struct BlockOut {
+    opt: Vec<Acc>,
+    orders: Vec<Vec<OrderStats>>,
+    opt_bad: (Option<usize>, usize),
+    sde_bad: Vec<(Option<usize>, usize)>,
+}
+
+/// Runs `paths` paths (rounded up to whole blocks) of the plan. `progress` is called
+/// with the number of blocks done after each block.
+pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
+    let blocks = paths.div_ceil(LANES).max(1);
+    let streams = Streams::new(seed);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let outs: Vec<BlockOut> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let out = block(plan, &streams, b as u64);
+            let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(k);
+            out
+        })
+        .collect();
+    let n_obs = plan.observables.n_outputs();
+    let mut opt = vec![Acc::default(); n_obs];
+    let mut orders = vec![vec![OrderStats::default(); n_obs]; plan.sdes.len()];
+    let mut opt_div: Option<Divergence> = None;
+    let mut sde_div: Vec<Option<Divergence>> = vec![None; plan.sdes.len()];
+    let note = |d: &mut Option<Divergence>, bad: (Option<usize>, usize)| {
+        if let Some(step) = bad.0 {
+            let e = d.get_or_insert(Divergence { step, paths: 0 });
+            e.step = e.step.min(step);
+            e.paths += bad.1;
+        }
+    };
+    for o in &outs {
+        for (a, b) in opt.iter_mut().zip(&o.opt) {
+            a.merge(b);
+        }
+        for (ord, bo) in orders.iter_mut().zip(&o.orders) {
+            for (a, b) in ord.iter_mut().zip(bo) {
+                a.err.merge(&b.err);
+                a.disc.merge(&b.disc);
+                a.sde.merge(&b.sde);
+            }
+        }
+        note(&mut opt_div, o.opt_bad);
+        for (d, bad) in sde_div.iter_mut().zip(&o.sde_bad) {
+            note(d, *bad);
+        }
+    }
+    EtaStats {
+        eta: plan.eta,
+        steps: plan.steps,
+        opt,
+        orders,
+        opt_divergence: opt_div,
+        sde_divergence: sde_div,
+        paths: blocks * LANES,
+    }
+}
+
+/// Copies the output registers of a tape into the input registers of the state.
+fn write_back(tape: &Tape, regs: &mut [f64], n: usize, tmp: &mut [f64]) {
+    for i in 0..n {
+        let r = tape.output_reg(i);
+        tmp[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
+    }
+    for i in 0..n {
+        if let Some(r) = tape.input_reg(i) {
+            regs[r * LANES..(r + 1) * LANES].copy_from_slice(&tmp[i * LANES..(i + 1) * LANES]);
+        }
+    }
+}
+
+fn set_input(tape: &Tape, regs: &mut [f64], i: usize, v: &[f64]) {
+    if let Some(r) = tape.input_reg(i) {
+        regs[r * LANES..(r + 1) * LANES].copy_from_slice(v);
+    }
+}
+
+fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
+    if let Some(r) = tape.input_reg(i) {
+        regs[r * LANES..(r + 1) * LANES].fill(v);
+    }
+}
+
+/// The current state (all `n` slots) of a tape's register file into `out`: slots the
+/// tape never reads keep their start value in `keep`.
+fn read_state(tape: &Tape, regs: &[f64], n: usize, keep: &[f64], out: &mut [f64]) {
+    for i in 0..n {
+        match tape.input_reg(i) {
+            Some(r) => {
+                out[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES])
+            }
+            None => {
+                out[i * LANES..(i + 1) * LANES].copy_from_slice(&keep[i * LANES..(i + 1) * LANES])
+            }
+        }
+    }
+}
+
+/// One SDE integrated at one level: its registers and the slots it does not read
+/// (advanced by hand: they have zero drift and noise only if unread, which a derived
+/// SME guarantees for no variable, so they are carried as the tape's outputs).
+struct Level {
+    regs: Vec<f64>,
+    /// The state, mirrored (the tape's outputs are the truth; this holds unread slots).
+    state: Vec<f64>,
+    /// Increment accumulator for this level's substep.
+    dw: Vec<f64>,
+}
+
+fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
+    let mut rng = streams.stream(b);
+    let step = &plan.step;
+    let n_rule = step.n_state;
+    let n = plan.layout.n;
+    let kz = step.samples * step.draws;
+    let k_sub = plan.substeps;
+    let tau = plan.tau;
+    let n_obs = plan.observables.n_outputs();
+    // Optimizer.
+    let mut oregs = step.tape.registers();
+    let mut tmp = vec![0.0; n.max(1) * LANES];
+    let mut ostate = vec![0.0; n * LANES];
+    for i in 0..n {
+        ostate[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
+    }
+    for i in 0..n_rule {
+        fill_input(&step.tape, &mut oregs, i, plan.start[i]);
+    }
+    // SDEs: three levels each (K, K/2, K/4 substeps).
+    let mut levels: Vec<[Level; 3]> = plan
+        .sdes
+        .iter()
+        .map(|(_, sde, _)| {
+            std::array::from_fn(|_| {
+                let mut regs = sde.tape.registers();
+                let mut state = vec![0.0; n * LANES];
+                for i in 0..n {
+                    fill_input(&sde.tape, &mut regs, i, plan.start[i]);
+                    state[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
+                }
+                Level {
+                    regs,
+                    state,
+                    dw: vec![0.0; n * LANES],
+                }
+            })
+        })
+        .collect();
+    let mut z = vec![0.0; kz.max(1) * LANES];
+    let mut y = vec![0.0; n * LANES];
+    let mut bridge = vec![0.0; k_sub * n * LANES];
+    let mut w = vec![0.0; n * LANES];
+    let mut opt_bad: Option<usize> = None;
+    let mut sde_bad: Vec<Option<usize>> = vec![None; plan.sdes.len()];
+    let sqrt_tau = tau.sqrt();
+    let sub_sd = (tau / k_sub as f64).sqrt();
+    for k in 0..plan.steps {
+        // The optimizer.
+        rng.fill_normal(&mut z[..kz * LANES]);
+        fill_input(&step.tape, &mut oregs, step.counter_input(), k as f64);
+        for s in 0..step.samples {
+            for q in 0..step.draws {
+                let col = s * step.draws + q;
+                set_input(
+                    &step.tape,
+                    &mut oregs,
+                    step.normal_input(s, q),
+                    &z[col * LANES..(col + 1) * LANES],
+                );
+            }
+        }
+        step.tape.run(&mut oregs);
+        if opt_bad.is_none() {
+            for i in 0..n_rule {
+                let r = step.tape.output_reg(i);
+                if oregs[r * LANES..(r + 1) * LANES]
+                    .iter()
+                    .any(|v| !v.is_finite())
+                {
+                    opt_bad = Some(k + 1);
+                    break;
+                }
+            }
+        }
+        // The state the observables read: the outputs become the next inputs.
+        for i in 0..n_rule {
+            let r = step.tape.output_reg(i);
+            ostate[i * LANES..(i + 1) * LANES].copy_from_slice(&oregs[r * LANES..(r + 1) * LANES]);
+        }
+        write_back(&step.tape, &mut oregs, n_rule, &mut tmp);
+        // The Brownian bridge normals, shared by every SME.
+        rng.fill_normal(&mut bridge);
+        for (o, (_, sde, cp)) in plan.sdes.iter().enumerate() {
+            // w = C z + R y.
+            w.fill(0.0);
+            for a in 0..n {
+                let wa = &mut w[a * LANES..(a + 1) * LANES];
+                for (q, &c) in cp.c[a].iter().enumerate() {
+                    if c != 0.0 {
+                        let zq = &z[q * LANES..(q + 1) * LANES];
+                        for (o, &zz) in wa.iter_mut().zip(zq) {
+                            *o += c * zz;
+                        }
+                    }
+                }
+            }
+            if !cp.r.is_empty() {
+                rng.fill_normal(&mut y);
+                for a in 0..n {
+                    for c2 in 0..n {
+                        let r = cp.r[a][c2];
+                        if r != 0.0 {
+                            for l in 0..LANES {
+                                w[a * LANES + l] += r * y[c2 * LANES + l];
+                            }
+                        }
+                    }
+                }
+            }
+            // Bridge means per slot.
+            let mut mean = vec![0.0; n * LANES];
+            for i in 0..k_sub {
+                for (m, &u) in mean
+                    .iter_mut()
+                    .zip(&bridge[i * n * LANES..(i + 1) * n * LANES])
+                {
+                    *m += u;
+                }
+            }
+            for m in &mut mean {
+                *m /= k_sub as f64;
+            }
+            let lv = &mut levels[o];
+            for (lvl, level) in lv.iter_mut().enumerate() {
+                let group = 1 << lvl; // substeps of the fine grid per substep here
+                let subs = k_sub / group;
+                let delta = tau / subs as f64;
+                fill_input(&sde.tape, &mut level.regs, 2 * n, delta);
+                for s in 0..subs {
+                    // dW = Σ over the group of fine increments.
+                    level.dw.fill(0.0);
+                    for i in s * group..(s + 1) * group {
+                        let u = &bridge[i * n * LANES..(i + 1) * n * LANES];
+                        for idx in 0..n * LANES {
+                            level.dw[idx] +=
+                                sqrt_tau * w[idx] / k_sub as f64 + sub_sd * (u[idx] - mean[idx]);
+                        }
+                    }
+                    for a in 0..n {
+                        set_input(
+                            &sde.tape,
+                            &mut level.regs,
+                            n + a,
+                            &level.dw[a * LANES..(a + 1) * LANES],
+                        );
+                    }
+                    sde.tape.run(&mut level.regs);
+                    write_back(&sde.tape, &mut level.regs, n, &mut tmp);
+                }
+                for i in 0..n {
+                    let r = sde.tape.output_reg(i);
+                    level.state[i * LANES..(i + 1) * LANES]
+                        .copy_from_slice(&level.regs[r * LANES..(r + 1) * LANES]);
+                }
+                if sde_bad[o].is_none() && level.state.iter().any(|v| !v.is_finite()) {
+                    sde_bad[o] = Some(k + 1);
+                }
+            }
+        }
+    }
+    // The optimizer's clock slot (if any) is the time it has run.
+    if plan.layout.clock {
+        ostate[(n - 1) * LANES..n * LANES].fill(plan.steps as f64 * tau);
+    }
+    // Observables.
+    let obs = &plan.observables;
+    let mut obs_regs = obs.registers();
+    let mut eval_obs = |state: &[f64]| -> Vec<f64> {
+        for i in 0..n {
+            set_input(obs, &mut obs_regs, i, &state[i * LANES..(i + 1) * LANES]);
+        }
+        obs.run(&mut obs_regs);
+        let mut out = vec![0.0; n_obs * LANES];
+        for j in 0..n_obs {
+            let r = obs.output_reg(j);
+            out[j * LANES..(j + 1) * LANES].copy_from_slice(&obs_regs[r * LANES..(r + 1) * LANES]);
+        }
+        out
+    };
+    let a = eval_obs(&ostate);
+    let mut opt = vec![Acc::default(); n_obs];
+    let finite_lane = |v: &[f64], l: usize| (0..n_obs).all(|j| v[j * LANES + l].is_finite());
+    let mut opt_bad_paths = 0;
+    for l in 0..LANES {
+        if !finite_lane(&a, l) {
+            opt_bad_paths += 1;
+            continue;
+        }
+        for (j, acc) in opt.iter_mut().enumerate() {
+            acc.push(a[j * LANES + l]);
+        }
+    }
+    let mut orders = Vec::new();
+    let mut sde_bad_out = Vec::new();
+    for (o, lv) in levels.iter().enumerate() {
+        let vals: Vec<Vec<f64>> = lv.iter().map(|level| eval_obs(&level.state)).collect();
+        let mut stats = vec![OrderStats::default(); n_obs];
+        let mut bad = 0;
+        for l in 0..LANES {
+            if !finite_lane(&a, l) || vals.iter().any(|v| !finite_lane(v, l)) {
+                bad += 1;
+                continue;
+            }
+            for (j, st) in stats.iter_mut().enumerate() {
+                let at = j * LANES + l;
+                let (f, m, c) = (vals[0][at], vals[1][at], vals[2][at]);
+                let r = 2.0 * f - m;
+                let r2 = 2.0 * m - c;
+                st.err.push(a[at] - r);
+                st.disc.push(r - r2);
+                st.sde.push(r);
+            }
+        }
+        orders.push(stats);
+        sde_bad_out.push((sde_bad[o], bad));
+    }
+    let _ = read_state;
+    BlockOut {
+        opt,
+        orders,
+        opt_bad: (opt_bad, opt_bad_paths),
+        sde_bad: sde_bad_out,
+    }
+}
