@@ -107,8 +107,10 @@ pub fn prepare(
             crate::derive::derive(&rule, &crate::Options { order: p }).map_err(Error::Derive)?;
         smes.push(sme);
     }
-    let clock = smes.iter().any(|s| s.clock.is_some());
-    let layout = Layout::new(&rule, problem.dim, clock);
+    let clock_name = smes
+        .iter()
+        .find_map(|s| s.clock.map(|c| s.vars[c].name.clone()));
+    let layout = Layout::new(&rule, problem.dim, clock_name.as_deref());
     // Start values, by name.
     let mut start = vec![0.0; layout.n];
     for s in &problem.starts {
@@ -117,13 +119,8 @@ pub fn prepare(
         } else {
             s.name.as_str()
         };
-        let Some((off, len)) = layout.find(name).filter(|_| name != "t" || !clock) else {
-            let vars: Vec<&str> = layout
-                .vars
-                .iter()
-                .map(|v| v.0.as_str())
-                .filter(|v| *v != "t" || !clock)
-                .collect();
+        let Some((off, len)) = layout.find(name) else {
+            let vars: Vec<&str> = layout.vars.iter().map(|v| v.0.as_str()).collect();
             return Err(Box::new(Diagnostic::new(
                 Code::Undefined,
                 s.span,
@@ -187,6 +184,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)
             .map_err(|e| Error::Other(format!("compiling the order-{order} SME: {e}")))?;
         tau = sde.tau;
+        check_psd(&sde, &p.start, &p.layout, order, eta)?;
         sdes.push((order, sde));
     }
     if !(tau > 0.0 && tau.is_finite()) {
@@ -210,7 +208,16 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         })
         .collect();
     let (observables, _, _) = compile::compile_observables(&p.problem, &p.layout)?;
+    // A clock started at t0 > 0 starts the step counter at k0 = round(t0/τ).
+    let mut start = p.start.clone();
+    let mut counter0 = 0u64;
+    if p.layout.clock {
+        let t0 = start[p.layout.n - 1];
+        counter0 = (t0 / tau).round().max(0.0) as u64;
+        start[p.layout.n - 1] = counter0 as f64 * tau;
+    }
     Ok(Plan {
+        counter0,
         eta,
         steps,
         tau,
@@ -218,15 +225,51 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         step,
         sdes,
         observables,
-        start: p.start.clone(),
+        start,
         substeps: substeps.max(4).div_ceil(4) * 4,
     })
+}
+
+/// A truncated series for `D` need not be positive semidefinite; such an SME is not an
+/// SDE at this step size, and simulating it would quietly drop the negative part.
+fn check_psd(
+    sde: &crate::sim::compile::SdeProgram,
+    start: &[f64],
+    layout: &Layout,
+    order: u32,
+    eta: f64,
+) -> Result<(), Error> {
+    let n = sde.n;
+    let d = sde.graph.eval(&sde.diffusion, start);
+    let m: Vec<Vec<f64>> = (0..n).map(|i| d[i * n..(i + 1) * n].to_vec()).collect();
+    let (lam, vecs) = crate::numeric::exact::eigh(&m);
+    let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    if let Some(k) = (0..n).find(|&k| lam[k] < -1e-9 * top) {
+        // The variables the offending direction lives on.
+        let mut on: Vec<&str> = Vec::new();
+        for (name, off, len) in &layout.vars {
+            if (*off..off + len).any(|i| vecs[i][k].abs() > 0.1) && !on.contains(&name.as_str()) {
+                on.push(name);
+            }
+        }
+        return Err(Error::Other(format!(
+            "the order-{order} SME's diffusion matrix D is not positive semidefinite at the start \
+             (eigenvalue {:.3e}, largest {:.3e}, in the direction of {}) at step size {eta}: \
+             the truncated series is not an SDE there; check a lower order, or smaller step sizes",
+            lam[k],
+            top,
+            on.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// One point of one order and test function.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ErrorPoint {
     pub eta: f64,
+    /// The time per step: the weak order is the slope against it.
+    pub tau: f64,
     pub steps: usize,
     /// `E φ(z_N) − E φ(Z_{Nτ})`.
     pub error: f64,
@@ -240,6 +283,8 @@ pub struct ErrorPoint {
     pub resolved: bool,
     /// Set when the run was not finite: the first step and the number of paths.
     pub diverged: Option<(usize, usize)>,
+    /// Which run was not finite: "optimizer" or "SME".
+    pub diverged_in: Option<&'static str>,
 }
 
 /// The result for one order and one test function.
@@ -267,15 +312,17 @@ pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Se
             let mut points = Vec::new();
             for st in stats {
                 let o = &st.orders[oi][j];
-                let diverged = st
-                    .opt_divergence
-                    .or(st.sde_divergence[oi])
-                    .map(|d| (d.step, d.paths));
+                let (diverged, diverged_in) = match (st.opt_divergence, st.sde_divergence[oi]) {
+                    (Some(d), _) => (Some((d.step, d.paths)), Some("optimizer")),
+                    (None, Some(d)) => (Some((d.step, d.paths)), Some("SME")),
+                    (None, None) => (None, None),
+                };
                 let err = o.err.mean();
                 let se = o.err.se();
                 let indep = ((st.opt[j].var() + o.sde.var()) / o.err.n).sqrt();
                 points.push(ErrorPoint {
                     eta: st.eta,
+                    tau: st.tau,
                     steps: st.steps,
                     error: err,
                     std_err: se,
@@ -284,13 +331,14 @@ pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Se
                     coupling_gain: indep / se,
                     resolved: err.abs() > 2.0 * se && diverged.is_none(),
                     diverged,
+                    diverged_in,
                 });
             }
             let fit_pts: Vec<Point> = points
                 .iter()
                 .filter(|p| p.resolved && p.diverged.is_none())
                 .map(|p| Point {
-                    step: p.eta,
+                    step: p.tau,
                     error: p.error.abs(),
                     std_err: p.std_err,
                 })
@@ -340,18 +388,24 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
             "\nSME order {} · φ = {}\n",
             se.order, se.observable
         ));
-        s.push_str("        η  steps        error    ± s.e.   SDE bias est.  coupling gain\n");
+        s.push_str(
+            "   step η  time τ  steps        error    ± s.e.   SDE bias est.  coupling gain\n",
+        );
         for p in &se.points {
             if let Some((step, paths)) = p.diverged {
                 s.push_str(&format!(
-                    "{:>9.3e} {:>6}   diverged at step {step} ({paths} paths not finite): left out of the fit\n",
-                    p.eta, p.steps
+                    "{:>9.3e} {:>7.1e} {:>6}   the {} is not finite from step {step} on ({paths} paths): left out of the fit\n",
+                    p.eta,
+                    p.tau,
+                    p.steps,
+                    p.diverged_in.unwrap_or("run")
                 ));
                 continue;
             }
             s.push_str(&format!(
-                "{:>9.3e} {:>6} {:>+12.4e} {:>9.1e} {:>+10.1e}±{:<7.0e} {:>8.0}×{}\n",
+                "{:>9.3e} {:>7.1e} {:>6} {:>+12.4e} {:>9.1e} {:>+10.1e}±{:<7.0e} {:>8.0}×{}\n",
                 p.eta,
+                p.tau,
                 p.steps,
                 p.error,
                 p.std_err,
@@ -363,7 +417,7 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
         }
         if !se.local_slopes.is_empty() {
             s.push_str(&format!(
-                "  local slopes (large → small η): {}\n",
+                "  local slopes against τ (large → small): {}\n",
                 se.local_slopes
                     .iter()
                     .map(|x| format!("{x:.2}"))
@@ -373,7 +427,7 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
         }
         if se.dropped > 0 {
             s.push_str(&format!(
-                "  fit leaves out the {} largest step size{} as pre-asymptotic\n",
+                "  the fit leaves out the {} largest step size{} as pre-asymptotic\n",
                 se.dropped,
                 if se.dropped == 1 { "" } else { "s" }
             ));

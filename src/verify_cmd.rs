@@ -193,7 +193,7 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
             .iter()
             .filter(|q| q.diverged.is_none())
             .map(|q| PlotPoint {
-                step: q.eta,
+                step: q.tau,
                 error: q.error.abs(),
                 std_err: q.std_err,
             })
@@ -208,13 +208,13 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
                 .filter(|q| q.resolved)
                 .skip(f.dropped)
                 .collect();
-            let lo = used.iter().map(|q| q.eta).fold(f64::INFINITY, f64::min);
-            let hi = used.iter().map(|q| q.eta).fold(0.0, f64::max);
+            let lo = used.iter().map(|q| q.tau).fold(f64::INFINITY, f64::min);
+            let hi = used.iter().map(|q| q.tau).fold(0.0, f64::max);
             // log C from the weighted mean of log e − p log η over the used points.
             let n = used.len() as f64;
             let log_c = used
                 .iter()
-                .map(|q| q.error.abs().ln() - f.slope * q.eta.ln())
+                .map(|q| q.error.abs().ln() - f.slope * q.tau.ln())
                 .sum::<f64>()
                 / n;
             (n > 0.0).then_some(FitLine {

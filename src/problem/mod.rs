@@ -660,3 +660,106 @@ pub fn cholesky(g: &mut Graph, m: &[Vec<Id>]) -> Vec<Vec<Id>> {
 pub fn render(d: &Diagnostic, file: &str, source: &str) -> String {
     crate::diagnostic::render(std::slice::from_ref(d), file, source)
 }
+
+/// The problem as the reference interpreter sees it ([`crate::numeric::Oracle`]): f, ∇f,
+/// ∇²f and the noise `S(x) draw`, each evaluated from the model's graph node by node.
+#[derive(Debug, Clone)]
+pub struct ModelOracle {
+    graph: Graph,
+    dim: usize,
+    f: Id,
+    grad: Vec<Id>,
+    hess: Vec<Id>,
+    factor: Vec<Vec<Id>>,
+}
+
+impl Model {
+    /// A reference oracle for this model.
+    pub fn oracle(&mut self) -> ModelOracle {
+        let grad = self.df(1);
+        let hess = self.df(2);
+        let Noise::Gaussian { factor } = self.noise.clone();
+        ModelOracle {
+            graph: self.graph.clone(),
+            dim: self.dim,
+            f: self.f,
+            grad,
+            hess,
+            factor,
+        }
+    }
+
+    /// The point of the reference SME evaluator ([`crate::numeric::Env`]) at the state
+    /// `state` (the parameter first): ∇^k f for `k ≤ max_df` and `∂^j M_r` for `r ≤ 4`,
+    /// `j ≤ max_dm`, from the graph.
+    pub fn env(
+        &mut self,
+        state: Vec<crate::numeric::Value>,
+        symbols: BTreeMap<String, f64>,
+        max_df: usize,
+        max_dm: usize,
+    ) -> crate::numeric::Env {
+        use crate::numeric::{Tensor, Value};
+        let d = self.dim;
+        let x = match &state[0] {
+            Value::Vector(x) => x.clone(),
+            Value::Scalar(s) => vec![*s],
+        };
+        let grad_f = (0..=max_df)
+            .map(|k| {
+                let ids = self.df(k);
+                Tensor {
+                    shape: vec![d; k],
+                    data: self.graph.eval(&ids, &x),
+                }
+            })
+            .collect();
+        let moments = (0..=4)
+            .map(|r| {
+                (0..=max_dm)
+                    .map(|j| {
+                        if r < 2 {
+                            return Tensor::zeros(vec![d; r + j]);
+                        }
+                        let ids = self.moment(r, j);
+                        Tensor {
+                            shape: vec![d; r + j],
+                            data: self.graph.eval(&ids, &x),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        crate::numeric::Env {
+            dim: d,
+            state,
+            symbols,
+            grad_f,
+            moments,
+        }
+    }
+}
+
+impl crate::numeric::Oracle for ModelOracle {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn value(&self, x: &[f64]) -> f64 {
+        self.graph.eval(&[self.f], x)[0]
+    }
+    fn grad(&self, x: &[f64]) -> Vec<f64> {
+        self.graph.eval(&self.grad, x)
+    }
+    fn hess(&self, x: &[f64]) -> Vec<f64> {
+        self.graph.eval(&self.hess, x)
+    }
+    fn noise(&self, _index: usize, x: &[f64], draw: &[f64]) -> Vec<f64> {
+        self.factor
+            .iter()
+            .map(|row| {
+                let s = self.graph.eval(row, x);
+                s.iter().zip(draw).map(|(a, b)| a * b).sum()
+            })
+            .collect()
+    }
+}

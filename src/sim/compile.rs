@@ -41,7 +41,9 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(rule: &Optimizer, dim: usize, clock: bool) -> Layout {
+    /// The layout of `rule`'s variables in dimension `dim`, with the SME's clock (by its
+    /// name) last when there is one.
+    pub fn new(rule: &Optimizer, dim: usize, clock: Option<&str>) -> Layout {
         let mut vars = Vec::new();
         let mut scalar = Vec::new();
         let mut off = 0;
@@ -53,8 +55,8 @@ impl Layout {
             off += len;
         }
         let n_rule = off;
-        if clock {
-            vars.push(("t".to_string(), off, 1));
+        if let Some(name) = clock {
+            vars.push((name.to_string(), off, 1));
             scalar.push(true);
             off += 1;
         }
@@ -63,7 +65,7 @@ impl Layout {
             scalar,
             n_rule,
             n: off,
-            clock,
+            clock: clock.is_some(),
         }
     }
 

@@ -42,8 +42,10 @@ pub struct Plan {
     /// Per SME order: the program and its coupling.
     pub sdes: Vec<(u32, SdeProgram, Coupling)>,
     pub observables: Tape,
-    /// The start state (layout slots; the clock at 0).
+    /// The start state (layout slots; the clock at `counter0 τ`).
     pub start: Vec<f64>,
+    /// The step counter of the first step.
+    pub counter0: u64,
     /// Substeps per optimizer step (a multiple of 4).
     pub substeps: usize,
 }
@@ -216,6 +218,8 @@ pub struct Divergence {
 #[derive(Debug, Clone)]
 pub struct EtaStats {
     pub eta: f64,
+    /// The time one optimizer step represents.
+    pub tau: f64,
     pub steps: usize,
     /// φ(z_N) of the optimizer, per test function.
     pub opt: Vec<Acc>,
@@ -280,6 +284,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
     }
     EtaStats {
         eta: plan.eta,
+        tau: plan.tau,
         steps: plan.steps,
         opt,
         orders,
@@ -390,7 +395,12 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
     for k in 0..plan.steps {
         // The optimizer.
         rng.fill_normal(&mut z[..kz * LANES]);
-        fill_input(&step.tape, &mut oregs, step.counter_input(), k as f64);
+        fill_input(
+            &step.tape,
+            &mut oregs,
+            step.counter_input(),
+            (plan.counter0 + k as u64) as f64,
+        );
         for s in 0..step.samples {
             for q in 0..step.draws {
                 let col = s * step.draws + q;
@@ -503,7 +513,7 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
     }
     // The optimizer's clock slot (if any) is the time it has run.
     if plan.layout.clock {
-        ostate[(n - 1) * LANES..n * LANES].fill(plan.steps as f64 * tau);
+        ostate[(n - 1) * LANES..n * LANES].fill((plan.counter0 + plan.steps as u64) as f64 * tau);
     }
     // Observables.
     let obs = &plan.observables;
