@@ -436,3 +436,27 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
     }
     s
 }
+
+/// Simulates every step size on the current thread pool and fits the results: the
+/// whole verification, for callers that need no progress reports.
+pub fn run(
+    p: &mut Prepared,
+    etas: &[f64],
+    paths: usize,
+    seed: u64,
+    substeps: usize,
+) -> Result<(Vec<EtaStats>, Vec<Series>), Error> {
+    let mut stats = Vec::new();
+    for &eta in etas {
+        let plan = plan(p, eta, substeps)?;
+        stats.push(weak::run(&plan, paths, seed, &|_| {}));
+    }
+    let names: Vec<String> = p
+        .problem
+        .observables
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    let series = summarize(&p.orders, &names, &stats);
+    Ok((stats, series))
+}
