@@ -10,6 +10,11 @@
 //! depends on x (so ∂Σ terms are exercised); every lane of a tape gets its own random
 //! state, counter and normals.
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "slots and lanes are indexed as the layout lays them out"
+)]
+
 mod support;
 
 use smelt::numeric::tape::LANES;
