@@ -7,6 +7,8 @@
 //! tests, and so would a wrong drift: `a_wrong_sme_fails_its_order` checks that the
 //! method can tell.
 
+#![allow(clippy::print_stderr, reason = "the measured slopes are shown with --nocapture")]
+
 use smelt::verify::{self, Prepared, Series};
 use std::collections::BTreeMap;
 
