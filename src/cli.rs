@@ -92,6 +92,10 @@ enum Command {
         /// Also write a log–log plot of the errors as SVG
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// Exact mode for linear-Gaussian problems: means and covariances propagated
+        /// exactly on both sides, no sampling
+        #[arg(long)]
+        exact: bool,
         /// No progress bar
         #[arg(long, short)]
         quiet: bool,
@@ -146,8 +150,10 @@ pub fn main() -> ExitCode {
             threads,
             format,
             plot,
+            exact,
             quiet,
         } => crate::verify_cmd::run(crate::verify_cmd::Args {
+            exact,
             file,
             problem,
             orders,

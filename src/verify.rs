@@ -402,6 +402,13 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
                 ));
                 continue;
             }
+            if p.std_err == 0.0 && p.coupling_gain.is_nan() {
+                s.push_str(&format!(
+                    "{:>9.3e} {:>7.1e} {:>6} {:>+12.4e}     exact\n",
+                    p.eta, p.tau, p.steps, p.error
+                ));
+                continue;
+            }
             s.push_str(&format!(
                 "{:>9.3e} {:>7.1e} {:>6} {:>+12.4e} {:>9.1e} {:>+10.1e}±{:<7.0e} {:>8.0}×{}\n",
                 p.eta,
@@ -459,4 +466,188 @@ pub fn run(
         .collect();
     let series = summarize(&p.orders, &names, &stats);
     Ok((stats, series))
+}
+
+/// Exact mode: on a linear-Gaussian problem (quadratic f, constant Gaussian noise, a
+/// rule that is affine on it), the laws of the optimizer and of each SME are Gaussian
+/// and propagated exactly ([`crate::numeric::linear_gaussian`]); test functions must be
+/// quadratic, so `E φ = φ(μ) + ½ tr(∇²φ Cov)` is exact too. No sampling error at all.
+pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
+    use crate::numeric::linear_gaussian::{affine_step, laws, linear_sde, Quadratic};
+    use crate::numeric::{Value, Values};
+    let d = p.problem.dim;
+    let model = &mut p.problem.model;
+    let not = |why: &str| {
+        Error::Other(format!(
+            "exact mode needs a linear-Gaussian problem: {why}; run without --exact to simulate"
+        ))
+    };
+    // f quadratic: ∇³f vanishes, ∇²f is a constant H.
+    let third = model.df(3);
+    if third.iter().any(|&n| g_value(&model.graph, n) != Some(0.0)) {
+        return Err(not("the objective is not quadratic (∇³f ≠ 0)"));
+    }
+    let hess = model.df(2);
+    let h: Vec<Vec<f64>> = (0..d)
+        .map(|i| {
+            (0..d)
+                .map(|j| g_value(&model.graph, hess[i * d + j]).unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    if !model.constant_noise() {
+        return Err(not("the noise covariance depends on x"));
+    }
+    // x* from H x* = −∇f(0).
+    let grad_ids = model.df(1);
+    let grad0 = model.graph.eval(&grad_ids, &vec![0.0; d]);
+    let (lam, v) = crate::numeric::exact::eigh(&h);
+    let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    if lam.iter().any(|l| l.abs() <= 1e-12 * top.max(1e-300)) {
+        return Err(not(
+            "the Hessian is singular, so f has no unique stationary point",
+        ));
+    }
+    let x_star: Vec<f64> = (0..d)
+        .map(|i| {
+            -(0..d)
+                .map(|k| v[i][k] / lam[k] * (0..d).map(|j| v[j][k] * grad0[j]).sum::<f64>())
+                .sum::<f64>()
+        })
+        .collect();
+    let sig_ids = model.sigma();
+    let sigma: Vec<Vec<f64>> = (0..d)
+        .map(|i| {
+            (0..d)
+                .map(|j| g_value(&model.graph, sig_ids[i * d + j]).unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    let q = Quadratic::new(h, x_star, sigma).map_err(|e| not(&e))?;
+    // Test functions: quadratic in the state.
+    let (_, mut og, outs) = crate::sim::compile::compile_observables(&p.problem, &p.layout)?;
+    let n = p.layout.n;
+    let mut hess_phi = Vec::new();
+    for &o in &outs {
+        let mut hm = vec![vec![0.0; n]; n];
+        for i in 0..n {
+            let di = og.diff(o, i as u32);
+            for j in 0..n {
+                let dij = og.diff(di, j as u32);
+                hm[i][j] = og.value(dij).ok_or_else(|| {
+                    not("a test function is not quadratic in the state (E φ needs only means and covariances when it is)")
+                })?;
+            }
+        }
+        hess_phi.push(hm);
+    }
+    let like: Vec<Value> = p
+        .layout
+        .vars
+        .iter()
+        .zip(&p.layout.scalar)
+        .map(|((_, off, len), &s)| {
+            if s {
+                Value::Scalar(p.start[*off])
+            } else {
+                Value::Vector(p.start[*off..off + len].to_vec())
+            }
+        })
+        .collect();
+    let names: Vec<String> = p
+        .problem
+        .observables
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    let mut out = Vec::new();
+    for (sme, &order) in p.smes.iter().zip(&p.orders) {
+        let mut per_obs: Vec<Vec<ErrorPoint>> = vec![Vec::new(); outs.len()];
+        for &eta in etas {
+            let values = Values {
+                small: eta,
+                hypers: p.hypers.clone(),
+                counter: 0,
+            };
+            let nums = Numbers {
+                small: eta,
+                hypers: p.hypers.clone(),
+            };
+            let syms =
+                compile::symbol_values(sme, d, &nums, &p.rule.small.name).map_err(Error::Other)?;
+            let symbols: BTreeMap<String, f64> = (0..syms.len())
+                .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
+                .collect();
+            let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e))?;
+            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e))?;
+            let steps = (p.problem.horizon / sde.tau).round().max(1.0) as usize;
+            let (a, b) = laws(&step, &sde, &p.start, steps);
+            for (j, &o) in outs.iter().enumerate() {
+                let e = |law: &crate::numeric::linear_gaussian::Gaussian| {
+                    let at = og.eval(&[o], &law.mean)[0];
+                    let tr: f64 = (0..n)
+                        .map(|i| {
+                            (0..n)
+                                .map(|k| hess_phi[j][i][k] * law.cov[i][k])
+                                .sum::<f64>()
+                        })
+                        .sum();
+                    at + 0.5 * tr
+                };
+                let err = e(&a) - e(&b);
+                per_obs[j].push(ErrorPoint {
+                    eta,
+                    tau: sde.tau,
+                    steps,
+                    error: err,
+                    std_err: 0.0,
+                    discretization: 0.0,
+                    discretization_se: 0.0,
+                    coupling_gain: f64::NAN,
+                    resolved: err.is_finite() && err.abs() > 1e-13,
+                    diverged: None,
+                    diverged_in: None,
+                });
+            }
+        }
+        for (j, points) in per_obs.into_iter().enumerate() {
+            let fit_pts: Vec<Point> = points
+                .iter()
+                .filter(|q| q.resolved)
+                .map(|q| Point {
+                    step: q.tau,
+                    error: q.error.abs(),
+                    std_err: 0.0,
+                })
+                .collect();
+            let fit = report::fit_corrected(&fit_pts).or_else(|| report::fit(&fit_pts));
+            let (verdict, pass) = match &fit {
+                Some(f) => (
+                    f.verdict(order),
+                    (f.slope - order as f64).abs() <= 0.1 && orders_excluded(f, order),
+                ),
+                None => (
+                    "too few points with a non-zero error to fit a slope (an exact SME?)".into(),
+                    false,
+                ),
+            };
+            out.push(Series {
+                order,
+                observable: names[j].clone(),
+                slope: fit.as_ref().map(|f| f.slope),
+                half_width: fit.as_ref().map(|f| f.half_width),
+                local_slopes: fit.as_ref().map_or_else(Vec::new, |f| f.local.clone()),
+                dropped: fit.as_ref().map_or(0, |f| f.dropped),
+                verdict,
+                pass,
+                points,
+                fit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn g_value(g: &crate::numeric::graph::Graph, n: crate::numeric::graph::Id) -> Option<f64> {
+    g.value(n)
 }

@@ -7,7 +7,10 @@
 //! tests, and so would a wrong drift: `a_wrong_sme_fails_its_order` checks that the
 //! method can tell.
 
-#![allow(clippy::print_stderr, reason = "the measured slopes are shown with --nocapture")]
+#![allow(
+    clippy::print_stderr,
+    reason = "the measured slopes are shown with --nocapture"
+)]
 
 use smelt::verify::{self, Prepared, Series};
 use std::collections::BTreeMap;
@@ -199,4 +202,58 @@ fn divergent_step_sizes_are_reported_not_averaged() {
     assert_eq!(first.diverged_in, Some("optimizer"));
     assert!(!first.resolved);
     assert!(stats[1..].iter().all(|st| st.opt_divergence.is_none()));
+}
+
+#[test]
+fn exact_mode_gives_orders_1_and_2_to_two_decimals() {
+    for (opt, set) in [
+        ("examples/sgd.opt", vec![]),
+        ("examples/momentum.opt", vec![("lambda", 1.5)]),
+        ("examples/nesterov.opt", vec![("lambda", 1.5)]),
+    ] {
+        let mut p = prepare(opt, "examples/problems/quadratic.prob", &[1, 2], &set);
+        let etas = p.problem.etas.clone().unwrap();
+        let s = verify::exact(&mut p, &etas).unwrap();
+        for se in &s {
+            let slope = se.slope.unwrap();
+            eprintln!(
+                "{opt} exact: order {} on {}: slope {slope:.4} ± {:.4}",
+                se.order,
+                se.observable,
+                se.half_width.unwrap()
+            );
+            assert!(
+                (slope - se.order as f64).abs() < 0.01,
+                "{opt}: {}",
+                se.verdict
+            );
+            assert!(se.pass, "{opt}: {}", se.verdict);
+            // No sampling: every error is exact and non-zero.
+            assert!(se.points.iter().all(|q| q.std_err == 0.0 && q.error != 0.0));
+        }
+    }
+}
+
+#[test]
+fn exact_mode_refuses_what_is_not_linear_gaussian() {
+    let mut p = prepare(
+        "examples/sgd.opt",
+        "examples/problems/double_well.prob",
+        &[1],
+        &[],
+    );
+    let Err(verify::Error::Other(msg)) = verify::exact(&mut p, &[0.1]) else {
+        panic!("the double well is not quadratic")
+    };
+    assert!(msg.contains("not quadratic"), "{msg}");
+    let mut p = prepare(
+        "examples/sgd.opt",
+        "examples/problems/double_well_2d.prob",
+        &[1],
+        &[],
+    );
+    let Err(verify::Error::Other(msg)) = verify::exact(&mut p, &[0.1]) else {
+        panic!("the 2-D double well is not quadratic")
+    };
+    assert!(msg.contains("linear-Gaussian"), "{msg}");
 }
