@@ -6,6 +6,11 @@
 //! the small parameter; [`crate::sim::weak::run`] simulates it; [`summarize`] fits the
 //! weak errors against the step size and words a verdict per order and test function.
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over matrix rows and columns read as the formulas do"
+)]
+
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::ir::Optimizer;
 use crate::problem::Problem;
