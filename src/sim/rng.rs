@@ -29,6 +29,18 @@ impl Streams {
         }
     }
 
+    /// Streams `0..count`, each one jump after the previous (O(count) jumps in all,
+    /// where `count` calls of [`Streams::stream`] would take O(count²)).
+    pub fn streams(&self, count: usize) -> Vec<Stream> {
+        let mut g = self.base.clone();
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(Stream(g.clone()));
+            g.jump();
+        }
+        out
+    }
+
     /// Stream `block`: the base generator after `block` jumps of 2^128 draws.
     pub fn stream(&self, block: u64) -> Stream {
         let mut g = self.base.clone();

@@ -26,7 +26,7 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
-use super::rng::Streams;
+use super::rng::{Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
 use crate::numeric::tape::{Tape, LANES};
@@ -243,12 +243,12 @@ struct BlockOut {
 /// with the number of blocks done after each block.
 pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
     let blocks = paths.div_ceil(LANES).max(1);
-    let streams = Streams::new(seed);
+    let streams = Streams::new(seed).streams(blocks);
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let outs: Vec<BlockOut> = (0..blocks)
+    let outs: Vec<BlockOut> = streams
         .into_par_iter()
-        .map(|b| {
-            let out = block(plan, &streams, b as u64);
+        .map(|rng| {
+            let out = block(plan, rng);
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             out
@@ -319,51 +319,56 @@ fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
     }
 }
 
-/// The current state (all `n` slots) of a tape's register file into `out`: slots the
-/// tape never reads keep their start value in `keep`.
-fn read_state(tape: &Tape, regs: &[f64], n: usize, keep: &[f64], out: &mut [f64]) {
-    for i in 0..n {
-        match tape.input_reg(i) {
-            Some(r) => {
-                out[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES])
-            }
-            None => {
-                out[i * LANES..(i + 1) * LANES].copy_from_slice(&keep[i * LANES..(i + 1) * LANES])
-            }
-        }
-    }
-}
-
-/// One SDE integrated at one level: its registers and the slots it does not read
-/// (advanced by hand: they have zero drift and noise only if unread, which a derived
-/// SME guarantees for no variable, so they are carried as the tape's outputs).
+/// One SDE integrated at one level (K, K/2 or K/4 substeps per optimizer step).
 struct Level {
     regs: Vec<f64>,
-    /// The state, mirrored (the tape's outputs are the truth; this holds unread slots).
-    state: Vec<f64>,
-    /// Increment accumulator for this level's substep.
-    dw: Vec<f64>,
+    /// Whether the state is finite so far.
+    finite: bool,
 }
 
-fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
-    let mut rng = streams.stream(b);
+/// Whether every lane of the outputs `0..n` is finite (an integer test of the exponent
+/// bits, which vectorises).
+fn outputs_finite(tape: &Tape, regs: &[f64], n: usize) -> bool {
+    const EXP: u64 = 0x7ff0_0000_0000_0000;
+    let mut bad = 0u64;
+    for i in 0..n {
+        let r = tape.output_reg(i);
+        bad |= regs[r * LANES..(r + 1) * LANES]
+            .iter()
+            .fold(0u64, |a, &v| a | u64::from(v.to_bits() & EXP == EXP));
+    }
+    bad == 0
+}
+
+/// The state slots `0..n` after a run: the outputs.
+fn outputs(tape: &Tape, regs: &[f64], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * LANES];
+    for i in 0..n {
+        let r = tape.output_reg(i);
+        out[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
+    }
+    out
+}
+
+fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let step = &plan.step;
     let n_rule = step.n_state;
     let n = plan.layout.n;
-    let kz = step.samples * step.draws;
     let k_sub = plan.substeps;
     let tau = plan.tau;
     let n_obs = plan.observables.n_outputs();
-    // Optimizer.
+    // The optimizer: its state lives in the tape's input registers.
     let mut oregs = step.tape.registers();
     let mut tmp = vec![0.0; n.max(1) * LANES];
-    let mut ostate = vec![0.0; n * LANES];
-    for i in 0..n {
-        ostate[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
-    }
     for i in 0..n_rule {
         fill_input(&step.tape, &mut oregs, i, plan.start[i]);
     }
+    // The normals of a step, in sample-major order.
+    let normal_regs: Vec<Option<usize>> = (0..step.samples)
+        .flat_map(|s| (0..step.draws).map(move |q| (s, q)))
+        .map(|(s, q)| step.tape.input_reg(step.normal_input(s, q)))
+        .collect();
+    let kz = normal_regs.len();
     // SDEs: three levels each (K, K/2, K/4 substeps).
     let mut levels: Vec<[Level; 3]> = plan
         .sdes
@@ -371,77 +376,75 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
         .map(|(_, sde, _)| {
             std::array::from_fn(|_| {
                 let mut regs = sde.tape.registers();
-                let mut state = vec![0.0; n * LANES];
                 for i in 0..n {
                     fill_input(&sde.tape, &mut regs, i, plan.start[i]);
-                    state[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
                 }
-                Level {
-                    regs,
-                    state,
-                    dw: vec![0.0; n * LANES],
-                }
+                Level { regs, finite: true }
             })
         })
         .collect();
     let mut z = vec![0.0; kz.max(1) * LANES];
     let mut y = vec![0.0; n * LANES];
     let mut bridge = vec![0.0; k_sub * n * LANES];
+    let mut mean = vec![0.0; n * LANES];
     let mut w = vec![0.0; n * LANES];
+    let mut fine = vec![0.0; k_sub * n * LANES];
     let mut opt_bad: Option<usize> = None;
     let mut sde_bad: Vec<Option<usize>> = vec![None; plan.sdes.len()];
     let sqrt_tau = tau.sqrt();
     let sub_sd = (tau / k_sub as f64).sqrt();
+    let mut ostate = vec![0.0; n * LANES];
+    for i in 0..n {
+        ostate[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
+    }
     for k in 0..plan.steps {
-        // The optimizer.
+        // The optimizer: normals straight into their registers.
         rng.fill_normal(&mut z[..kz * LANES]);
+        for (q, r) in normal_regs.iter().enumerate() {
+            if let Some(r) = r {
+                oregs[r * LANES..(r + 1) * LANES].copy_from_slice(&z[q * LANES..(q + 1) * LANES]);
+            }
+        }
         fill_input(
             &step.tape,
             &mut oregs,
             step.counter_input(),
             (plan.counter0 + k as u64) as f64,
         );
-        for s in 0..step.samples {
-            for q in 0..step.draws {
-                let col = s * step.draws + q;
-                set_input(
-                    &step.tape,
-                    &mut oregs,
-                    step.normal_input(s, q),
-                    &z[col * LANES..(col + 1) * LANES],
-                );
-            }
-        }
         step.tape.run(&mut oregs);
-        if opt_bad.is_none() {
-            for i in 0..n_rule {
-                let r = step.tape.output_reg(i);
-                if oregs[r * LANES..(r + 1) * LANES]
-                    .iter()
-                    .any(|v| !v.is_finite())
-                {
-                    opt_bad = Some(k + 1);
-                    break;
-                }
-            }
+        if opt_bad.is_none() && !outputs_finite(&step.tape, &oregs, n_rule) {
+            opt_bad = Some(k + 1);
         }
-        // The state the observables read: the outputs become the next inputs.
-        for i in 0..n_rule {
-            let r = step.tape.output_reg(i);
-            ostate[i * LANES..(i + 1) * LANES].copy_from_slice(&oregs[r * LANES..(r + 1) * LANES]);
+        if k + 1 == plan.steps {
+            ostate[..n_rule * LANES].copy_from_slice(&outputs(&step.tape, &oregs, n_rule));
         }
         write_back(&step.tape, &mut oregs, n_rule, &mut tmp);
-        // The Brownian bridge normals, shared by every SME.
+        if plan.sdes.is_empty() {
+            continue;
+        }
+        // The Brownian bridge normals, shared by every SME, and their means.
         rng.fill_normal(&mut bridge);
+        mean.fill(0.0);
+        for i in 0..k_sub {
+            for (m, &u) in mean
+                .iter_mut()
+                .zip(&bridge[i * n * LANES..(i + 1) * n * LANES])
+            {
+                *m += u;
+            }
+        }
+        let inv_k = 1.0 / k_sub as f64;
+        for m in &mut mean {
+            *m *= inv_k;
+        }
         for (o, (_, sde, cp)) in plan.sdes.iter().enumerate() {
-            // w = C z + R y.
+            // w = C z + R y: this step's Brownian increment is √τ w.
             w.fill(0.0);
             for a in 0..n {
                 let wa = &mut w[a * LANES..(a + 1) * LANES];
                 for (q, &c) in cp.c[a].iter().enumerate() {
                     if c != 0.0 {
-                        let zq = &z[q * LANES..(q + 1) * LANES];
-                        for (o, &zz) in wa.iter_mut().zip(zq) {
+                        for (o, &zz) in wa.iter_mut().zip(&z[q * LANES..(q + 1) * LANES]) {
                             *o += c * zz;
                         }
                     }
@@ -453,60 +456,50 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
                     for c2 in 0..n {
                         let r = cp.r[a][c2];
                         if r != 0.0 {
-                            for l in 0..LANES {
-                                w[a * LANES + l] += r * y[c2 * LANES + l];
+                            let (wa, yc) = (
+                                &mut w[a * LANES..(a + 1) * LANES],
+                                &y[c2 * LANES..(c2 + 1) * LANES],
+                            );
+                            for (o, &yy) in wa.iter_mut().zip(yc) {
+                                *o += r * yy;
                             }
                         }
                     }
                 }
             }
-            // Bridge means per slot.
-            let mut mean = vec![0.0; n * LANES];
+            // The fine increments: the bridge through √τ w.
+            let drift_part = sqrt_tau * inv_k;
             for i in 0..k_sub {
-                for (m, &u) in mean
-                    .iter_mut()
-                    .zip(&bridge[i * n * LANES..(i + 1) * n * LANES])
-                {
-                    *m += u;
+                let u = &bridge[i * n * LANES..(i + 1) * n * LANES];
+                let f = &mut fine[i * n * LANES..(i + 1) * n * LANES];
+                for idx in 0..n * LANES {
+                    f[idx] = drift_part * w[idx] + sub_sd * (u[idx] - mean[idx]);
                 }
             }
-            for m in &mut mean {
-                *m /= k_sub as f64;
-            }
-            let lv = &mut levels[o];
-            for (lvl, level) in lv.iter_mut().enumerate() {
-                let group = 1 << lvl; // substeps of the fine grid per substep here
+            for (lvl, level) in levels[o].iter_mut().enumerate() {
+                let group = 1 << lvl; // fine increments per substep at this level
                 let subs = k_sub / group;
-                let delta = tau / subs as f64;
-                fill_input(&sde.tape, &mut level.regs, 2 * n, delta);
+                fill_input(&sde.tape, &mut level.regs, 2 * n, tau / subs as f64);
                 for s in 0..subs {
-                    // dW = Σ over the group of fine increments.
-                    level.dw.fill(0.0);
-                    for i in s * group..(s + 1) * group {
-                        let u = &bridge[i * n * LANES..(i + 1) * n * LANES];
-                        for idx in 0..n * LANES {
-                            level.dw[idx] +=
-                                sqrt_tau * w[idx] / k_sub as f64 + sub_sd * (u[idx] - mean[idx]);
-                        }
-                    }
                     for a in 0..n {
-                        set_input(
-                            &sde.tape,
-                            &mut level.regs,
-                            n + a,
-                            &level.dw[a * LANES..(a + 1) * LANES],
-                        );
+                        let Some(r) = sde.tape.input_reg(n + a) else {
+                            continue;
+                        };
+                        let dst = &mut level.regs[r * LANES..(r + 1) * LANES];
+                        dst.fill(0.0);
+                        for i in s * group..(s + 1) * group {
+                            let src = &fine[(i * n + a) * LANES..(i * n + a + 1) * LANES];
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        }
                     }
                     sde.tape.run(&mut level.regs);
                     write_back(&sde.tape, &mut level.regs, n, &mut tmp);
                 }
-                for i in 0..n {
-                    let r = sde.tape.output_reg(i);
-                    level.state[i * LANES..(i + 1) * LANES]
-                        .copy_from_slice(&level.regs[r * LANES..(r + 1) * LANES]);
-                }
-                if sde_bad[o].is_none() && level.state.iter().any(|v| !v.is_finite()) {
-                    sde_bad[o] = Some(k + 1);
+                if level.finite && !outputs_finite(&sde.tape, &level.regs, n) {
+                    level.finite = false;
+                    sde_bad[o] = sde_bad[o].or(Some(k + 1));
                 }
             }
         }
@@ -546,7 +539,11 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
     let mut orders = Vec::new();
     let mut sde_bad_out = Vec::new();
     for (o, lv) in levels.iter().enumerate() {
-        let vals: Vec<Vec<f64>> = lv.iter().map(|level| eval_obs(&level.state)).collect();
+        let sde = &plan.sdes[o].1;
+        let vals: Vec<Vec<f64>> = lv
+            .iter()
+            .map(|level| eval_obs(&outputs(&sde.tape, &level.regs, n)))
+            .collect();
         let mut stats = vec![OrderStats::default(); n_obs];
         let mut bad = 0;
         for l in 0..LANES {
@@ -567,7 +564,6 @@ fn block(plan: &Plan, streams: &Streams, b: u64) -> BlockOut {
         orders.push(stats);
         sde_bad_out.push((sde_bad[o], bad));
     }
-    let _ = read_state;
     BlockOut {
         opt,
         orders,
