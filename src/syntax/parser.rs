@@ -42,6 +42,23 @@ pub fn parse_problem(source: &str) -> ParseResult<ProblemFile> {
         }
         d
     })?;
+    let first = source
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if first.split_whitespace().next() == Some("optimizer") {
+        let at = source.find("optimizer").unwrap_or(0);
+        return Err(Box::new(
+            Diagnostic::new(
+                Code::Syntax,
+                Span::new(at, at + "optimizer".len()),
+                "this is an optimizer file, not a problem file",
+            )
+            .label("a problem file starts with `problem NAME`")
+            .hint("give the optimizer as the first argument and the problem with `--problem`"),
+        ));
+    }
     let mut pairs =
         Grammar::parse(Rule::problem_file, source).map_err(|e| syntax_error(source, e))?;
     let file = pairs.next().expect("the problem_file rule matched");
