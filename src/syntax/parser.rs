@@ -797,6 +797,8 @@ fn syntax_error(source: &str, err: pest::error::Error<Rule>) -> Box<Diagnostic> 
             }
         }
     }
+    // `[` (a component or a literal vector) is never the fix a reader is after.
+    expected.retain(|d| *d != "`[`");
     // Drop what a more general phrase already says.
     if expected.contains(&"an expression") {
         expected.retain(|d| !matches!(*d, "`grad`" | "`hess`" | "`(`" | "a name" | "a number"));
