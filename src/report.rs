@@ -31,6 +31,12 @@ pub struct Fit {
 impl Fit {
     /// "slope 2.02 ± 0.05: consistent with order 2" (or "not consistent").
     pub fn verdict(&self, expected: u32) -> String {
+        if self.half_width > 0.5 || self.half_width.is_nan() {
+            return format!(
+                "slope {:.2} ± {:.2}: too uncertain to tell the order (use more paths, or larger steps)",
+                self.slope, self.half_width
+            );
+        }
         let consistent = (self.slope - expected as f64).abs() <= self.half_width.max(0.1);
         format!(
             "slope {:.2} ± {:.2}: {} with order {expected}",

@@ -349,12 +349,22 @@ pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Se
                 })
                 .collect();
             let fit = report::fit_asymptotic(&fit_pts);
+            let signs = points
+                .iter()
+                .filter(|p| p.resolved)
+                .map(|p| p.error > 0.0)
+                .collect::<std::collections::BTreeSet<_>>();
             let (verdict, pass) = match &fit {
                 Some(f) => {
                     let ok = (f.slope - order as f64).abs() <= f.half_width.max(0.1)
                         && (f.slope - order as f64).abs() <= 0.1
-                        && orders_excluded(f, order);
-                    (f.verdict(order), ok)
+                        && orders_excluded(f, order)
+                        && signs.len() == 1;
+                    let mut v = f.verdict(order);
+                    if signs.len() > 1 {
+                        v.push_str(" (but the resolved errors change sign: not one power law)");
+                    }
+                    (v, ok)
                 }
                 None => ("too few resolved points to fit a slope".to_string(), false),
             };

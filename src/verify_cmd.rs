@@ -38,7 +38,11 @@ pub fn run(a: Args) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let problem = match smelt::problem::load(&psource) {
+    let dir = a.problem.parent().map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    );
+    let problem = match smelt::problem::load_in(&psource, &dir) {
         Ok(p) => p,
         Err(d) => {
             eprint!("{}", render(&[*d], &pshown, &psource));

@@ -185,7 +185,10 @@ fn compiled_smes_match_the_reference_evaluator() {
                 .collect();
             for _ in 0..4 {
                 let z = random_state(&layout, &mut rng);
-                let env = p.model.env(values_of(&layout, &z), names.clone(), 4, 2);
+                let env = p
+                    .model
+                    .env(values_of(&layout, &z), names.clone(), 4, 2)
+                    .unwrap();
                 let drift = smelt::numeric::eval::drift(&sme, &env).unwrap();
                 let want: Vec<f64> = drift.into_iter().flat_map(|t| t.data).collect();
                 let got = prog.graph.eval(&prog.drift, &z);
@@ -284,8 +287,8 @@ fn symbolic_derivatives_match_finite_differences() {
         }
     }
     // ∂Σ against differences of Σ, and Σ = S Sᵀ against the declared covariance.
-    let sigma = m.moment(2, 0);
-    let dsigma = m.moment(2, 1);
+    let sigma = m.moment(2, 0).unwrap();
+    let dsigma = m.moment(2, 1).unwrap();
     for (flat, &id) in dsigma.iter().enumerate() {
         let (base, j) = (flat / 2, flat % 2);
         let mut xp = x;
@@ -306,7 +309,7 @@ fn symbolic_derivatives_match_finite_differences() {
         assert!(close(*g, w, 1e-14), "Σ = {s:?}, declared {want:?}");
     }
     // Isserlis: E ξ1⁴ = 3 Σ11², E ξ1² ξ2² = Σ11 Σ22 + 2 Σ12².
-    let m4_ids = m.moment(4, 0);
+    let m4_ids = m.moment(4, 0).unwrap();
     let m4 = at(m, &m4_ids, x);
     assert!(close(m4[0], 3.0 * s[0] * s[0], 1e-14));
     let i1122 = 3; // (0,0,1,1) in base 2
@@ -321,4 +324,144 @@ fn symbolic_derivatives_match_finite_differences() {
         e1[1] * e1[1] + e2[1] * e2[1],
     ];
     assert!(close(sst[0], s[0], 1e-14) && close(sst[1], s[1], 1e-14) && close(sst[2], s[3], 1e-14));
+}
+
+const MINIBATCH: &str = "\
+problem logistic
+  dim 2
+  data a, y = logistic(n = 24, seed = 3)
+  objective f(x) = softplus(-y*dot(a, x)) + 0.05*sum(x^2)
+  noise minibatch size = 3
+  start x = 0.5
+  horizon 1
+  observe s = sum(x^2)
+";
+
+/// The loss of one row, its gradient, by hand.
+fn logistic_grad(x: &[f64], row: &[f64]) -> Vec<f64> {
+    let (a, y) = (&row[..2], row[2]);
+    let m = -y * (a[0] * x[0] + a[1] * x[1]);
+    let s = 1.0 / (1.0 + (-m).exp());
+    (0..2).map(|j| s * (-y * a[j]) + 0.1 * x[j]).collect()
+}
+
+#[test]
+fn minibatch_noise_matches_a_direct_computation() {
+    let mut p = problem::load(MINIBATCH).unwrap();
+    let rows = smelt::problem::data::logistic(24, 2, 3);
+    let x = [0.3, -0.7];
+    // ∇f: the mean of the per-row gradients.
+    let mut full = [0.0; 2];
+    for r in &rows {
+        let g = logistic_grad(&x, r);
+        full[0] += g[0] / 24.0;
+        full[1] += g[1] / 24.0;
+    }
+    let grad = p.model.df(1);
+    let got = p.model.graph.eval(&grad, &x);
+    for j in 0..2 {
+        assert!(close(got[j], full[j], 1e-13), "∇f: {got:?} vs {full:?}");
+    }
+    // Σ = Cov_i(∇ℓ_i)/B, third moment C3/B².
+    let mut cov = [[0.0; 2]; 2];
+    let mut third = 0.0;
+    for r in &rows {
+        let g = logistic_grad(&x, r);
+        let c = [g[0] - full[0], g[1] - full[1]];
+        for i in 0..2 {
+            for j in 0..2 {
+                cov[i][j] += c[i] * c[j] / 24.0 / 3.0;
+            }
+        }
+        third += c[0] * c[0] * c[1] / 24.0 / 9.0;
+    }
+    let s2 = p.model.moment(2, 0).unwrap();
+    let s2 = p.model.graph.eval(&s2, &x);
+    for i in 0..2 {
+        for j in 0..2 {
+            assert!(
+                close(s2[i * 2 + j], cov[i][j], 1e-13),
+                "Σ: {s2:?} vs {cov:?}"
+            );
+        }
+    }
+    let m3 = p.model.moment(3, 0).unwrap();
+    let m3 = p.model.graph.eval(&m3, &x);
+    assert!(
+        close(m3[1], third, 1e-13),
+        "M3[0,0,1] = {} vs {third}",
+        m3[1]
+    );
+    // The oracle's noise for a given minibatch.
+    let o = p.model.oracle();
+    let draw: Vec<f64> = [&rows[4], &rows[4], &rows[17]]
+        .iter()
+        .flat_map(|r| r.iter().copied())
+        .collect();
+    let noise = o.noise(0, &x, &draw);
+    for j in 0..2 {
+        let want = (2.0 * logistic_grad(&x, &rows[4])[j] + logistic_grad(&x, &rows[17])[j]) / 3.0
+            - full[j];
+        assert!(close(noise[j], want, 1e-13));
+    }
+}
+
+#[test]
+fn compiled_minibatch_steps_match_the_interpreter() {
+    let mut rng = Rng::new(21);
+    for name in ["sgd", "momentum", "adam_ballistic"] {
+        let rule = load(name);
+        let mut p = problem::load(MINIBATCH).unwrap();
+        let rows = smelt::problem::data::logistic(24, 2, 3);
+        let oracle = p.model.oracle();
+        let layout = Layout::new(&rule, 2, None);
+        let nums = Numbers {
+            small: 0.07,
+            hypers: hypers(),
+        };
+        let prog = compile_step(&rule, &mut p.model, &layout, &nums).unwrap();
+        assert!(prog.minibatch.is_some());
+        assert_eq!(prog.draws, 3 * 3);
+        let mut regs = prog.tape.registers();
+        let mut lanes = Vec::new();
+        for lane in 0..LANES {
+            let z = random_state(&layout, &mut rng);
+            let draw: Vec<f64> = (0..3)
+                .flat_map(|_| rows[(rng.unit() * 24.0) as usize].clone())
+                .collect();
+            let mut inputs = z.clone();
+            inputs.push(2.0);
+            inputs.extend(&draw);
+            for (i, v) in inputs.iter().enumerate() {
+                if let Some(r) = prog.tape.input_reg(i) {
+                    regs[r * LANES + lane] = *v;
+                }
+            }
+            lanes.push((z, draw));
+        }
+        prog.tape.run(&mut regs);
+        for (lane, (z, draw)) in lanes.into_iter().enumerate() {
+            let mut state = values_of(&layout, &z);
+            let values = Values {
+                small: 0.07,
+                hypers: hypers(),
+                counter: 2,
+            };
+            smelt::numeric::step(&rule, &mut state, &oracle, &values, &[draw]).unwrap();
+            let want: Vec<f64> = state
+                .into_iter()
+                .flat_map(|v| match v {
+                    Value::Vector(x) => x,
+                    Value::Scalar(s) => vec![s],
+                })
+                .collect();
+            for (i, w) in want.iter().enumerate() {
+                let got = regs[prog.tape.output_reg(i) * LANES + lane];
+                assert!(
+                    close(got, *w, 1e-12),
+                    "{name}: lane {lane}, slot {i}: {got} vs {w}"
+                );
+            }
+        }
+    }
 }

@@ -39,9 +39,15 @@ fn diagnostics() {
 fn every_example_problem_loads() {
     for entry in std::fs::read_dir("examples/problems").unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "prob") {
+            continue;
+        }
         let source = std::fs::read_to_string(&path).unwrap();
-        if let Err(d) = smelt::problem::load(&source) {
-            panic!("{}", smelt::diagnostic::render(&[*d], &path.display().to_string(), &source));
+        if let Err(d) = smelt::problem::load_in(&source, path.parent().unwrap()) {
+            panic!(
+                "{}",
+                smelt::diagnostic::render(&[*d], &path.display().to_string(), &source)
+            );
         }
     }
 }

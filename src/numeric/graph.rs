@@ -231,6 +231,18 @@ impl Graph {
                 if let Op::Unary(Unary::Neg, inner) = self.op(y) {
                     return self.binary(Binary::Sub, x, inner);
                 }
+                // x + (y − x) = y: a rule's `grad f(x) + xi` with minibatch noise
+                // `xi = g_B − ∇f` is the minibatch gradient, without the full one.
+                if let Op::Binary(Binary::Sub, a, b) = self.op(y) {
+                    if b == x {
+                        return a;
+                    }
+                }
+                if let Op::Binary(Binary::Sub, a, b) = self.op(x) {
+                    if b == y {
+                        return a;
+                    }
+                }
                 let (x, y) = (x.min(y), x.max(y));
                 self.intern(Op::Binary(b, x, y))
             }

@@ -27,6 +27,7 @@
     reason = "index loops over matrix rows and columns read as the formulas do"
 )]
 
+pub mod data;
 pub mod expr;
 
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
@@ -81,6 +82,23 @@ pub struct Problem {
 pub enum Noise {
     /// Gaussian with `Σ(x) = S(x) S(x)ᵀ`; `factor` is `S`, `d` rows of `k` nodes.
     Gaussian { factor: Vec<Vec<Id>> },
+    /// The gradient of a minibatch of `batch` rows drawn uniformly with replacement,
+    /// minus the full gradient: `Σ(x) = Cov_i(∇ℓ_i(x)) / batch`.
+    Minibatch { batch: usize },
+}
+
+/// The rows of a finite-sum problem and its loss per sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Data {
+    /// The names a row binds, with their widths (a vector of `d`, or a scalar).
+    pub columns: Vec<(String, usize)>,
+    /// The total width of a row.
+    pub width: usize,
+    pub rows: Vec<Vec<f64>>,
+    /// The loss of one sample: a node over x (inputs `0..d`) and the row (`d..d+width`).
+    pub loss: Id,
+    /// Where the data came from, for reports.
+    pub source: String,
 }
 
 /// The objective and the noise as graph nodes over the `d` inputs `x₁ … x_d`, with
@@ -91,16 +109,92 @@ pub struct Model {
     pub dim: usize,
     pub f: Id,
     pub noise: Noise,
+    /// The data of a finite-sum objective (`f` is then the mean of `data.loss`).
+    pub data: Option<Data>,
     df: HashMap<usize, Vec<Id>>,
     moments: HashMap<(usize, usize), Vec<Id>>,
+    /// Minibatch noise: the centred per-sample gradients `∇ℓ_i − ∇f`, one row per sample.
+    centred: Option<Vec<Vec<Id>>>,
 }
 
 impl Model {
-    /// The number of standard normals one noise sample draws (`k`).
+    /// The inputs one noise sample reads per step: `k` standard normals for Gaussian
+    /// noise, or `batch × width` data values (the rows of the minibatch).
     pub fn noise_draws(&self) -> usize {
         match &self.noise {
             Noise::Gaussian { factor } => factor.first().map_or(0, |r| r.len()),
+            Noise::Minibatch { batch } => batch * self.data.as_ref().map_or(0, |d| d.width),
         }
+    }
+
+    /// Whether the noise draws are standard normals (else data rows).
+    pub fn gaussian(&self) -> bool {
+        matches!(self.noise, Noise::Gaussian { .. })
+    }
+
+    /// The gradient of the loss of one sample, `d` nodes over x and the row inputs.
+    pub fn loss_grad(&mut self) -> Option<Vec<Id>> {
+        let loss = self.data.as_ref()?.loss;
+        Some(
+            (0..self.dim)
+                .map(|j| self.graph.diff(loss, j as u32))
+                .collect(),
+        )
+    }
+
+    /// `∇ℓ_i(x) − ∇f(x)` for every row i (minibatch noise only).
+    fn centred(&mut self) -> Vec<Vec<Id>> {
+        if let Some(c) = &self.centred {
+            return c.clone();
+        }
+        let d = self.dim;
+        let grad = self.df(1);
+        let lg = self.loss_grad().unwrap_or_default();
+        let rows = self
+            .data
+            .as_ref()
+            .map(|dt| dt.rows.clone())
+            .unwrap_or_default();
+        let template = self.graph.clone();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut at: Vec<Id> = (0..d as u32).map(|i| self.graph.input(i)).collect();
+            at.extend(row.iter().map(|&v| self.graph.constant(v)));
+            let gi = self.graph.import(&template, &lg, &at);
+            out.push(
+                gi.iter()
+                    .zip(&grad)
+                    .map(|(&a, &b)| self.graph.sub(a, b))
+                    .collect(),
+            );
+        }
+        self.centred = Some(out.clone());
+        out
+    }
+
+    /// `(1/n) Σ_i c_i^{⊗r}` over the centred per-sample gradients, `d^r` nodes.
+    fn sample_moment(&mut self, r: usize) -> Vec<Id> {
+        let d = self.dim;
+        let c = self.centred();
+        let n = c.len().max(1);
+        let inv = self.graph.constant(1.0 / n as f64);
+        (0..d.pow(r as u32))
+            .map(|flat| {
+                let idx = multi_index(flat, d, r);
+                let terms: Vec<Id> = c
+                    .iter()
+                    .map(|ci| {
+                        let mut p = self.graph.constant(1.0);
+                        for &k in &idx {
+                            p = self.graph.mul(p, ci[k]);
+                        }
+                        p
+                    })
+                    .collect();
+                let s = self.graph.sum(terms);
+                self.graph.mul(inv, s)
+            })
+            .collect()
     }
 
     /// `∇^k f`, `d^k` nodes in row-major order.
@@ -131,10 +225,17 @@ impl Model {
         out
     }
 
-    /// The covariance Σ = S Sᵀ, `d × d` row-major.
+    /// The covariance Σ, `d × d` row-major: `S Sᵀ`, or the minibatch covariance.
     pub fn sigma(&mut self) -> Vec<Id> {
         let d = self.dim;
-        let Noise::Gaussian { factor } = self.noise.clone();
+        let factor = match self.noise.clone() {
+            Noise::Gaussian { factor } => factor,
+            Noise::Minibatch { batch } => {
+                let c2 = self.sample_moment(2);
+                let inv = self.graph.constant(1.0 / batch as f64);
+                return c2.into_iter().map(|x| self.graph.mul(inv, x)).collect();
+            }
+        };
         let mut out = Vec::with_capacity(d * d);
         for i in 0..d {
             for j in 0..d {
@@ -151,14 +252,55 @@ impl Model {
 
     /// `∂^j M_r`: the r-th moment tensor of the noise differentiated `j` times, `d^(r+j)`
     /// nodes (slots: the moment's r, then the j derivative slots). Gaussian noise has
-    /// zero odd moments and Isserlis' even ones.
-    pub fn moment(&mut self, r: usize, j: usize) -> Vec<Id> {
+    /// zero odd moments and Isserlis' even ones; the mean ξ of a minibatch of B rows
+    /// has `M₂ = C₂/B`, `M₃ = C₃/B²`, `M₄ = C₄/B³ + (B−1)/B³ (C₂⊗C₂ over its three
+    /// pairings)`, with `C_r` the moments of one centred per-sample gradient.
+    pub fn moment(&mut self, r: usize, j: usize) -> Result<Vec<Id>, String> {
         if let Some(v) = self.moments.get(&(r, j)) {
-            return v.clone();
+            return Ok(v.clone());
         }
         let out = if j > 0 {
-            let prev = self.moment(r, j - 1);
+            let prev = self.moment(r, j - 1)?;
             self.derivative(&prev)
+        } else if let Noise::Minibatch { batch } = self.noise {
+            let d = self.dim;
+            let b = batch as f64;
+            match r {
+                0 => vec![self.graph.constant(1.0)],
+                1 => vec![self.graph.constant(0.0); d],
+                2 => self.sigma(),
+                3 => {
+                    let c3 = self.sample_moment(3);
+                    let k = self.graph.constant(1.0 / (b * b));
+                    c3.into_iter().map(|x| self.graph.mul(k, x)).collect()
+                }
+                4 => {
+                    let c4 = self.sample_moment(4);
+                    let c2 = self.sample_moment(2);
+                    let k4 = self.graph.constant(1.0 / (b * b * b));
+                    let k2 = self.graph.constant((b - 1.0) / (b * b * b));
+                    (0..d.pow(4))
+                        .map(|flat| {
+                            let i = multi_index(flat, d, 4);
+                            let pair = |g: &mut Graph, a: usize, b2: usize, c: usize, e: usize| {
+                                g.mul(c2[i[a] * d + i[b2]], c2[i[c] * d + i[e]])
+                            };
+                            let p1 = pair(&mut self.graph, 0, 1, 2, 3);
+                            let p2 = pair(&mut self.graph, 0, 2, 1, 3);
+                            let p3 = pair(&mut self.graph, 0, 3, 1, 2);
+                            let pairs = self.graph.sum([p1, p2, p3]);
+                            let a = self.graph.mul(k4, c4[flat]);
+                            let bb = self.graph.mul(k2, pairs);
+                            self.graph.add(a, bb)
+                        })
+                        .collect()
+                }
+                _ => {
+                    return Err(format!(
+                        "the minibatch noise's moment of order {r} is not available (orders up to 4 are)"
+                    ))
+                }
+            }
         } else {
             let d = self.dim;
             let sigma = self.sigma();
@@ -176,7 +318,7 @@ impl Model {
             out
         };
         self.moments.insert((r, j), out.clone());
-        out
+        Ok(out)
     }
 
     /// `E[ξ_{i1} … ξ_{ir}]` for Gaussian ξ: the sum over pairings of products of Σ.
@@ -204,9 +346,11 @@ impl Model {
         self.graph.sum(terms)
     }
 
-    /// Whether Σ is the same at every point.
+    /// Whether the noise is Gaussian with Σ the same at every point.
     pub fn constant_noise(&self) -> bool {
-        let Noise::Gaussian { factor } = &self.noise;
+        let Noise::Gaussian { factor } = &self.noise else {
+            return false;
+        };
         factor
             .iter()
             .flatten()
@@ -214,12 +358,29 @@ impl Model {
     }
 }
 
+/// The multi-index (row-major, `r` slots over `0..d`) of a flat position.
+fn multi_index(flat: usize, d: usize, r: usize) -> Vec<usize> {
+    let mut idx = vec![0usize; r];
+    let mut rest = flat;
+    for k in (0..r).rev() {
+        idx[k] = rest % d;
+        rest /= d;
+    }
+    idx
+}
+
 fn err(code: Code, span: Span, msg: impl Into<String>) -> Box<Diagnostic> {
     Box::new(Diagnostic::new(code, span, msg))
 }
 
-/// Parses and checks a problem file.
+/// Parses and checks a problem file (data files are read relative to the current
+/// directory; see [`load_in`]).
 pub fn load(source: &str) -> R<Problem> {
+    load_in(source, std::path::Path::new("."))
+}
+
+/// Parses and checks a problem file whose `csv("…")` data paths are relative to `dir`.
+pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
     let file = syntax::parse_problem(source)?;
     let mut dim: Option<(usize, Span)> = None;
     let mut g = Graph::new();
@@ -262,6 +423,29 @@ pub fn load(source: &str) -> R<Problem> {
     };
     consts.insert("d".into(), d as f64);
     let inputs: Vec<Id> = (0..d as u32).map(|i| g.input(i)).collect();
+    // Data, before the objective that reads it.
+    let mut data: Option<Data> = None;
+    for item in &file.items {
+        if let PItemKind::Data {
+            names,
+            source,
+            args,
+        } = &item.kind
+        {
+            if data.is_some() {
+                return Err(err(Code::Declaration, item.span, "a second `data` line")
+                    .label("data given again")
+                    .hint("a problem has one data set"));
+            }
+            data = Some(data::read(names, source, args, d, dir, &mut g, &consts)?);
+        }
+    }
+    // With data, the objective is a loss per sample: its names for the sample's row are
+    // inputs after x (d, d+1, …), and f is the mean of the loss over the rows.
+    let row_inputs: Vec<Id> = data
+        .as_ref()
+        .map(|dt| (0..dt.width).map(|k| g.input((d + k) as u32)).collect())
+        .unwrap_or_default();
     let mut objective: Option<(Id, String, Span)> = None;
     let mut noise: Option<(Noise, Span)> = None;
     let mut starts: Vec<Start> = Vec::new();
@@ -278,6 +462,22 @@ pub fn load(source: &str) -> R<Problem> {
         let mut s = const_scope(g, consts);
         if let Some(v) = &var {
             s.insert(v.clone(), PV::V(inputs.clone()));
+        }
+        s
+    };
+    let columns: Option<Vec<(String, usize)>> = data.as_ref().map(|dt| dt.columns.clone());
+    let loss_scope = |g: &mut Graph, consts: &BTreeMap<String, f64>| -> Scope {
+        let mut s = x_scope(g, consts);
+        if let Some(columns) = &columns {
+            let mut off = 0;
+            for (name, len) in columns {
+                let ids = row_inputs[off..off + len].to_vec();
+                s.insert(
+                    name.clone(),
+                    if *len == 1 { PV::S(ids[0]) } else { PV::V(ids) },
+                );
+                off += len;
+            }
         }
         s
     };
@@ -299,7 +499,7 @@ pub fn load(source: &str) -> R<Problem> {
                     )
                     .label("rename to `f`"));
                 }
-                let scope = x_scope(&mut g, &consts);
+                let scope = loss_scope(&mut g, &consts);
                 let f = match expr::build(&mut g, body, &scope)? {
                     PV::S(f) => f,
                     other => {
@@ -312,6 +512,30 @@ pub fn load(source: &str) -> R<Problem> {
                         .hint("sum the components: `sum(x^4/4 - x^2/2)`"))
                     }
                 };
+                let f = match &mut data {
+                    None => f,
+                    Some(dt) => {
+                        dt.loss = f;
+                        let template = g.clone();
+                        let mut terms = Vec::with_capacity(dt.rows.len());
+                        for row in &dt.rows {
+                            let mut at = inputs.clone();
+                            at.extend(row.iter().map(|&v| g.constant(v)));
+                            terms.push(g.import(&template, &[f], &at)[0]);
+                        }
+                        let sum = g.sum(terms);
+                        let c = g.constant(1.0 / dt.rows.len() as f64);
+                        g.mul(c, sum)
+                    }
+                };
+                g.check_size().map_err(|_| {
+                    err(
+                        Code::TooLarge,
+                        item.span,
+                        "the objective is too large once summed over the data",
+                    )
+                    .hint("use fewer rows")
+                })?;
                 objective = Some((f, var.name.clone(), item.span));
             }
             PItemKind::Noise {
@@ -325,13 +549,36 @@ pub fn load(source: &str) -> R<Problem> {
                         .secondary(*prev, "first given here"));
                 }
                 if model.name == "minibatch" {
-                    return Err(err(
-                        Code::Unsupported,
-                        model.span,
-                        "minibatch noise is not supported yet",
-                    )
-                    .label("only Gaussian noise so far")
-                    .hint("write `noise gaussian cov = ...` with the minibatch covariance"));
+                    if param.name != "size" {
+                        return Err(err(
+                            Code::Misuse,
+                            param.span,
+                            format!("minibatch noise takes `size`, not `{}`", param.name),
+                        )
+                        .label("not a minibatch parameter")
+                        .hint("write `noise minibatch size = 8`"));
+                    }
+                    let Some(dt) = &data else {
+                        return Err(err(
+                            Code::Declaration,
+                            model.span,
+                            "minibatch noise needs data to sample from",
+                        )
+                        .label("no `data` line")
+                        .hint("add `data a, y = logistic(n = 256, seed = 1)` (or `csv(\"file.csv\")`) and write the objective as a loss per sample"));
+                    };
+                    let scope = const_scope(&mut g, &consts);
+                    let b = expr::constant(&mut g, value, &scope, "the batch size")?;
+                    if b != b.trunc() || b < 1.0 || b > dt.rows.len() as f64 {
+                        return Err(err(
+                            Code::Misuse,
+                            value.span,
+                            format!("the batch size must be a whole number from 1 to the number of rows ({}), this is {b}", dt.rows.len()),
+                        )
+                        .label("not a batch size"));
+                    }
+                    noise = Some((Noise::Minibatch { batch: b as usize }, item.span));
+                    continue;
                 }
                 let scope = x_scope(&mut g, &consts);
                 let v = expr::build(&mut g, value, &scope)?;
@@ -471,15 +718,7 @@ pub fn load(source: &str) -> R<Problem> {
                 }
                 etas = Some(v);
             }
-            PItemKind::Data { source, .. } => {
-                return Err(err(
-                    Code::Unsupported,
-                    source.span,
-                    "data sources are not supported yet",
-                )
-                .label("not yet")
-                .hint("write the objective in closed form"));
-            }
+            PItemKind::Data { .. } => {}
         }
     }
     let Some((f, var, _)) = objective else {
@@ -530,8 +769,10 @@ pub fn load(source: &str) -> R<Problem> {
             dim: d,
             f,
             noise,
+            data,
             df: HashMap::new(),
             moments: HashMap::new(),
+            centred: None,
         },
         starts,
         horizon,
@@ -670,7 +911,19 @@ pub struct ModelOracle {
     f: Id,
     grad: Vec<Id>,
     hess: Vec<Id>,
-    factor: Vec<Vec<Id>>,
+    noise: OracleNoise,
+}
+
+#[derive(Debug, Clone)]
+enum OracleNoise {
+    /// `S(x) draw`.
+    Gaussian(Vec<Vec<Id>>),
+    /// The draw is `batch` rows: `(1/B) Σ_j ∇ℓ(x; row_j) − ∇f(x)`.
+    Minibatch {
+        loss_grad: Vec<Id>,
+        batch: usize,
+        width: usize,
+    },
 }
 
 impl Model {
@@ -678,14 +931,21 @@ impl Model {
     pub fn oracle(&mut self) -> ModelOracle {
         let grad = self.df(1);
         let hess = self.df(2);
-        let Noise::Gaussian { factor } = self.noise.clone();
+        let noise = match self.noise.clone() {
+            Noise::Gaussian { factor } => OracleNoise::Gaussian(factor),
+            Noise::Minibatch { batch } => OracleNoise::Minibatch {
+                loss_grad: self.loss_grad().unwrap_or_default(),
+                batch,
+                width: self.data.as_ref().map_or(0, |d| d.width),
+            },
+        };
         ModelOracle {
             graph: self.graph.clone(),
             dim: self.dim,
             f: self.f,
             grad,
             hess,
-            factor,
+            noise,
         }
     }
 
@@ -698,7 +958,7 @@ impl Model {
         symbols: BTreeMap<String, f64>,
         max_df: usize,
         max_dm: usize,
-    ) -> crate::numeric::Env {
+    ) -> Result<crate::numeric::Env, String> {
         use crate::numeric::{Tensor, Value};
         let d = self.dim;
         let x = match &state[0] {
@@ -719,24 +979,24 @@ impl Model {
                 (0..=max_dm)
                     .map(|j| {
                         if r < 2 {
-                            return Tensor::zeros(vec![d; r + j]);
+                            return Ok(Tensor::zeros(vec![d; r + j]));
                         }
-                        let ids = self.moment(r, j);
-                        Tensor {
+                        let ids = self.moment(r, j)?;
+                        Ok(Tensor {
                             shape: vec![d; r + j],
                             data: self.graph.eval(&ids, &x),
-                        }
+                        })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, String>>()
             })
-            .collect();
-        crate::numeric::Env {
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(crate::numeric::Env {
             dim: d,
             state,
             symbols,
             grad_f,
             moments,
-        }
+        })
     }
 }
 
@@ -754,12 +1014,30 @@ impl crate::numeric::Oracle for ModelOracle {
         self.graph.eval(&self.hess, x)
     }
     fn noise(&self, _index: usize, x: &[f64], draw: &[f64]) -> Vec<f64> {
-        self.factor
-            .iter()
-            .map(|row| {
-                let s = self.graph.eval(row, x);
-                s.iter().zip(draw).map(|(a, b)| a * b).sum()
-            })
-            .collect()
+        match &self.noise {
+            OracleNoise::Gaussian(factor) => factor
+                .iter()
+                .map(|row| {
+                    let s = self.graph.eval(row, x);
+                    s.iter().zip(draw).map(|(a, b)| a * b).sum()
+                })
+                .collect(),
+            OracleNoise::Minibatch {
+                loss_grad,
+                batch,
+                width,
+            } => {
+                let full = self.graph.eval(&self.grad, x);
+                let mut mean = vec![0.0; self.dim];
+                for j in 0..*batch {
+                    let mut at = x.to_vec();
+                    at.extend_from_slice(&draw[j * width..(j + 1) * width]);
+                    for (m, g) in mean.iter_mut().zip(self.graph.eval(loss_grad, &at)) {
+                        *m += g / *batch as f64;
+                    }
+                }
+                mean.iter().zip(&full).map(|(m, f)| m - f).collect()
+            }
+        }
     }
 }

@@ -99,7 +99,11 @@ enum SV {
 pub struct StepProgram {
     pub tape: Tape,
     pub n_state: usize,
+    /// Inputs per noise sample: standard normals, or the minibatch's rows.
     pub draws: usize,
+    /// Minibatch noise: the data rows and the batch size (the draws are `batch` rows,
+    /// chosen uniformly with replacement); `None` for Gaussian noise (standard normals).
+    pub minibatch: Option<(std::sync::Arc<Vec<Vec<f64>>>, usize)>,
     pub samples: usize,
     pub graph: Graph,
     pub outputs: Vec<Id>,
@@ -192,10 +196,17 @@ pub fn compile_step(
     let samples = rule.noises.len();
     let n_inputs = n_state + 1 + samples * draws;
     let tape = Tape::compile(&b.g, &outputs, n_inputs);
+    let minibatch = match (&b.model.noise, &b.model.data) {
+        (problem::Noise::Minibatch { batch }, Some(data)) => {
+            Some((std::sync::Arc::new(data.rows.clone()), *batch))
+        }
+        _ => None,
+    };
     Ok(StepProgram {
         tape,
         n_state,
         draws,
+        minibatch,
         samples,
         graph: b.g,
         outputs,
@@ -262,21 +273,55 @@ impl StepBuilder<'_> {
                     Some(p) => self.point(p)?,
                     None => self.param(),
                 };
-                let problem::Noise::Gaussian { factor } = self.model.noise.clone();
-                let roots: Vec<Id> = factor.iter().flatten().copied().collect();
-                let s = self.g.import(&self.model.graph, &roots, &x);
                 let k = self.draws;
                 let base = self.layout.n_rule + 1 + i * k;
-                let z: Vec<Id> = (0..k).map(|j| self.g.input((base + j) as u32)).collect();
-                SV::V(
-                    (0..d)
-                        .map(|r| {
-                            let prods: Vec<Id> =
-                                (0..k).map(|j| self.g.mul(s[r * k + j], z[j])).collect();
-                            self.g.sum(prods)
-                        })
-                        .collect(),
-                )
+                match self.model.noise.clone() {
+                    problem::Noise::Gaussian { factor } => {
+                        let roots: Vec<Id> = factor.iter().flatten().copied().collect();
+                        let s = self.g.import(&self.model.graph, &roots, &x);
+                        let z: Vec<Id> = (0..k).map(|j| self.g.input((base + j) as u32)).collect();
+                        SV::V(
+                            (0..d)
+                                .map(|r| {
+                                    let prods: Vec<Id> =
+                                        (0..k).map(|j| self.g.mul(s[r * k + j], z[j])).collect();
+                                    self.g.sum(prods)
+                                })
+                                .collect(),
+                        )
+                    }
+                    problem::Noise::Minibatch { batch } => {
+                        // (1/B) Σ_j ∇ℓ(x; row_j) − ∇f(x), the rows read from the inputs.
+                        let lg = self
+                            .model
+                            .loss_grad()
+                            .ok_or("minibatch noise without data")?;
+                        let width = k / batch.max(1);
+                        let mut sum = vec![self.g.constant(0.0); d];
+                        for j in 0..batch {
+                            let mut at = x.clone();
+                            at.extend(
+                                (0..width).map(|c| self.g.input((base + j * width + c) as u32)),
+                            );
+                            let gj = self.g.import(&self.model.graph, &lg, &at);
+                            for (acc, v) in sum.iter_mut().zip(gj) {
+                                *acc = self.g.add(*acc, v);
+                            }
+                        }
+                        let full = self.model.df(1);
+                        let full = self.g.import(&self.model.graph, &full, &x);
+                        let inv = self.g.constant(1.0 / batch as f64);
+                        SV::V(
+                            sum.into_iter()
+                                .zip(full)
+                                .map(|(s, f)| {
+                                    let m = self.g.mul(inv, s);
+                                    self.g.sub(m, f)
+                                })
+                                .collect(),
+                        )
+                    }
+                }
             }
             ExprKind::Objective(p) => {
                 let x = self.point(p)?;
@@ -587,7 +632,7 @@ impl Scalarizer<'_> {
         }
         let t = match kind {
             Kind::DF(k) => self.model.df(k as usize),
-            Kind::Moment { r, d } => self.model.moment(r as usize, d as usize),
+            Kind::Moment { r, d } => self.model.moment(r as usize, d as usize)?,
             _ => return Err("not a tensor factor".into()),
         };
         let t = self.g.import(&self.model.graph, &t, self.x);

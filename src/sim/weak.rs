@@ -62,7 +62,12 @@ pub struct Coupling {
 /// The coupling of an SDE to the optimizer at the start state.
 pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -> Coupling {
     let n = sde.n;
-    let kz = step.samples * step.draws;
+    // Minibatch noise draws no normals: the SDE gets its own (no coupling).
+    let kz = if step.minibatch.is_some() {
+        0
+    } else {
+        step.samples * step.draws
+    };
     // J = ∂ step / ∂ z at z = 0, counter 0.
     let mut g: Graph = step.graph.clone();
     let mut inputs = vec![0.0; step.n_inputs()];
@@ -363,9 +368,14 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     for i in 0..n_rule {
         fill_input(&step.tape, &mut oregs, i, plan.start[i]);
     }
-    // The normals of a step, in sample-major order.
+    // The normals of a step, in sample-major order (none for minibatch noise).
+    let draws = if step.minibatch.is_some() {
+        0
+    } else {
+        step.draws
+    };
     let normal_regs: Vec<Option<usize>> = (0..step.samples)
-        .flat_map(|s| (0..step.draws).map(move |q| (s, q)))
+        .flat_map(|s| (0..draws).map(move |q| (s, q)))
         .map(|(s, q)| step.tape.input_reg(step.normal_input(s, q)))
         .collect();
     let kz = normal_regs.len();
@@ -403,6 +413,25 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
         for (q, r) in normal_regs.iter().enumerate() {
             if let Some(r) = r {
                 oregs[r * LANES..(r + 1) * LANES].copy_from_slice(&z[q * LANES..(q + 1) * LANES]);
+            }
+        }
+        if let Some((rows, batch)) = &step.minibatch {
+            // Each lane draws its own minibatch: `batch` rows, uniform with replacement.
+            let width = step.draws / batch.max(&1);
+            for s in 0..step.samples {
+                for j in 0..*batch {
+                    for lane in 0..LANES {
+                        let u = rng.next_u64();
+                        let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
+                        for (c, v) in rows[i].iter().enumerate().take(width) {
+                            if let Some(r) =
+                                step.tape.input_reg(step.normal_input(s, j * width + c))
+                            {
+                                oregs[r * LANES + lane] = *v;
+                            }
+                        }
+                    }
+                }
             }
         }
         fill_input(

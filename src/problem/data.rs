@@ -1,0 +1,222 @@
+//! The data of finite-sum problems: `data a, y = logistic(n = 256, seed = 1)` generates a
+//! logistic-regression data set, `data a, y = csv("points.csv")` reads one.
+//!
+//! A row binds the names in order: the first to a vector of `d` columns, each further
+//! name to one column (so `a, y` is features and a label). The generated set draws the
+//! features `a_i ~ N(0, I_d)` and the labels `y_i = ±1` with `P(y_i = 1) =
+//! sigmoid(a_i · x_true)`, `x_true = (1, −1, 1, …)`, from the named seed with smelt's
+//! generator ([`crate::sim::rng`]), so it is the same on every machine.
+
+use super::{err, expr, Data, R};
+use crate::diagnostic::{Boxed as _, Code};
+use crate::numeric::graph::Graph;
+use crate::syntax::{DataArg, Ident};
+use std::collections::BTreeMap;
+
+/// The most rows a data set may have (the objective is summed over them symbolically).
+pub const MAX_ROWS: usize = 10_000;
+
+pub(super) fn read(
+    names: &[Ident],
+    source: &Ident,
+    args: &[DataArg],
+    d: usize,
+    dir: &std::path::Path,
+    g: &mut Graph,
+    consts: &BTreeMap<String, f64>,
+) -> R<Data> {
+    let columns: Vec<(String, usize)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (n.name.clone(), if k == 0 { d } else { 1 }))
+        .collect();
+    let width = columns.iter().map(|c| c.1).sum();
+    let scope: expr::Scope = consts
+        .iter()
+        .map(|(k, &v)| (k.clone(), expr::PV::S(g.constant(v))))
+        .collect();
+    let (rows, what) = match source.name.as_str() {
+        "logistic" => {
+            if names.len() != 2 {
+                return Err(err(
+                    Code::Misuse,
+                    source.span,
+                    format!(
+                        "`logistic` makes features and labels: two names, {} given",
+                        names.len()
+                    ),
+                )
+                .label("two names before `=`")
+                .hint("write `data a, y = logistic(n = 256, seed = 1)`"));
+            }
+            let mut n = 256.0;
+            let mut seed = 1.0;
+            for a in args {
+                match a {
+                    DataArg::Named(k, e) => {
+                        let v = expr::constant(g, e, &scope, &format!("`{}`", k.name))?;
+                        match k.name.as_str() {
+                            "n" => n = v,
+                            "seed" => seed = v,
+                            other => {
+                                return Err(err(
+                                    Code::Misuse,
+                                    k.span,
+                                    format!("`logistic` takes `n` and `seed`, not `{other}`"),
+                                )
+                                .label("unknown argument"))
+                            }
+                        }
+                    }
+                    DataArg::Text(_, span) => {
+                        return Err(err(
+                            Code::Misuse,
+                            *span,
+                            "`logistic` takes `n = …` and `seed = …`, not a file name",
+                        )
+                        .label("unexpected"))
+                    }
+                }
+            }
+            if n != n.trunc() || !(2.0..=MAX_ROWS as f64).contains(&n) {
+                return Err(err(
+                    Code::Misuse,
+                    source.span,
+                    format!("`n` must be a whole number from 2 to {MAX_ROWS}, this is {n}"),
+                )
+                .label("too many or too few rows"));
+            }
+            if seed != seed.trunc() || seed < 0.0 {
+                return Err(err(
+                    Code::Misuse,
+                    source.span,
+                    "`seed` must be a whole number ≥ 0",
+                )
+                .label("not a seed"));
+            }
+            (
+                logistic(n as usize, d, seed as u64),
+                format!("logistic(n = {n}, seed = {seed})"),
+            )
+        }
+        "csv" => {
+            let [DataArg::Text(path, span)] = args else {
+                return Err(err(
+                    Code::Misuse,
+                    source.span,
+                    "`csv` takes one quoted file name",
+                )
+                .label("here")
+                .hint("write `data a, y = csv(\"points.csv\")`"));
+            };
+            let full = dir.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                err(
+                    Code::Misuse,
+                    *span,
+                    format!("cannot read `{}`: {e}", full.display()),
+                )
+                .label("this file")
+                .hint("the path is relative to the problem file")
+            })?;
+            (
+                parse_csv(&text, width, *span, path)?,
+                format!("csv(\"{path}\")"),
+            )
+        }
+        other => {
+            return Err(err(
+                Code::Undefined,
+                source.span,
+                format!("unknown data source `{other}`"),
+            )
+            .label("not a data source")
+            .hint("use `logistic(n = 256, seed = 1)` or `csv(\"file.csv\")`"))
+        }
+    };
+    Ok(Data {
+        columns,
+        width,
+        rows,
+        loss: 0,
+        source: what,
+    })
+}
+
+/// Features `N(0, I_d)`, labels ±1 with `P(1) = sigmoid(a·x_true)`, `x_true = (1, −1, …)`.
+pub fn logistic(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = crate::sim::rng::Streams::new(seed).stream(0);
+    (0..n)
+        .map(|_| {
+            let a: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+            let z: f64 = a
+                .iter()
+                .enumerate()
+                .map(|(j, v)| if j % 2 == 0 { *v } else { -*v })
+                .sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            let y = if rng.uniform() < p { 1.0 } else { -1.0 };
+            let mut row = a;
+            row.push(y);
+            row
+        })
+        .collect()
+}
+
+/// Rows of numbers separated by commas (or blanks); a first line that is not numbers is
+/// a header. Every row must have `width` numbers.
+fn parse_csv(text: &str, width: usize, span: crate::span::Span, path: &str) -> R<Vec<Vec<f64>>> {
+    let mut rows = Vec::new();
+    for (k, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|f| !f.is_empty())
+            .collect();
+        let nums: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
+        match nums {
+            Err(_) if rows.is_empty() && k == 0 => continue, // a header
+            Err(_) => {
+                return Err(err(
+                    Code::BadNumber,
+                    span,
+                    format!("`{path}` line {}: not a row of numbers: `{line}`", k + 1),
+                )
+                .label("in this file"))
+            }
+            Ok(v) if v.len() != width || v.iter().any(|x| !x.is_finite()) => {
+                return Err(err(
+                    Code::Shape,
+                    span,
+                    format!(
+                        "`{path}` line {}: {} numbers, a row here has {width} (d features, then one column per further name)",
+                        k + 1,
+                        v.len()
+                    ),
+                )
+                .label("in this file"))
+            }
+            Ok(v) => rows.push(v),
+        }
+        if rows.len() > MAX_ROWS {
+            return Err(err(
+                Code::TooLarge,
+                span,
+                format!("`{path}` has more than {MAX_ROWS} rows"),
+            )
+            .label("too large"));
+        }
+    }
+    if rows.len() < 2 {
+        return Err(err(
+            Code::Shape,
+            span,
+            format!("`{path}` has fewer than two rows"),
+        )
+        .label("too little data"));
+    }
+    Ok(rows)
+}
