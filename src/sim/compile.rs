@@ -5,7 +5,7 @@
 //! order of [`step::variables`] (a vector takes `d` slots, a scalar one), then the
 //! SME's clock `t` when it has one. The objective's derivatives and the noise moments
 //! come from the problem's [`Model`], imported at the point the rule or the SME reads
-//! them. The results are [`Tape`]s; [`crate::numeric::step`] and
+//! them. The results are [`Tape`]s; [`crate::numeric::step()`] and
 //! [`crate::numeric::eval()`] are the references they are tested against.
 
 #![allow(

@@ -5,3 +5,4 @@
 pub mod compile;
 pub mod rng;
 pub mod weak;
+mod ziggurat_tables;
