@@ -75,7 +75,7 @@ fn main() {
     );
     let steps = 256;
     for d in [1usize, 10] {
-        let paths = if d == 1 { 1 << 16 } else { 1 << 13 };
+        let paths = if d == 1 { 1 << 18 } else { 1 << 15 };
         // The optimizer alone.
         let mut p = plan(d, &[1], 8, steps);
         p.sdes.clear();
@@ -83,13 +83,14 @@ fn main() {
             let t = time(&p, paths, threads);
             let rate = (paths * p.steps) as f64 / t;
             println!(
-                "{:<34} {:>4} {:>8} {:>14.1} {:>14.1} {:>9.0}%",
+                "{:<34} {:>4} {:>8} {:>14.1} {:>14.1} {:>9.0}% {:>12}",
                 "SGD step (compiled tape)",
                 d,
                 threads,
                 rate / 1e6,
                 rate * d as f64 / 1e6,
-                100.0 * rate * d as f64 / (bound * threads as f64)
+                100.0 * rate * d as f64 / (bound * threads as f64),
+                numpy("SGD", d, rate)
             );
         }
         // The optimizer with one SME: K = 8 fine substeps plus 4 + 2 coarser ones per step;
@@ -101,13 +102,14 @@ fn main() {
             let sub = (paths * with.steps * 14) as f64 / (t_all - t_opt);
             let normals = (paths * with.steps * 8 * d) as f64 / (t_all - t_opt);
             println!(
-                "{:<34} {:>4} {:>8} {:>14.1} {:>14.1} {:>9.0}%",
+                "{:<34} {:>4} {:>8} {:>14.1} {:>14.1} {:>9.0}% {:>12}",
                 "SME-1 Euler–Maruyama substep",
                 d,
                 threads,
                 sub / 1e6,
                 normals / 1e6,
-                100.0 * normals / (bound * threads as f64)
+                100.0 * normals / (bound * threads as f64),
+                numpy("EM", d, sub)
             );
         }
     }

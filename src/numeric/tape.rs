@@ -16,7 +16,7 @@ use super::graph::{powi, Binary, Graph, Id, Op, Unary};
 use std::collections::HashMap;
 
 /// Paths per register.
-pub const LANES: usize = 64;
+pub const LANES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Instr {

@@ -409,10 +409,18 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     }
     for k in 0..plan.steps {
         // The optimizer: normals straight into their registers.
-        rng.fill_normal(&mut z[..kz * LANES]);
+        // (Drawn in the same order either way; kept in `z` only for the coupling.)
         for (q, r) in normal_regs.iter().enumerate() {
-            if let Some(r) = r {
-                oregs[r * LANES..(r + 1) * LANES].copy_from_slice(&z[q * LANES..(q + 1) * LANES]);
+            let zq = &mut z[q * LANES..(q + 1) * LANES];
+            match r {
+                Some(r) => {
+                    let reg = &mut oregs[r * LANES..(r + 1) * LANES];
+                    rng.fill_normal(reg);
+                    if !plan.sdes.is_empty() {
+                        zq.copy_from_slice(reg);
+                    }
+                }
+                None => rng.fill_normal(zq),
             }
         }
         if let Some((rows, batch)) = &step.minibatch {

@@ -3,7 +3,10 @@
 //! Developers of the Rand project, 2013 The Rust Project Developers; MIT or Apache-2.0),
 //! so that [`super::Stream::normal`] draws exactly what `rand_distr::StandardNormal` draws.
 
-#![allow(clippy::excessive_precision, reason = "the tables as generated, digit for digit")]
+#![allow(
+    clippy::excessive_precision,
+    reason = "the tables as generated, digit for digit"
+)]
 
 pub const R: f64 = 3.654152885361008796;
 
