@@ -70,9 +70,18 @@ fn main() {
     println!("generator: {}", smelt::sim::rng::NAME);
     println!("  normals, one thread: {:.0} M/s (the bound: one normal per SGD path-step and coordinate)\n", bound / 1e6);
     println!(
-        "{:<34} {:>4} {:>8} {:>14} {:>14} {:>10}",
-        "what", "d", "threads", "M path-steps/s", "M normals/s", "of bound"
+        "{:<34} {:>4} {:>8} {:>14} {:>14} {:>10} {:>12}",
+        "what", "d", "threads", "M path-steps/s", "M normals/s", "of bound", "× NumPy"
     );
+    // NumPy's single-thread rates on the 1-D double well (shared/baselines/README.md):
+    // SGD step incl. RNG 87.6 M/s, an order-2 SME Euler–Maruyama substep incl. RNG 80 M/s.
+    let numpy = |what: &str, d: usize, rate: f64| -> String {
+        if d != 1 {
+            return "—".into();
+        }
+        let base = if what == "SGD" { 87.6e6 } else { 80e6 };
+        format!("{:.1}×", rate / base)
+    };
     let steps = 256;
     for d in [1usize, 10] {
         let paths = if d == 1 { 1 << 18 } else { 1 << 15 };
