@@ -200,3 +200,118 @@ fn binary_garbage_exits_1() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("error"));
 }
+
+#[test]
+fn verify_prints_a_table_json_and_a_plot() {
+    let dir = TempDir::new("verify");
+    let svg = dir.0.join("plot.svg");
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well.prob",
+        "--paths",
+        "1024",
+        "--etas",
+        "0.25,0.125,0.0625",
+        "--plot",
+        svg.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("SME order 1 · φ = sq") && text.contains("SME order 2 · φ = cos"),
+        "{text}"
+    );
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.ends_with("</svg>\n"));
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/quadratic.prob",
+        "--exact",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["schema"], "smelt-verify");
+    assert_eq!(v["mode"], "exact");
+    let series = v["series"].as_array().unwrap();
+    assert_eq!(series.len(), 4);
+    for s in series {
+        let order = s["order"].as_f64().unwrap();
+        assert!((s["slope"].as_f64().unwrap() - order).abs() < 0.01, "{s}");
+        assert_eq!(s["pass"], true);
+    }
+}
+
+#[test]
+fn verify_reports_bad_input_with_its_exit_code() {
+    // A problem-file mistake: exit 1 and a diagnostic naming the problem file.
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "tests/data/fail_problem/not_psd.prob",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("not_psd.prob:4:24"),
+        "{}",
+        stderr(&out)
+    );
+    // A missing hyperparameter value.
+    let out = smelt(&[
+        "verify",
+        "examples/momentum.opt",
+        "--problem",
+        "examples/problems/double_well.prob",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("no value for the hyperparameter `lambda`"),
+        "{}",
+        stderr(&out)
+    );
+    // Exact mode on a problem that is not linear-Gaussian.
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well.prob",
+        "--exact",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("linear-Gaussian"), "{}", stderr(&out));
+    // Bad usage: exit 2.
+    for args in [
+        vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/double_well.prob",
+            "--substeps",
+            "6",
+        ],
+        vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/double_well.prob",
+            "--etas",
+            "-1",
+        ],
+        vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "no/such/file.prob",
+        ],
+    ] {
+        let out = smelt(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+    }
+}
