@@ -67,19 +67,24 @@ fn t975(dof: usize) -> f64 {
     }
 }
 
-/// Weighted least squares on all points (at least two with positive errors).
-pub fn fit(points: &[Point]) -> Option<Fit> {
+/// The usable points (positive error and step), largest step first, with their weights
+/// `1/var(log e) = e²/se²` (delta method; equal weights without standard errors) and
+/// their logarithms.
+struct LogData {
+    pts: Vec<Point>,
+    w: Vec<f64>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+}
+
+fn log_data(points: &[Point]) -> LogData {
     let mut pts: Vec<Point> = points
         .iter()
         .copied()
         .filter(|p| p.error > 0.0 && p.step > 0.0)
         .collect();
-    if pts.len() < 2 {
-        return None;
-    }
     pts.sort_by(|a, b| b.step.total_cmp(&a.step));
-    // Weights: 1/var(log e) = e²/se² (delta method); equal weights without errors.
-    let w: Vec<f64> = pts
+    let w = pts
         .iter()
         .map(|p| {
             if p.std_err > 0.0 {
@@ -89,8 +94,17 @@ pub fn fit(points: &[Point]) -> Option<Fit> {
             }
         })
         .collect();
-    let x: Vec<f64> = pts.iter().map(|p| p.step.ln()).collect();
-    let y: Vec<f64> = pts.iter().map(|p| p.error.ln()).collect();
+    let x = pts.iter().map(|p| p.step.ln()).collect();
+    let y = pts.iter().map(|p| p.error.ln()).collect();
+    LogData { pts, w, x, y }
+}
+
+/// Weighted least squares on all points (at least two with positive errors).
+pub fn fit(points: &[Point]) -> Option<Fit> {
+    let LogData { pts, w, x, y } = log_data(points);
+    if pts.len() < 2 {
+        return None;
+    }
     let sw: f64 = w.iter().sum();
     let xm = w.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() / sw;
     let ym = w.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>() / sw;
@@ -164,27 +178,10 @@ pub fn fit_asymptotic(points: &[Point]) -> Option<Fit> {
 /// is dropped).
 pub fn fit_corrected(points: &[Point]) -> Option<Fit> {
     let base = fit(points)?;
-    let mut pts: Vec<Point> = points
-        .iter()
-        .copied()
-        .filter(|p| p.error > 0.0 && p.step > 0.0)
-        .collect();
+    let LogData { pts, w, x, y } = log_data(points);
     if pts.len() < 4 {
         return None;
     }
-    pts.sort_by(|a, b| b.step.total_cmp(&a.step));
-    let w: Vec<f64> = pts
-        .iter()
-        .map(|p| {
-            if p.std_err > 0.0 {
-                (p.error / p.std_err).powi(2)
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    let x: Vec<f64> = pts.iter().map(|p| p.step.ln()).collect();
-    let y: Vec<f64> = pts.iter().map(|p| p.error.ln()).collect();
     let h: Vec<f64> = pts.iter().map(|p| p.step).collect();
     let n = pts.len();
     // Start from the straight line.

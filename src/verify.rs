@@ -309,6 +309,30 @@ pub struct Series {
     pub fit: Option<Fit>,
 }
 
+impl Series {
+    fn new(
+        order: u32,
+        observable: String,
+        points: Vec<ErrorPoint>,
+        fit: Option<Fit>,
+        verdict: String,
+        pass: bool,
+    ) -> Series {
+        Series {
+            order,
+            observable,
+            slope: fit.as_ref().map(|f| f.slope),
+            half_width: fit.as_ref().map(|f| f.half_width),
+            local_slopes: fit.as_ref().map_or_else(Vec::new, |f| f.local.clone()),
+            dropped: fit.as_ref().map_or(0, |f| f.dropped),
+            verdict,
+            pass,
+            points,
+            fit,
+        }
+    }
+}
+
 /// Fits each order's errors for each test function.
 pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Series> {
     let mut out = Vec::new();
@@ -368,18 +392,7 @@ pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Se
                 }
                 None => ("too few resolved points to fit a slope".to_string(), false),
             };
-            out.push(Series {
-                order,
-                observable: name.clone(),
-                slope: fit.as_ref().map(|f| f.slope),
-                half_width: fit.as_ref().map(|f| f.half_width),
-                local_slopes: fit.as_ref().map_or_else(Vec::new, |f| f.local.clone()),
-                dropped: fit.as_ref().map_or(0, |f| f.dropped),
-                verdict,
-                pass,
-                points,
-                fit,
-            });
+            out.push(Series::new(order, name.clone(), points, fit, verdict, pass));
         }
     }
     out
@@ -646,18 +659,14 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                     false,
                 ),
             };
-            out.push(Series {
+            out.push(Series::new(
                 order,
-                observable: names[j].clone(),
-                slope: fit.as_ref().map(|f| f.slope),
-                half_width: fit.as_ref().map(|f| f.half_width),
-                local_slopes: fit.as_ref().map_or_else(Vec::new, |f| f.local.clone()),
-                dropped: fit.as_ref().map_or(0, |f| f.dropped),
-                verdict,
-                pass,
+                names[j].clone(),
                 points,
                 fit,
-            });
+                verdict,
+                pass,
+            ));
         }
     }
     Ok(out)

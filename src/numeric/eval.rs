@@ -94,7 +94,7 @@ impl Tensor {
 }
 
 /// The next multi-index in row-major order (wraps to all zeros after the last).
-fn advance(idx: &mut [usize], dim: usize) {
+pub(crate) fn advance(idx: &mut [usize], dim: usize) {
     for i in idx.iter_mut().rev() {
         *i += 1;
         if *i < dim {

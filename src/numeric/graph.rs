@@ -61,6 +61,18 @@ pub enum Op {
     PowI(Id, i32),
 }
 
+impl Op {
+    /// The nodes this operation reads, in order.
+    pub fn children(self) -> impl Iterator<Item = Id> {
+        let (a, b) = match self {
+            Op::Const(_) | Op::Input(_) => (None, None),
+            Op::Unary(_, a) | Op::PowI(a, _) => (Some(a), None),
+            Op::Binary(_, a, b) => (Some(a), Some(b)),
+        };
+        a.into_iter().chain(b)
+    }
+}
+
 impl Unary {
     pub fn apply(self, a: f64) -> f64 {
         match self {
@@ -377,11 +389,7 @@ impl Graph {
             if memo.contains_key(&n) {
                 continue;
             }
-            let children: Vec<Id> = match self.op(n) {
-                Op::Const(_) | Op::Input(_) => Vec::new(),
-                Op::Unary(_, a) | Op::PowI(a, _) => vec![a],
-                Op::Binary(_, a, b) => vec![a, b],
-            };
+            let children: Vec<Id> = self.op(n).children().collect();
             if !expanded && children.iter().any(|c| !memo.contains_key(c)) {
                 stack.push((n, true));
                 stack.extend(children.into_iter().map(|c| (c, false)));
@@ -502,14 +510,7 @@ impl Graph {
                 continue;
             }
             order.push(n);
-            match other.op(n) {
-                Op::Const(_) | Op::Input(_) => {}
-                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
-                Op::Binary(_, a, b) => {
-                    need.push(a);
-                    need.push(b);
-                }
-            }
+            need.extend(other.op(n).children());
         }
         order.sort_unstable();
         order.dedup();
@@ -544,14 +545,7 @@ impl Graph {
                 continue;
             }
             live[n as usize] = true;
-            match self.op(n) {
-                Op::Const(_) | Op::Input(_) => {}
-                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
-                Op::Binary(_, a, b) => {
-                    need.push(a);
-                    need.push(b);
-                }
-            }
+            need.extend(self.op(n).children());
         }
         for (n, &is_live) in live.iter().enumerate() {
             if !is_live {
@@ -578,15 +572,10 @@ impl Graph {
             if !seen.insert(n) {
                 continue;
             }
-            match self.op(n) {
-                Op::Const(_) => {}
-                Op::Input(_) => return true,
-                Op::Unary(_, a) | Op::PowI(a, _) => need.push(a),
-                Op::Binary(_, a, b) => {
-                    need.push(a);
-                    need.push(b);
-                }
+            if let Op::Input(_) = self.op(n) {
+                return true;
             }
+            need.extend(self.op(n).children());
         }
         false
     }

@@ -48,28 +48,14 @@ impl Tape {
                 continue;
             }
             live.push(n);
-            match g.op(n) {
-                Op::Const(_) | Op::Input(_) => {}
-                Op::Unary(_, a) | Op::PowI(a, _) => stack.push(a),
-                Op::Binary(_, a, b) => {
-                    stack.push(a);
-                    stack.push(b);
-                }
-            }
+            stack.extend(g.op(n).children());
         }
         live.sort_unstable();
         // Last use of every node (position in `live` of its last reader).
         let mut last_use: HashMap<Id, usize> = HashMap::new();
         for (pos, &n) in live.iter().enumerate() {
-            match g.op(n) {
-                Op::Const(_) | Op::Input(_) => {}
-                Op::Unary(_, a) | Op::PowI(a, _) => {
-                    last_use.insert(a, pos);
-                }
-                Op::Binary(_, a, b) => {
-                    last_use.insert(a, pos);
-                    last_use.insert(b, pos);
-                }
+            for a in g.op(n).children() {
+                last_use.insert(a, pos);
             }
         }
         let pinned: std::collections::HashSet<Id> = outputs.iter().copied().collect();
@@ -99,11 +85,10 @@ impl Tape {
         let mut code = Vec::new();
         for (pos, &n) in live.iter().enumerate() {
             let op = g.op(n);
-            let operands: Vec<Id> = match op {
-                Op::Const(_) | Op::Input(_) => continue,
-                Op::Unary(_, a) | Op::PowI(a, _) => vec![a],
-                Op::Binary(_, a, b) => vec![a, b],
-            };
+            if matches!(op, Op::Const(_) | Op::Input(_)) {
+                continue;
+            }
+            let operands: Vec<Id> = op.children().collect();
             let dst = free.pop().unwrap_or_else(|| {
                 regs += 1;
                 regs - 1

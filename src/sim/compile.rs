@@ -15,6 +15,7 @@
 
 use crate::elem::FExpr;
 use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Target, Version};
+use crate::numeric::eval::advance;
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
 use crate::numeric::step;
 use crate::numeric::tape::Tape;
@@ -779,16 +780,6 @@ impl Scalarizer<'_> {
                 self.g.unary(Unary::Log, a)
             }
         })
-    }
-}
-
-fn advance(idx: &mut [usize], dim: usize) {
-    for i in idx.iter_mut().rev() {
-        *i += 1;
-        if *i < dim {
-            return;
-        }
-        *i = 0;
     }
 }
 
