@@ -286,6 +286,31 @@ impl Graph {
                 if self.is(y, -1.0) {
                     return self.unary(Unary::Neg, x);
                 }
+                // Constants gather: c·(k·a) = (ck)·a, c·(−a) = (−c)·a.
+                let (c, other) = match (self.value(x), self.value(y)) {
+                    (Some(c), None) => (Some(c), y),
+                    (None, Some(c)) => (Some(c), x),
+                    _ => (None, x),
+                };
+                if let Some(c) = c {
+                    match self.op(other) {
+                        Op::Binary(Binary::Mul, p, q) => {
+                            if let Some(k) = self.value(p) {
+                                let ck = self.constant(c * k);
+                                return self.binary(Binary::Mul, ck, q);
+                            }
+                            if let Some(k) = self.value(q) {
+                                let ck = self.constant(c * k);
+                                return self.binary(Binary::Mul, ck, p);
+                            }
+                        }
+                        Op::Unary(Unary::Neg, a) => {
+                            let nc = self.constant(-c);
+                            return self.binary(Binary::Mul, nc, a);
+                        }
+                        _ => {}
+                    }
+                }
                 let (x, y) = (x.min(y), x.max(y));
                 self.intern(Op::Binary(b, x, y))
             }

@@ -1,0 +1,31 @@
+#![allow(clippy::print_stdout, reason = "profiling helper")]
+//! Profiling helper: the SGD step alone, d from the first argument.
+use std::collections::BTreeMap;
+fn main() {
+    let d: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let src = std::fs::read_to_string("examples/sgd.opt").unwrap();
+    let rule = smelt::check(&src).unwrap();
+    let prob = format!("problem b\n dim {d}\n objective f(x) = sum(x^4/4 - x^2/2)\n noise gaussian cov = 0.5\n start x = 0.5\n horizon 8\n observe sq = sum(x^2)\n");
+    let p = smelt::problem::load(&prob).unwrap();
+    let mut prepared =
+        smelt::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut plan =
+        smelt::verify::plan(&mut prepared, 1.0 / 32.0, 8).unwrap_or_else(|e| panic!("{e:?}"));
+    plan.sdes.clear();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let paths = (1 << 20) / d;
+    pool.install(|| smelt::sim::weak::run(&plan, paths, 1, &|_| {}));
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "{:.1} M path-steps/s, tape {} instructions",
+        (paths * plan.steps) as f64 / s / 1e6,
+        plan.step.tape.len()
+    );
+}
