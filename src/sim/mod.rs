@@ -3,6 +3,7 @@
 //! test functions to tapes ([`compile`]).
 
 pub mod compile;
+pub mod escape;
 pub mod rng;
 pub mod weak;
 mod ziggurat_tables;

@@ -300,7 +300,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
 }
 
 /// Copies the output registers of a tape into the input registers of the state.
-fn write_back(tape: &Tape, regs: &mut [f64], n: usize, tmp: &mut [f64]) {
+pub(super) fn write_back(tape: &Tape, regs: &mut [f64], n: usize, tmp: &mut [f64]) {
     for i in 0..n {
         let r = tape.output_reg(i);
         tmp[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);

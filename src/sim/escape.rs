@@ -1,0 +1,410 @@
+//! Exit times: the optimizer and its SMEs, each run until it leaves a region.
+//!
+//! A region is a scalar function `g` of the state; a path is inside while `g < 0` and
+//! exits at the first optimizer step `k` (time `kτ`) at which `g ≥ 0`. The SDEs are
+//! integrated by Euler–Maruyama with `K` substeps per optimizer step and checked on the
+//! optimizer's grid only, so that both are read like for like. A path that is still
+//! inside after `max_steps` is censored (kept, and counted as such); a path that stops
+//! being finite is counted apart, never averaged in.
+//!
+//! Each model draws from its own streams (model `m`, block `b`: stream `m·blocks + b`),
+//! so the exit times of different models are independent samples, and the numbers do
+//! not depend on the thread count.
+
+use super::compile::{SdeProgram, StepProgram};
+use super::rng::{Stream, Streams};
+use crate::numeric::tape::{Tape, LANES};
+use rayon::prelude::*;
+
+/// Everything one η needs.
+pub struct EscapePlan {
+    pub eta: f64,
+    pub tau: f64,
+    pub max_steps: usize,
+    pub step: StepProgram,
+    /// The SMEs by order.
+    pub sdes: Vec<(u32, SdeProgram)>,
+    /// The region function over the layout's slots (inside while `< 0`).
+    pub region: Tape,
+    /// The start state (layout slots).
+    pub start: Vec<f64>,
+    /// The slots of the layout, and those of the rule (the clock comes after).
+    pub n: usize,
+    pub counter0: u64,
+    pub substeps: usize,
+}
+
+/// The exit times of one model over all paths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitTimes {
+    /// "optimizer" or "SME-p".
+    pub model: String,
+    /// The exit step of every path that exited (1-based).
+    pub exits: Vec<u32>,
+    /// Paths still inside after the last step.
+    pub censored: usize,
+    /// Paths that stopped being finite before exiting, and the first step it happened.
+    pub diverged: usize,
+    pub first_divergence: Option<u32>,
+}
+
+/// Simulates every model on `paths` paths (rounded up to whole blocks).
+pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
+    let blocks = paths.div_ceil(LANES).max(1);
+    let models = 1 + plan.sdes.len();
+    let streams = Streams::new(seed).streams(blocks * models);
+    let outs: Vec<Vec<(Vec<u32>, usize, usize, Option<u32>)>> = streams
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, rng)| {
+            let (m, _) = (i / blocks, i % blocks);
+            vec![block(plan, m, rng)]
+        })
+        .collect();
+    (0..models)
+        .map(|m| {
+            let mut t = ExitTimes {
+                model: if m == 0 {
+                    "optimizer".to_string()
+                } else {
+                    format!("SME-{}", plan.sdes[m - 1].0)
+                },
+                exits: Vec::new(),
+                censored: 0,
+                diverged: 0,
+                first_divergence: None,
+            };
+            for o in outs[m * blocks..(m + 1) * blocks].iter().flatten() {
+                t.exits.extend(&o.0);
+                t.censored += o.1;
+                t.diverged += o.2;
+                t.first_divergence = match (t.first_divergence, o.3) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            t
+        })
+        .collect()
+}
+
+fn fill(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
+    if let Some(r) = tape.input_reg(i) {
+        regs[r * LANES..(r + 1) * LANES].fill(v);
+    }
+}
+
+/// One block of one model: the exit steps, the censored count, the non-finite count
+/// and the first step a path stopped being finite.
+fn block(
+    plan: &EscapePlan,
+    model: usize,
+    mut rng: Stream,
+) -> (Vec<u32>, usize, usize, Option<u32>) {
+    let n = plan.n;
+    let mut exit: [u32; LANES] = [0; LANES];
+    let mut bad: [bool; LANES] = [false; LANES];
+    let mut first_bad: Option<u32> = None;
+    let mut rregs = plan.region.registers();
+    let mut tmp = vec![0.0; n * LANES];
+    let (tape, n_in) = if model == 0 {
+        (&plan.step.tape, plan.step.n_state)
+    } else {
+        (&plan.sdes[model - 1].1.tape, n)
+    };
+    let mut regs = tape.registers();
+    for i in 0..n_in {
+        fill(tape, &mut regs, i, plan.start[i]);
+    }
+    if model > 0 {
+        fill(tape, &mut regs, 2 * n, plan.tau / plan.substeps as f64);
+    }
+    let sub_sd = (plan.tau / plan.substeps as f64).sqrt();
+    let mut active = LANES;
+    for k in 0..plan.max_steps {
+        if model == 0 {
+            let step = &plan.step;
+            if let Some((rows, batch)) = &step.minibatch {
+                let width = step.draws / batch.max(&1);
+                for s in 0..step.samples {
+                    for j in 0..*batch {
+                        for lane in 0..LANES {
+                            let u = rng.next_u64();
+                            let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
+                            for (c, v) in rows[i].iter().enumerate().take(width) {
+                                if let Some(r) = tape.input_reg(step.normal_input(s, j * width + c))
+                                {
+                                    regs[r * LANES + lane] = *v;
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                for s in 0..step.samples {
+                    for q in 0..step.draws {
+                        if let Some(r) = tape.input_reg(step.normal_input(s, q)) {
+                            rng.fill_normal(&mut regs[r * LANES..(r + 1) * LANES]);
+                        }
+                    }
+                }
+            }
+            fill(
+                tape,
+                &mut regs,
+                step.counter_input(),
+                (plan.counter0 + k as u64) as f64,
+            );
+            tape.run(&mut regs);
+            super::weak::write_back(tape, &mut regs, n_in, &mut tmp);
+        } else {
+            for _ in 0..plan.substeps {
+                for a in 0..n {
+                    if let Some(r) = tape.input_reg(n + a) {
+                        let dst = &mut regs[r * LANES..(r + 1) * LANES];
+                        rng.fill_normal(dst);
+                        for v in dst.iter_mut() {
+                            *v *= sub_sd;
+                        }
+                    }
+                }
+                tape.run(&mut regs);
+                super::weak::write_back(tape, &mut regs, n, &mut tmp);
+            }
+        }
+        // The region, on the state after this step (the optimizer's clock, if any,
+        // is its time).
+        for i in 0..n {
+            let r_in = plan.region.input_reg(i);
+            let Some(r_in) = r_in else { continue };
+            if i < n_in {
+                let r = tape.output_reg(i);
+                rregs[r_in * LANES..(r_in + 1) * LANES]
+                    .copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
+            } else {
+                rregs[r_in * LANES..(r_in + 1) * LANES]
+                    .fill((plan.counter0 + k as u64 + 1) as f64 * plan.tau);
+            }
+        }
+        plan.region.run(&mut rregs);
+        let g = plan.region.output_reg(0);
+        for lane in 0..LANES {
+            if exit[lane] != 0 || bad[lane] {
+                continue;
+            }
+            let v = rregs[g * LANES + lane];
+            if !v.is_finite() {
+                bad[lane] = true;
+                first_bad = Some(first_bad.map_or(k as u32 + 1, |f| f.min(k as u32 + 1)));
+                active -= 1;
+            } else if v >= 0.0 {
+                exit[lane] = k as u32 + 1;
+                active -= 1;
+            }
+        }
+        if active == 0 {
+            break;
+        }
+    }
+    let exits: Vec<u32> = exit.iter().copied().filter(|&e| e != 0).collect();
+    let diverged = bad.iter().filter(|&&b| b).count();
+    let censored = LANES - exits.len() - diverged;
+    (exits, censored, diverged, first_bad)
+}
+
+/// A Kaplan–Meier summary of exit steps censored at `horizon` steps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Survival {
+    /// The restricted mean exit step (the area under the survival curve up to the
+    /// horizon) and its standard error (Greenwood).
+    pub mean: f64,
+    pub mean_se: f64,
+    /// The median exit step, if the survival curve reaches ½ before the horizon.
+    pub median: Option<f64>,
+    /// `(step, P(τ > step))` at every step where the curve drops.
+    pub curve: Vec<(u32, f64)>,
+    pub exited: usize,
+    pub censored: usize,
+}
+
+/// Kaplan–Meier estimate from exit steps and a number of paths censored at `horizon`.
+pub fn survival(exits: &[u32], censored: usize, horizon: u32) -> Survival {
+    let mut times = exits.to_vec();
+    times.sort_unstable();
+    let total = times.len() + censored;
+    let mut at_risk = total as f64;
+    let mut s = 1.0;
+    let mut curve = Vec::new();
+    // (time, S after, deaths, at risk before)
+    let mut events: Vec<(u32, f64, f64, f64)> = Vec::new();
+    let mut i = 0;
+    while i < times.len() {
+        let t = times[i];
+        let mut d = 0.0;
+        while i < times.len() && times[i] == t {
+            d += 1.0;
+            i += 1;
+        }
+        let n = at_risk;
+        s *= 1.0 - d / n;
+        at_risk -= d;
+        curve.push((t, s));
+        events.push((t, s, d, n));
+    }
+    // Restricted mean: the survival curve starts at 1 at step 0 and is a step function;
+    // a path that exits at step t contributes t.
+    let mut mean = 0.0;
+    let mut prev_t = 0u32;
+    let mut prev_s = 1.0;
+    for &(t, st, _, _) in &events {
+        mean += prev_s * f64::from(t - prev_t);
+        prev_t = t;
+        prev_s = st;
+    }
+    mean += prev_s * f64::from(horizon.saturating_sub(prev_t));
+    // Greenwood: Var = Σ_j A_j² d_j / (n_j (n_j − d_j)), A_j the area after t_j.
+    let mut var = 0.0;
+    for (j, &(t, _, d, n)) in events.iter().enumerate() {
+        let mut area = 0.0;
+        let mut pt = t;
+        let mut ps = events[j].1;
+        for &(t2, s2, _, _) in &events[j + 1..] {
+            area += ps * f64::from(t2 - pt);
+            pt = t2;
+            ps = s2;
+        }
+        area += ps * f64::from(horizon.saturating_sub(pt));
+        if n > d {
+            var += area * area * d / (n * (n - d));
+        }
+    }
+    let median = curve
+        .iter()
+        .find(|&&(_, st)| st <= 0.5)
+        .map(|&(t, _)| f64::from(t));
+    Survival {
+        mean,
+        mean_se: var.sqrt(),
+        median,
+        curve,
+        exited: times.len(),
+        censored,
+    }
+}
+
+/// The two-sided p-value of the log-rank test that two samples of censored exit steps
+/// come from one law.
+pub fn log_rank(a: &[u32], a_censored: usize, b: &[u32], b_censored: usize) -> f64 {
+    let mut ta = a.to_vec();
+    let mut tb = b.to_vec();
+    ta.sort_unstable();
+    tb.sort_unstable();
+    let (mut na, mut nb) = (
+        (ta.len() + a_censored) as f64,
+        (tb.len() + b_censored) as f64,
+    );
+    let (mut i, mut j) = (0, 0);
+    let (mut o_minus_e, mut var) = (0.0, 0.0);
+    while i < ta.len() || j < tb.len() {
+        let t = match (ta.get(i), tb.get(j)) {
+            (Some(&x), Some(&y)) => x.min(y),
+            (Some(&x), None) => x,
+            (None, Some(&y)) => y,
+            (None, None) => break,
+        };
+        let mut da = 0.0;
+        while i < ta.len() && ta[i] == t {
+            da += 1.0;
+            i += 1;
+        }
+        let mut db = 0.0;
+        while j < tb.len() && tb[j] == t {
+            db += 1.0;
+            j += 1;
+        }
+        let n = na + nb;
+        let d = da + db;
+        if n > 1.0 {
+            o_minus_e += da - d * na / n;
+            var += d * (na / n) * (nb / n) * (n - d) / (n - 1.0);
+        }
+        na -= da;
+        nb -= db;
+    }
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let z = o_minus_e / var.sqrt();
+    erfc(z.abs() / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function (Numerical Recipes' Chebyshev fit, relative error
+/// below 1.2e-7 everywhere).
+pub fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_censoring_the_restricted_mean_is_the_sample_mean() {
+        let exits = [3, 1, 4, 1, 5, 9, 2, 6];
+        let s = survival(&exits, 0, 100);
+        let mean = exits.iter().sum::<u32>() as f64 / exits.len() as f64;
+        assert!((s.mean - mean).abs() < 1e-12, "{} vs {mean}", s.mean);
+        // Greenwood without censoring: the standard error of the sample mean with
+        // the 1/n variance.
+        let var = exits
+            .iter()
+            .map(|&t| (t as f64 - mean).powi(2))
+            .sum::<f64>()
+            / exits.len() as f64;
+        assert!(
+            (s.mean_se - (var / exits.len() as f64).sqrt()).abs() < 1e-9,
+            "{}",
+            s.mean_se
+        );
+        assert_eq!(s.median, Some(3.0));
+        assert_eq!(s.curve.last().unwrap().1, 0.0);
+    }
+
+    #[test]
+    fn censored_paths_count_up_to_the_horizon() {
+        // Half exit at 2, half are censored at the horizon 10: restricted mean 6.
+        let s = survival(&[2, 2], 2, 10);
+        assert!((s.mean - 6.0).abs() < 1e-12);
+        assert_eq!(s.median, Some(2.0));
+        assert_eq!((s.exited, s.censored), (2, 2));
+    }
+
+    #[test]
+    fn the_log_rank_test_tells_laws_apart() {
+        // Same law: p not small; shifted: p tiny.
+        let a: Vec<u32> = (0..400).map(|i| 1 + (i * 7919) % 50).collect();
+        let b: Vec<u32> = (0..400).map(|i| 1 + (i * 104_729) % 50).collect();
+        let c: Vec<u32> = (0..400).map(|i| 11 + (i * 7919) % 50).collect();
+        assert!(log_rank(&a, 0, &b, 0) > 0.05);
+        assert!(log_rank(&a, 0, &c, 0) < 1e-6);
+        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
+        assert!((erfc(1.0) - 0.157_299_207).abs() < 1e-7);
+    }
+}
