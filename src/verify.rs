@@ -512,17 +512,11 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
     };
     // f quadratic: ∇³f vanishes, ∇²f is a constant H.
     let third = model.df(3);
-    if third.iter().any(|&n| g_value(&model.graph, n) != Some(0.0)) {
+    if third.iter().any(|&n| model.graph.value(n) != Some(0.0)) {
         return Err(not("the objective is not quadratic (∇³f ≠ 0)"));
     }
     let hess = model.df(2);
-    let h: Vec<Vec<f64>> = (0..d)
-        .map(|i| {
-            (0..d)
-                .map(|j| g_value(&model.graph, hess[i * d + j]).unwrap_or(f64::NAN))
-                .collect()
-        })
-        .collect();
+    let h = constant_matrix(&model.graph, &hess, d);
     if !model.constant_noise() {
         return Err(not("the noise covariance depends on x"));
     }
@@ -544,13 +538,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         })
         .collect();
     let sig_ids = model.sigma();
-    let sigma: Vec<Vec<f64>> = (0..d)
-        .map(|i| {
-            (0..d)
-                .map(|j| g_value(&model.graph, sig_ids[i * d + j]).unwrap_or(f64::NAN))
-                .collect()
-        })
-        .collect();
+    let sigma = constant_matrix(&model.graph, &sig_ids, d);
     let q = Quadratic::new(h, x_star, sigma).map_err(|e| not(&e))?;
     // Test functions: quadratic in the state.
     let (_, mut og, outs) = crate::sim::compile::compile_observables(&p.problem, &p.layout)?;
@@ -672,6 +660,17 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
     Ok(out)
 }
 
-fn g_value(g: &crate::numeric::graph::Graph, n: crate::numeric::graph::Id) -> Option<f64> {
-    g.value(n)
+/// The values of a `d × d` row-major matrix of constant nodes (NaN where one is not).
+fn constant_matrix(
+    g: &crate::numeric::graph::Graph,
+    ids: &[crate::numeric::graph::Id],
+    d: usize,
+) -> Vec<Vec<f64>> {
+    ids.chunks(d)
+        .map(|row| {
+            row.iter()
+                .map(|&n| g.value(n).unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect()
 }

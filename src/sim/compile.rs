@@ -111,6 +111,32 @@ pub struct StepProgram {
 }
 
 impl StepProgram {
+    /// Minibatch noise: writes into `regs` the rows of one minibatch per lane and noise
+    /// sample (`batch` rows, uniform with replacement). Does nothing for Gaussian noise.
+    pub fn draw_minibatch(&self, regs: &mut [f64], rng: &mut crate::sim::rng::Stream) {
+        use crate::numeric::tape::LANES;
+        let Some((rows, batch)) = &self.minibatch else {
+            return;
+        };
+        let width = self.draws / (*batch).max(1);
+        for s in 0..self.samples {
+            for j in 0..*batch {
+                let regs_of: Vec<Option<usize>> = (0..width)
+                    .map(|c| self.tape.input_reg(self.normal_input(s, j * width + c)))
+                    .collect();
+                for lane in 0..LANES {
+                    let u = rng.next_u64();
+                    let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
+                    for (v, r) in rows[i].iter().zip(&regs_of) {
+                        if let Some(r) = r {
+                            regs[r * LANES + lane] = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     pub fn counter_input(&self) -> usize {
         self.n_state
     }

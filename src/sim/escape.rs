@@ -13,6 +13,7 @@
 
 use super::compile::{SdeProgram, StepProgram};
 use super::rng::{Stream, Streams};
+use super::weak::{fill_input, write_back};
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
 
@@ -53,13 +54,10 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
     let blocks = paths.div_ceil(LANES).max(1);
     let models = 1 + plan.sdes.len();
     let streams = Streams::new(seed).streams(blocks * models);
-    let outs: Vec<Vec<(Vec<u32>, usize, usize, Option<u32>)>> = streams
+    let outs: Vec<(Vec<u32>, usize, usize, Option<u32>)> = streams
         .into_par_iter()
         .enumerate()
-        .map(|(i, rng)| {
-            let (m, _) = (i / blocks, i % blocks);
-            vec![block(plan, m, rng)]
-        })
+        .map(|(i, rng)| block(plan, i / blocks, rng))
         .collect();
     (0..models)
         .map(|m| {
@@ -74,7 +72,7 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
                 diverged: 0,
                 first_divergence: None,
             };
-            for o in outs[m * blocks..(m + 1) * blocks].iter().flatten() {
+            for o in &outs[m * blocks..(m + 1) * blocks] {
                 t.exits.extend(&o.0);
                 t.censored += o.1;
                 t.diverged += o.2;
@@ -86,12 +84,6 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
             t
         })
         .collect()
-}
-
-fn fill(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
-    if let Some(r) = tape.input_reg(i) {
-        regs[r * LANES..(r + 1) * LANES].fill(v);
-    }
 }
 
 /// One block of one model: the exit steps, the censored count, the non-finite count
@@ -114,32 +106,18 @@ fn block(
     };
     let mut regs = tape.registers();
     for i in 0..n_in {
-        fill(tape, &mut regs, i, plan.start[i]);
+        fill_input(tape, &mut regs, i, plan.start[i]);
     }
     if model > 0 {
-        fill(tape, &mut regs, 2 * n, plan.tau / plan.substeps as f64);
+        fill_input(tape, &mut regs, 2 * n, plan.tau / plan.substeps as f64);
     }
     let sub_sd = (plan.tau / plan.substeps as f64).sqrt();
     let mut active = LANES;
     for k in 0..plan.max_steps {
         if model == 0 {
             let step = &plan.step;
-            if let Some((rows, batch)) = &step.minibatch {
-                let width = step.draws / batch.max(&1);
-                for s in 0..step.samples {
-                    for j in 0..*batch {
-                        for lane in 0..LANES {
-                            let u = rng.next_u64();
-                            let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
-                            for (c, v) in rows[i].iter().enumerate().take(width) {
-                                if let Some(r) = tape.input_reg(step.normal_input(s, j * width + c))
-                                {
-                                    regs[r * LANES + lane] = *v;
-                                }
-                            }
-                        }
-                    }
-                }
+            if step.minibatch.is_some() {
+                step.draw_minibatch(&mut regs, &mut rng);
             } else {
                 for s in 0..step.samples {
                     for q in 0..step.draws {
@@ -149,14 +127,14 @@ fn block(
                     }
                 }
             }
-            fill(
+            fill_input(
                 tape,
                 &mut regs,
                 step.counter_input(),
                 (plan.counter0 + k as u64) as f64,
             );
             tape.run(&mut regs);
-            super::weak::write_back(tape, &mut regs, n_in, &mut tmp);
+            write_back(tape, &mut regs, n_in, &mut tmp);
         } else {
             for _ in 0..plan.substeps {
                 for a in 0..n {
@@ -169,7 +147,7 @@ fn block(
                     }
                 }
                 tape.run(&mut regs);
-                super::weak::write_back(tape, &mut regs, n, &mut tmp);
+                write_back(tape, &mut regs, n, &mut tmp);
             }
         }
         // The region, on the state after this step (the optimizer's clock, if any,

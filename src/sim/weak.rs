@@ -318,7 +318,7 @@ fn set_input(tape: &Tape, regs: &mut [f64], i: usize, v: &[f64]) {
     }
 }
 
-fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
+pub(super) fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
     if let Some(r) = tape.input_reg(i) {
         regs[r * LANES..(r + 1) * LANES].fill(v);
     }
@@ -423,25 +423,7 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                 None => rng.fill_normal(zq),
             }
         }
-        if let Some((rows, batch)) = &step.minibatch {
-            // Each lane draws its own minibatch: `batch` rows, uniform with replacement.
-            let width = step.draws / batch.max(&1);
-            for s in 0..step.samples {
-                for j in 0..*batch {
-                    for lane in 0..LANES {
-                        let u = rng.next_u64();
-                        let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
-                        for (c, v) in rows[i].iter().enumerate().take(width) {
-                            if let Some(r) =
-                                step.tape.input_reg(step.normal_input(s, j * width + c))
-                            {
-                                oregs[r * LANES + lane] = *v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        step.draw_minibatch(&mut oregs, &mut rng);
         fill_input(
             &step.tape,
             &mut oregs,
