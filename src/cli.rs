@@ -100,6 +100,60 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Exit times of the optimizer and of its SDEs from a region around a stationary point
+    Escape {
+        /// The optimizer file (`.opt`)
+        file: PathBuf,
+        /// The problem file (`.prob`): objective, noise, start, horizon
+        #[arg(long, short)]
+        problem: PathBuf,
+        /// The region: `ball R` (around the start), `level C` (f < C), `past POINT` (the
+        /// half-space before the saddle near POINT), or `EXPR < C` / `EXPR > C`
+        #[arg(long, short)]
+        region: String,
+        /// The models: `opt` (the optimizer, or its name), `sme1`, `sme2`, `sme3`, `ha`
+        #[arg(long, default_value = "opt,sme1,sme2")]
+        models: String,
+        /// Values of the small parameter (default: the problem's `etas`, else 0.1)
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        etas: Option<Vec<f64>>,
+        /// Batch sizes: the noise covariance is divided by B (minibatch noise draws B rows)
+        #[arg(long, value_delimiter = ',')]
+        batch: Vec<f64>,
+        /// Paths per model and step size (rounded up to a multiple of 128)
+        #[arg(long, default_value_t = 10000)]
+        paths: usize,
+        /// The generator's seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The start point of the parameter (a number or `[a, b]`; default: the problem's)
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        /// Start at the point as given, not at the stationary point Newton finds from it
+        #[arg(long)]
+        no_refine: bool,
+        /// A saddle (Newton from this point) for the Eyring–Kramers prediction
+        #[arg(long, allow_hyphen_values = true)]
+        saddle: Option<String>,
+        /// Censor at this time (default: the problem's horizon)
+        #[arg(long)]
+        horizon: Option<f64>,
+        /// Euler–Maruyama substeps of an SDE per optimizer step (where not exact)
+        #[arg(long, default_value_t = 8)]
+        substeps: usize,
+        /// Hyperparameter values, `name=value`
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Worker threads (default: all cores); results do not depend on it
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = VerifyFormat::Text)]
+        format: VerifyFormat,
+        /// Also write the survival curves and the scaling fit as SVG
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -166,6 +220,43 @@ pub fn main() -> ExitCode {
             json: matches!(format, VerifyFormat::Json),
             plot,
             quiet,
+        }),
+        Command::Escape {
+            file,
+            problem,
+            region,
+            models,
+            etas,
+            batch,
+            paths,
+            seed,
+            from,
+            no_refine,
+            saddle,
+            horizon,
+            substeps,
+            set,
+            threads,
+            format,
+            plot,
+        } => crate::escape_cmd::run(crate::escape_cmd::Args {
+            file,
+            problem,
+            region,
+            models,
+            etas,
+            batch,
+            paths,
+            seed,
+            from,
+            no_refine,
+            saddle,
+            horizon,
+            substeps,
+            set,
+            threads,
+            json: matches!(format, VerifyFormat::Json),
+            plot,
         }),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),

@@ -51,6 +51,8 @@ pub mod derive;
 pub mod diagnostic;
 pub mod elem;
 pub mod emit;
+pub mod escape;
+pub mod escape_plot;
 pub mod hasme;
 pub mod ir;
 mod linear;

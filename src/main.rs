@@ -6,6 +6,7 @@
 )]
 
 mod cli;
+mod escape_cmd;
 mod verify_cmd;
 
 fn main() -> std::process::ExitCode {

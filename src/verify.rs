@@ -56,6 +56,29 @@ pub fn prepare(
     orders: &[u32],
     overrides: &BTreeMap<String, f64>,
 ) -> Result<Prepared, Error> {
+    if problem.observables.is_empty() {
+        return Err(Box::new(Diagnostic::new(
+            Code::Declaration,
+            problem.header,
+            "no test function given",
+        ))
+        .label("this problem")
+        .hint(format!(
+            "add `observe sq = sum({}^2)` (any function of the parameter and states)",
+            problem.var
+        ))
+        .into());
+    }
+    bind(rule, problem, orders, overrides)
+}
+
+/// [`prepare`] without asking for test functions (escape runs need none).
+pub fn bind(
+    rule: Optimizer,
+    problem: Problem,
+    orders: &[u32],
+    overrides: &BTreeMap<String, f64>,
+) -> Result<Prepared, Error> {
     // Hyperparameters.
     let mut hypers = BTreeMap::new();
     for (name, v, span) in &problem.settings {
@@ -237,7 +260,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
 
 /// A truncated series for `D` need not be positive semidefinite; such an SME is not an
 /// SDE at this step size, and simulating it would quietly drop the negative part.
-fn check_psd(
+pub(crate) fn check_psd(
     sde: &crate::sim::compile::SdeProgram,
     start: &[f64],
     layout: &Layout,
@@ -501,45 +524,15 @@ pub fn run(
 /// and propagated exactly ([`crate::numeric::linear_gaussian`]); test functions must be
 /// quadratic, so `E φ = φ(μ) + ½ tr(∇²φ Cov)` is exact too. No sampling error at all.
 pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
-    use crate::numeric::linear_gaussian::{affine_step, laws, linear_sde, Quadratic};
-    use crate::numeric::{Value, Values};
-    let d = p.problem.dim;
-    let model = &mut p.problem.model;
+    use crate::numeric::linear_gaussian::{affine_step, laws, linear_sde};
+    use crate::numeric::Values;
     let not = |why: &str| {
         Error::Other(format!(
             "exact mode needs a linear-Gaussian problem: {why}; run without --exact to simulate"
         ))
     };
-    // f quadratic: ∇³f vanishes, ∇²f is a constant H.
-    let third = model.df(3);
-    if third.iter().any(|&n| model.graph.value(n) != Some(0.0)) {
-        return Err(not("the objective is not quadratic (∇³f ≠ 0)"));
-    }
-    let hess = model.df(2);
-    let h = constant_matrix(&model.graph, &hess, d);
-    if !model.constant_noise() {
-        return Err(not("the noise covariance depends on x"));
-    }
-    // x* from H x* = −∇f(0).
-    let grad_ids = model.df(1);
-    let grad0 = model.graph.eval(&grad_ids, &vec![0.0; d]);
-    let (lam, v) = crate::numeric::exact::eigh(&h);
-    let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    if lam.iter().any(|l| l.abs() <= 1e-12 * top.max(1e-300)) {
-        return Err(not(
-            "the Hessian is singular, so f has no unique stationary point",
-        ));
-    }
-    let x_star: Vec<f64> = (0..d)
-        .map(|i| {
-            -(0..d)
-                .map(|k| v[i][k] / lam[k] * (0..d).map(|j| v[j][k] * grad0[j]).sum::<f64>())
-                .sum::<f64>()
-        })
-        .collect();
-    let sig_ids = model.sigma();
-    let sigma = constant_matrix(&model.graph, &sig_ids, d);
-    let q = Quadratic::new(h, x_star, sigma).map_err(|e| not(&e))?;
+    let d = p.problem.dim;
+    let q = quadratic(&mut p.problem.model).map_err(|e| not(&e))?;
     // Test functions: quadratic in the state.
     let (_, mut og, outs) = crate::sim::compile::compile_observables(&p.problem, &p.layout)?;
     let n = p.layout.n;
@@ -557,19 +550,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         }
         hess_phi.push(hm);
     }
-    let like: Vec<Value> = p
-        .layout
-        .vars
-        .iter()
-        .zip(&p.layout.scalar)
-        .map(|((_, off, len), &s)| {
-            if s {
-                Value::Scalar(p.start[*off])
-            } else {
-                Value::Vector(p.start[*off..off + len].to_vec())
-            }
-        })
-        .collect();
+    let like = like(&p.layout, &p.start);
     let names: Vec<String> = p
         .problem
         .observables
@@ -658,6 +639,59 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         }
     }
     Ok(out)
+}
+
+/// The problem as `f(x) = ½ (x − x*)ᵀ H (x − x*)` plus a constant, with constant
+/// Gaussian-noise covariance Σ; or why it is not one.
+pub fn quadratic(
+    model: &mut crate::problem::Model,
+) -> Result<crate::numeric::linear_gaussian::Quadratic, String> {
+    let d = model.dim;
+    // f quadratic: ∇³f vanishes, ∇²f is a constant H.
+    let third = model.df(3);
+    if third.iter().any(|&n| model.graph.value(n) != Some(0.0)) {
+        return Err("the objective is not quadratic (∇³f ≠ 0)".into());
+    }
+    let hess = model.df(2);
+    let h = constant_matrix(&model.graph, &hess, d);
+    if !model.constant_noise() {
+        return Err("the noise covariance depends on x".into());
+    }
+    // x* from H x* = −∇f(0).
+    let grad_ids = model.df(1);
+    let grad0 = model.graph.eval(&grad_ids, &vec![0.0; d]);
+    let (lam, v) = crate::numeric::exact::eigh(&h);
+    let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    if lam.iter().any(|l| l.abs() <= 1e-12 * top.max(1e-300)) {
+        return Err("the Hessian is singular, so f has no unique stationary point".into());
+    }
+    let x_star: Vec<f64> = (0..d)
+        .map(|i| {
+            -(0..d)
+                .map(|k| v[i][k] / lam[k] * (0..d).map(|j| v[j][k] * grad0[j]).sum::<f64>())
+                .sum::<f64>()
+        })
+        .collect();
+    let sig_ids = model.sigma();
+    let sigma = constant_matrix(&model.graph, &sig_ids, d);
+    crate::numeric::linear_gaussian::Quadratic::new(h, x_star, sigma)
+}
+
+/// A stacked state split into the layout's values (the shapes the interpreters take).
+pub fn like(layout: &Layout, start: &[f64]) -> Vec<crate::numeric::Value> {
+    use crate::numeric::Value;
+    layout
+        .vars
+        .iter()
+        .zip(&layout.scalar)
+        .map(|((_, off, len), &s)| {
+            if s {
+                Value::Scalar(start[*off])
+            } else {
+                Value::Vector(start[*off..off + len].to_vec())
+            }
+        })
+        .collect()
 }
 
 /// The values of a `d × d` row-major matrix of constant nodes (NaN where one is not).

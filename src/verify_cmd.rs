@@ -22,23 +22,33 @@ pub struct Args {
     pub quiet: bool,
 }
 
-pub fn run(a: Args) -> Outcome {
-    let (shown, source) = match load(&a.file) {
-        Ok(x) => x,
-        Err(o) => return o,
-    };
-    let (pshown, psource) = match load(&a.problem) {
-        Ok(x) => x,
-        Err(o) => return o,
-    };
+/// The two files of a run, read and checked.
+pub(crate) struct Inputs {
+    pub shown: String,
+    pub source: String,
+    pub pshown: String,
+    pub psource: String,
+    pub rule: smelt::ir::Optimizer,
+    pub problem: smelt::problem::Problem,
+    pub overrides: BTreeMap<String, f64>,
+}
+
+/// Reads the optimizer and problem files and the `--set` values.
+pub(crate) fn inputs(
+    file: &std::path::Path,
+    problem: &std::path::Path,
+    set: &[String],
+) -> Result<Inputs, Outcome> {
+    let (shown, source) = load(file)?;
+    let (pshown, psource) = load(problem)?;
     let rule = match smelt::check(&source) {
         Ok(r) => r,
         Err(e) => {
             eprint!("{}", render(e.diagnostics(), &shown, &source));
-            return Outcome::Invalid;
+            return Err(Outcome::Invalid);
         }
     };
-    let dir = a.problem.parent().map_or_else(
+    let dir = problem.parent().map_or_else(
         || std::path::PathBuf::from("."),
         std::path::Path::to_path_buf,
     );
@@ -46,21 +56,45 @@ pub fn run(a: Args) -> Outcome {
         Ok(p) => p,
         Err(d) => {
             eprint!("{}", render(&[*d], &pshown, &psource));
-            return Outcome::Invalid;
+            return Err(Outcome::Invalid);
         }
     };
     let mut overrides = BTreeMap::new();
-    for s in &a.set {
+    for s in set {
         let Some((k, v)) = s.split_once('=') else {
             eprintln!("error: `--set {s}`: write `--set name=value`");
-            return Outcome::Usage;
+            return Err(Outcome::Usage);
         };
         let Ok(v) = v.trim().parse::<f64>() else {
             eprintln!("error: `--set {s}`: `{v}` is not a number");
-            return Outcome::Usage;
+            return Err(Outcome::Usage);
         };
         overrides.insert(k.trim().to_string(), v);
     }
+    Ok(Inputs {
+        shown,
+        source,
+        pshown,
+        psource,
+        rule,
+        problem,
+        overrides,
+    })
+}
+
+pub fn run(a: Args) -> Outcome {
+    let Inputs {
+        shown,
+        source,
+        pshown,
+        psource,
+        rule,
+        problem,
+        overrides,
+    } = match inputs(&a.file, &a.problem, &a.set) {
+        Ok(i) => i,
+        Err(o) => return o,
+    };
     if a.orders.is_empty() || a.orders.iter().any(|&o| o == 0 || o > 3) {
         eprintln!("error: `--orders`: give orders from 1 to 3, e.g. `--orders 1,2`");
         return Outcome::Usage;
@@ -286,7 +320,7 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
     }
 }
 
-fn report_error(e: Error, opt: (&str, &str), prob: (&str, &str)) -> Outcome {
+pub(crate) fn report_error(e: Error, opt: (&str, &str), prob: (&str, &str)) -> Outcome {
     match e {
         Error::Problem(d) => {
             eprint!("{}", render(&[*d], prob.0, prob.1));

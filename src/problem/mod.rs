@@ -346,6 +346,38 @@ impl Model {
         self.graph.sum(terms)
     }
 
+    /// The model with the noise of a batch of `batch` samples: Gaussian noise has its
+    /// covariance divided by `batch` (its factor by `√batch`); minibatch noise draws
+    /// `batch` rows per step (an integer then).
+    pub fn with_batch(&self, batch: f64) -> Result<Model, String> {
+        if !(batch >= 1.0 && batch.is_finite()) {
+            return Err(format!("a batch size must be at least 1, not {batch}"));
+        }
+        let mut m = self.clone();
+        m.moments.clear();
+        match &self.noise {
+            Noise::Gaussian { factor } => {
+                let s = m.graph.constant(1.0 / batch.sqrt());
+                let factor = factor
+                    .iter()
+                    .map(|row| row.iter().map(|&x| m.graph.mul(s, x)).collect())
+                    .collect();
+                m.noise = Noise::Gaussian { factor };
+            }
+            Noise::Minibatch { .. } => {
+                if batch.fract() != 0.0 || batch > 1e6 {
+                    return Err(format!(
+                        "minibatch noise draws whole rows: the batch size {batch} must be an integer"
+                    ));
+                }
+                m.noise = Noise::Minibatch {
+                    batch: batch as usize,
+                };
+            }
+        }
+        Ok(m)
+    }
+
     /// Whether the noise is Gaussian with Σ the same at every point.
     pub fn constant_noise(&self) -> bool {
         let Noise::Gaussian { factor } = &self.noise else {
@@ -736,15 +768,6 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
             .label("this problem")
             .hint("add `horizon 1`: the time T at which the laws are compared"));
     };
-    if observables.is_empty() {
-        return Err(
-            err(Code::Declaration, file.header, "no test function given")
-                .label("this problem")
-                .hint(format!(
-                    "add `observe sq = sum({var}^2)` (any function of the parameter and states)"
-                )),
-        );
-    }
     if !starts.iter().any(|s| s.name == var) {
         return Err(err(
             Code::Declaration,

@@ -12,10 +12,33 @@
 //! not depend on the thread count.
 
 use super::compile::{SdeProgram, StepProgram};
+use super::ha::{HaProgram, Work};
 use super::rng::{Stream, Streams};
-use super::weak::{fill_input, write_back};
+use super::weak::fill_input;
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
+
+/// How one model advances by one optimizer step.
+#[derive(Debug, Clone)]
+pub enum Sampler {
+    /// The optimizer itself (the plan's compiled step).
+    Optimizer,
+    /// An SDE by Euler–Maruyama with the plan's substeps.
+    Em(SdeProgram),
+    /// A linear SDE by its exact Gaussian transition over one step: a tape with inputs
+    /// the state (`0..n`) and `n` standard normals (`n..2n`), outputs the next state.
+    Exact(Tape),
+    /// The Hessian-aware SME by Euler–Maruyama with the plan's substeps, its
+    /// coefficients computed per state (parameter-only rules).
+    Ha(HaProgram),
+}
+
+/// One model of an escape run.
+#[derive(Debug, Clone)]
+pub struct EscapeModel {
+    pub name: String,
+    pub sampler: Sampler,
+}
 
 /// Everything one η needs.
 pub struct EscapePlan {
@@ -23,14 +46,15 @@ pub struct EscapePlan {
     pub tau: f64,
     pub max_steps: usize,
     pub step: StepProgram,
-    /// The SMEs by order.
-    pub sdes: Vec<(u32, SdeProgram)>,
+    pub models: Vec<EscapeModel>,
     /// The region function over the layout's slots (inside while `< 0`).
     pub region: Tape,
     /// The start state (layout slots).
     pub start: Vec<f64>,
-    /// The slots of the layout, and those of the rule (the clock comes after).
+    /// The slots of the layout (the clock, if any, is the last).
     pub n: usize,
+    /// Whether the last slot is the clock `t = kτ`.
+    pub clock: bool,
     pub counter0: u64,
     pub substeps: usize,
 }
@@ -38,23 +62,34 @@ pub struct EscapePlan {
 /// The exit times of one model over all paths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExitTimes {
-    /// "optimizer" or "SME-p".
     pub model: String,
     /// The exit step of every path that exited (1-based).
     pub exits: Vec<u32>,
     /// Paths still inside after the last step.
     pub censored: usize,
-    /// Paths that stopped being finite before exiting, and the first step it happened.
+    /// Paths that stopped being finite, or reached a state where the model is not
+    /// defined, before exiting; and the first step it happened.
     pub diverged: usize,
     pub first_divergence: Option<u32>,
+    /// Of `diverged`, the paths that left the model's domain (HA-SME: `1 − ηλ ≤ 0`).
+    pub undefined: usize,
+}
+
+/// What one block of one model gives.
+struct BlockOut {
+    exits: Vec<u32>,
+    censored: usize,
+    diverged: usize,
+    undefined: usize,
+    first_bad: Option<u32>,
 }
 
 /// Simulates every model on `paths` paths (rounded up to whole blocks).
 pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
     let blocks = paths.div_ceil(LANES).max(1);
-    let models = 1 + plan.sdes.len();
+    let models = plan.models.len();
     let streams = Streams::new(seed).streams(blocks * models);
-    let outs: Vec<(Vec<u32>, usize, usize, Option<u32>)> = streams
+    let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .enumerate()
         .map(|(i, rng)| block(plan, i / blocks, rng))
@@ -62,21 +97,19 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
     (0..models)
         .map(|m| {
             let mut t = ExitTimes {
-                model: if m == 0 {
-                    "optimizer".to_string()
-                } else {
-                    format!("SME-{}", plan.sdes[m - 1].0)
-                },
+                model: plan.models[m].name.clone(),
                 exits: Vec::new(),
                 censored: 0,
                 diverged: 0,
                 first_divergence: None,
+                undefined: 0,
             };
             for o in &outs[m * blocks..(m + 1) * blocks] {
-                t.exits.extend(&o.0);
-                t.censored += o.1;
-                t.diverged += o.2;
-                t.first_divergence = match (t.first_divergence, o.3) {
+                t.exits.extend(&o.exits);
+                t.censored += o.censored;
+                t.diverged += o.diverged;
+                t.undefined += o.undefined;
+                t.first_divergence = match (t.first_divergence, o.first_bad) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -86,97 +119,194 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
         .collect()
 }
 
-/// One block of one model: the exit steps, the censored count, the non-finite count
-/// and the first step a path stopped being finite.
-fn block(
-    plan: &EscapePlan,
-    model: usize,
-    mut rng: Stream,
-) -> (Vec<u32>, usize, usize, Option<u32>) {
+/// Copies state slots `0..count` into a tape's input registers.
+fn load(tape: &Tape, regs: &mut [f64], state: &[f64], count: usize) {
+    for i in 0..count {
+        if let Some(r) = tape.input_reg(i) {
+            regs[r * LANES..(r + 1) * LANES].copy_from_slice(&state[i * LANES..(i + 1) * LANES]);
+        }
+    }
+}
+
+/// Copies a tape's outputs `0..count` into the state.
+fn store(tape: &Tape, regs: &[f64], state: &mut [f64], count: usize) {
+    for i in 0..count {
+        let r = tape.output_reg(i);
+        state[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
+    }
+}
+
+/// Fills the inputs `first..first + count` with normals scaled by `scale`.
+fn normals(
+    tape: &Tape,
+    regs: &mut [f64],
+    first: usize,
+    count: usize,
+    scale: f64,
+    rng: &mut Stream,
+) {
+    for a in first..first + count {
+        if let Some(r) = tape.input_reg(a) {
+            let dst = &mut regs[r * LANES..(r + 1) * LANES];
+            rng.fill_normal(dst);
+            if scale != 1.0 {
+                for v in dst.iter_mut() {
+                    *v *= scale;
+                }
+            }
+        }
+    }
+}
+
+/// One block of one model.
+fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
     let n = plan.n;
+    // The slots a model advances (the clock is set from the step counter).
+    let n_dyn = if plan.clock { n - 1 } else { n };
     let mut exit: [u32; LANES] = [0; LANES];
     let mut bad: [bool; LANES] = [false; LANES];
+    // Exited or stopped: no longer checked.
+    let mut done: [bool; LANES] = [false; LANES];
+    let mut undefined = 0usize;
     let mut first_bad: Option<u32> = None;
     let mut rregs = plan.region.registers();
-    let mut tmp = vec![0.0; n * LANES];
-    let (tape, n_in) = if model == 0 {
-        (&plan.step.tape, plan.step.n_state)
-    } else {
-        (&plan.sdes[model - 1].1.tape, n)
+    let mut state = vec![0.0; n * LANES];
+    for i in 0..n {
+        state[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
+    }
+    let sampler = &plan.models[model].sampler;
+    let sub = plan.substeps.max(1);
+    let delta = plan.tau / sub as f64;
+    let sub_sd = delta.sqrt();
+    let (tape, mut regs) = match sampler {
+        Sampler::Optimizer => (Some(&plan.step.tape), plan.step.tape.registers()),
+        Sampler::Em(sde) => (Some(&sde.tape), sde.tape.registers()),
+        Sampler::Exact(t) => (Some(t), t.registers()),
+        Sampler::Ha(h) => (Some(&h.tape), h.tape.registers()),
     };
-    let mut regs = tape.registers();
-    for i in 0..n_in {
-        fill_input(tape, &mut regs, i, plan.start[i]);
+    let tape = tape.expect("every sampler has a tape");
+    if let Sampler::Em(_) = sampler {
+        fill_input(tape, &mut regs, 2 * n, delta);
     }
-    if model > 0 {
-        fill_input(tape, &mut regs, 2 * n, plan.tau / plan.substeps as f64);
-    }
-    let sub_sd = (plan.tau / plan.substeps as f64).sqrt();
+    // HA-SME scratch: drift, factor, normals and the per-lane inputs.
+    let d = if let Sampler::Ha(h) = sampler { h.d } else { 0 };
+    let mut work = Work::new(d);
+    let (mut b, mut l) = (vec![0.0; d], vec![0.0; d * d]);
+    let (mut g, mut hs, mut sg) = (vec![0.0; d], vec![0.0; d * d], vec![0.0; d * d]);
+    let mut z = vec![0.0; d * LANES];
     let mut active = LANES;
     for k in 0..plan.max_steps {
-        if model == 0 {
-            let step = &plan.step;
-            if step.minibatch.is_some() {
-                step.draw_minibatch(&mut regs, &mut rng);
-            } else {
-                for s in 0..step.samples {
-                    for q in 0..step.draws {
-                        if let Some(r) = tape.input_reg(step.normal_input(s, q)) {
-                            rng.fill_normal(&mut regs[r * LANES..(r + 1) * LANES]);
+        let clock = (plan.counter0 + k as u64) as f64 * plan.tau;
+        match sampler {
+            Sampler::Optimizer => {
+                let step = &plan.step;
+                load(tape, &mut regs, &state, step.n_state);
+                if step.minibatch.is_some() {
+                    step.draw_minibatch(&mut regs, &mut rng);
+                } else {
+                    for s in 0..step.samples {
+                        for q in 0..step.draws {
+                            if let Some(r) = tape.input_reg(step.normal_input(s, q)) {
+                                rng.fill_normal(&mut regs[r * LANES..(r + 1) * LANES]);
+                            }
                         }
                     }
                 }
-            }
-            fill_input(
-                tape,
-                &mut regs,
-                step.counter_input(),
-                (plan.counter0 + k as u64) as f64,
-            );
-            tape.run(&mut regs);
-            write_back(tape, &mut regs, n_in, &mut tmp);
-        } else {
-            for _ in 0..plan.substeps {
-                for a in 0..n {
-                    if let Some(r) = tape.input_reg(n + a) {
-                        let dst = &mut regs[r * LANES..(r + 1) * LANES];
-                        rng.fill_normal(dst);
-                        for v in dst.iter_mut() {
-                            *v *= sub_sd;
-                        }
-                    }
-                }
+                fill_input(
+                    tape,
+                    &mut regs,
+                    step.counter_input(),
+                    (plan.counter0 + k as u64) as f64,
+                );
                 tape.run(&mut regs);
-                write_back(tape, &mut regs, n, &mut tmp);
+                store(tape, &regs, &mut state, step.n_state);
+            }
+            Sampler::Em(_) => {
+                for s in 0..sub {
+                    load(tape, &mut regs, &state, n_dyn);
+                    if plan.clock {
+                        fill_input(tape, &mut regs, n - 1, clock + s as f64 * delta);
+                    }
+                    normals(tape, &mut regs, n, n, sub_sd, &mut rng);
+                    tape.run(&mut regs);
+                    store(tape, &regs, &mut state, n_dyn);
+                }
+            }
+            Sampler::Exact(_) => {
+                load(tape, &mut regs, &state, n_dyn);
+                if plan.clock {
+                    fill_input(tape, &mut regs, n - 1, clock);
+                }
+                normals(tape, &mut regs, n, n, 1.0, &mut rng);
+                tape.run(&mut regs);
+                store(tape, &regs, &mut state, n_dyn);
+            }
+            Sampler::Ha(h) => {
+                for _ in 0..sub {
+                    load(tape, &mut regs, &state, d);
+                    tape.run(&mut regs);
+                    rng.fill_normal(&mut z);
+                    for lane in 0..LANES {
+                        if done[lane] {
+                            continue;
+                        }
+                        let at = |i: usize| regs[tape.output_reg(i) * LANES + lane];
+                        for i in 0..d {
+                            g[i] = at(i);
+                        }
+                        for i in 0..d * d {
+                            hs[i] = at(d + i);
+                            sg[i] = at(d + d * d + i);
+                        }
+                        if h.coefficients(&g, &hs, &sg, &mut work, &mut b, &mut l)
+                            .is_none()
+                        {
+                            bad[lane] = true;
+                            done[lane] = true;
+                            undefined += 1;
+                            active -= 1;
+                            first_bad =
+                                Some(first_bad.map_or(k as u32 + 1, |f| f.min(k as u32 + 1)));
+                            continue;
+                        }
+                        for i in 0..d {
+                            let noise: f64 =
+                                (0..=i).map(|j| l[i * d + j] * z[j * LANES + lane]).sum();
+                            state[i * LANES + lane] += b[i] * delta + noise * sub_sd;
+                        }
+                    }
+                }
             }
         }
-        // The region, on the state after this step (the optimizer's clock, if any,
-        // is its time).
-        for i in 0..n {
-            let r_in = plan.region.input_reg(i);
-            let Some(r_in) = r_in else { continue };
-            if i < n_in {
-                let r = tape.output_reg(i);
-                rregs[r_in * LANES..(r_in + 1) * LANES]
-                    .copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
-            } else {
-                rregs[r_in * LANES..(r_in + 1) * LANES]
-                    .fill((plan.counter0 + k as u64 + 1) as f64 * plan.tau);
-            }
+        if plan.clock {
+            state[(n - 1) * LANES..n * LANES].fill(clock + plan.tau);
         }
+        // The region, on the state after this step.
+        load(&plan.region, &mut rregs, &state, n);
         plan.region.run(&mut rregs);
-        let g = plan.region.output_reg(0);
+        let gr = plan.region.output_reg(0);
+        let vals = &rregs[gr * LANES..(gr + 1) * LANES];
+        // Most steps nobody leaves: one branch-free test over the lanes first.
+        let any = vals
+            .iter()
+            .zip(&done)
+            .fold(false, |acc, (&v, &d)| acc | (!(v < 0.0) & !d));
+        if !any {
+            continue;
+        }
         for lane in 0..LANES {
-            if exit[lane] != 0 || bad[lane] {
+            if done[lane] {
                 continue;
             }
-            let v = rregs[g * LANES + lane];
+            let v = vals[lane];
             if !v.is_finite() {
                 bad[lane] = true;
+                done[lane] = true;
                 first_bad = Some(first_bad.map_or(k as u32 + 1, |f| f.min(k as u32 + 1)));
                 active -= 1;
             } else if v >= 0.0 {
                 exit[lane] = k as u32 + 1;
+                done[lane] = true;
                 active -= 1;
             }
         }
@@ -187,7 +317,13 @@ fn block(
     let exits: Vec<u32> = exit.iter().copied().filter(|&e| e != 0).collect();
     let diverged = bad.iter().filter(|&&b| b).count();
     let censored = LANES - exits.len() - diverged;
-    (exits, censored, diverged, first_bad)
+    BlockOut {
+        exits,
+        censored,
+        diverged,
+        undefined,
+        first_bad,
+    }
 }
 
 /// A Kaplan–Meier summary of exit steps censored at `horizon` steps.

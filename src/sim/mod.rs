@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod escape;
+pub mod ha;
 pub mod rng;
 pub mod weak;
 mod ziggurat_tables;

@@ -1,0 +1,1327 @@
+//! `smelt escape`: first exit times of an optimizer and of its SDEs from a region around
+//! a stationary point, side by side, and the scaling laws they follow.
+//!
+//! [`prepare`] binds a rule to a problem (as [`crate::verify::prepare`] does), finds the
+//! stationary point the run starts from (Newton from the given point) and classifies it
+//! by its Hessian, and checks the models asked for. [`plan`] compiles every model for
+//! one step size and batch size: the optimizer's step; each SME by Euler–Maruyama with
+//! substeps, or, on a linear-Gaussian problem, by its exact Gaussian transition over one
+//! step, so that the comparison on the optimizer's grid carries no discretization error
+//! at all; the HA-SME from its closed forms. [`crate::sim::escape::run`] simulates them;
+//! [`summarize`] turns exit steps into Kaplan–Meier summaries, log-rank p-values against
+//! the optimizer, and [`scaling`] fits the laws of Hu, Li, Li & Liu and states the
+//! closed-form predictions of the order-1 SME beside them.
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over matrix rows and columns read as the formulas do"
+)]
+
+use crate::numeric::exact::{eigh, M};
+use crate::numeric::graph::{Graph, Id};
+use crate::numeric::linear_gaussian::{self, LinearSde, Quadratic};
+use crate::numeric::tape::Tape;
+use crate::problem::Model;
+use crate::sim::compile::{self, Numbers};
+use crate::sim::escape::{self as sim, EscapeModel, EscapePlan, ExitTimes, Sampler, Survival};
+use crate::sim::ha::HaProgram;
+use crate::verify::{self, Error, Prepared};
+use std::collections::BTreeMap;
+
+/// A model to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSpec {
+    Optimizer,
+    Sme(u32),
+    Ha,
+}
+
+/// Reads `--models`: `opt` (or `optimizer`, or the rule's name, e.g. `sgd`), `sme1` …
+/// `sme3`, `ha`.
+pub fn parse_models(list: &str, rule_name: &str) -> Result<Vec<ModelSpec>, String> {
+    let mut out = Vec::new();
+    for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let lw = w.to_ascii_lowercase();
+        let m = if lw == "opt" || lw == "optimizer" || lw == rule_name.to_ascii_lowercase() {
+            ModelSpec::Optimizer
+        } else if lw == "ha" || lw == "ha-sme" || lw == "hasme" {
+            ModelSpec::Ha
+        } else if let Some(p) = lw
+            .strip_prefix("sme-")
+            .or_else(|| lw.strip_prefix("sme"))
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| (1..=3).contains(p))
+        {
+            ModelSpec::Sme(p)
+        } else {
+            return Err(format!(
+                "`--models`: `{w}` is not a model; give `opt` (or `{}`), `sme1`, `sme2`, `sme3` or `ha`",
+                rule_name.to_ascii_lowercase()
+            ));
+        };
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err("`--models`: give at least one model, e.g. `--models opt,sme1,ha`".into());
+    }
+    Ok(out)
+}
+
+/// The region a path starts in.
+#[derive(Debug, Clone)]
+pub enum RegionSpec {
+    /// `|x − x₀| < r` around the start point.
+    Ball(f64),
+    /// `f(x) < c`.
+    Level(f64),
+    /// The half-space on the start's side of the hyperplane through a saddle (Newton
+    /// from the given point) orthogonal to its unstable direction.
+    Past(Vec<f64>),
+    /// `expr < value` (or `>`), over the rule's variables.
+    Expr {
+        source: String,
+        expr: crate::syntax::Expr,
+        greater: bool,
+        value: f64,
+    },
+}
+
+/// Reads `--region`: `ball R`, `level C`, `past POINT` (a number or `[a, b, …]`), or
+/// `EXPR < C` / `EXPR > C` over the rule's variables (`x[1] < 0`, `sum(x^2) < 4`).
+pub fn parse_region(spec: &str) -> Result<RegionSpec, String> {
+    let s = spec.trim();
+    let word = |w: &str| {
+        s.strip_prefix(w)
+            .filter(|r| r.starts_with(|c: char| c.is_whitespace() || c == '('))
+            .map(|r| {
+                r.trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .trim()
+            })
+    };
+    let number = |what: &str, r: &str| -> Result<f64, String> {
+        crate::syntax::parse_expr(r)
+            .ok()
+            .and_then(|e| const_value(&e))
+            .ok_or_else(|| format!("`--region {s}`: {what} must be a number, not `{r}`"))
+    };
+    if let Some(r) = word("ball") {
+        let v = number("the radius", r)?;
+        if !(v > 0.0 && v.is_finite()) {
+            return Err(format!("`--region {s}`: the radius must be positive"));
+        }
+        return Ok(RegionSpec::Ball(v));
+    }
+    if let Some(r) = word("level") {
+        return Ok(RegionSpec::Level(number("the level", r)?));
+    }
+    if let Some(r) = word("past") {
+        return parse_point(r)
+            .map(RegionSpec::Past)
+            .map_err(|e| format!("`--region {s}`: {e}"));
+    }
+    let Some(at) = s.rfind(['<', '>']) else {
+        return Err(format!(
+            "`--region {s}`: write `ball R`, `level C`, `past POINT`, or a condition such as `x[1] < 0`"
+        ));
+    };
+    let greater = s[at..].starts_with('>');
+    let (lhs, rhs) = (&s[..at], s[at + 1..].trim_start_matches('=').trim());
+    let value = number("the right-hand side", rhs)?;
+    let expr = crate::syntax::parse_expr(lhs.trim()).map_err(|d| {
+        let d = d.message;
+        format!("`--region {s}`: the condition's left side does not read: {d}")
+    })?;
+    Ok(RegionSpec::Expr {
+        source: s.to_string(),
+        expr,
+        greater,
+        value,
+    })
+}
+
+/// A point: one number (every coordinate) or `[a, b, …]`.
+pub fn parse_point(s: &str) -> Result<Vec<f64>, String> {
+    let e = crate::syntax::parse_expr(s.trim()).map_err(|_| format!("`{s}` is not a point"))?;
+    if let crate::syntax::ExprKind::List(items) = &e.kind {
+        items
+            .iter()
+            .map(|i| const_value(i).ok_or_else(|| format!("`{s}`: coordinates must be numbers")))
+            .collect()
+    } else {
+        const_value(&e)
+            .map(|v| vec![v])
+            .ok_or_else(|| format!("`{s}` is not a point: give a number or `[a, b, …]`"))
+    }
+}
+
+fn const_value(e: &crate::syntax::Expr) -> Option<f64> {
+    let mut g = Graph::new();
+    let scope = crate::problem::expr::Scope::new();
+    match crate::problem::expr::build(&mut g, e, &scope).ok()? {
+        crate::problem::expr::PV::S(id) => g.value(id),
+        _ => None,
+    }
+}
+
+/// A stationary point of f and its Hessian's spectrum.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stationary {
+    pub x: Vec<f64>,
+    pub f: f64,
+    pub grad_norm: f64,
+    /// Ascending.
+    pub eigenvalues: Vec<f64>,
+    /// `vectors[i][k]`: component i of the eigenvector of eigenvalue k.
+    pub vectors: M,
+    /// The number of negative eigenvalues (0: a minimum).
+    pub index: usize,
+}
+
+impl Stationary {
+    pub fn kind(&self) -> String {
+        match self.index {
+            0 => "minimum".into(),
+            i if i == self.x.len() => "maximum".into(),
+            1 => "saddle (one unstable direction)".into(),
+            i => format!("saddle ({i} unstable directions)"),
+        }
+    }
+}
+
+/// Newton's method on ∇f from `x0` (or just the point, if `refine` is off).
+pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Stationary, String> {
+    let d = model.dim;
+    let grad = model.df(1);
+    let hess = model.df(2);
+    let mut x = x0.to_vec();
+    let at = |g: &Graph, x: &[f64]| {
+        let gr = g.eval(&grad, x);
+        let h = g.eval(&hess, x);
+        let hm: M = h.chunks(d).map(<[f64]>::to_vec).collect();
+        (gr, hm)
+    };
+    if refine {
+        let mut converged = false;
+        for _ in 0..100 {
+            let (g, h) = at(&model.graph, &x);
+            let (lam, v) = eigh(&h);
+            let top = lam.iter().fold(0.0f64, |a, l| a.max(l.abs()));
+            if lam.iter().any(|l| l.abs() <= 1e-10 * top.max(1e-300)) {
+                return Err(format!(
+                    "the Hessian of f is singular near {x:?}: no isolated stationary point to start from"
+                ));
+            }
+            let mut step = vec![0.0; d];
+            for k in 0..d {
+                let c: f64 = (0..d).map(|j| v[j][k] * g[j]).sum::<f64>() / lam[k];
+                for i in 0..d {
+                    step[i] -= v[i][k] * c;
+                }
+            }
+            let size = step.iter().map(|s| s * s).sum::<f64>().sqrt();
+            let scale = 1.0 + x.iter().map(|s| s * s).sum::<f64>().sqrt();
+            for i in 0..d {
+                x[i] += step[i];
+            }
+            if !x.iter().all(|v| v.is_finite()) {
+                break;
+            }
+            if size <= 1e-13 * scale {
+                converged = true;
+                break;
+            }
+        }
+        if !converged {
+            return Err(format!(
+                "Newton's method from {x0:?} did not reach a stationary point of f; start from a point nearer one, or pass --no-refine to start at the point as given"
+            ));
+        }
+    }
+    let (g, h) = at(&model.graph, &x);
+    let (lam, v) = eigh(&h);
+    // Ascending, the vectors with them.
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| lam[a].total_cmp(&lam[b]));
+    let lam: Vec<f64> = order.iter().map(|&k| lam[k]).collect();
+    let v: M = (0..d)
+        .map(|i| order.iter().map(|&k| v[i][k]).collect())
+        .collect();
+    let f = model.graph.eval(&[model.f], &x)[0];
+    Ok(Stationary {
+        index: lam.iter().filter(|&&l| l < 0.0).count(),
+        grad_norm: g.iter().map(|a| a * a).sum::<f64>().sqrt(),
+        x,
+        f,
+        eigenvalues: lam,
+        vectors: v,
+    })
+}
+
+/// Options of an escape run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub models: Vec<ModelSpec>,
+    pub region: RegionSpec,
+    /// The start point of the parameter (None: the problem's `start`).
+    pub from: Option<Vec<f64>>,
+    /// Newton from the start to the stationary point near it.
+    pub refine: bool,
+    /// A saddle for the Eyring–Kramers prediction (the `past` region names one too).
+    pub saddle: Option<Vec<f64>>,
+    /// The censoring horizon in time (None: the problem's horizon).
+    pub horizon: Option<f64>,
+    pub substeps: usize,
+}
+
+/// A rule and problem made ready for escape runs.
+pub struct Setup {
+    pub prepared: Prepared,
+    pub models: Vec<ModelSpec>,
+    pub point: Stationary,
+    pub saddle: Option<Stationary>,
+    pub region: RegionSpec,
+    pub horizon: f64,
+    pub substeps: usize,
+    /// The start state (layout slots).
+    pub start: Vec<f64>,
+    /// Where the parameter sits in the layout.
+    pub param: (usize, usize),
+}
+
+/// Binds the rule to the problem, finds the start and the saddle, checks the models.
+pub fn prepare(
+    rule: crate::ir::Optimizer,
+    problem: crate::problem::Problem,
+    overrides: &BTreeMap<String, f64>,
+    opts: Options,
+) -> Result<Setup, Error> {
+    let mut orders: Vec<u32> = opts
+        .models
+        .iter()
+        .filter_map(|m| match m {
+            ModelSpec::Sme(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    if orders.is_empty() {
+        orders.push(1);
+    }
+    if opts.models.contains(&ModelSpec::Ha) {
+        let h = crate::hasme::hessian_aware(&rule, 4).map_err(Error::Derive)?;
+        if !h.mismatches.is_empty() {
+            return Err(Error::Other(format!(
+                "the HA-SME models rules of the form x ← x − η(∇f + ξ); the SME of {} does not match its closed forms ({}); drop `ha` from --models",
+                rule.name,
+                h.mismatches.join("; ")
+            )));
+        }
+    }
+    let mut prepared = verify::bind(rule, problem, &orders, overrides)?;
+    let d = prepared.problem.dim;
+    let pname = prepared.rule.param.name.clone();
+    let param = prepared
+        .layout
+        .find(&pname)
+        .ok_or_else(|| Error::Other("the layout has no parameter".into()))?;
+    let x0 = match &opts.from {
+        Some(p) if p.len() == 1 => vec![p[0]; d],
+        Some(p) if p.len() == d => p.clone(),
+        Some(p) => {
+            return Err(Error::Other(format!(
+                "`--from`: the problem has d = {d}, the point gives {} numbers",
+                p.len()
+            )))
+        }
+        None => prepared.start[param.0..param.0 + param.1].to_vec(),
+    };
+    let model = &mut prepared.problem.model;
+    let point = stationary(model, &x0, opts.refine).map_err(Error::Other)?;
+    let saddle_at = match (&opts.region, &opts.saddle) {
+        (_, Some(s)) => Some(s.clone()),
+        (RegionSpec::Past(s), None) => Some(s.clone()),
+        _ => None,
+    };
+    let saddle = match saddle_at {
+        Some(s) => {
+            let s = if s.len() == 1 { vec![s[0]; d] } else { s };
+            if s.len() != d {
+                return Err(Error::Other(format!(
+                    "the saddle point has {} coordinates, the problem d = {d}",
+                    s.len()
+                )));
+            }
+            let st = stationary(model, &s, true).map_err(Error::Other)?;
+            if st.index != 1 {
+                return Err(Error::Other(format!(
+                    "the point {:?} (Newton from {s:?}) is a {}, not a saddle with one unstable direction",
+                    st.x,
+                    st.kind()
+                )));
+            }
+            Some(st)
+        }
+        None => None,
+    };
+    let mut start = prepared.start.clone();
+    start[param.0..param.0 + param.1].copy_from_slice(&point.x);
+    let horizon = opts.horizon.unwrap_or(prepared.problem.horizon);
+    if !(horizon > 0.0 && horizon.is_finite()) {
+        return Err(Error::Other("the horizon must be positive".into()));
+    }
+    if opts.models.contains(&ModelSpec::Ha) && prepared.layout.n != d {
+        return Err(Error::Other(
+            "the HA-SME is a model of the parameter alone; this rule has other states".into(),
+        ));
+    }
+    Ok(Setup {
+        prepared,
+        models: opts.models,
+        point,
+        saddle,
+        region: opts.region,
+        horizon,
+        substeps: opts.substeps.max(1),
+        start,
+        param,
+    })
+}
+
+impl Setup {
+    /// The model's display name.
+    pub fn name(&self, m: ModelSpec) -> String {
+        match m {
+            ModelSpec::Optimizer => self.prepared.rule.name.clone(),
+            ModelSpec::Sme(p) => format!("SME-{p}"),
+            ModelSpec::Ha => "HA-SME".into(),
+        }
+    }
+}
+
+/// One (η, B) compiled, with what could not be.
+pub struct EtaPlan {
+    pub plan: EscapePlan,
+    /// Models left out at this step size, and why.
+    pub skipped: Vec<(String, String)>,
+    /// How each SDE model is simulated.
+    pub schemes: Vec<(String, String)>,
+    /// `τ · max |λ(∇²f)|` at the start: the SMEs' expansions need it small.
+    pub stiffness: f64,
+}
+
+/// Compiles every model for step size `eta` and batch size `batch`.
+pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
+    let p = &mut s.prepared;
+    let mut model = p.problem.model.with_batch(batch).map_err(Error::Other)?;
+    let nums = Numbers {
+        small: eta,
+        hypers: p.hypers.clone(),
+    };
+    let step = compile::compile_step(&p.rule, &mut model, &p.layout, &nums)
+        .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
+    let linear = verify::quadratic(&mut model).ok();
+    let n = p.layout.n;
+    let d = p.problem.dim;
+    let mut models = Vec::new();
+    let mut skipped = Vec::new();
+    let mut schemes = Vec::new();
+    let mut tau = f64::NAN;
+    // The time per step, from the order-1 (or first) SME.
+    {
+        let syms = compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name)
+            .map_err(Error::Other)?;
+        let sde = compile::compile_sde(&p.smes[0], &mut model, &p.layout, &syms)
+            .map_err(|e| Error::Other(format!("compiling the SME: {e}")))?;
+        tau = tau.min(sde.tau).max(sde.tau);
+    }
+    if !(tau > 0.0 && tau.is_finite()) {
+        return Err(Error::Other(format!(
+            "the time per step at η = {eta} is {tau}"
+        )));
+    }
+    let name = |m: ModelSpec| match m {
+        ModelSpec::Optimizer => p.rule.name.clone(),
+        ModelSpec::Sme(o) => format!("SME-{o}"),
+        ModelSpec::Ha => "HA-SME".into(),
+    };
+    for &m in &s.models {
+        let label = name(m);
+        match m {
+            ModelSpec::Optimizer => models.push(EscapeModel {
+                name: label,
+                sampler: Sampler::Optimizer,
+            }),
+            ModelSpec::Sme(order) => {
+                let i = p.orders.iter().position(|&o| o == order).expect("derived");
+                let sme = &p.smes[i];
+                let syms = compile::symbol_values(sme, d, &nums, &p.rule.small.name)
+                    .map_err(|e| Error::Other(format!("the order-{order} SME: {e}")))?;
+                let exact = linear.as_ref().and_then(|q| {
+                    let symbols: BTreeMap<String, f64> = (0..syms.len())
+                        .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
+                        .collect();
+                    linear_gaussian::linear_sde(
+                        sme,
+                        q,
+                        &symbols,
+                        &verify::like(&p.layout, &s.start),
+                    )
+                    .ok()
+                });
+                if let Some(lin) = exact {
+                    match gauss_tape(&lin) {
+                        Ok(t) => {
+                            schemes.push((
+                                label.clone(),
+                                "exact Gaussian transition per step (linear SDE)".into(),
+                            ));
+                            models.push(EscapeModel {
+                                name: label,
+                                sampler: Sampler::Exact(t),
+                            });
+                        }
+                        Err(why) => skipped.push((label, why)),
+                    }
+                    continue;
+                }
+                let sde = compile::compile_sde(sme, &mut model, &p.layout, &syms)
+                    .map_err(|e| Error::Other(format!("compiling the order-{order} SME: {e}")))?;
+                if let Err(e) = verify::check_psd(&sde, &s.start, &p.layout, order, eta) {
+                    let why = match e {
+                        Error::Other(w) => w,
+                        _ => "its diffusion is not positive semidefinite".into(),
+                    };
+                    skipped.push((label, why));
+                    continue;
+                }
+                schemes.push((
+                    label.clone(),
+                    format!("Euler–Maruyama, {} substeps per step", s.substeps),
+                ));
+                models.push(EscapeModel {
+                    name: label,
+                    sampler: Sampler::Em(sde),
+                });
+            }
+            ModelSpec::Ha => {
+                if (tau - eta).abs() > 1e-12 * eta {
+                    skipped.push((
+                        label,
+                        format!("the HA-SME takes one step as time η; this rule's step is {tau}"),
+                    ));
+                    continue;
+                }
+                let prog = HaProgram::compile(&mut model, eta);
+                if let Some(q) = &linear {
+                    match ha_linear(&prog, q, eta).and_then(|l| gauss_tape(&l)) {
+                        Ok(t) => {
+                            schemes.push((
+                                label.clone(),
+                                "exact Gaussian transition per step (linear SDE)".into(),
+                            ));
+                            models.push(EscapeModel {
+                                name: label,
+                                sampler: Sampler::Exact(t),
+                            });
+                        }
+                        Err(why) => skipped.push((label, why)),
+                    }
+                    continue;
+                }
+                schemes.push((
+                    label.clone(),
+                    format!(
+                        "Euler–Maruyama, {} substeps per step, coefficients from ∇²f and Σ at each state",
+                        s.substeps
+                    ),
+                ));
+                models.push(EscapeModel {
+                    name: label,
+                    sampler: Sampler::Ha(prog),
+                });
+            }
+        }
+    }
+    let region = region_tape(s, &mut model)?;
+    let p = &s.prepared;
+    let steps = (s.horizon / tau).round().max(1.0);
+    if steps > 4e9 {
+        return Err(Error::Other(format!(
+            "η = {eta} needs {steps} steps to reach the horizon {}; shorten it (--horizon)",
+            s.horizon
+        )));
+    }
+    let top = s
+        .point
+        .eigenvalues
+        .iter()
+        .chain(s.saddle.iter().flat_map(|x| &x.eigenvalues))
+        .fold(0.0f64, |a, l| a.max(l.abs()));
+    let clock = p.layout.clock;
+    let mut start = s.start.clone();
+    let mut counter0 = 0;
+    if clock {
+        let t0 = start[n - 1];
+        counter0 = (t0 / tau).round().max(0.0) as u64;
+        start[n - 1] = counter0 as f64 * tau;
+    }
+    Ok(EtaPlan {
+        plan: EscapePlan {
+            eta,
+            tau,
+            max_steps: steps as usize,
+            step,
+            models,
+            region,
+            start,
+            n,
+            clock,
+            counter0,
+            substeps: s.substeps,
+        },
+        skipped,
+        schemes,
+        stiffness: tau * top,
+    })
+}
+
+/// The HA-SME on a quadratic: `dX = −A (X − x*) dt + Q^{1/2} dW` with
+/// `A = −log(I − ηH)/η` and the closed-form Q, as a linear SDE of time η per step.
+fn ha_linear(prog: &HaProgram, q: &Quadratic, eta: f64) -> Result<LinearSde, String> {
+    let d = q.h.len();
+    let (lam, v) = eigh(&q.h);
+    if let Some(l) = lam.iter().find(|&&l| 1.0 - eta * l <= 0.0) {
+        return Err(format!(
+            "ηλ = {:.3} ≥ 1 for an eigenvalue λ = {l} of ∇²f: log(I − ηH) is not real, the HA-SME does not exist at this step size",
+            eta * l
+        ));
+    }
+    let a = crate::numeric::exact::func(&lam, &v, |l| -(1.0 - eta * l).ln() / eta);
+    let mut w = crate::sim::ha::Work::new(d);
+    let (mut b, mut l) = (vec![0.0; d], vec![0.0; d * d]);
+    let flat = |m: &M| m.concat();
+    prog.coefficients(
+        &vec![0.0; d],
+        &flat(&q.h),
+        &flat(&q.sigma),
+        &mut w,
+        &mut b,
+        &mut l,
+    )
+    .ok_or("the HA-SME's coefficients are not defined at the start")?;
+    let mut dm = vec![vec![0.0; d]; d];
+    for i in 0..d {
+        for j in 0..d {
+            dm[i][j] = (0..d).map(|k| l[i * d + k] * l[j * d + k]).sum();
+        }
+    }
+    let f: M = a.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
+    let g = crate::numeric::exact::mv(&a, &q.x_star);
+    Ok(LinearSde {
+        f,
+        g,
+        d: dm,
+        tau: eta,
+    })
+}
+
+/// The exact one-step transition of a linear SDE as a tape: inputs the state (`0..n`)
+/// and `n` standard normals (`n..2n`); outputs `Φ z + φ + L N` with `L Lᵀ = Q`.
+fn gauss_tape(sde: &LinearSde) -> Result<Tape, String> {
+    let n = sde.f.len();
+    let t = linear_gaussian::transition(sde);
+    let q = t.q.concat();
+    if !q
+        .iter()
+        .chain(t.phi.iter().flatten())
+        .all(|x| x.is_finite())
+    {
+        return Err("the one-step transition is not finite at this step size".into());
+    }
+    let mut l = vec![0.0; n * n];
+    crate::sim::ha::cholesky_psd(&q, &mut l, n);
+    let mut g = Graph::new();
+    let mut outs = Vec::new();
+    for i in 0..n {
+        let mut terms: Vec<Id> = Vec::new();
+        terms.push(g.constant(t.shift[i]));
+        for j in 0..n {
+            if t.phi[i][j] != 0.0 {
+                let c = g.constant(t.phi[i][j]);
+                let z = g.input(j as u32);
+                terms.push(g.mul(c, z));
+            }
+            if l[i * n + j] != 0.0 {
+                let c = g.constant(l[i * n + j]);
+                let z = g.input((n + j) as u32);
+                terms.push(g.mul(c, z));
+            }
+        }
+        outs.push(g.sum(terms));
+    }
+    Ok(Tape::compile(&g, &outs, 2 * n))
+}
+
+/// The region as a tape over the layout's slots: inside while its value is `< 0`.
+fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
+    let p = &s.prepared;
+    let n = p.layout.n;
+    let (off, len) = s.param;
+    let mut g = Graph::new();
+    let x: Vec<Id> = (off..off + len).map(|i| g.input(i as u32)).collect();
+    let out = match &s.region {
+        RegionSpec::Ball(r) => {
+            let sq: Vec<Id> = x
+                .iter()
+                .zip(&s.point.x)
+                .map(|(&xi, &ci)| {
+                    let c = g.constant(ci);
+                    let dlt = g.sub(xi, c);
+                    g.mul(dlt, dlt)
+                })
+                .collect();
+            let total = g.sum(sq);
+            let r2 = g.constant(r * r);
+            g.sub(total, r2)
+        }
+        RegionSpec::Level(c) => {
+            let f = g.import(&model.graph, &[model.f], &x)[0];
+            let c = g.constant(*c);
+            g.sub(f, c)
+        }
+        RegionSpec::Past(_) => {
+            let sd = s.saddle.as_ref().expect("a past region has its saddle");
+            // The unstable direction, pointing away from the start.
+            let v: Vec<f64> = (0..len).map(|i| sd.vectors[i][0]).collect();
+            let side: f64 = (0..len).map(|i| (s.point.x[i] - sd.x[i]) * v[i]).sum();
+            if side.abs() <= 1e-12 {
+                return Err(Error::Other(
+                    "the start lies on the saddle's hyperplane; start elsewhere or use a ball"
+                        .into(),
+                ));
+            }
+            let sign = -side.signum();
+            let terms: Vec<Id> = (0..len)
+                .map(|i| {
+                    let c = g.constant(sd.x[i]);
+                    let dlt = g.sub(x[i], c);
+                    let w = g.constant(sign * v[i]);
+                    g.mul(w, dlt)
+                })
+                .collect();
+            g.sum(terms)
+        }
+        RegionSpec::Expr {
+            expr,
+            greater,
+            value,
+            source,
+        } => {
+            let mut scope: crate::problem::expr::Scope = BTreeMap::new();
+            for (k, v) in &p.problem.constants {
+                scope.insert(k.clone(), crate::problem::expr::PV::S(g.constant(*v)));
+            }
+            for ((name, o, l), &scalar) in p.layout.vars.iter().zip(&p.layout.scalar) {
+                let ids: Vec<Id> = (*o..o + l).map(|i| g.input(i as u32)).collect();
+                scope.insert(
+                    name.clone(),
+                    if scalar {
+                        crate::problem::expr::PV::S(ids[0])
+                    } else {
+                        crate::problem::expr::PV::V(ids)
+                    },
+                );
+            }
+            let e = match crate::problem::expr::build(&mut g, expr, &scope) {
+                Ok(crate::problem::expr::PV::S(id)) => id,
+                Ok(other) => {
+                    return Err(Error::Other(format!(
+                        "`--region {source}`: the condition compares {}, not a number",
+                        other.kind()
+                    )))
+                }
+                Err(d) => {
+                    return Err(Error::Other(format!(
+                        "`--region {source}`: {}{}",
+                        d.message,
+                        d.hint.map(|h| format!(" (hint: {h})")).unwrap_or_default()
+                    )))
+                }
+            };
+            let c = g.constant(*value);
+            if *greater {
+                g.sub(c, e)
+            } else {
+                g.sub(e, c)
+            }
+        }
+    };
+    let inside = g.eval(&[out], &s.start)[0];
+    if !(inside < 0.0) {
+        return Err(Error::Other(format!(
+            "the start {:?} is not inside the region (its defining value there is {inside:.4}, inside needs < 0)",
+            s.point.x
+        )));
+    }
+    Ok(Tape::compile(&g, &[out], n))
+}
+
+/// One model at one (η, B).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelResult {
+    pub model: String,
+    /// Kaplan–Meier summary in optimizer steps.
+    #[serde(skip)]
+    pub survival: Survival,
+    /// Restricted mean exit time (time units, `steps · τ`) and its standard error.
+    pub mean_time: f64,
+    pub mean_time_se: f64,
+    pub mean_steps: f64,
+    pub median_steps: Option<f64>,
+    pub exited: usize,
+    pub censored: usize,
+    pub diverged: usize,
+    pub undefined: usize,
+    pub first_divergence: Option<u32>,
+    /// Log-rank p-value against the optimizer's exit steps (None for the optimizer).
+    pub p_value: Option<f64>,
+}
+
+/// All models at one (η, B).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EtaResult {
+    pub eta: f64,
+    pub batch: f64,
+    pub tau: f64,
+    pub max_steps: usize,
+    pub stiffness: f64,
+    pub models: Vec<ModelResult>,
+    pub skipped: Vec<(String, String)>,
+    pub schemes: Vec<(String, String)>,
+    pub seconds: f64,
+    pub path_steps: f64,
+}
+
+/// Kaplan–Meier summaries and log-rank tests of one run.
+pub fn summarize(ep: &EtaPlan, batch: f64, times: &[ExitTimes], seconds: f64) -> EtaResult {
+    let plan = &ep.plan;
+    let horizon = plan.max_steps as u32;
+    let opt = plan
+        .models
+        .iter()
+        .position(|m| matches!(m.sampler, Sampler::Optimizer));
+    let mut models = Vec::new();
+    let mut path_steps = 0.0;
+    for (i, t) in times.iter().enumerate() {
+        let sv = sim::survival(&t.exits, t.censored, horizon);
+        path_steps +=
+            t.exits.iter().map(|&e| e as f64).sum::<f64>() + (t.censored as f64) * horizon as f64;
+        let p_value = match opt {
+            Some(o) if o != i => Some(sim::log_rank(
+                &times[o].exits,
+                times[o].censored,
+                &t.exits,
+                t.censored,
+            )),
+            _ => None,
+        };
+        models.push(ModelResult {
+            model: t.model.clone(),
+            mean_time: sv.mean * plan.tau,
+            mean_time_se: sv.mean_se * plan.tau,
+            mean_steps: sv.mean,
+            median_steps: sv.median,
+            exited: sv.exited,
+            censored: t.censored,
+            diverged: t.diverged,
+            undefined: t.undefined,
+            first_divergence: t.first_divergence,
+            p_value,
+            survival: sv,
+        });
+    }
+    EtaResult {
+        eta: plan.eta,
+        batch,
+        tau: plan.tau,
+        max_steps: plan.max_steps,
+        stiffness: ep.stiffness,
+        models,
+        skipped: ep.skipped.clone(),
+        schemes: ep.schemes.clone(),
+        seconds,
+        path_steps,
+    }
+}
+
+/// A weighted least-squares line `y = a + b x` with the slope's standard error.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Line {
+    pub slope: f64,
+    pub intercept: f64,
+    pub slope_se: f64,
+    pub points: usize,
+}
+
+/// Weighted least squares on `(x, y, se)`; the slope's error is inflated by the
+/// residual scatter when it exceeds the points' own errors.
+pub fn wls(pts: &[(f64, f64, f64)]) -> Option<Line> {
+    let pts: Vec<_> = pts
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite() && p.2 > 0.0)
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let w: Vec<f64> = pts.iter().map(|p| 1.0 / (p.2 * p.2)).collect();
+    let sw: f64 = w.iter().sum();
+    let xm = pts.iter().zip(&w).map(|(p, w)| w * p.0).sum::<f64>() / sw;
+    let ym = pts.iter().zip(&w).map(|(p, w)| w * p.1).sum::<f64>() / sw;
+    let sxx: f64 = pts
+        .iter()
+        .zip(&w)
+        .map(|(p, w)| w * (p.0 - xm).powi(2))
+        .sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = pts
+        .iter()
+        .zip(&w)
+        .map(|(p, w)| w * (p.0 - xm) * (p.1 - ym))
+        .sum();
+    let slope = sxy / sxx;
+    let intercept = ym - slope * xm;
+    let dof = pts.len() as f64 - 2.0;
+    let chi2: f64 = pts
+        .iter()
+        .zip(&w)
+        .map(|(p, w)| w * (p.1 - intercept - slope * p.0).powi(2))
+        .sum();
+    let inflate = if dof > 0.0 {
+        (chi2 / dof).max(1.0)
+    } else {
+        1.0
+    };
+    Some(Line {
+        slope,
+        intercept,
+        slope_se: (inflate / sxx).sqrt(),
+        points: pts.len(),
+    })
+}
+
+/// One fitted scaling law of one model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScalingFit {
+    pub model: String,
+    /// "log E τ" or "E τ".
+    pub quantity: String,
+    /// "1/η", "log(1/η)", "B" or "log B".
+    pub against: String,
+    /// The other variable's value (the batch for fits against η, η for fits against B).
+    pub at: f64,
+    pub line: Line,
+    /// The points left out (censored: the restricted mean is only a lower bound).
+    pub left_out: usize,
+    /// The order-1 SME's closed-form slope, where there is one, and what it is.
+    pub predicted: Option<(f64, String)>,
+}
+
+/// The closed-form predictions of the SME-1.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Predictions {
+    /// From a minimum: the barrier ΔF = f(saddle) − f(min) and the noise level s² (Σ =
+    /// s² I at B = 1), when Σ is constant and isotropic.
+    pub barrier: Option<f64>,
+    pub noise: Option<f64>,
+    /// Eyring–Kramers: E τ ≈ prefactor · exp(2ΔF B/(η s²)) (time to reach the saddle's
+    /// hyperplane: half the transition time).
+    pub kramers_prefactor: Option<f64>,
+    /// From a saddle: the unstable rate λ (−the negative eigenvalue) and vᵀΣv.
+    pub unstable_rate: Option<f64>,
+    pub unstable_noise: Option<f64>,
+    /// Why a prediction is missing.
+    pub notes: Vec<String>,
+}
+
+/// What the order-1 SME predicts in closed form.
+pub fn predictions(s: &mut Setup) -> Predictions {
+    let mut pr = Predictions {
+        barrier: None,
+        noise: None,
+        kramers_prefactor: None,
+        unstable_rate: None,
+        unstable_noise: None,
+        notes: Vec::new(),
+    };
+    let d = s.prepared.problem.dim;
+    let model = &mut s.prepared.problem.model;
+    let sig = model.sigma();
+    let at_point = model.graph.eval(&sig, &s.point.x);
+    if s.point.index == 0 {
+        let Some(sd) = &s.saddle else {
+            pr.notes.push(
+                "no saddle given (--saddle, or a `past` region): no Eyring–Kramers prediction"
+                    .into(),
+            );
+            return pr;
+        };
+        let at_saddle = model.graph.eval(&sig, &sd.x);
+        let s2 = at_point[0];
+        let iso = |m: &[f64]| {
+            (0..d).all(|i| {
+                (0..d).all(|j| {
+                    let want = if i == j { s2 } else { 0.0 };
+                    (m[i * d + j] - want).abs() <= 1e-9 * s2.abs()
+                })
+            })
+        };
+        if !(model.constant_noise() && iso(&at_point) && iso(&at_saddle) && s2 > 0.0) {
+            pr.notes.push(
+                "Σ is not a constant multiple of I: the SME-1 is not reversible and has no Eyring–Kramers closed form (the quasi-potential is needed)".into(),
+            );
+            return pr;
+        }
+        let det = |l: &[f64]| l.iter().product::<f64>();
+        let lam_s = -sd.eigenvalues[0];
+        pr.barrier = Some(sd.f - s.point.f);
+        pr.noise = Some(s2);
+        if matches!(s.region, RegionSpec::Past(_)) {
+            pr.kramers_prefactor = Some(
+                std::f64::consts::PI / lam_s
+                    * (det(&sd.eigenvalues).abs() / det(&s.point.eigenvalues)).sqrt(),
+            );
+        }
+    } else if s.point.index == 1 {
+        let lam = -s.point.eigenvalues[0];
+        let v: Vec<f64> = (0..d).map(|i| s.point.vectors[i][0]).collect();
+        let vsv: f64 = (0..d)
+            .map(|i| {
+                (0..d)
+                    .map(|j| v[i] * at_point[i * d + j] * v[j])
+                    .sum::<f64>()
+            })
+            .sum();
+        pr.unstable_rate = Some(lam);
+        pr.unstable_noise = Some(vsv);
+    } else if s.point.index > 1 {
+        pr.notes
+            .push("the start has several unstable directions: the closed form covers one".into());
+    }
+    pr
+}
+
+/// Fits the scaling laws: against η at each batch size, and against B at each η.
+pub fn scaling(s: &Setup, pr: &Predictions, results: &[EtaResult]) -> Vec<ScalingFit> {
+    let minimum = s.point.index == 0;
+    let mut out = Vec::new();
+    let names: Vec<String> = s.models.iter().map(|&m| s.name(m)).collect();
+    let mut batches: Vec<f64> = results.iter().map(|r| r.batch).collect();
+    batches.dedup();
+    batches.sort_by(f64::total_cmp);
+    batches.dedup();
+    let mut etas: Vec<f64> = results.iter().map(|r| r.eta).collect();
+    etas.sort_by(f64::total_cmp);
+    etas.dedup();
+    // (x, y, se) of a model at a point, or None if censored.
+    let value = |r: &EtaResult, name: &str, log_y: bool| -> Option<Option<(f64, f64)>> {
+        let m = r.models.iter().find(|m| m.model == name)?;
+        if m.censored > 0 || m.exited == 0 {
+            return Some(None);
+        }
+        Some(Some(if log_y {
+            (m.mean_time.ln(), m.mean_time_se / m.mean_time)
+        } else {
+            (m.mean_time, m.mean_time_se)
+        }))
+    };
+    for name in &names {
+        for &b in &batches {
+            let rows: Vec<&EtaResult> = results.iter().filter(|r| r.batch == b).collect();
+            if rows.len() < 3 {
+                continue;
+            }
+            let mut pts = Vec::new();
+            let mut left = 0;
+            for r in &rows {
+                let x = if minimum {
+                    1.0 / r.eta
+                } else {
+                    (1.0 / r.eta).ln()
+                };
+                match value(r, name, minimum) {
+                    Some(Some((y, se))) => pts.push((x, y, se)),
+                    Some(None) => left += 1,
+                    None => {}
+                }
+            }
+            let Some(line) = wls(&pts) else { continue };
+            let predicted = if minimum {
+                pr.barrier.zip(pr.noise).map(|(df, s2)| {
+                    (
+                        2.0 * df * b / s2,
+                        format!("SME-1, Eyring–Kramers: 2ΔF·B/s² = 2·{df:.4}·{b}/{s2:.4}"),
+                    )
+                })
+            } else {
+                pr.unstable_rate.map(|l| {
+                    (
+                        1.0 / (2.0 * l),
+                        format!("SME-1, linearised at the saddle: 1/(2λ), λ = {l:.4}"),
+                    )
+                })
+            };
+            out.push(ScalingFit {
+                model: name.clone(),
+                quantity: if minimum { "log E τ" } else { "E τ" }.into(),
+                against: if minimum { "1/η" } else { "log(1/η)" }.into(),
+                at: b,
+                line,
+                left_out: left,
+                predicted,
+            });
+        }
+        if batches.len() >= 3 {
+            for &eta in &etas {
+                let rows: Vec<&EtaResult> = results.iter().filter(|r| r.eta == eta).collect();
+                if rows.len() < 3 {
+                    continue;
+                }
+                let mut pts = Vec::new();
+                let mut left = 0;
+                for r in &rows {
+                    let x = if minimum { r.batch } else { r.batch.ln() };
+                    match value(r, name, minimum) {
+                        Some(Some((y, se))) => pts.push((x, y, se)),
+                        Some(None) => left += 1,
+                        None => {}
+                    }
+                }
+                let Some(line) = wls(&pts) else { continue };
+                let predicted = if minimum {
+                    pr.barrier.zip(pr.noise).map(|(df, s2)| {
+                        (
+                            2.0 * df / (eta * s2),
+                            format!(
+                                "SME-1, Eyring–Kramers: 2ΔF/(η s²) = 2·{df:.4}/({eta}·{s2:.4})"
+                            ),
+                        )
+                    })
+                } else {
+                    pr.unstable_rate.map(|l| {
+                        (
+                            1.0 / (2.0 * l),
+                            format!("SME-1, linearised at the saddle: 1/(2λ), λ = {l:.4}"),
+                        )
+                    })
+                };
+                out.push(ScalingFit {
+                    model: name.clone(),
+                    quantity: if minimum { "log E τ" } else { "E τ" }.into(),
+                    against: if minimum { "B" } else { "log B" }.into(),
+                    at: eta,
+                    line,
+                    left_out: left,
+                    predicted,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The report as text.
+pub fn render_text(
+    s: &Setup,
+    pr: &Predictions,
+    results: &[EtaResult],
+    fits: &[ScalingFit],
+) -> String {
+    use std::fmt::Write;
+    let p = &s.prepared;
+    let mut o = String::new();
+    let region = match &s.region {
+        RegionSpec::Ball(r) => format!("the ball |x − x₀| < {r}"),
+        RegionSpec::Level(c) => format!("the sublevel set f(x) < {c}"),
+        RegionSpec::Past(_) => {
+            "the half-space before the saddle's hyperplane (orthogonal to its unstable direction)"
+                .into()
+        }
+        RegionSpec::Expr { source, .. } => format!("{{{source}}}"),
+    };
+    let _ = writeln!(
+        o,
+        "Exit times of {} and its SDEs on {} (d = {}), from {region}",
+        p.rule.name, p.problem.name, p.problem.dim
+    );
+    let pt = &s.point;
+    let _ = writeln!(
+        o,
+        "start x₀ = {} : a {} of f (f = {:.6}, |∇f| = {:.1e}, eigenvalues of ∇²f {})",
+        fmt_vec(&pt.x),
+        pt.kind(),
+        pt.f,
+        pt.grad_norm,
+        fmt_vec(&pt.eigenvalues)
+    );
+    if let Some(sd) = &s.saddle {
+        let _ = writeln!(
+            o,
+            "saddle    = {} : f = {:.6}, eigenvalues {}",
+            fmt_vec(&sd.x),
+            sd.f,
+            fmt_vec(&sd.eigenvalues)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "exit read on the optimizer's grid t = kτ; censored at T = {}; log-rank p-value of each SDE against {}",
+        s.horizon, p.rule.name
+    );
+    for r in results {
+        let _ = writeln!(
+            o,
+            "\nη = {}{}  (τ = {}, horizon {} steps, τ·max|λ| = {:.3}{}; {:.2} s, {:.0} M path-steps/s)",
+            r.eta,
+            if r.batch != 1.0 {
+                format!(", B = {}", r.batch)
+            } else {
+                String::new()
+            },
+            r.tau,
+            r.max_steps,
+            r.stiffness,
+            if r.stiffness > 0.1 {
+                ": not small, the SMEs' expansions are stretched here"
+            } else {
+                ""
+            },
+            r.seconds,
+            r.path_steps / r.seconds.max(1e-9) / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  {}",
+            "model", "E τ (time) ± 2se", "E steps", "median", "exited", "censored", "vs optimizer"
+        );
+        for m in &r.models {
+            let mean = format!(
+                "{}{:.4} ± {:.4}",
+                if m.censored > 0 { "≥" } else { "" },
+                m.mean_time,
+                2.0 * m.mean_time_se
+            );
+            let _ = writeln!(
+                o,
+                "  {:<10} {:>22} {:>11.2} {:>9} {:>9} {:>9}  {}",
+                m.model,
+                mean,
+                m.mean_steps,
+                m.median_steps.map_or("—".into(), |v| format!("{v:.0}")),
+                m.exited,
+                m.censored,
+                match m.p_value {
+                    Some(pv) => format!("p = {}", fmt_p(pv)),
+                    None => "—".into(),
+                }
+            );
+            if m.diverged > 0 {
+                let _ = writeln!(
+                    o,
+                    "  {:<10} {} paths stopped (first at step {}): {}; not averaged in",
+                    "",
+                    m.diverged,
+                    m.first_divergence.unwrap_or(0),
+                    if m.undefined > 0 {
+                        format!(
+                            "{} reached states where the model is not defined (1 − ηλ ≤ 0)",
+                            m.undefined
+                        )
+                    } else {
+                        "the state stopped being finite".into()
+                    }
+                );
+            }
+        }
+        for (m, why) in &r.skipped {
+            let _ = writeln!(o, "  {m:<10} not run: {why}");
+        }
+    }
+    if !fits.is_empty() {
+        let _ = writeln!(o, "\nScaling laws (weighted least squares, 95% intervals):");
+        for f in fits {
+            let other = if f.against.contains('η') {
+                if f.at != 1.0 {
+                    format!(" at B = {}", f.at)
+                } else {
+                    String::new()
+                }
+            } else {
+                format!(" at η = {}", f.at)
+            };
+            let _ = write!(
+                o,
+                "  {:<10} {} against {}{}: slope {:.4} ± {:.4}",
+                f.model,
+                f.quantity,
+                f.against,
+                other,
+                f.line.slope,
+                1.96 * f.line.slope_se
+            );
+            if let Some((v, how)) = &f.predicted {
+                let _ = write!(
+                    o,
+                    "; predicted {v:.4} ({how}), off by {:+.1}%",
+                    100.0 * (f.line.slope / v - 1.0)
+                );
+            }
+            if f.left_out > 0 {
+                let _ = write!(o, " [{} censored points left out]", f.left_out);
+            }
+            let _ = writeln!(o);
+        }
+    }
+    if let Some(pf) = pr.kramers_prefactor {
+        let _ = writeln!(
+            o,
+            "Eyring–Kramers (SME-1, asymptotic as η → 0): E τ ≈ {pf:.4} · exp(2ΔF·B/(η s²)), ΔF = {:.4}, s² = {:.4}",
+            pr.barrier.unwrap_or(f64::NAN),
+            pr.noise.unwrap_or(f64::NAN)
+        );
+    }
+    for n in &pr.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
+}
+
+fn fmt_vec(v: &[f64]) -> String {
+    let items: Vec<String> = v.iter().map(|x| format!("{}", round_sig(*x))).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn round_sig(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let e = 10f64.powi(6 - x.abs().log10().ceil() as i32);
+    let r = (x * e).round() / e;
+    if r == 0.0 {
+        0.0
+    } else {
+        r
+    }
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}

@@ -1,0 +1,304 @@
+//! `smelt escape`: reading the files, running every (η, B), printing the report.
+
+use crate::cli::Outcome;
+use crate::verify_cmd::{inputs, report_error, Inputs};
+use smelt::escape::{self, EtaResult, Options, ScalingFit, Setup};
+use std::path::PathBuf;
+
+pub struct Args {
+    pub file: PathBuf,
+    pub problem: PathBuf,
+    pub region: String,
+    pub models: String,
+    pub etas: Option<Vec<f64>>,
+    pub batch: Vec<f64>,
+    pub paths: usize,
+    pub seed: u64,
+    pub from: Option<String>,
+    pub no_refine: bool,
+    pub saddle: Option<String>,
+    pub horizon: Option<f64>,
+    pub substeps: usize,
+    pub set: Vec<String>,
+    pub threads: Option<usize>,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+}
+
+fn usage(msg: impl std::fmt::Display) -> Outcome {
+    eprintln!("error: {msg}");
+    Outcome::Usage
+}
+
+pub fn run(a: Args) -> Outcome {
+    let Inputs {
+        shown,
+        source,
+        pshown,
+        psource,
+        rule,
+        problem,
+        overrides,
+    } = match inputs(&a.file, &a.problem, &a.set) {
+        Ok(i) => i,
+        Err(o) => return o,
+    };
+    let models = match escape::parse_models(&a.models, &rule.name) {
+        Ok(m) => m,
+        Err(e) => return usage(e),
+    };
+    let region = match escape::parse_region(&a.region) {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
+    let point = |flag: &str, s: &Option<String>| match s {
+        Some(s) => escape::parse_point(s)
+            .map(Some)
+            .map_err(|e| usage(format!("`{flag}`: {e}"))),
+        None => Ok(None),
+    };
+    let from = match point("--from", &a.from) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let saddle = match point("--saddle", &a.saddle) {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    if a.paths == 0 || a.paths > 1 << 26 {
+        return usage("`--paths` must be between 1 and 2^26");
+    }
+    if a.substeps == 0 || a.substeps > 1024 {
+        return usage("`--substeps` must be between 1 and 1024");
+    }
+    let etas = a
+        .etas
+        .clone()
+        .or_else(|| problem.etas.clone())
+        .unwrap_or_else(|| vec![0.1]);
+    if etas.is_empty() || etas.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
+        return usage("`--etas`: give positive step sizes, e.g. `--etas 0.2,0.1,0.05`");
+    }
+    let batches = if a.batch.is_empty() {
+        vec![1.0]
+    } else {
+        a.batch.clone()
+    };
+    if batches.iter().any(|b| !(*b >= 1.0 && b.is_finite())) {
+        return usage("`--batch`: batch sizes are at least 1");
+    }
+    let opts = Options {
+        models,
+        region,
+        from,
+        refine: !a.no_refine,
+        saddle,
+        horizon: a.horizon,
+        substeps: a.substeps,
+    };
+    let fail = |e| report_error(e, (&shown, &source), (&pshown, &psource));
+    let mut setup = match escape::prepare(rule, problem, &overrides, opts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()
+    {
+        Ok(p) => p,
+        Err(e) => return usage(format!("cannot start worker threads: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let mut results = Vec::new();
+    for &b in &batches {
+        for &eta in &etas {
+            let ep = match escape::plan(&mut setup, eta, b) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let t0 = std::time::Instant::now();
+            let times = pool.install(|| smelt::sim::escape::run(&ep.plan, a.paths, a.seed));
+            results.push(escape::summarize(
+                &ep,
+                b,
+                &times,
+                t0.elapsed().as_secs_f64(),
+            ));
+        }
+    }
+    let pr = escape::predictions(&mut setup);
+    let fits = escape::scaling(&setup, &pr, &results);
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(path) = &a.plot {
+        let svg = smelt::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
+        if let Err(e) = std::fs::write(path, svg) {
+            return usage(format!("cannot write `{}`: {e}", path.display()));
+        }
+    }
+    if a.json {
+        let doc = serde_json::json!({
+            "schema": "smelt-escape",
+            "version": 1,
+            "optimizer": setup.prepared.rule.name,
+            "problem": setup.prepared.problem.name,
+            "dim": setup.prepared.problem.dim,
+            "region": a.region,
+            "start": setup.point,
+            "saddle": setup.saddle,
+            "horizon": setup.horizon,
+            "run": {
+                "paths": results.first().map_or(0, |r| r.models.first().map_or(0, |m| m.exited + m.censored + m.diverged)),
+                "seed": a.seed,
+                "substeps": a.substeps,
+                "generator": smelt::sim::rng::NAME,
+                "seconds": elapsed,
+            },
+            "results": results,
+            "scaling": fits,
+            "predictions": pr,
+        });
+        match serde_json::to_string_pretty(&doc) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Outcome::Invalid;
+            }
+        }
+    } else {
+        print!("{}", escape::render_text(&setup, &pr, &results, &fits));
+        println!(
+            "{} paths per model and step size, seed {}, {:.1} s; generator: {}",
+            results
+                .first()
+                .and_then(|r| r.models.first())
+                .map_or(0, |m| m.exited + m.censored + m.diverged),
+            a.seed,
+            elapsed,
+            smelt::sim::rng::NAME
+        );
+    }
+    Outcome::Ok
+}
+
+fn plot_of(
+    s: &Setup,
+    results: &[EtaResult],
+    fits: &[ScalingFit],
+    pr: &escape::Predictions,
+) -> smelt::escape_plot::EscapePlot {
+    use smelt::escape_plot::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+    // Survival curves at the first step size.
+    let first = results.first();
+    let curves = first
+        .map(|r| {
+            r.models
+                .iter()
+                .map(|m| Curve {
+                    label: m.model.clone(),
+                    points: m
+                        .survival
+                        .curve
+                        .iter()
+                        .map(|&(k, sv)| (f64::from(k) * r.tau, sv))
+                        .collect(),
+                    horizon: Some(r.max_steps as f64 * r.tau),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The first family of fits against η (one batch size), one series per model.
+    let minimum = s.point.index == 0;
+    let family: Vec<&ScalingFit> = fits
+        .iter()
+        .filter(|f| f.against.contains('η'))
+        .filter(|f| fits.first().is_some_and(|g| g.at == f.at))
+        .collect();
+    let scaling = (!family.is_empty()).then(|| {
+        let batch = family[0].at;
+        let series = s
+            .models
+            .iter()
+            .map(|&m| {
+                let name = s.name(m);
+                let points = results
+                    .iter()
+                    .filter(|r| r.batch == batch)
+                    .filter_map(|r| {
+                        let mr = r.models.iter().find(|x| x.model == name)?;
+                        let x = if minimum {
+                            1.0 / r.eta
+                        } else {
+                            (1.0 / r.eta).ln()
+                        };
+                        Some(ScalePoint {
+                            x,
+                            y: mr.mean_time,
+                            lo: mr.mean_time - 1.96 * mr.mean_time_se,
+                            hi: mr.mean_time + 1.96 * mr.mean_time_se,
+                        })
+                    })
+                    .collect();
+                let fit = family
+                    .iter()
+                    .find(|f| f.model == name)
+                    .map(|f| (f.line.slope, f.line.intercept));
+                ScaleSeries {
+                    label: name,
+                    points,
+                    fit,
+                }
+            })
+            .collect();
+        // The prediction's line: through the optimizer's fitted level at the centre when
+        // only the slope is known in closed form.
+        let predicted = family.iter().find_map(|f| {
+            let (slope, _) = f.predicted.as_ref()?;
+            let intercept = match (minimum, pr.kramers_prefactor) {
+                (true, Some(pf)) => pf.ln(),
+                _ => f.line.intercept + (f.line.slope - slope) * centre(results, minimum),
+            };
+            Some(("SME-1 closed form".to_string(), *slope, intercept))
+        });
+        Scaling {
+            title: if minimum {
+                "mean exit time against 1/η".into()
+            } else {
+                "mean exit time against log(1/η)".into()
+            },
+            x_label: if minimum {
+                "1/η".into()
+            } else {
+                "log(1/η)".into()
+            },
+            y_label: "E τ (time)".into(),
+            log_y: minimum,
+            series,
+            predicted,
+        }
+    });
+    EscapePlot {
+        title: format!(
+            "{} on {}: exit times",
+            s.prepared.rule.name, s.prepared.problem.name
+        ),
+        survival_title: first.map_or(String::new(), |r| format!("P(τ > t) at η = {}", r.eta)),
+        time_label: "t (time)".into(),
+        curves,
+        scaling,
+    }
+}
+
+/// The mean of the fits' x over the results.
+fn centre(results: &[EtaResult], minimum: bool) -> f64 {
+    let xs: Vec<f64> = results
+        .iter()
+        .map(|r| {
+            if minimum {
+                1.0 / r.eta
+            } else {
+                (1.0 / r.eta).ln()
+            }
+        })
+        .collect();
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
