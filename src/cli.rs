@@ -141,6 +141,10 @@ enum Command {
         /// Euler–Maruyama substeps of an SDE per optimizer step (where not exact)
         #[arg(long, default_value_t = 8)]
         substeps: usize,
+        /// Simulate every SDE by Euler–Maruyama, even on linear problems where the exact
+        /// one-step transition is used by default
+        #[arg(long)]
+        em: bool,
         /// Hyperparameter values, `name=value`
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
@@ -235,11 +239,13 @@ pub fn main() -> ExitCode {
             saddle,
             horizon,
             substeps,
+            em,
             set,
             threads,
             format,
             plot,
         } => crate::escape_cmd::run(crate::escape_cmd::Args {
+            em,
             file,
             problem,
             region,

@@ -275,6 +275,8 @@ pub struct Options {
     /// The censoring horizon in time (None: the problem's horizon).
     pub horizon: Option<f64>,
     pub substeps: usize,
+    /// Simulate every SDE by Euler–Maruyama, even where its exact transition is known.
+    pub em: bool,
 }
 
 /// A rule and problem made ready for escape runs.
@@ -286,6 +288,7 @@ pub struct Setup {
     pub region: RegionSpec,
     pub horizon: f64,
     pub substeps: usize,
+    pub em: bool,
     /// The start state (layout slots).
     pub start: Vec<f64>,
     /// Where the parameter sits in the layout.
@@ -385,6 +388,7 @@ pub fn prepare(
         region: opts.region,
         horizon,
         substeps: opts.substeps.max(1),
+        em: opts.em,
         start,
         param,
     })
@@ -422,7 +426,11 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
     };
     let step = compile::compile_step(&p.rule, &mut model, &p.layout, &nums)
         .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
-    let linear = verify::quadratic(&mut model).ok();
+    let linear = if s.em {
+        None
+    } else {
+        verify::quadratic(&mut model).ok()
+    };
     let n = p.layout.n;
     let d = p.problem.dim;
     let mut models = Vec::new();
@@ -806,7 +814,13 @@ pub struct EtaResult {
 }
 
 /// Kaplan–Meier summaries and log-rank tests of one run.
-pub fn summarize(ep: &EtaPlan, batch: f64, times: &[ExitTimes], seconds: f64) -> EtaResult {
+pub fn summarize(
+    ep: &EtaPlan,
+    batch: f64,
+    times: &[ExitTimes],
+    lane_steps: u64,
+    seconds: f64,
+) -> EtaResult {
     let plan = &ep.plan;
     let horizon = plan.max_steps as u32;
     let opt = plan
@@ -814,11 +828,8 @@ pub fn summarize(ep: &EtaPlan, batch: f64, times: &[ExitTimes], seconds: f64) ->
         .iter()
         .position(|m| matches!(m.sampler, Sampler::Optimizer));
     let mut models = Vec::new();
-    let mut path_steps = 0.0;
     for (i, t) in times.iter().enumerate() {
         let sv = sim::survival(&t.exits, t.censored, horizon);
-        path_steps +=
-            t.exits.iter().map(|&e| e as f64).sum::<f64>() + (t.censored as f64) * horizon as f64;
         let p_value = match opt {
             Some(o) if o != i => Some(sim::log_rank(
                 &times[o].exits,
@@ -853,7 +864,7 @@ pub fn summarize(ep: &EtaPlan, batch: f64, times: &[ExitTimes], seconds: f64) ->
         skipped: ep.skipped.clone(),
         schemes: ep.schemes.clone(),
         seconds,
-        path_steps,
+        path_steps: lane_steps as f64,
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Args {
     pub saddle: Option<String>,
     pub horizon: Option<f64>,
     pub substeps: usize,
+    pub em: bool,
     pub set: Vec<String>,
     pub threads: Option<usize>,
     pub json: bool,
@@ -95,6 +96,7 @@ pub fn run(a: Args) -> Outcome {
         saddle,
         horizon: a.horizon,
         substeps: a.substeps,
+        em: a.em,
     };
     let fail = |e| report_error(e, (&shown, &source), (&pshown, &psource));
     let mut setup = match escape::prepare(rule, problem, &overrides, opts) {
@@ -117,11 +119,13 @@ pub fn run(a: Args) -> Outcome {
                 Err(e) => return fail(e),
             };
             let t0 = std::time::Instant::now();
-            let times = pool.install(|| smelt::sim::escape::run(&ep.plan, a.paths, a.seed));
+            let (times, lane_steps) =
+                pool.install(|| smelt::sim::escape::run(&ep.plan, a.paths, a.seed));
             results.push(escape::summarize(
                 &ep,
                 b,
                 &times,
+                lane_steps,
                 t0.elapsed().as_secs_f64(),
             ));
         }

@@ -82,19 +82,34 @@ struct BlockOut {
     diverged: usize,
     undefined: usize,
     first_bad: Option<u32>,
+    /// Lane-steps simulated (every step of every lane that held a path).
+    lane_steps: u64,
 }
 
-/// Simulates every model on `paths` paths (rounded up to whole blocks).
-pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
-    let blocks = paths.div_ceil(LANES).max(1);
+/// How `paths` paths are split into blocks: about 4 lane-widths each (so that a lane
+/// whose path has left starts the block's next path, and little work waits on the
+/// slowest path), at most 1024 blocks. The counts sum to `paths` exactly.
+pub fn quotas(paths: usize) -> Vec<usize> {
+    let blocks = (paths / (4 * LANES)).clamp(1, 1024);
+    (0..blocks)
+        .map(|b| paths / blocks + usize::from(b < paths % blocks))
+        .collect()
+}
+
+/// Simulates every model on `paths` paths; returns the exit times and the lane-steps
+/// simulated.
+pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> (Vec<ExitTimes>, u64) {
+    let quotas = quotas(paths.max(1));
+    let blocks = quotas.len();
     let models = plan.models.len();
     let streams = Streams::new(seed).streams(blocks * models);
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .enumerate()
-        .map(|(i, rng)| block(plan, i / blocks, rng))
+        .map(|(i, rng)| block(plan, i / blocks, quotas[i % blocks], rng))
         .collect();
-    (0..models)
+    let lane_steps = outs.iter().map(|o| o.lane_steps).sum();
+    let times = (0..models)
         .map(|m| {
             let mut t = ExitTimes {
                 model: plan.models[m].name.clone(),
@@ -116,7 +131,8 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> Vec<ExitTimes> {
             }
             t
         })
-        .collect()
+        .collect();
+    (times, lane_steps)
 }
 
 /// Copies state slots `0..count` into a tape's input registers.
@@ -158,33 +174,66 @@ fn normals(
     }
 }
 
-/// One block of one model.
-fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
+/// Writes one value per lane into input `i`.
+fn lanes_input(tape: &Tape, regs: &mut [f64], i: usize, v: impl Fn(usize) -> f64) {
+    if let Some(r) = tape.input_reg(i) {
+        for (lane, x) in regs[r * LANES..(r + 1) * LANES].iter_mut().enumerate() {
+            *x = v(lane);
+        }
+    }
+}
+
+/// One block of one model: `quota` paths through `LANES` lanes; a lane whose path has
+/// left (or stopped, or reached the horizon) starts the next path at once. Every lane
+/// keeps its own step count, so the clock and the counter are per lane.
+fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> BlockOut {
     let n = plan.n;
     // The slots a model advances (the clock is set from the step counter).
     let n_dyn = if plan.clock { n - 1 } else { n };
-    let mut exit: [u32; LANES] = [0; LANES];
-    let mut bad: [bool; LANES] = [false; LANES];
-    // Exited or stopped: no longer checked.
-    let mut done: [bool; LANES] = [false; LANES];
-    let mut undefined = 0usize;
-    let mut first_bad: Option<u32> = None;
+    let mut out = BlockOut {
+        exits: Vec::with_capacity(quota),
+        censored: 0,
+        diverged: 0,
+        undefined: 0,
+        first_bad: None,
+        lane_steps: 0,
+    };
+    // Steps taken by the lane's current path; idle lanes (no path left to start) are
+    // `done` for good.
+    let mut steps: [u32; LANES] = [0; LANES];
+    let mut done: [bool; LANES] = [true; LANES];
+    let mut started = 0usize;
     let mut rregs = plan.region.registers();
     let mut state = vec![0.0; n * LANES];
-    for i in 0..n {
-        state[i * LANES..(i + 1) * LANES].fill(plan.start[i]);
+    let restart = |lane: usize,
+                   state: &mut [f64],
+                   steps: &mut [u32; LANES],
+                   done: &mut [bool; LANES],
+                   started: &mut usize| {
+        if *started < quota {
+            for i in 0..n {
+                state[i * LANES + lane] = plan.start[i];
+            }
+            steps[lane] = 0;
+            done[lane] = false;
+            *started += 1;
+        } else {
+            done[lane] = true;
+        }
+    };
+    for lane in 0..LANES {
+        restart(lane, &mut state, &mut steps, &mut done, &mut started);
     }
     let sampler = &plan.models[model].sampler;
     let sub = plan.substeps.max(1);
     let delta = plan.tau / sub as f64;
     let sub_sd = delta.sqrt();
     let (tape, mut regs) = match sampler {
-        Sampler::Optimizer => (Some(&plan.step.tape), plan.step.tape.registers()),
-        Sampler::Em(sde) => (Some(&sde.tape), sde.tape.registers()),
-        Sampler::Exact(t) => (Some(t), t.registers()),
-        Sampler::Ha(h) => (Some(&h.tape), h.tape.registers()),
+        Sampler::Optimizer => (&plan.step.tape, plan.step.tape.registers()),
+        Sampler::Em(sde) => (&sde.tape, sde.tape.registers()),
+        Sampler::Exact(t) => (t, t.registers()),
+        Sampler::Ha(h) => (&h.tape, h.tape.registers()),
     };
-    let tape = tape.expect("every sampler has a tape");
     if let Sampler::Em(_) = sampler {
         fill_input(tape, &mut regs, 2 * n, delta);
     }
@@ -194,9 +243,16 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
     let (mut b, mut l) = (vec![0.0; d], vec![0.0; d * d]);
     let (mut g, mut hs, mut sg) = (vec![0.0; d], vec![0.0; d * d], vec![0.0; d * d]);
     let mut z = vec![0.0; d * LANES];
-    let mut active = LANES;
-    for k in 0..plan.max_steps {
-        let clock = (plan.counter0 + k as u64) as f64 * plan.tau;
+    let max = plan.max_steps as u32;
+    let counter0 = plan.counter0 as f64;
+    let mut bad: [bool; LANES] = [false; LANES];
+    while done.iter().any(|&x| !x) {
+        let live = done.iter().filter(|&&x| !x).count() as u64;
+        out.lane_steps += live;
+        // The clock of each lane before this step.
+        let clocks: [f64; LANES] =
+            std::array::from_fn(|lane| (counter0 + f64::from(steps[lane])) * plan.tau);
+        let clock = |lane: usize| clocks[lane];
         match sampler {
             Sampler::Optimizer => {
                 let step = &plan.step;
@@ -212,12 +268,9 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                         }
                     }
                 }
-                fill_input(
-                    tape,
-                    &mut regs,
-                    step.counter_input(),
-                    (plan.counter0 + k as u64) as f64,
-                );
+                lanes_input(tape, &mut regs, step.counter_input(), |lane| {
+                    counter0 + f64::from(steps[lane])
+                });
                 tape.run(&mut regs);
                 store(tape, &regs, &mut state, step.n_state);
             }
@@ -225,7 +278,9 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                 for s in 0..sub {
                     load(tape, &mut regs, &state, n_dyn);
                     if plan.clock {
-                        fill_input(tape, &mut regs, n - 1, clock + s as f64 * delta);
+                        lanes_input(tape, &mut regs, n - 1, |lane| {
+                            clock(lane) + s as f64 * delta
+                        });
                     }
                     normals(tape, &mut regs, n, n, sub_sd, &mut rng);
                     tape.run(&mut regs);
@@ -235,7 +290,7 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
             Sampler::Exact(_) => {
                 load(tape, &mut regs, &state, n_dyn);
                 if plan.clock {
-                    fill_input(tape, &mut regs, n - 1, clock);
+                    lanes_input(tape, &mut regs, n - 1, clock);
                 }
                 normals(tape, &mut regs, n, n, 1.0, &mut rng);
                 tape.run(&mut regs);
@@ -247,7 +302,7 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                     tape.run(&mut regs);
                     rng.fill_normal(&mut z);
                     for lane in 0..LANES {
-                        if done[lane] {
+                        if done[lane] || bad[lane] {
                             continue;
                         }
                         let at = |i: usize| regs[tape.output_reg(i) * LANES + lane];
@@ -262,11 +317,6 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                             .is_none()
                         {
                             bad[lane] = true;
-                            done[lane] = true;
-                            undefined += 1;
-                            active -= 1;
-                            first_bad =
-                                Some(first_bad.map_or(k as u32 + 1, |f| f.min(k as u32 + 1)));
                             continue;
                         }
                         for i in 0..d {
@@ -278,19 +328,28 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                 }
             }
         }
+        for lane in 0..LANES {
+            steps[lane] += 1;
+        }
         if plan.clock {
-            state[(n - 1) * LANES..n * LANES].fill(clock + plan.tau);
+            for lane in 0..LANES {
+                state[(n - 1) * LANES + lane] = clock(lane) + plan.tau;
+            }
         }
         // The region, on the state after this step.
         load(&plan.region, &mut rregs, &state, n);
         plan.region.run(&mut rregs);
         let gr = plan.region.output_reg(0);
         let vals = &rregs[gr * LANES..(gr + 1) * LANES];
-        // Most steps nobody leaves: one branch-free test over the lanes first.
+        // Most steps no path leaves or reaches the horizon: one branch-free test first.
         let any = vals
             .iter()
             .zip(&done)
-            .fold(false, |acc, (&v, &d)| acc | (!(v < 0.0) & !d));
+            .zip(&steps)
+            .zip(&bad)
+            .fold(false, |acc, (((&v, &dn), &k), &bd)| {
+                acc | ((!(v < 0.0) | (k >= max) | bd) & !dn)
+            });
         if !any {
             continue;
         }
@@ -299,31 +358,25 @@ fn block(plan: &EscapePlan, model: usize, mut rng: Stream) -> BlockOut {
                 continue;
             }
             let v = vals[lane];
-            if !v.is_finite() {
-                bad[lane] = true;
-                done[lane] = true;
-                first_bad = Some(first_bad.map_or(k as u32 + 1, |f| f.min(k as u32 + 1)));
-                active -= 1;
+            let k = steps[lane];
+            if bad[lane] || !v.is_finite() {
+                if bad[lane] {
+                    out.undefined += 1;
+                }
+                bad[lane] = false;
+                out.diverged += 1;
+                out.first_bad = Some(out.first_bad.map_or(k, |f| f.min(k)));
             } else if v >= 0.0 {
-                exit[lane] = k as u32 + 1;
-                done[lane] = true;
-                active -= 1;
+                out.exits.push(k);
+            } else if k >= max {
+                out.censored += 1;
+            } else {
+                continue;
             }
-        }
-        if active == 0 {
-            break;
+            restart(lane, &mut state, &mut steps, &mut done, &mut started);
         }
     }
-    let exits: Vec<u32> = exit.iter().copied().filter(|&e| e != 0).collect();
-    let diverged = bad.iter().filter(|&&b| b).count();
-    let censored = LANES - exits.len() - diverged;
-    BlockOut {
-        exits,
-        censored,
-        diverged,
-        undefined,
-        first_bad,
-    }
+    out
 }
 
 /// A Kaplan–Meier summary of exit steps censored at `horizon` steps.
