@@ -289,6 +289,8 @@ pub struct Setup {
     pub horizon: f64,
     pub substeps: usize,
     pub em: bool,
+    /// Whether the rule is SGD's form (its SMEs those of x ← x − η(∇f + ξ)).
+    pub sgd_form: bool,
     /// The start state (layout slots).
     pub start: Vec<f64>,
     /// Where the parameter sits in the layout.
@@ -313,8 +315,12 @@ pub fn prepare(
     if orders.is_empty() {
         orders.push(1);
     }
+    // Whether the rule is x ← x − η(∇f + ξ) to all orders on quadratics: the HA-SME's
+    // closed forms, checked term by term.
+    let ha = crate::hasme::hessian_aware(&rule, 4);
+    let sgd_form = matches!(&ha, Ok(h) if h.mismatches.is_empty());
     if opts.models.contains(&ModelSpec::Ha) {
-        let h = crate::hasme::hessian_aware(&rule, 4).map_err(Error::Derive)?;
+        let h = ha.map_err(Error::Derive)?;
         if !h.mismatches.is_empty() {
             return Err(Error::Other(format!(
                 "the HA-SME models rules of the form x ← x − η(∇f + ξ); the SME of {} does not match its closed forms ({}); drop `ha` from --models",
@@ -389,6 +395,7 @@ pub fn prepare(
         horizon,
         substeps: opts.substeps.max(1),
         em: opts.em,
+        sgd_form,
         start,
         param,
     })
@@ -768,7 +775,7 @@ fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
         }
     };
     let inside = g.eval(&[out], &s.start)[0];
-    if !(inside < 0.0) {
+    if inside.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less) {
         return Err(Error::Other(format!(
             "the start {:?} is not inside the region (its defining value there is {inside:.4}, inside needs < 0)",
             s.point.x
@@ -938,8 +945,8 @@ pub struct ScalingFit {
     pub line: Line,
     /// The points left out (censored: the restricted mean is only a lower bound).
     pub left_out: usize,
-    /// The order-1 SME's closed-form slope, where there is one, and what it is.
-    pub predicted: Option<(f64, String)>,
+    /// Closed-form slopes, where there are any, and what each is.
+    pub predicted: Vec<(f64, String)>,
 }
 
 /// The closed-form predictions of the SME-1.
@@ -955,8 +962,30 @@ pub struct Predictions {
     /// From a saddle: the unstable rate λ (−the negative eigenvalue) and vᵀΣv.
     pub unstable_rate: Option<f64>,
     pub unstable_noise: Option<f64>,
+    /// From a saddle through a ball: its radius (for the closed-form mean exit times).
+    pub radius: Option<f64>,
     /// Why a prediction is missing.
     pub notes: Vec<String>,
+}
+
+impl Predictions {
+    /// From an index-1 saddle of an SGD-form rule through a ball of radius r, the mean
+    /// exit times (time units, read on the grid) of the linearised SME-1 and of the
+    /// linearised HA-SME (SGD's own linear dynamics), asymptotic for small noise: the
+    /// unstable coordinate grows like `e^{λt} (y₀ + σ N)`, so
+    /// `E τ ≈ (log r − log σ + (γ + log 2)/2) / rate + τ/2`, with
+    /// rate λ and `σ² = τ vᵀΣv/(2λB)` for the SME-1, and rate `log(1 + τλ)/τ` and
+    /// `σ² = τ² vᵀΣv/(B((1 + τλ)² − 1))` for the HA-SME.
+    pub fn saddle_times(&self, tau: f64, batch: f64) -> Option<(f64, f64)> {
+        let (l, vsv, r) = (self.unstable_rate?, self.unstable_noise?, self.radius?);
+        let c = 0.5 * (0.577_215_664_901_532_9 + std::f64::consts::LN_2);
+        let sme = (r.ln() - 0.5 * (tau * vsv / (2.0 * l * batch)).ln() + c) / l + tau / 2.0;
+        let rho = 1.0 + tau * l;
+        let rate = rho.ln() / tau;
+        let ha = (r.ln() - 0.5 * (tau * tau * vsv / (batch * (rho * rho - 1.0))).ln() + c) / rate
+            + tau / 2.0;
+        Some((sme, ha))
+    }
 }
 
 /// What the order-1 SME predicts in closed form.
@@ -967,6 +996,7 @@ pub fn predictions(s: &mut Setup) -> Predictions {
         kramers_prefactor: None,
         unstable_rate: None,
         unstable_noise: None,
+        radius: None,
         notes: Vec::new(),
     };
     let d = s.prepared.problem.dim;
@@ -1019,6 +1049,9 @@ pub fn predictions(s: &mut Setup) -> Predictions {
             .sum();
         pr.unstable_rate = Some(lam);
         pr.unstable_noise = Some(vsv);
+        if let (RegionSpec::Ball(r), true) = (&s.region, s.sgd_form) {
+            pr.radius = Some(*r);
+        }
     } else if s.point.index > 1 {
         pr.notes
             .push("the start has several unstable directions: the closed form covers one".into());
@@ -1030,115 +1063,97 @@ pub fn predictions(s: &mut Setup) -> Predictions {
 pub fn scaling(s: &Setup, pr: &Predictions, results: &[EtaResult]) -> Vec<ScalingFit> {
     let minimum = s.point.index == 0;
     let mut out = Vec::new();
-    let names: Vec<String> = s.models.iter().map(|&m| s.name(m)).collect();
     let mut batches: Vec<f64> = results.iter().map(|r| r.batch).collect();
-    batches.dedup();
     batches.sort_by(f64::total_cmp);
     batches.dedup();
     let mut etas: Vec<f64> = results.iter().map(|r| r.eta).collect();
     etas.sort_by(f64::total_cmp);
     etas.dedup();
-    // (x, y, se) of a model at a point, or None if censored.
-    let value = |r: &EtaResult, name: &str, log_y: bool| -> Option<Option<(f64, f64)>> {
-        let m = r.models.iter().find(|m| m.model == name)?;
-        if m.censored > 0 || m.exited == 0 {
-            return Some(None);
+    let quantity = if minimum { "log E τ" } else { "E τ" };
+    // One family: the rows that share `at`, x read off each row.
+    let mut family = |rows: Vec<&EtaResult>,
+                      x: &dyn Fn(&EtaResult) -> f64,
+                      against: &str,
+                      at: f64,
+                      predicted: Vec<(f64, String)>| {
+        if rows.len() < 3 {
+            return;
         }
-        Some(Some(if log_y {
-            (m.mean_time.ln(), m.mean_time_se / m.mean_time)
-        } else {
-            (m.mean_time, m.mean_time_se)
-        }))
-    };
-    for name in &names {
-        for &b in &batches {
-            let rows: Vec<&EtaResult> = results.iter().filter(|r| r.batch == b).collect();
-            if rows.len() < 3 {
-                continue;
-            }
+        for &m in &s.models {
+            let name = s.name(m);
             let mut pts = Vec::new();
             let mut left = 0;
             for r in &rows {
-                let x = if minimum {
-                    1.0 / r.eta
-                } else {
-                    (1.0 / r.eta).ln()
+                let Some(mr) = r.models.iter().find(|q| q.model == name) else {
+                    continue;
                 };
-                match value(r, name, minimum) {
-                    Some(Some((y, se))) => pts.push((x, y, se)),
-                    Some(None) => left += 1,
-                    None => {}
+                if mr.censored > 0 || mr.exited == 0 {
+                    left += 1;
+                } else if minimum {
+                    pts.push((x(r), mr.mean_time.ln(), mr.mean_time_se / mr.mean_time));
+                } else {
+                    pts.push((x(r), mr.mean_time, mr.mean_time_se));
                 }
             }
             let Some(line) = wls(&pts) else { continue };
-            let predicted = if minimum {
-                pr.barrier.zip(pr.noise).map(|(df, s2)| {
-                    (
-                        2.0 * df * b / s2,
-                        format!("SME-1, Eyring–Kramers: 2ΔF·B/s² = 2·{df:.4}·{b}/{s2:.4}"),
-                    )
-                })
-            } else {
-                pr.unstable_rate.map(|l| {
-                    (
-                        1.0 / (2.0 * l),
-                        format!("SME-1, linearised at the saddle: 1/(2λ), λ = {l:.4}"),
-                    )
-                })
-            };
             out.push(ScalingFit {
-                model: name.clone(),
-                quantity: if minimum { "log E τ" } else { "E τ" }.into(),
-                against: if minimum { "1/η" } else { "log(1/η)" }.into(),
-                at: b,
+                model: name,
+                quantity: quantity.into(),
+                against: against.into(),
+                at,
                 line,
                 left_out: left,
-                predicted,
+                predicted: predicted.clone(),
             });
         }
-        if batches.len() >= 3 {
-            for &eta in &etas {
-                let rows: Vec<&EtaResult> = results.iter().filter(|r| r.eta == eta).collect();
-                if rows.len() < 3 {
-                    continue;
-                }
-                let mut pts = Vec::new();
-                let mut left = 0;
-                for r in &rows {
-                    let x = if minimum { r.batch } else { r.batch.ln() };
-                    match value(r, name, minimum) {
-                        Some(Some((y, se))) => pts.push((x, y, se)),
-                        Some(None) => left += 1,
-                        None => {}
-                    }
-                }
-                let Some(line) = wls(&pts) else { continue };
-                let predicted = if minimum {
-                    pr.barrier.zip(pr.noise).map(|(df, s2)| {
-                        (
-                            2.0 * df / (eta * s2),
-                            format!(
-                                "SME-1, Eyring–Kramers: 2ΔF/(η s²) = 2·{df:.4}/({eta}·{s2:.4})"
-                            ),
-                        )
-                    })
-                } else {
-                    pr.unstable_rate.map(|l| {
-                        (
-                            1.0 / (2.0 * l),
-                            format!("SME-1, linearised at the saddle: 1/(2λ), λ = {l:.4}"),
-                        )
-                    })
-                };
-                out.push(ScalingFit {
-                    model: name.clone(),
-                    quantity: if minimum { "log E τ" } else { "E τ" }.into(),
-                    against: if minimum { "B" } else { "log B" }.into(),
-                    at: eta,
-                    line,
-                    left_out: left,
-                    predicted,
+    };
+    let sme1_saddle = || {
+        pr.unstable_rate.map(|l| {
+            (
+                1.0 / (2.0 * l),
+                format!("SME-1 linearised at the saddle: 1/(2λ), λ = {l:.4}"),
+            )
+        })
+    };
+    for &b in &batches {
+        let rows: Vec<&EtaResult> = results.iter().filter(|r| r.batch == b).collect();
+        if minimum {
+            let pred = pr.barrier.zip(pr.noise).map(|(df, s2)| {
+                (
+                    2.0 * df * b / s2,
+                    format!("SME-1, Eyring–Kramers: 2ΔF·B/s² = 2·{df:.4}·{b}/{s2:.4}"),
+                )
+            });
+            family(rows, &|r| 1.0 / r.eta, "1/η", b, pred.into_iter().collect());
+        } else {
+            let pred = sme1_saddle().into_iter().collect();
+            family(rows, &|r| (1.0 / r.eta).ln(), "log(1/η)", b, pred);
+        }
+    }
+    if batches.len() >= 3 {
+        for &eta in &etas {
+            let rows: Vec<&EtaResult> = results.iter().filter(|r| r.eta == eta).collect();
+            let tau = rows.first().map_or(eta, |r| r.tau);
+            if minimum {
+                let pred = pr.barrier.zip(pr.noise).map(|(df, s2)| {
+                    (
+                        2.0 * df / (eta * s2),
+                        format!("SME-1, Eyring–Kramers: 2ΔF/(η s²) = 2·{df:.4}/({eta}·{s2:.4})"),
+                    )
                 });
+                family(rows, &|r| r.batch, "B", eta, pred.into_iter().collect());
+            } else {
+                let mut pred: Vec<(f64, String)> = sme1_saddle().into_iter().collect();
+                if let Some(l) = pr.unstable_rate {
+                    pred.push((
+                        tau / (2.0 * (1.0 + tau * l).ln()),
+                        format!(
+                            "HA-SME linearised, SGD's own linear dynamics: τ/(2 log(1 + τλ)) with τλ = {:.4}",
+                            tau * l
+                        ),
+                    ));
+                }
+                family(rows, &|r| r.batch.ln(), "log B", eta, pred);
             }
         }
     }
@@ -1216,8 +1231,8 @@ pub fn render_text(
         );
         let _ = writeln!(
             o,
-            "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  {}",
-            "model", "E τ (time) ± 2se", "E steps", "median", "exited", "censored", "vs optimizer"
+            "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  vs optimizer",
+            "model", "E τ (time) ± 2se", "E steps", "median", "exited", "censored"
         );
         for m in &r.models {
             let mean = format!(
@@ -1261,6 +1276,12 @@ pub fn render_text(
         for (m, why) in &r.skipped {
             let _ = writeln!(o, "  {m:<10} not run: {why}");
         }
+        if let Some((sme, ha)) = pr.saddle_times(r.tau, r.batch) {
+            let _ = writeln!(
+                o,
+                "  closed forms, linearised at the saddle (small noise): SME-1 E τ ≈ {sme:.4}, HA-SME (SGD's linear dynamics) E τ ≈ {ha:.4}"
+            );
+        }
     }
     if !fits.is_empty() {
         let _ = writeln!(o, "\nScaling laws (weighted least squares, 95% intervals):");
@@ -1284,10 +1305,11 @@ pub fn render_text(
                 f.line.slope,
                 1.96 * f.line.slope_se
             );
-            if let Some((v, how)) = &f.predicted {
+            for (v, how) in &f.predicted {
                 let _ = write!(
                     o,
-                    "; predicted {v:.4} ({how}), off by {:+.1}%",
+                    "\n  {:<10}   predicted {v:.4} ({how}): off by {:+.1}%",
+                    "",
                     100.0 * (f.line.slope / v - 1.0)
                 );
             }

@@ -205,7 +205,8 @@ fn plot_of(
                         .iter()
                         .map(|&(k, sv)| (f64::from(k) * r.tau, sv))
                         .collect(),
-                    horizon: Some(r.max_steps as f64 * r.tau),
+                    // Drawn to the horizon only where paths were censored there.
+                    horizon: (m.censored > 0).then_some(r.max_steps as f64 * r.tau),
                 })
                 .collect()
         })
@@ -256,7 +257,7 @@ fn plot_of(
         // The prediction's line: through the optimizer's fitted level at the centre when
         // only the slope is known in closed form.
         let predicted = family.iter().find_map(|f| {
-            let (slope, _) = f.predicted.as_ref()?;
+            let (slope, _) = f.predicted.first()?;
             let intercept = match (minimum, pr.kramers_prefactor) {
                 (true, Some(pf)) => pf.ln(),
                 _ => f.line.intercept + (f.line.slope - slope) * centre(results, minimum),

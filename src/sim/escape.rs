@@ -11,6 +11,11 @@
 //! so the exit times of different models are independent samples, and the numbers do
 //! not depend on the thread count.
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "lane and component loops index several arrays in step"
+)]
+
 use super::compile::{SdeProgram, StepProgram};
 use super::ha::{HaProgram, Work};
 use super::rng::{Stream, Streams};
@@ -328,8 +333,8 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
                 }
             }
         }
-        for lane in 0..LANES {
-            steps[lane] += 1;
+        for k in &mut steps {
+            *k += 1;
         }
         if plan.clock {
             for lane in 0..LANES {
@@ -342,14 +347,13 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
         let gr = plan.region.output_reg(0);
         let vals = &rregs[gr * LANES..(gr + 1) * LANES];
         // Most steps no path leaves or reaches the horizon: one branch-free test first.
-        let any = vals
-            .iter()
-            .zip(&done)
-            .zip(&steps)
-            .zip(&bad)
-            .fold(false, |acc, (((&v, &dn), &k), &bd)| {
-                acc | ((!(v < 0.0) | (k >= max) | bd) & !dn)
-            });
+        let any =
+            vals.iter().zip(&done).zip(&steps).zip(&bad).fold(
+                false,
+                |acc, (((&v, &dn), &k), &bd)| {
+                    acc | (((v >= 0.0) | v.is_nan() | (k >= max) | bd) & !dn)
+                },
+            );
         if !any {
             continue;
         }

@@ -11,6 +11,11 @@
 //! fine); a path that reaches a state where they do not has left the model's domain and
 //! is reported as such. `ℓ(u) = h(1 − u)`, so one function serves both.
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over matrix rows and columns read as the formulas do"
+)]
+
 use crate::numeric::graph::Id;
 use crate::numeric::tape::Tape;
 use crate::problem::Model;
