@@ -752,6 +752,7 @@ fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
             }
             let e = match crate::problem::expr::build(&mut g, expr, &scope) {
                 Ok(crate::problem::expr::PV::S(id)) => id,
+                Ok(crate::problem::expr::PV::V(v)) if v.len() == 1 => v[0],
                 Ok(other) => {
                     return Err(Error::Other(format!(
                         "`--region {source}`: the condition compares {}, not a number",

@@ -315,3 +315,129 @@ fn verify_reports_bad_input_with_its_exit_code() {
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn escape_prints_a_report_json_and_a_plot() {
+    let dir = TempDir::new("escape");
+    let svg = dir.0.join("escape.svg");
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/saddle.prob",
+        "--region",
+        "ball 1",
+        "--models",
+        "sgd,sme1,ha",
+        "--etas",
+        "0.25,0.125,0.0625",
+        "--paths",
+        "2000",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "a saddle (one unstable direction)",
+        "HA-SME",
+        "E τ against log(1/η)",
+        "closed forms, linearised at the saddle",
+        "τ·max|λ| = 0.500: not small",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.ends_with("</svg>\n"));
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--etas",
+        "0.2",
+        "--paths",
+        "500",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["schema"], "smelt-escape");
+    assert_eq!(v["start"]["index"], 0);
+    let models = v["results"][0]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3);
+    for m in models {
+        assert_eq!(
+            m["exited"].as_u64().unwrap() + m["censored"].as_u64().unwrap(),
+            500
+        );
+    }
+}
+
+#[test]
+fn escape_reports_bad_input_with_its_exit_code() {
+    let base = [
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--etas",
+        "0.2",
+        "--paths",
+        "128",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        smelt(&a)
+    };
+    // Bad usage: exit 2 with the reason.
+    for (extra, why) in [
+        (vec!["--region", "somewhere"], "write `ball R`"),
+        (vec!["--region", "ball -1"], "radius must be positive"),
+        (
+            vec!["--region", "ball 1", "--models", "sgd,sme9"],
+            "`sme9` is not a model",
+        ),
+        (vec!["--region", "ball 1", "--batch", "0.5"], "at least 1"),
+    ] {
+        let out = with(&extra);
+        assert_eq!(code(&out), 2, "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{extra:?}: {}", stderr(&out));
+    }
+    // Input that does not fit: exit 1 with the reason.
+    for (extra, why) in [
+        (vec!["--region", "x > 0"], "not inside the region"),
+        (vec!["--region", "sum(x^2) + [1, 2] < 1"], "--region"),
+        (vec!["--region", "y < 0"], "`y`"),
+        (vec!["--region", "past 0.9"], "not a saddle"),
+        (
+            vec![
+                "--region", "ball 1", "--models", "opt,ha", "--from", "[1, 2]",
+            ],
+            "d = 1",
+        ),
+    ] {
+        let out = with(&extra);
+        assert_eq!(code(&out), 1, "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{extra:?}: {}", stderr(&out));
+    }
+    // A rule that is not SGD's form has no HA-SME.
+    let out = smelt(&[
+        "escape",
+        "examples/momentum.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "ball 1",
+        "--models",
+        "opt,ha",
+        "--set",
+        "lambda=0.5",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("Hessian-aware"), "{}", stderr(&out));
+}
