@@ -251,9 +251,12 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
     let max = plan.max_steps as u32;
     let counter0 = plan.counter0 as f64;
     let mut bad: [bool; LANES] = [false; LANES];
-    while done.iter().any(|&x| !x) {
-        let live = done.iter().filter(|&&x| !x).count() as u64;
-        out.lane_steps += live;
+    let mut any_bad = false;
+    // The most steps any live lane has taken (the horizon test needs only this).
+    let mut oldest = 0u32;
+    let mut live = done.iter().filter(|&&x| !x).count();
+    while live > 0 {
+        out.lane_steps += live as u64;
         // The clock of each lane before this step.
         let clocks: [f64; LANES] =
             std::array::from_fn(|lane| (counter0 + f64::from(steps[lane])) * plan.tau);
@@ -346,17 +349,18 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
         plan.region.run(&mut rregs);
         let gr = plan.region.output_reg(0);
         let vals = &rregs[gr * LANES..(gr + 1) * LANES];
-        // Most steps no path leaves or reaches the horizon: one branch-free test first.
-        let any =
-            vals.iter().zip(&done).zip(&steps).zip(&bad).fold(
-                false,
-                |acc, (((&v, &dn), &k), &bd)| {
-                    acc | (((v >= 0.0) | v.is_nan() | (k >= max) | bd) & !dn)
-                },
-            );
+        // Most steps no path leaves, stops or reaches the horizon: one branch-free test
+        // over the values first (lanes with no path left are few, at the very end).
+        oldest += 1;
+        let any = vals
+            .iter()
+            .fold(false, |acc, &v| acc | (v >= 0.0) | v.is_nan())
+            | (oldest >= max)
+            | any_bad;
         if !any {
             continue;
         }
+        any_bad = false;
         for lane in 0..LANES {
             if done[lane] {
                 continue;
@@ -379,6 +383,12 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
             }
             restart(lane, &mut state, &mut steps, &mut done, &mut started);
         }
+        live = done.iter().filter(|&&x| !x).count();
+        oldest = (0..LANES)
+            .filter(|&l| !done[l])
+            .map(|l| steps[l])
+            .max()
+            .unwrap_or(0);
     }
     out
 }

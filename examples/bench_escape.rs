@@ -1,0 +1,142 @@
+//! Escape benchmark (issue "escape"): path-steps per second of an exit-time run beside
+//! the same optimizer steps as `smelt verify` runs them (`bench_sim`'s "SGD step"), so
+//! that the cost of the exit checks (the region's tape and the scan of the lanes after
+//! every step) shows as a ratio; and the rate of a real escape run, whose lanes start
+//! new paths as theirs leave.
+//!
+//! ```sh
+//! cargo run --release --example bench_escape
+//! ```
+//!
+//! Problem: the double well `f = Σ (x⁴/4 − x²/2)` with Σ = 0.5 I at η = 2⁻⁵, as in
+//! `bench_sim`. Every figure is the best of 3 runs.
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use smelt::escape::{self, ModelSpec, Options};
+use smelt::sim::weak;
+use smelt::verify;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn problem(d: usize, cov: f64, start: f64, horizon: f64) -> smelt::problem::Problem {
+    let prob = format!(
+        "problem bench\n dim {d}\n objective f(x) = sum(x^4/4 - x^2/2)\n noise gaussian cov = {cov}\n start x = {start}\n horizon {horizon}\n observe sq = sum(x^2)\n"
+    );
+    smelt::problem::load(&prob).unwrap()
+}
+
+fn rule() -> smelt::ir::Optimizer {
+    let src = std::fs::read_to_string("examples/sgd.opt").expect("run from the repository root");
+    smelt::check(&src).unwrap()
+}
+
+fn best<T: Send>(threads: usize, mut f: impl FnMut() -> T + Send) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        pool.install(&mut f);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn main() {
+    let eta = 1.0 / 32.0;
+    let steps = 256usize;
+    println!(
+        "{:<44} {:>3} {:>8} {:>14} {:>10}",
+        "what", "d", "threads", "M path-steps/s", "vs verify"
+    );
+    for d in [1usize, 10] {
+        let paths = if d == 1 { 1 << 18 } else { 1 << 15 };
+        let horizon = steps as f64 * eta;
+        // The optimizer as `smelt verify` steps it (no exit checks).
+        let mut prepared = verify::prepare(
+            rule(),
+            problem(d, 0.5, 0.5, horizon),
+            &[1],
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut plan = verify::plan(&mut prepared, eta, 8).unwrap_or_else(|e| panic!("{e:?}"));
+        plan.sdes.clear();
+        // The same steps with an exit check after each: a ball no path leaves, so every
+        // path runs to the horizon and the work is the same.
+        let opts = |region: &str| Options {
+            models: vec![ModelSpec::Optimizer],
+            region: escape::parse_region(region).unwrap(),
+            from: Some(vec![0.5]),
+            refine: false,
+            saddle: None,
+            horizon: Some(horizon),
+            substeps: 8,
+            em: false,
+        };
+        let mut setup = escape::prepare(
+            rule(),
+            problem(d, 0.5, 0.5, horizon),
+            &BTreeMap::new(),
+            opts("ball 1e6"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let ep = escape::plan(&mut setup, eta, 1.0).unwrap_or_else(|e| panic!("{e:?}"));
+        for threads in [1, 2] {
+            let t_verify = best(threads, || weak::run(&plan, paths, 1, &|_| {}));
+            let t_escape = best(threads, || smelt::sim::escape::run(&ep.plan, paths, 1));
+            let rate_v = (paths * steps) as f64 / t_verify;
+            let rate_e = (paths * steps) as f64 / t_escape;
+            println!(
+                "{:<44} {:>3} {:>8} {:>14.1} {:>10}",
+                "SGD step, as verify runs it",
+                d,
+                threads,
+                rate_v / 1e6,
+                "1.00"
+            );
+            println!(
+                "{:<44} {:>3} {:>8} {:>14.1} {:>10.2}",
+                "SGD step + exit check (escape)",
+                d,
+                threads,
+                rate_e / 1e6,
+                rate_e / rate_v
+            );
+        }
+    }
+    // A real escape: from the minimum −1 of the 1-D well past the saddle, noise 1,
+    // η = 0.1 (mean exit ≈ 4000 steps); lanes restart as their paths leave.
+    let opts = Options {
+        models: vec![ModelSpec::Optimizer, ModelSpec::Sme(1)],
+        region: escape::parse_region("past 0").unwrap(),
+        from: Some(vec![-1.0]),
+        refine: true,
+        saddle: None,
+        horizon: Some(1e6),
+        substeps: 4,
+        em: false,
+    };
+    let mut setup = escape::prepare(rule(), problem(1, 1.0, -1.0, 1e6), &BTreeMap::new(), opts)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let ep = escape::plan(&mut setup, 0.1, 1.0).unwrap_or_else(|e| panic!("{e:?}"));
+    for threads in [1, 2] {
+        let mut lane_steps = 0;
+        let t = best(threads, || {
+            lane_steps = smelt::sim::escape::run(&ep.plan, 4096, 1).1;
+        });
+        println!(
+            "{:<44} {:>3} {:>8} {:>14.1} {:>10}",
+            "escape run: SGD + SME-1 (4 substeps), 4096 paths",
+            1,
+            threads,
+            lane_steps as f64 / t / 1e6,
+            "—"
+        );
+    }
+    println!(
+        "\n(the escape run's rate counts lane-steps of both models; an SME step is 4 substeps)"
+    );
+}
