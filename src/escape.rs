@@ -804,6 +804,9 @@ pub struct ModelResult {
     pub first_divergence: Option<u32>,
     /// Log-rank p-value against the optimizer's exit steps (None for the optimizer).
     pub p_value: Option<f64>,
+    /// The survival curve `(t, P(τ > t))` at most 201 points: where it crosses each
+    /// level 1 − j/200 (and its end).
+    pub survival_curve: Vec<(f64, f64)>,
 }
 
 /// All models at one (η, B).
@@ -859,6 +862,7 @@ pub fn summarize(
             undefined: t.undefined,
             first_divergence: t.first_divergence,
             p_value,
+            survival_curve: thin(&sv.curve, plan.tau),
             survival: sv,
         });
     }
@@ -874,6 +878,21 @@ pub fn summarize(
         seconds,
         path_steps: lane_steps as f64,
     }
+}
+
+/// The survival curve at the steps where it first falls below each level 1 − j/200, in
+/// time units.
+fn thin(curve: &[(u32, f64)], tau: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let mut level = 1.0;
+    for (i, &(k, sv)) in curve.iter().enumerate() {
+        if sv < level || i + 1 == curve.len() {
+            out.push((f64::from(k) * tau, sv));
+            level = (sv * 200.0).ceil() / 200.0 - 1.0 / 200.0;
+            level = level.min(sv);
+        }
+    }
+    out
 }
 
 /// A weighted least-squares line `y = a + b x` with the slope's standard error.
