@@ -1019,6 +1019,13 @@ pub fn predictions(s: &mut Setup) -> Predictions {
         radius: None,
         notes: Vec::new(),
     };
+    if !s.sgd_form {
+        pr.notes.push(format!(
+            "the closed forms (Eyring–Kramers, the linearised saddle) are those of SGD's SMEs (x ← x − η(∇f + ξ), time η per step); {} is not of that form",
+            s.prepared.rule.name
+        ));
+        return pr;
+    }
     let d = s.prepared.problem.dim;
     let model = &mut s.prepared.problem.model;
     let sig = model.sigma();
@@ -1255,24 +1262,32 @@ pub fn render_text(
             "model", "E τ (time) ± 2se", "E steps", "median", "exited", "censored"
         );
         for m in &r.models {
-            let mean = format!(
-                "{}{:.4} ± {:.4}",
-                if m.censored > 0 { "≥" } else { "" },
-                m.mean_time,
-                2.0 * m.mean_time_se
-            );
+            let mean = if m.exited + m.censored == 0 {
+                "—".to_string()
+            } else {
+                format!(
+                    "{}{:.4} ± {:.4}",
+                    if m.censored > 0 { "≥" } else { "" },
+                    m.mean_time,
+                    2.0 * m.mean_time_se
+                )
+            };
             let _ = writeln!(
                 o,
-                "  {:<10} {:>22} {:>11.2} {:>9} {:>9} {:>9}  {}",
+                "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  {}",
                 m.model,
                 mean,
-                m.mean_steps,
+                if m.exited + m.censored == 0 {
+                    "—".to_string()
+                } else {
+                    format!("{:.2}", m.mean_steps)
+                },
                 m.median_steps.map_or("—".into(), |v| format!("{v:.0}")),
                 m.exited,
                 m.censored,
                 match m.p_value {
-                    Some(pv) => format!("p = {}", fmt_p(pv)),
-                    None => "—".into(),
+                    Some(pv) if m.exited + m.censored > 0 => format!("p = {}", fmt_p(pv)),
+                    _ => "—".into(),
                 }
             );
             if m.diverged > 0 {
