@@ -462,13 +462,12 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
         ModelSpec::Sme(o) => format!("SME-{o}"),
         ModelSpec::Ha => "HA-SME".into(),
     };
+    const EXACT: &str = "exact Gaussian transition per step (linear SDE)";
     for &m in &s.models {
         let label = name(m);
-        match m {
-            ModelSpec::Optimizer => models.push(EscapeModel {
-                name: label,
-                sampler: Sampler::Optimizer,
-            }),
+        // The sampler and how it simulates, or why the model cannot run at this η.
+        let made: Result<(Sampler, String), String> = match m {
+            ModelSpec::Optimizer => Ok((Sampler::Optimizer, "the update rule".into())),
             ModelSpec::Sme(order) => {
                 let i = p.orders.iter().position(|&o| o == order).expect("derived");
                 let sme = &p.smes[i];
@@ -487,77 +486,52 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
                     .ok()
                 });
                 if let Some(lin) = exact {
-                    match gauss_tape(&lin) {
-                        Ok(t) => {
-                            schemes.push((
-                                label.clone(),
-                                "exact Gaussian transition per step (linear SDE)".into(),
-                            ));
-                            models.push(EscapeModel {
-                                name: label,
-                                sampler: Sampler::Exact(t),
-                            });
-                        }
-                        Err(why) => skipped.push((label, why)),
+                    gauss_tape(&lin).map(|t| (Sampler::Exact(t), EXACT.into()))
+                } else {
+                    let sde =
+                        compile::compile_sde(sme, &mut model, &p.layout, &syms).map_err(|e| {
+                            Error::Other(format!("compiling the order-{order} SME: {e}"))
+                        })?;
+                    match verify::check_psd(&sde, &s.start, &p.layout, order, eta) {
+                        Err(Error::Other(why)) => Err(why),
+                        Err(_) => Err("its diffusion is not positive semidefinite".into()),
+                        Ok(()) => Ok((
+                            Sampler::Em(sde),
+                            format!("Euler–Maruyama, {} substeps per step", s.substeps),
+                        )),
                     }
-                    continue;
                 }
-                let sde = compile::compile_sde(sme, &mut model, &p.layout, &syms)
-                    .map_err(|e| Error::Other(format!("compiling the order-{order} SME: {e}")))?;
-                if let Err(e) = verify::check_psd(&sde, &s.start, &p.layout, order, eta) {
-                    let why = match e {
-                        Error::Other(w) => w,
-                        _ => "its diffusion is not positive semidefinite".into(),
-                    };
-                    skipped.push((label, why));
-                    continue;
-                }
-                schemes.push((
-                    label.clone(),
-                    format!("Euler–Maruyama, {} substeps per step", s.substeps),
-                ));
-                models.push(EscapeModel {
-                    name: label,
-                    sampler: Sampler::Em(sde),
-                });
             }
+            ModelSpec::Ha if (tau - eta).abs() > 1e-12 * eta => Err(format!(
+                "the HA-SME takes one step as time η; this rule's step is {tau}"
+            )),
             ModelSpec::Ha => {
-                if (tau - eta).abs() > 1e-12 * eta {
-                    skipped.push((
-                        label,
-                        format!("the HA-SME takes one step as time η; this rule's step is {tau}"),
-                    ));
-                    continue;
-                }
                 let prog = HaProgram::compile(&mut model, eta);
-                if let Some(q) = &linear {
-                    match ha_linear(&prog, q, eta).and_then(|l| gauss_tape(&l)) {
-                        Ok(t) => {
-                            schemes.push((
-                                label.clone(),
-                                "exact Gaussian transition per step (linear SDE)".into(),
-                            ));
-                            models.push(EscapeModel {
-                                name: label,
-                                sampler: Sampler::Exact(t),
-                            });
-                        }
-                        Err(why) => skipped.push((label, why)),
-                    }
-                    continue;
+                match &linear {
+                    Some(q) => ha_linear(&prog, q, eta)
+                        .and_then(|l| gauss_tape(&l))
+                        .map(|t| (Sampler::Exact(t), EXACT.into())),
+                    None => Ok((
+                        Sampler::Ha(prog),
+                        format!(
+                            "Euler–Maruyama, {} substeps per step, coefficients from ∇²f and Σ at each state",
+                            s.substeps
+                        ),
+                    )),
                 }
-                schemes.push((
-                    label.clone(),
-                    format!(
-                        "Euler–Maruyama, {} substeps per step, coefficients from ∇²f and Σ at each state",
-                        s.substeps
-                    ),
-                ));
+            }
+        };
+        match made {
+            Ok((sampler, how)) => {
+                if !matches!(sampler, Sampler::Optimizer) {
+                    schemes.push((label.clone(), how));
+                }
                 models.push(EscapeModel {
                     name: label,
-                    sampler: Sampler::Ha(prog),
+                    sampler,
                 });
             }
+            Err(why) => skipped.push((label, why)),
         }
     }
     let region = region_tape(s, &mut model)?;

@@ -28,6 +28,7 @@
 //! text is XML-escaped. The output is a pure function of the input, with coordinates
 //! printed with at most two decimals, so equal inputs give byte-identical documents.
 
+use crate::plot::{esc, num, truncate};
 use std::f64::consts::LN_10;
 use std::fmt::Write;
 
@@ -160,55 +161,9 @@ pub fn svg(p: &EscapePlot) -> String {
 // ---------------------------------------------------------------------------------------
 // Formatting
 
-/// A number for an SVG attribute: at most two decimals, no trailing zeros, no "-0";
-/// non-finite values (which the drawing code never produces) print as 0.
-fn num(x: f64) -> String {
-    if !x.is_finite() {
-        return "0".to_string();
-    }
-    let mut s = format!("{x:.2}");
-    if s.contains('.') {
-        let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(trimmed);
-    }
-    if s == "-0" {
-        s = "0".to_string();
-    }
-    s
-}
-
 /// `x` rounded to the two decimals [`num`] prints, so equal printed values compare equal.
 fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-/// Text content or attribute value: `<`, `>`, `&`, `"`, `'` escaped; control characters
-/// (not allowed in XML) replaced by spaces.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// At most `max` characters, the last one "…" when cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
 }
 
 /// Trailing zeros (and a bare trailing point) of a decimal string removed.
@@ -1297,100 +1252,7 @@ fn scaling_panel(out: &mut String, s: &Scaling, f: Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small XML well-formedness check: tags nest and close, attributes are quoted,
-    /// text and attribute values hold no raw `<` and only known entities, one root element.
-    fn well_formed(doc: &str) -> Result<(), String> {
-        fn entities(s: &str) -> Result<(), String> {
-            let mut rest = s;
-            while let Some(i) = rest.find('&') {
-                let end = rest[i..].find(';').ok_or("unterminated entity")?;
-                let name = &rest[i + 1..i + end];
-                if !["amp", "lt", "gt", "quot", "#39"].contains(&name) {
-                    return Err(format!("unknown entity &{name};"));
-                }
-                rest = &rest[i + end + 1..];
-            }
-            Ok(())
-        }
-        let mut stack: Vec<String> = Vec::new();
-        let mut roots = 0;
-        let mut rest = doc;
-        while let Some(i) = rest.find('<') {
-            let text = &rest[..i];
-            if stack.is_empty() && !text.trim().is_empty() {
-                return Err(format!("text outside the root: {text:?}"));
-            }
-            if text.contains('>') {
-                return Err(format!("raw '>' in text: {text:?}"));
-            }
-            entities(text)?;
-            let after = &rest[i + 1..];
-            let mut in_quote = false;
-            let mut close = None;
-            for (k, c) in after.char_indices() {
-                match c {
-                    '"' => in_quote = !in_quote,
-                    '<' => return Err("raw '<' inside a tag".into()),
-                    '>' if !in_quote => {
-                        close = Some(k);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let close = close.ok_or("unterminated tag")?;
-            let tag = &after[..close];
-            rest = &after[close + 1..];
-            if let Some(name) = tag.strip_prefix('/') {
-                let open = stack.pop().ok_or("closing tag without opening")?;
-                if open != name.trim() {
-                    return Err(format!("<{open}> closed by </{name}>"));
-                }
-                continue;
-            }
-            let self_closing = tag.ends_with('/');
-            let body = tag.trim_end_matches('/');
-            let name_end = body.find(char::is_whitespace).unwrap_or(body.len());
-            let name = &body[..name_end];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!("bad tag name {name:?}"));
-            }
-            let mut attrs = body[name_end..].trim_start();
-            while !attrs.is_empty() {
-                let eq = attrs
-                    .find("=\"")
-                    .ok_or(format!("bad attribute in {tag:?}"))?;
-                let attr = &attrs[..eq];
-                if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                    return Err(format!("bad attribute name {attr:?}"));
-                }
-                let value_end = attrs[eq + 2..].find('"').ok_or("unterminated attribute")?;
-                entities(&attrs[eq + 2..eq + 2 + value_end])?;
-                let after_value = &attrs[eq + 2 + value_end + 1..];
-                if !after_value.is_empty() && !after_value.starts_with(char::is_whitespace) {
-                    return Err(format!("attributes not separated in {tag:?}"));
-                }
-                attrs = after_value.trim_start();
-            }
-            if stack.is_empty() {
-                roots += 1;
-            }
-            if !self_closing {
-                stack.push(name.to_string());
-            }
-        }
-        if !rest.trim().is_empty() {
-            return Err("text after the root".into());
-        }
-        if !stack.is_empty() {
-            return Err(format!("unclosed: {stack:?}"));
-        }
-        if roots != 1 {
-            return Err(format!("{roots} root elements"));
-        }
-        Ok(())
-    }
+    use crate::plot::testing::{attr_of, well_formed};
 
     /// The `d` attributes of the survival curves' paths.
     fn curve_paths(doc: &str) -> Vec<String> {
@@ -1400,19 +1262,6 @@ mod tests {
                 let start = l.find(" d=\"").unwrap() + 4;
                 let end = l[start..].find('"').unwrap() + start;
                 l[start..end].to_string()
-            })
-            .collect()
-    }
-
-    /// Values of attribute `attr` on the lines containing `marker`.
-    fn attr_of(doc: &str, marker: &str, attr: &str) -> Vec<f64> {
-        doc.lines()
-            .filter(|l| l.contains(marker))
-            .filter_map(|l| {
-                let key = format!(" {attr}=\"");
-                let start = l.find(&key)? + key.len();
-                let end = l[start..].find('"')? + start;
-                l[start..end].parse().ok()
             })
             .collect()
     }

@@ -153,7 +153,7 @@ pub fn svg(plot: &Plot) -> String {
 
 /// A number for an SVG attribute: at most two decimals, no trailing zeros, no "-0";
 /// non-finite values (which the drawing code never produces) print as 0.
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "0".to_string();
     }
@@ -193,7 +193,7 @@ fn fmt_step(x: f64) -> String {
 
 /// Text content or attribute value: `<`, `>`, `&`, `"`, `'` escaped; control characters
 /// (not allowed in XML) replaced by spaces.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -210,7 +210,7 @@ fn esc(s: &str) -> String {
 }
 
 /// At most `max` characters, the last one "…" when cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
@@ -798,121 +798,8 @@ fn draw_notes(out: &mut String, plot: &Plot, top: f64) {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{attr_of, well_formed};
     use super::*;
-
-    /// A small XML well-formedness check: tags nest and close, attributes are quoted,
-    /// text and attribute values hold no raw `<` and only known entities, one root element.
-    fn well_formed(doc: &str) -> Result<(), String> {
-        fn entities(s: &str) -> Result<(), String> {
-            let mut rest = s;
-            while let Some(i) = rest.find('&') {
-                let end = rest[i..].find(';').ok_or("unterminated entity")?;
-                let name = &rest[i + 1..i + end];
-                if !["amp", "lt", "gt", "quot", "#39"].contains(&name) {
-                    return Err(format!("unknown entity &{name};"));
-                }
-                rest = &rest[i + end + 1..];
-            }
-            Ok(())
-        }
-        let mut stack: Vec<String> = Vec::new();
-        let mut roots = 0;
-        let mut rest = doc;
-        while let Some(i) = rest.find('<') {
-            let text = &rest[..i];
-            if stack.is_empty() && !text.trim().is_empty() {
-                return Err(format!("text outside the root: {text:?}"));
-            }
-            if text.contains('>') {
-                return Err(format!("raw '>' in text: {text:?}"));
-            }
-            entities(text)?;
-            let after = &rest[i + 1..];
-            // The tag ends at the first '>' outside quotes.
-            let mut in_quote = false;
-            let mut close = None;
-            for (k, c) in after.char_indices() {
-                match c {
-                    '"' => in_quote = !in_quote,
-                    '<' if in_quote => return Err("raw '<' in an attribute".into()),
-                    '<' => return Err("'<' inside a tag".into()),
-                    '>' if !in_quote => {
-                        close = Some(k);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let close = close.ok_or("unterminated tag")?;
-            let tag = &after[..close];
-            rest = &after[close + 1..];
-            if let Some(name) = tag.strip_prefix('/') {
-                let open = stack.pop().ok_or("closing tag without opening")?;
-                if open != name.trim() {
-                    return Err(format!("<{open}> closed by </{name}>"));
-                }
-                continue;
-            }
-            let self_closing = tag.ends_with('/');
-            let body = tag.trim_end_matches('/');
-            let name_end = body.find(char::is_whitespace).unwrap_or(body.len());
-            let name = &body[..name_end];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(format!("bad tag name {name:?}"));
-            }
-            // Attributes: name="value" pairs separated by whitespace.
-            let mut attrs = body[name_end..].trim_start();
-            while !attrs.is_empty() {
-                let eq = attrs
-                    .find("=\"")
-                    .ok_or(format!("bad attribute in {tag:?}"))?;
-                let attr = &attrs[..eq];
-                if attr.is_empty()
-                    || !attr
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
-                {
-                    return Err(format!("bad attribute name {attr:?}"));
-                }
-                let value_end = attrs[eq + 2..].find('"').ok_or("unterminated attribute")?;
-                entities(&attrs[eq + 2..eq + 2 + value_end])?;
-                let after_value = &attrs[eq + 2 + value_end + 1..];
-                if !after_value.is_empty() && !after_value.starts_with(char::is_whitespace) {
-                    return Err(format!("attributes not separated in {tag:?}"));
-                }
-                attrs = after_value.trim_start();
-            }
-            if stack.is_empty() {
-                roots += 1;
-            }
-            if !self_closing {
-                stack.push(name.to_string());
-            }
-        }
-        if !rest.trim().is_empty() {
-            return Err("text after the root".into());
-        }
-        if !stack.is_empty() {
-            return Err(format!("unclosed: {stack:?}"));
-        }
-        if roots != 1 {
-            return Err(format!("{roots} root elements"));
-        }
-        Ok(())
-    }
-
-    /// Attribute values of `attr` on elements whose tag contains `marker`.
-    fn attr_of(doc: &str, marker: &str, attr: &str) -> Vec<f64> {
-        doc.lines()
-            .filter(|l| l.contains(marker))
-            .filter_map(|l| {
-                let key = format!(" {attr}=\"");
-                let start = l.find(&key)? + key.len();
-                let end = l[start..].find('"')? + start;
-                l[start..end].parse().ok()
-            })
-            .collect()
-    }
 
     fn pt(step: f64, error: f64, std_err: f64) -> PlotPoint {
         PlotPoint {
@@ -1286,5 +1173,124 @@ mod tests {
         // Six markers and seven colours: the first seven series differ in colour, and
         // series 0 and 6 (same marker) still differ in colour.
         assert_ne!(PALETTE[0], PALETTE[6 % PALETTE.len()]);
+    }
+}
+
+/// Checks shared by the tests of the SVG modules.
+#[cfg(test)]
+pub(crate) mod testing {
+
+    /// A small XML well-formedness check: tags nest and close, attributes are quoted,
+    /// text and attribute values hold no raw `<` and only known entities, one root element.
+    pub(crate) fn well_formed(doc: &str) -> Result<(), String> {
+        fn entities(s: &str) -> Result<(), String> {
+            let mut rest = s;
+            while let Some(i) = rest.find('&') {
+                let end = rest[i..].find(';').ok_or("unterminated entity")?;
+                let name = &rest[i + 1..i + end];
+                if !["amp", "lt", "gt", "quot", "#39"].contains(&name) {
+                    return Err(format!("unknown entity &{name};"));
+                }
+                rest = &rest[i + end + 1..];
+            }
+            Ok(())
+        }
+        let mut stack: Vec<String> = Vec::new();
+        let mut roots = 0;
+        let mut rest = doc;
+        while let Some(i) = rest.find('<') {
+            let text = &rest[..i];
+            if stack.is_empty() && !text.trim().is_empty() {
+                return Err(format!("text outside the root: {text:?}"));
+            }
+            if text.contains('>') {
+                return Err(format!("raw '>' in text: {text:?}"));
+            }
+            entities(text)?;
+            let after = &rest[i + 1..];
+            // The tag ends at the first '>' outside quotes.
+            let mut in_quote = false;
+            let mut close = None;
+            for (k, c) in after.char_indices() {
+                match c {
+                    '"' => in_quote = !in_quote,
+                    '<' if in_quote => return Err("raw '<' in an attribute".into()),
+                    '<' => return Err("'<' inside a tag".into()),
+                    '>' if !in_quote => {
+                        close = Some(k);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let close = close.ok_or("unterminated tag")?;
+            let tag = &after[..close];
+            rest = &after[close + 1..];
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack.pop().ok_or("closing tag without opening")?;
+                if open != name.trim() {
+                    return Err(format!("<{open}> closed by </{name}>"));
+                }
+                continue;
+            }
+            let self_closing = tag.ends_with('/');
+            let body = tag.trim_end_matches('/');
+            let name_end = body.find(char::is_whitespace).unwrap_or(body.len());
+            let name = &body[..name_end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!("bad tag name {name:?}"));
+            }
+            // Attributes: name="value" pairs separated by whitespace.
+            let mut attrs = body[name_end..].trim_start();
+            while !attrs.is_empty() {
+                let eq = attrs
+                    .find("=\"")
+                    .ok_or(format!("bad attribute in {tag:?}"))?;
+                let attr = &attrs[..eq];
+                if attr.is_empty()
+                    || !attr
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
+                {
+                    return Err(format!("bad attribute name {attr:?}"));
+                }
+                let value_end = attrs[eq + 2..].find('"').ok_or("unterminated attribute")?;
+                entities(&attrs[eq + 2..eq + 2 + value_end])?;
+                let after_value = &attrs[eq + 2 + value_end + 1..];
+                if !after_value.is_empty() && !after_value.starts_with(char::is_whitespace) {
+                    return Err(format!("attributes not separated in {tag:?}"));
+                }
+                attrs = after_value.trim_start();
+            }
+            if stack.is_empty() {
+                roots += 1;
+            }
+            if !self_closing {
+                stack.push(name.to_string());
+            }
+        }
+        if !rest.trim().is_empty() {
+            return Err("text after the root".into());
+        }
+        if !stack.is_empty() {
+            return Err(format!("unclosed: {stack:?}"));
+        }
+        if roots != 1 {
+            return Err(format!("{roots} root elements"));
+        }
+        Ok(())
+    }
+
+    /// Attribute values of `attr` on elements whose tag contains `marker`.
+    pub(crate) fn attr_of(doc: &str, marker: &str, attr: &str) -> Vec<f64> {
+        doc.lines()
+            .filter(|l| l.contains(marker))
+            .filter_map(|l| {
+                let key = format!(" {attr}=\"");
+                let start = l.find(&key)? + key.len();
+                let end = l[start..].find('"')? + start;
+                l[start..end].parse().ok()
+            })
+            .collect()
     }
 }
