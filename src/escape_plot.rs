@@ -37,7 +37,7 @@ use std::fmt::Write;
 pub struct Curve {
     /// The legend label (the model's name).
     pub label: String,
-    /// (t, S) at each time the curve drops, t increasing, S in [0,1] non-increasing; S = 1 before the first point.
+    /// (t, S) at each time the curve drops, t increasing, S in \[0, 1\] non-increasing; S = 1 before the first point.
     pub points: Vec<(f64, f64)>,
     /// The censoring horizon: the curve is drawn flat up to here (None: up to the last point).
     pub horizon: Option<f64>,
