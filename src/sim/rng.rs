@@ -1,73 +1,249 @@
-//! The seeded generator of every simulation: xoshiro256++ (Blackman & Vigna) for the
-//! bits, and standard normals by the ziggurat method of `rand_distr` (Marsaglia & Tsang,
-//! with Doornik's ZIGNOR correction), re-implemented here over the same tables and the
-//! same use of the bits, so that the draws are `rand_distr::StandardNormal`'s exactly
-//! (tested bit for bit) while the fast path inlines into the fill loop.
+//! The seeded generator of every simulation: standard normals by the ziggurat method
+//! (Marsaglia & Tsang, 256 layers, with Doornik's ZIGNOR correction; `rand_distr`'s
+//! tables) over the bits of xoshiro256++ (Blackman & Vigna), drawn in batches from eight
+//! interleaved xoshiro256++ sub-generators so that the fast path vectorizes.
 //!
-//! Reproducibility across thread counts: paths are grouped in fixed blocks, and block `b`
-//! draws from its own stream, the seeded generator advanced by `b` jumps of 2^128 draws
-//! (xoshiro256++'s `jump`), so streams never overlap and a path's numbers depend only on
-//! the seed and its block, never on which thread ran it or in what order.
+//! One [`Stream`] holds nine xoshiro256++ generators, all positions of the one sequence
+//! that [`Streams::new`] seeds (SplitMix64 expansion of the seed to the 256-bit state):
+//!
+//! * the *scalar* generator of stream `b`: the seeded generator after `b` jumps of 2^128
+//!   draws (xoshiro256++'s `jump`). It gives [`Stream::next_u64`], [`Stream::uniform`],
+//!   [`Stream::normal`], the ziggurat's rare cases (tail and wedges) in
+//!   [`Stream::fill_normal`], and the last `len % 8` normals of a fill;
+//! * *lane* generators `j = 0..8` of stream `b`: the seeded generator after `j + 1` long
+//!   jumps of 2^192 draws (`long_jump`) and then `b` jumps of 2^128.
+//!
+//! So no two of them overlap unless a stream draws 2^128 numbers or there are 2^64
+//! blocks. [`Stream::fill_normal`] fills its slice eight at a time: the `k`-th group of
+//! eight candidates are the `k`-th words of lanes 0..8, mapped to the ziggurat's fast path
+//! (a layer from the low 8 bits, a uniform in [-1, 1) from the high 52); the candidates
+//! that fall outside their layer's rectangle (1.5 %) are then replaced, in order, by the
+//! exact slow path drawn from the scalar generator (the tail beyond R by Marsaglia's
+//! method, the wedges by the density test, and a fresh scalar ziggurat draw when the
+//! wedge test rejects). Every draw is exact, and a stream's numbers depend only on the
+//! seed, the block and the sequence of calls, never on the thread or the CPU: on x86-64
+//! with AVX2 (detected at run time) the fast path runs as AVX2 code, and otherwise as
+//! portable code giving the same numbers bit for bit (tested).
 
 use super::ziggurat_tables as zig;
-use rand_xoshiro::rand_core::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The generator's name, as reports print it.
-pub const NAME: &str =
-    "xoshiro256++ with ziggurat normals (rand_distr's tables and algorithm), one jump-ahead stream per block of paths";
+pub const NAME: &str = "ziggurat normals (Marsaglia–Tsang, 256 layers, rand_distr's tables) over 8 interleaved xoshiro256++ sub-generators (long-jump apart), batch fast path with a scalar fix-up, one jump-ahead stream per block of paths";
+
+/// Sub-generators per stream (interleaved lanes of the fast path).
+const SUB: usize = 8;
+/// Normals per batch of the fast path.
+const BATCH: usize = 128;
+
+/// xoshiro256++'s jump polynomials: 2^128 and 2^192 draws ahead.
+const JUMP: [u64; 4] = [
+    0x180e_c6d3_3cfd_0aba,
+    0xd5a6_1266_f0c9_392c,
+    0xa958_2618_e03f_c9aa,
+    0x39ab_dc45_29b1_661c,
+];
+const LONG_JUMP: [u64; 4] = [
+    0x76e1_5d3e_fefd_cbbf,
+    0xc500_4e44_1c52_2fb3,
+    0x7771_0069_854e_e241,
+    0x3910_9bb0_2acb_e635,
+];
+
+/// `N` xoshiro256++ generators, state words in struct-of-arrays order.
+#[derive(Debug, Clone, PartialEq)]
+struct Xoshiro<const N: usize>([[u64; N]; 4]);
+
+impl<const N: usize> Xoshiro<N> {
+    /// One draw of each generator.
+    #[inline(always)]
+    fn next(&mut self) -> [u64; N] {
+        let [s0, s1, s2, s3] = &mut self.0;
+        let mut out = [0u64; N];
+        for j in 0..N {
+            out[j] = s0[j]
+                .wrapping_add(s3[j])
+                .rotate_left(23)
+                .wrapping_add(s0[j]);
+            let t = s1[j] << 17;
+            s2[j] ^= s0[j];
+            s3[j] ^= s1[j];
+            s1[j] ^= s2[j];
+            s0[j] ^= s3[j];
+            s2[j] ^= t;
+            s3[j] = s3[j].rotate_left(45);
+        }
+        out
+    }
+
+    /// Advances every generator by the jump polynomial `poly` (Blackman & Vigna's `jump`).
+    #[inline(always)]
+    fn jump_by(&mut self, poly: &[u64; 4]) {
+        let mut acc = [[0u64; N]; 4];
+        for &word in poly {
+            for b in 0..64 {
+                let mask = 0u64.wrapping_sub((word >> b) & 1);
+                for (a, s) in acc.iter_mut().zip(&self.0) {
+                    for (a, s) in a.iter_mut().zip(s) {
+                        *a ^= s & mask;
+                    }
+                }
+                self.next();
+            }
+        }
+        self.0 = acc;
+    }
+}
+
+/// The SplitMix64 expansion of a seed to a xoshiro256 state (as `seed_from_u64`).
+fn splitmix64(seed: u64) -> [u64; 4] {
+    let mut sm = seed;
+    std::array::from_fn(|_| {
+        sm = sm.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = sm;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+/// The fast path's implementation, chosen once per [`Streams`] by the CPU's features.
+#[derive(Debug, Clone, Copy)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(x86::Avx2),
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = x86::Avx2::detect() {
+            return Kernel::Avx2(t);
+        }
+        Kernel::Portable
+    }
+
+    /// Jumps every lane generator by 2^128 draws.
+    fn jump(self, lanes: &mut Xoshiro<SUB>) {
+        match self {
+            Kernel::Portable => lanes.jump_by(&JUMP),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(t) => t.jump(lanes),
+        }
+    }
+
+    /// Fast-path candidates: fills `out` (a multiple of [`SUB`] long, at most [`BATCH`])
+    /// with `u·X[i]` for the next words of the lanes, stores the words in `words`, and
+    /// returns the mask of the candidates outside their layers' rectangles (bit `k` for
+    /// `out[k]`).
+    #[inline]
+    fn candidates(self, lanes: &mut Xoshiro<SUB>, out: &mut [f64], words: &mut [u64]) -> u128 {
+        match self {
+            Kernel::Portable => candidates(lanes, out, words),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(t) => t.candidates(lanes, out, words),
+        }
+    }
+}
 
 /// The streams of one seed.
 #[derive(Debug, Clone)]
 pub struct Streams {
-    base: Xoshiro256PlusPlus,
+    scalar: Xoshiro<1>,
+    lanes: Xoshiro<SUB>,
+    kernel: Kernel,
 }
 
 impl Streams {
     /// The streams of `seed` (expanded to the 256-bit state by SplitMix64).
     pub fn new(seed: u64) -> Streams {
+        let s = splitmix64(seed);
+        let scalar = Xoshiro([[s[0]], [s[1]], [s[2]], [s[3]]]);
+        let mut g = scalar.clone();
+        let mut lanes = Xoshiro([[0; SUB]; 4]);
+        for j in 0..SUB {
+            g.jump_by(&LONG_JUMP);
+            for (l, w) in lanes.0.iter_mut().zip(&g.0) {
+                l[j] = w[0];
+            }
+        }
         Streams {
-            base: Xoshiro256PlusPlus::seed_from_u64(seed),
+            scalar,
+            lanes,
+            kernel: Kernel::detect(),
+        }
+    }
+
+    fn first(&self) -> Stream {
+        Stream {
+            g: Scalar(self.scalar.clone()),
+            lanes: self.lanes.clone(),
+            kernel: self.kernel,
+            words: [0; BATCH],
         }
     }
 
     /// Streams `0..count`, each one jump after the previous (O(count) jumps in all,
     /// where `count` calls of [`Streams::stream`] would take O(count²)).
     pub fn streams(&self, count: usize) -> Vec<Stream> {
-        let mut g = self.base.clone();
+        let mut s = self.first();
         let mut out = Vec::with_capacity(count);
-        for _ in 0..count {
-            out.push(Stream(g.clone()));
-            g.jump();
+        for k in 0..count {
+            if k > 0 {
+                s.jump();
+            }
+            out.push(s.clone());
         }
         out
     }
 
-    /// Stream `block`: the base generator after `block` jumps of 2^128 draws.
+    /// Stream `block`: every generator of stream 0 after `block` jumps of 2^128 draws.
     pub fn stream(&self, block: u64) -> Stream {
-        let mut g = self.base.clone();
+        let mut s = self.first();
         for _ in 0..block {
-            g.jump();
+            s.jump();
         }
-        Stream(g)
+        s
     }
 }
 
 /// One stream of draws.
 #[derive(Debug, Clone)]
-pub struct Stream(Xoshiro256PlusPlus);
+pub struct Stream {
+    g: Scalar,
+    lanes: Xoshiro<SUB>,
+    kernel: Kernel,
+    /// The fast path's words of the current batch (kept for the fix-up pass).
+    words: [u64; BATCH],
+}
 
-impl Stream {
-    /// A standard normal draw.
+/// The scalar generator of a stream, and the scalar ziggurat.
+#[derive(Debug, Clone)]
+struct Scalar(Xoshiro<1>);
+
+impl Scalar {
     #[inline]
-    pub fn normal(&mut self) -> f64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0.next()[0]
+    }
+
+    /// A uniform draw in [0, 1) with 53 random bits.
+    #[inline]
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// A uniform draw in (0, 1) with 52 random bits.
+    #[inline]
+    fn open01(&mut self) -> f64 {
+        f64::from_bits((1023u64 << 52) | (self.next_u64() >> 12)) - (1.0 - f64::EPSILON / 2.0)
+    }
+
+    #[inline]
+    fn normal(&mut self) -> f64 {
         loop {
-            let bits = self.0.next_u64();
-            let i = (bits & 0xff) as usize;
-            // A uniform in [-1, 1) from the 52 high bits (a float in [2, 4), minus 3).
-            let u = f64::from_bits((1024u64 << 52) | (bits >> 12)) - 3.0;
-            let x = u * zig::X[i];
-            if x.abs() < zig::X[i + 1] {
+            let (i, u, x, inside) = candidate(self.next_u64());
+            if inside {
                 return x;
             }
             if let Some(x) = self.normal_slow(i, u, x) {
@@ -76,7 +252,8 @@ impl Stream {
         }
     }
 
-    /// The ziggurat's rare cases: the base strip's tail, and the wedges.
+    /// The ziggurat's rare cases for a candidate outside its rectangle: the base strip's
+    /// tail, and the wedges. `None`: rejected, draw a new candidate.
     #[cold]
     fn normal_slow(&mut self, i: usize, u: f64, x: f64) -> Option<f64> {
         if i == 0 {
@@ -92,29 +269,214 @@ impl Stream {
         (f < (-x * x / 2.0).exp()).then_some(x)
     }
 
-    /// A uniform draw in (0, 1) with 52 random bits.
+    /// The fix-up pass: replaces each candidate `out[k]` outside its rectangle (bit `k` of
+    /// `outside`; its word `words[k]`), in order, by the slow path's draw.
+    #[inline(never)]
+    fn fix(&mut self, out: &mut [f64], words: &[u64], mut outside: u128) {
+        while outside != 0 {
+            let k = outside.trailing_zeros() as usize;
+            outside &= outside - 1;
+            let (i, u, x, _) = candidate(words[k]);
+            out[k] = match self.normal_slow(i, u, x) {
+                Some(v) => v,
+                None => self.normal(),
+            };
+        }
+    }
+}
+
+/// The ziggurat's fast path for one 64-bit word: the layer `i` (low 8 bits), the uniform
+/// `u` in [-1, 1) (high 52 bits: a float in [2, 4), minus 3), the candidate `u·X[i]`, and
+/// whether it lies inside the layer's rectangle (then it is the draw).
+#[inline(always)]
+fn candidate(bits: u64) -> (usize, f64, f64, bool) {
+    let i = (bits & 0xff) as usize;
+    let u = f64::from_bits((1024u64 << 52) | (bits >> 12)) - 3.0;
+    let x = u * zig::X[i];
+    (i, u, x, x.abs() < zig::X[i + 1])
+}
+
+/// The portable fast path (see [`Kernel::candidates`]).
+#[inline(always)]
+fn candidates(lanes: &mut Xoshiro<SUB>, out: &mut [f64], words: &mut [u64]) -> u128 {
+    let mut outside = [0u8; BATCH / SUB];
+    for ((o, w), m) in out
+        .chunks_exact_mut(SUB)
+        .zip(words.chunks_exact_mut(SUB))
+        .zip(&mut outside)
+    {
+        w.copy_from_slice(&lanes.next());
+        for (j, (x, &bits)) in o.iter_mut().zip(w.iter()).enumerate() {
+            let (_, _, v, inside) = candidate(bits);
+            *x = v;
+            *m |= u8::from(!inside) << j;
+        }
+    }
+    u128::from_le_bytes(outside)
+}
+
+impl Stream {
+    /// Jumps every generator of the stream by 2^128 draws.
+    fn jump(&mut self) {
+        self.g.0.jump_by(&JUMP);
+        self.kernel.jump(&mut self.lanes);
+    }
+
+    /// A standard normal draw (from the scalar generator).
     #[inline]
-    fn open01(&mut self) -> f64 {
-        f64::from_bits((1023u64 << 52) | (self.0.next_u64() >> 12)) - (1.0 - f64::EPSILON / 2.0)
+    pub fn normal(&mut self) -> f64 {
+        self.g.normal()
     }
 
     /// Fills `out` with standard normal draws.
     pub fn fill_normal(&mut self, out: &mut [f64]) {
-        for x in out {
-            *x = self.normal();
+        let words = &mut self.words;
+        for batch in out.chunks_mut(BATCH) {
+            let n = batch.len() / SUB * SUB;
+            let (fast, rest) = batch.split_at_mut(n);
+            let outside = self
+                .kernel
+                .candidates(&mut self.lanes, fast, &mut words[..n]);
+            if outside != 0 {
+                self.g.fix(fast, &words[..n], outside);
+            }
+            for x in rest {
+                *x = self.g.normal();
+            }
         }
     }
 
-    /// A uniform draw in [0, 1) with 53 random bits.
+    /// A uniform draw in [0, 1) with 53 random bits (from the scalar generator).
     #[inline]
     pub fn uniform(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.g.uniform()
     }
 
-    /// Raw 64-bit output.
+    /// Raw 64-bit output of the scalar generator.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
+        self.g.next_u64()
+    }
+}
+
+/// The AVX2 fast path: the only unsafe code of the crate, AVX2 intrinsics behind a token
+/// that exists only when the CPU has been detected to have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use super::{zig, Xoshiro, SUB};
+    use std::arch::x86_64::*;
+
+    /// Proof that the running CPU supports AVX2.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Avx2(());
+
+    impl Avx2 {
+        pub(super) fn detect() -> Option<Avx2> {
+            is_x86_feature_detected!("avx2").then_some(Avx2(()))
+        }
+
+        pub(super) fn jump(self, lanes: &mut Xoshiro<SUB>) {
+            // SAFETY: `self` exists only if the CPU supports AVX2.
+            unsafe { jump(lanes) }
+        }
+
+        #[inline]
+        pub(super) fn candidates(
+            self,
+            lanes: &mut Xoshiro<SUB>,
+            out: &mut [f64],
+            words: &mut [u64],
+        ) -> u128 {
+            // SAFETY: `self` exists only if the CPU supports AVX2.
+            unsafe { candidates(lanes, out, words) }
+        }
+    }
+
+    /// The portable jump, compiled for AVX2 (vectorized across the lanes).
+    #[target_feature(enable = "avx2")]
+    unsafe fn jump(lanes: &mut Xoshiro<SUB>) {
+        lanes.jump_by(&super::JUMP);
+    }
+
+    #[inline(always)]
+    unsafe fn rotl<const L: i32, const R: i32>(x: __m256i) -> __m256i {
+        _mm256_or_si256(_mm256_slli_epi64::<L>(x), _mm256_srli_epi64::<R>(x))
+    }
+
+    /// xoshiro256++ on four generators: the next words, and the state advanced.
+    #[inline(always)]
+    unsafe fn step(s: &mut [__m256i; 4]) -> __m256i {
+        let [s0, s1, s2, s3] = *s;
+        let out = _mm256_add_epi64(rotl::<23, 41>(_mm256_add_epi64(s0, s3)), s0);
+        let t = _mm256_slli_epi64::<17>(s1);
+        let s2 = _mm256_xor_si256(s2, s0);
+        let s3 = _mm256_xor_si256(s3, s1);
+        let s1 = _mm256_xor_si256(s1, s2);
+        let s0 = _mm256_xor_si256(s0, s3);
+        let s2 = _mm256_xor_si256(s2, t);
+        let s3 = rotl::<45, 19>(s3);
+        *s = [s0, s1, s2, s3];
+        out
+    }
+
+    /// The fast path for four words: stores them at `wp`, the candidates at `o`, and
+    /// returns the 4-bit mask of the candidates outside their rectangles.
+    #[inline(always)]
+    unsafe fn fast(w: __m256i, o: *mut f64, wp: *mut u64) -> u32 {
+        _mm256_storeu_si256(wp.cast(), w);
+        let u = _mm256_sub_pd(
+            _mm256_castsi256_pd(_mm256_or_si256(
+                _mm256_srli_epi64::<12>(w),
+                _mm256_set1_epi64x(1024 << 52),
+            )),
+            _mm256_set1_pd(3.0),
+        );
+        // X[i] and X[i + 1] (i ≤ 255 and X has 257 entries): one 16-byte load per word,
+        // its layer the low byte of the word just stored.
+        let x = zig::X.as_ptr();
+        let pair = |j: usize| _mm_loadu_pd(x.add(usize::from(*wp.cast::<u8>().add(8 * j))));
+        let (p0, p1, p2, p3) = (pair(0), pair(1), pair(2), pair(3));
+        let p02 = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p0), p2);
+        let p13 = _mm256_insertf128_pd::<1>(_mm256_castpd128_pd256(p1), p3);
+        let xi = _mm256_unpacklo_pd(p02, p13);
+        let xi1 = _mm256_unpackhi_pd(p02, p13);
+        let v = _mm256_mul_pd(u, xi);
+        _mm256_storeu_pd(o, v);
+        // Outside: not |v| < X[i + 1].
+        let abs = _mm256_andnot_pd(_mm256_set1_pd(-0.0), v);
+        _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_NLT_UQ>(abs, xi1)) as u32
+    }
+
+    /// The same as [`super::candidates`], bit for bit.
+    #[target_feature(enable = "avx2")]
+    unsafe fn candidates(lanes: &mut Xoshiro<SUB>, out: &mut [f64], words: &mut [u64]) -> u128 {
+        assert!(out.len() % SUB == 0 && words.len() == out.len() && out.len() <= 128);
+        let st = &mut lanes.0;
+        // Lanes 0..4 and 4..8 of each state word.
+        let mut a = [_mm256_setzero_si256(); 4];
+        let mut b = a;
+        for k in 0..4 {
+            a[k] = _mm256_loadu_si256(st[k].as_ptr().cast());
+            b[k] = _mm256_loadu_si256(st[k][4..].as_ptr().cast());
+        }
+        let mut outside = [0u8; 16];
+        for ((o, w), m) in out
+            .chunks_exact_mut(SUB)
+            .zip(words.chunks_exact_mut(SUB))
+            .zip(&mut outside)
+        {
+            let wa = step(&mut a);
+            let wb = step(&mut b);
+            let ma = fast(wa, o.as_mut_ptr(), w.as_mut_ptr());
+            let mb = fast(wb, o.as_mut_ptr().add(4), w.as_mut_ptr().add(4));
+            *m = (ma | mb << 4) as u8;
+        }
+        for k in 0..4 {
+            _mm256_storeu_si256(st[k].as_mut_ptr().cast(), a[k]);
+            _mm256_storeu_si256(st[k][4..].as_mut_ptr().cast(), b[k]);
+        }
+        u128::from_le_bytes(outside)
     }
 }
 
@@ -122,15 +484,81 @@ impl Stream {
 mod tests {
     use super::*;
     use rand_distr::{Distribution, StandardNormal};
+    use rand_xoshiro::rand_core::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
-    fn normals_are_rand_distr_draws_bit_for_bit() {
+    fn scalar_normals_are_rand_distr_draws_bit_for_bit() {
         let mut ours = Streams::new(42).stream(3);
-        let mut theirs = Streams::new(42).stream(3).0;
-        for k in 0..2_000_000 {
+        let mut theirs = Xoshiro256PlusPlus::seed_from_u64(42);
+        for _ in 0..3 {
+            theirs.jump();
+        }
+        for k in 0..1_000_000 {
             let a = ours.normal();
             let b: f64 = StandardNormal.sample(&mut theirs);
             assert_eq!(a.to_bits(), b.to_bits(), "draw {k}: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn the_generators_are_the_jumps_of_the_seeded_one() {
+        for (seed, block) in [(42u64, 0u64), (7, 5), (u64::MAX, 17)] {
+            let base = Xoshiro256PlusPlus::seed_from_u64(seed);
+            let mut s = Streams::new(seed).stream(block);
+            let mut scalar = base.clone();
+            for _ in 0..block {
+                scalar.jump();
+            }
+            for _ in 0..100 {
+                assert_eq!(s.next_u64(), scalar.next_u64());
+            }
+            let mut lane = base.clone();
+            let mut lanes: Vec<Xoshiro256PlusPlus> = (0..SUB)
+                .map(|_| {
+                    lane.long_jump();
+                    let mut g = lane.clone();
+                    for _ in 0..block {
+                        g.jump();
+                    }
+                    g
+                })
+                .collect();
+            for _ in 0..100 {
+                let w = s.lanes.next();
+                for (j, g) in lanes.iter_mut().enumerate() {
+                    assert_eq!(w[j], g.next_u64(), "seed {seed} block {block} lane {j}");
+                }
+            }
+        }
+        // `streams` and `stream` agree.
+        let all = Streams::new(9).streams(6);
+        for (b, s) in all.iter().enumerate() {
+            let t = Streams::new(9).stream(b as u64);
+            assert_eq!((&s.g.0, &s.lanes), (&t.g.0, &t.lanes));
+        }
+    }
+
+    #[test]
+    fn every_kernel_draws_the_same_numbers() {
+        let fast = Streams::new(5).stream(2);
+        let mut portable = fast.clone();
+        portable.kernel = Kernel::Portable;
+        let mut fast = fast;
+        let (mut a, mut b) = (vec![0.0; 5000], vec![0.0; 5000]);
+        for len in [0, 1, 7, 8, 9, 100, 128, 129, 256, 1000, 4096, 5000, 3] {
+            fast.fill_normal(&mut a[..len]);
+            portable.fill_normal(&mut b[..len]);
+            for k in 0..len {
+                assert_eq!(a[k].to_bits(), b[k].to_bits(), "length {len}, draw {k}");
+            }
+            assert_eq!(fast.next_u64(), portable.next_u64());
+        }
+        // The same for the jumps.
+        let (mut s, mut t) = (Streams::new(3).stream(0), Streams::new(3).stream(0));
+        t.kernel = Kernel::Portable;
+        s.jump();
+        t.jump();
+        assert_eq!(s.lanes, t.lanes);
     }
 }
