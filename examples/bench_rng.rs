@@ -1,6 +1,8 @@
 //! Generator benchmark: raw throughput of the simulation generator (`smelt::sim::rng`),
-//! 64-bit words and standard normals per second on one thread. The normals' rate is the
-//! bound that the path-step throughput of the simulations is measured against.
+//! 64-bit words and standard normals per second on one thread: one at a time from a
+//! stream's scalar generator (`next_u64`, `normal`), and in batches (`fill_normal`, the
+//! simulations' draws, slices of 128 and 4096). The batch rate is the bound that the
+//! path-step throughput of the simulations is measured against.
 //!
 //! ```sh
 //! cargo run --release --example bench_rng
@@ -9,7 +11,7 @@
 
 use std::time::Instant;
 
-use smelt::sim::rng::{Streams, NAME};
+use smelt::sim::rng::{fast_path, Streams, NAME};
 
 fn rate(n: usize, mut f: impl FnMut() -> f64) -> (f64, f64) {
     // Best of 5 runs of n draws; the checksum keeps the work from being optimized away.
@@ -31,15 +33,32 @@ fn main() {
     let (words, c1) = rate(n, || g.next_u64() as f64);
     let mut g = Streams::new(1).stream(0);
     let (normals, c2) = rate(n, || g.normal());
-    let mut g = Streams::new(1).stream(0);
-    let mut buf = vec![0.0; 4096];
-    let (filled, c3) = rate(n / 4096, || {
-        g.fill_normal(&mut buf);
-        buf[0]
-    });
+    let mut filled = Vec::new();
+    let mut c3 = 0.0;
+    for len in [128, 4096] {
+        let mut g = Streams::new(1).stream(0);
+        let mut buf = vec![0.0; len];
+        let (r, c) = rate(n / len, || {
+            g.fill_normal(&mut buf);
+            buf[0]
+        });
+        filled.push(r * len as f64);
+        c3 += c;
+    }
     println!("generator: {NAME}");
-    println!("  u64 words        {:>8.1} M/s", words / 1e6);
-    println!("  normals          {:>8.1} M/s", normals / 1e6);
-    println!("  normals (filled) {:>8.1} M/s", filled * 4096.0 / 1e6);
+    println!("  batch fast path: {}", fast_path());
+    println!("  u64 words (scalar)              {:>8.1} M/s", words / 1e6);
+    println!(
+        "  normals, one at a time (scalar) {:>8.1} M/s",
+        normals / 1e6
+    );
+    println!(
+        "  normals, fill_normal of 128     {:>8.1} M/s",
+        filled[0] / 1e6
+    );
+    println!(
+        "  normals, fill_normal of 4096    {:>8.1} M/s",
+        filled[1] / 1e6
+    );
     println!("  (checksum {:.3e})", c1 + c2 + c3);
 }

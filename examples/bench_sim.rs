@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Every figure is the best of 3 runs of `smelt::sim::weak::run`, the code `smelt verify`
-//! runs (blocks of 64 paths, each its own generator stream, rayon over blocks), on
+//! runs (blocks of 128 paths, each its own generator stream, rayon over blocks), on
 //! the double well `f = Σ (x⁴/4 − x²/2)` with Σ = 0.5 I at η = 2⁻⁵.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -68,6 +68,7 @@ fn main() {
     }
     let bound = (n * 100 * buf.len()) as f64 / best;
     println!("generator: {}", smelt::sim::rng::NAME);
+    println!("  batch fast path: {}", smelt::sim::rng::fast_path());
     println!("  normals, one thread: {:.0} M/s (the bound: one normal per SGD path-step and coordinate)\n", bound / 1e6);
     println!(
         "{:<34} {:>4} {:>8} {:>14} {:>14} {:>10} {:>12}",

@@ -30,6 +30,16 @@ use super::ziggurat_tables as zig;
 /// The generator's name, as reports print it.
 pub const NAME: &str = "ziggurat normals (Marsaglia–Tsang, 256 layers, rand_distr's tables) over 8 interleaved xoshiro256++ sub-generators (long-jump apart), batch fast path with a scalar fix-up, one jump-ahead stream per block of paths";
 
+/// Which implementation of the batch fast path this CPU runs ("AVX2" or "portable"); the
+/// draws are the same either way.
+pub fn fast_path() -> &'static str {
+    match Kernel::detect() {
+        Kernel::Portable => "portable",
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2(_) => "AVX2",
+    }
+}
+
 /// Sub-generators per stream (interleaved lanes of the fast path).
 const SUB: usize = 8;
 /// Normals per batch of the fast path.
@@ -126,7 +136,16 @@ impl Kernel {
     /// Jumps every lane generator by 2^128 draws.
     fn jump(self, lanes: &mut Xoshiro<SUB>) {
         match self {
-            Kernel::Portable => lanes.jump_by(&JUMP),
+            // One lane at a time: its state stays in registers.
+            Kernel::Portable => {
+                for j in 0..SUB {
+                    let mut g = Xoshiro(std::array::from_fn(|k| [lanes.0[k][j]]));
+                    g.jump_by(&JUMP);
+                    for k in 0..4 {
+                        lanes.0[k][j] = g.0[k][0];
+                    }
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(t) => t.jump(lanes),
         }
@@ -296,17 +315,27 @@ fn candidate(bits: u64) -> (usize, f64, f64, bool) {
     (i, u, x, x.abs() < zig::X[i + 1])
 }
 
-/// The portable fast path (see [`Kernel::candidates`]).
+/// The portable fast path (see [`Kernel::candidates`]): each lane generator in turn
+/// (its state in registers) writes its words, then the candidates from the words.
 #[inline(always)]
 fn candidates(lanes: &mut Xoshiro<SUB>, out: &mut [f64], words: &mut [u64]) -> u128 {
+    assert!(out.len() % SUB == 0 && words.len() == out.len() && out.len() <= BATCH);
+    for j in 0..SUB {
+        let mut g = Xoshiro(std::array::from_fn(|k| [lanes.0[k][j]]));
+        for w in words.iter_mut().skip(j).step_by(SUB) {
+            *w = g.next()[0];
+        }
+        for k in 0..4 {
+            lanes.0[k][j] = g.0[k][0];
+        }
+    }
     let mut outside = [0u8; BATCH / SUB];
     for ((o, w), m) in out
         .chunks_exact_mut(SUB)
-        .zip(words.chunks_exact_mut(SUB))
+        .zip(words.chunks_exact(SUB))
         .zip(&mut outside)
     {
-        w.copy_from_slice(&lanes.next());
-        for (j, (x, &bits)) in o.iter_mut().zip(w.iter()).enumerate() {
+        for (j, (x, &bits)) in o.iter_mut().zip(w).enumerate() {
             let (_, _, v, inside) = candidate(bits);
             *x = v;
             *m |= u8::from(!inside) << j;
