@@ -157,8 +157,18 @@ impl Tape {
         &regs[r * LANES..(r + 1) * LANES]
     }
 
-    /// Runs the program on a register file from [`Tape::registers`].
+    /// Runs the program on a register file from [`Tape::registers`] (compiled for AVX2
+    /// where the CPU has it: the same arithmetic, four lanes per instruction).
     pub fn run(&self, regs: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
+            return t.call(|| self.run_lanes(regs));
+        }
+        self.run_lanes(regs);
+    }
+
+    #[inline(always)]
+    fn run_lanes(&self, regs: &mut [f64]) {
         for ins in &self.code {
             match *ins {
                 Instr::Un(u, d, a) => {
@@ -201,6 +211,7 @@ impl Tape {
 
 /// The destination register (mutable) and two operand registers; the destination is
 /// never an operand (the allocator frees an operand's register only after its reader).
+#[inline(always)]
 fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64], &[f64]) {
     debug_assert!(d != a && d != b);
     let (lo, rest) = regs.split_at_mut(d * LANES);
@@ -217,6 +228,7 @@ fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64],
     (dst, get(a), get(b))
 }
 
+#[inline(always)]
 fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
     match u {
         Unary::Neg => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = -x),
@@ -225,6 +237,7 @@ fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
     }
 }
 
+#[inline(always)]
 fn binary(b: Binary, dst: &mut [f64], x: &[f64], y: &[f64]) {
     let it = dst.iter_mut().zip(x.iter().zip(y));
     match b {

@@ -392,17 +392,25 @@ impl Stream {
 /// that exists only when the CPU has been detected to have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod x86 {
+pub(crate) mod x86 {
     use super::{zig, Xoshiro, SUB};
     use std::arch::x86_64::*;
 
     /// Proof that the running CPU supports AVX2.
     #[derive(Debug, Clone, Copy)]
-    pub(super) struct Avx2(());
+    pub(crate) struct Avx2(());
 
     impl Avx2 {
-        pub(super) fn detect() -> Option<Avx2> {
+        pub(crate) fn detect() -> Option<Avx2> {
             is_x86_feature_detected!("avx2").then_some(Avx2(()))
+        }
+
+        /// Runs `f` compiled for AVX2: `f` and what it inlines (marked
+        /// `#[inline(always)]`) are generated with the AVX2 instruction set.
+        #[inline]
+        pub(crate) fn call<R>(self, f: impl FnOnce() -> R) -> R {
+            // SAFETY: `self` exists only if the CPU supports AVX2.
+            unsafe { with_avx2(f) }
         }
 
         pub(super) fn jump(self, lanes: &mut Xoshiro<SUB>) {
@@ -420,6 +428,11 @@ mod x86 {
             // SAFETY: `self` exists only if the CPU supports AVX2.
             unsafe { candidates(lanes, out, words) }
         }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
     }
 
     /// The portable jump, compiled for AVX2 (vectorized across the lanes).
