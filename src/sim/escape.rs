@@ -203,23 +203,25 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
         first_bad: None,
         lane_steps: 0,
     };
-    // Steps taken by the lane's current path; idle lanes (no path left to start) are
-    // `done` for good.
-    let mut steps: [u32; LANES] = [0; LANES];
+    // The block's step count, and the count at which each lane's path began (its steps
+    // are the difference); idle lanes (no path left to start) are `done` for good.
+    let mut now = 0u32;
+    let mut begin: [u32; LANES] = [0; LANES];
     let mut done: [bool; LANES] = [true; LANES];
     let mut started = 0usize;
     let mut rregs = plan.region.registers();
     let mut state = vec![0.0; n * LANES];
     let restart = |lane: usize,
+                   now: u32,
                    state: &mut [f64],
-                   steps: &mut [u32; LANES],
+                   begin: &mut [u32; LANES],
                    done: &mut [bool; LANES],
                    started: &mut usize| {
         if *started < quota {
             for i in 0..n {
                 state[i * LANES + lane] = plan.start[i];
             }
-            steps[lane] = 0;
+            begin[lane] = now;
             done[lane] = false;
             *started += 1;
         } else {
@@ -227,7 +229,7 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
         }
     };
     for lane in 0..LANES {
-        restart(lane, &mut state, &mut steps, &mut done, &mut started);
+        restart(lane, 0, &mut state, &mut begin, &mut done, &mut started);
     }
     let sampler = &plan.models[model].sampler;
     let sub = plan.substeps.max(1);
@@ -258,9 +260,8 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
     while live > 0 {
         out.lane_steps += live as u64;
         // The clock of each lane before this step.
-        let clocks: [f64; LANES] =
-            std::array::from_fn(|lane| (counter0 + f64::from(steps[lane])) * plan.tau);
-        let clock = |lane: usize| clocks[lane];
+        let steps = |lane: usize| now - begin[lane];
+        let clock = |lane: usize| (counter0 + f64::from(steps(lane))) * plan.tau;
         match sampler {
             Sampler::Optimizer => {
                 let step = &plan.step;
@@ -277,7 +278,7 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
                     }
                 }
                 lanes_input(tape, &mut regs, step.counter_input(), |lane| {
-                    counter0 + f64::from(steps[lane])
+                    counter0 + f64::from(steps(lane))
                 });
                 tape.run(&mut regs);
                 store(tape, &regs, &mut state, step.n_state);
@@ -336,14 +337,12 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
                 }
             }
         }
-        for k in &mut steps {
-            *k += 1;
-        }
         if plan.clock {
             for lane in 0..LANES {
                 state[(n - 1) * LANES + lane] = clock(lane) + plan.tau;
             }
         }
+        now += 1;
         // The region, on the state after this step.
         load(&plan.region, &mut rregs, &state, n);
         plan.region.run(&mut rregs);
@@ -366,7 +365,7 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
                 continue;
             }
             let v = vals[lane];
-            let k = steps[lane];
+            let k = now - begin[lane];
             if bad[lane] || !v.is_finite() {
                 if bad[lane] {
                     out.undefined += 1;
@@ -381,12 +380,12 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
             } else {
                 continue;
             }
-            restart(lane, &mut state, &mut steps, &mut done, &mut started);
+            restart(lane, now, &mut state, &mut begin, &mut done, &mut started);
         }
         live = done.iter().filter(|&&x| !x).count();
         oldest = (0..LANES)
             .filter(|&l| !done[l])
-            .map(|l| steps[l])
+            .map(|l| now - begin[l])
             .max()
             .unwrap_or(0);
     }
