@@ -177,6 +177,7 @@ impl Tape {
                 }
                 Instr::PowI(d, a, k) => {
                     let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
+                    let (dst, x, _) = lanes(dst, x, x);
                     match k {
                         2 => {
                             for (o, &x) in dst.iter_mut().zip(x) {
@@ -228,24 +229,73 @@ fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64],
     (dst, get(a), get(b))
 }
 
+type Lanes = [f64; LANES];
+
+/// The slices of [`parts`] as fixed-size lanes (plain loops over them vectorize).
+#[inline(always)]
+fn lanes<'a>(
+    dst: &'a mut [f64],
+    x: &'a [f64],
+    y: &'a [f64],
+) -> (&'a mut Lanes, &'a Lanes, &'a Lanes) {
+    (
+        dst.try_into().expect("a register holds LANES lanes"),
+        x.try_into().expect("a register holds LANES lanes"),
+        y.try_into().expect("a register holds LANES lanes"),
+    )
+}
+
 #[inline(always)]
 fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
+    let (dst, x, _) = lanes(dst, x, x);
     match u {
-        Unary::Neg => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = -x),
-        Unary::Sqrt => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = x.sqrt()),
-        _ => dst.iter_mut().zip(x).for_each(|(o, &x)| *o = u.apply(x)),
+        Unary::Neg => {
+            for i in 0..LANES {
+                dst[i] = -x[i];
+            }
+        }
+        Unary::Sqrt => {
+            for i in 0..LANES {
+                dst[i] = x[i].sqrt();
+            }
+        }
+        _ => {
+            for i in 0..LANES {
+                dst[i] = u.apply(x[i]);
+            }
+        }
     }
 }
 
 #[inline(always)]
 fn binary(b: Binary, dst: &mut [f64], x: &[f64], y: &[f64]) {
-    let it = dst.iter_mut().zip(x.iter().zip(y));
+    let (dst, x, y) = lanes(dst, x, y);
     match b {
-        Binary::Add => it.for_each(|(o, (&x, &y))| *o = x + y),
-        Binary::Sub => it.for_each(|(o, (&x, &y))| *o = x - y),
-        Binary::Mul => it.for_each(|(o, (&x, &y))| *o = x * y),
-        Binary::Div => it.for_each(|(o, (&x, &y))| *o = x / y),
-        _ => it.for_each(|(o, (&x, &y))| *o = b.apply(x, y)),
+        Binary::Add => {
+            for i in 0..LANES {
+                dst[i] = x[i] + y[i];
+            }
+        }
+        Binary::Sub => {
+            for i in 0..LANES {
+                dst[i] = x[i] - y[i];
+            }
+        }
+        Binary::Mul => {
+            for i in 0..LANES {
+                dst[i] = x[i] * y[i];
+            }
+        }
+        Binary::Div => {
+            for i in 0..LANES {
+                dst[i] = x[i] / y[i];
+            }
+        }
+        _ => {
+            for i in 0..LANES {
+                dst[i] = b.apply(x[i], y[i]);
+            }
+        }
     }
 }
 

@@ -331,18 +331,20 @@ struct Level {
     finite: bool,
 }
 
-/// Whether every lane of the outputs `0..n` is finite (an integer test of the exponent
-/// bits, which vectorises).
+/// Whether every lane of the outputs `0..n` is finite: `0·v` is 0 for a finite `v`
+/// and NaN otherwise, summed in eight independent accumulators (so that it vectorises).
 fn outputs_finite(tape: &Tape, regs: &[f64], n: usize) -> bool {
-    const EXP: u64 = 0x7ff0_0000_0000_0000;
-    let mut bad = 0u64;
+    let mut acc = [0.0f64; 8];
     for i in 0..n {
         let r = tape.output_reg(i);
-        bad |= regs[r * LANES..(r + 1) * LANES]
-            .iter()
-            .fold(0u64, |a, &v| a | u64::from(v.to_bits() & EXP == EXP));
+        for c in regs[r * LANES..(r + 1) * LANES].chunks_exact(8) {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                // `v * 0.0`: 0 for a finite v, NaN for ±∞ and NaN.
+                *a += v * 0.0;
+            }
+        }
     }
-    bad == 0
+    acc.iter().sum::<f64>() == 0.0
 }
 
 /// The state slots `0..n` after a run: the outputs.
