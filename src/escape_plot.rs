@@ -28,7 +28,7 @@
 //! text is XML-escaped. The output is a pure function of the input, with coordinates
 //! printed with at most two decimals, so equal inputs give byte-identical documents.
 
-use crate::plot::{esc, num, truncate};
+use crate::plot::{esc, num, open_svg, truncate};
 use std::f64::consts::LN_10;
 use std::fmt::Write;
 
@@ -129,27 +129,7 @@ const LEGEND_ROW: f64 = 16.0;
 pub fn svg(p: &EscapePlot) -> String {
     let panels = if p.scaling.is_some() { 2.0 } else { 1.0 };
     let width = PANEL_W * panels;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#,
-        w = num(width),
-        h = num(HEIGHT)
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect x="0" y="0" width="{}" height="{}" fill="#ffffff"/>"##,
-        num(width),
-        num(HEIGHT)
-    );
-    if !p.title.is_empty() {
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="24" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-            num(width / 2.0),
-            esc(&p.title)
-        );
-    }
+    let mut out = open_svg(width, HEIGHT, &p.title, 24.0);
     survival_panel(&mut out, p, Frame::panel(0));
     if let Some(s) = &p.scaling {
         scaling_panel(&mut out, s, Frame::panel(1));

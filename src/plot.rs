@@ -97,27 +97,7 @@ const NOTE_CHARS: usize = 32;
 
 /// The plot as a complete SVG document (deterministic: same input, byte-identical output).
 pub fn svg(plot: &Plot) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#,
-        w = num(WIDTH),
-        h = num(HEIGHT)
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect x="0" y="0" width="{}" height="{}" fill="#ffffff"/>"##,
-        num(WIDTH),
-        num(HEIGHT)
-    );
-    if !plot.title.is_empty() {
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="30" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
-            num(WIDTH / 2.0),
-            esc(&plot.title)
-        );
-    }
+    let mut out = open_svg(WIDTH, HEIGHT, &plot.title, 30.0);
     let axes = layout(plot);
     match &axes {
         Some(axes) => draw_axes(&mut out, axes),
@@ -153,6 +133,34 @@ pub fn svg(plot: &Plot) -> String {
 
 /// A number for an SVG attribute: at most two decimals, no trailing zeros, no "-0";
 /// non-finite values (which the drawing code never produces) print as 0.
+/// A document's opening: the `<svg>` element, a white background and the title (if
+/// any) centred at height `title_y`.
+pub(crate) fn open_svg(width: f64, height: f64, title: &str, title_y: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#,
+        w = num(width),
+        h = num(height)
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect x="0" y="0" width="{}" height="{}" fill="#ffffff"/>"##,
+        num(width),
+        num(height)
+    );
+    if !title.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="16" font-weight="bold">{}</text>"#,
+            num(width / 2.0),
+            num(title_y),
+            esc(title)
+        );
+    }
+    out
+}
+
 pub(crate) fn num(x: f64) -> String {
     if !x.is_finite() {
         return "0".to_string();
