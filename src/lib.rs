@@ -18,11 +18,12 @@
 //! | [`sme`] | the result: a plain value every later phase reads |
 //! | [`emit`] | text, LaTeX, JSON, SymPy, NumPy, components: pure functions of an [`Sme`] |
 //! | [`scaling`], [`hasme`] | analyses of derived results: batch-size scaling rules, the Hessian-aware SME |
-//! | [`numeric`] | numeric evaluation of derived expressions (the reference the fast simulation code will be tested against) and exact moments of linear-Gaussian models |
-//! | [`report`] | weak-error fits: weighted least-squares slopes with confidence intervals, local slopes, pre-asymptotic points dropped |
+//! | [`numeric`] | numeric evaluation of derived expressions (the reference the compiled simulation is tested against), hash-consed graphs and their tapes, exact moments of linear-Gaussian models |
+//! | [`problem`] | problem files: objective, noise (Gaussian Σ(x) or minibatches of data), starts, test functions |
+//! | [`sim`] | compiled simulation: the seeded generator, rules and SMEs compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state |
+//! | [`verify`], [`escape`] | the two checks against the optimizer: weak errors against the step size; exit times, scaling laws and their closed forms |
+//! | [`report`], [`plot`], [`escape_plot`] | weak-error fits (weighted least-squares slopes with confidence intervals); SVG plots |
 //! | [`diagnostic`], [`span`] | the one error type users see, its rendering with file, line, column and hint |
-//!
-//! Simulation (`sim`) and the `verify` command follow the same pattern as they land.
 //!
 //! Architecture invariants:
 //! - `syntax` knows nothing of the IR or of later phases; pest's types never leave it.
