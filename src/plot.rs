@@ -229,7 +229,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 /// "10⁻³": a decade label with Unicode superscripts.
-fn decade_label(d: i32) -> String {
+pub(crate) fn decade_label(d: i32) -> String {
     let mut s = String::from("10");
     for c in d.to_string().chars() {
         s.push(match c {
