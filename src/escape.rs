@@ -443,15 +443,11 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
     let mut models = Vec::new();
     let mut skipped = Vec::new();
     let mut schemes = Vec::new();
-    let mut tau = f64::NAN;
     // The time per step, from the order-1 (or first) SME.
-    {
-        let syms = compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name)
-            .map_err(Error::Other)?;
-        let sde = compile::compile_sde(&p.smes[0], &mut model, &p.layout, &syms)
-            .map_err(|e| Error::Other(format!("compiling the SME: {e}")))?;
-        tau = tau.min(sde.tau).max(sde.tau);
-    }
+    let tau = compile::time_per_step(
+        &p.smes[0],
+        &compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name).map_err(Error::Other)?,
+    );
     if !(tau > 0.0 && tau.is_finite()) {
         return Err(Error::Other(format!(
             "the time per step at η = {eta} is {tau}"
@@ -709,21 +705,7 @@ fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
             value,
             source,
         } => {
-            let mut scope: crate::problem::expr::Scope = BTreeMap::new();
-            for (k, v) in &p.problem.constants {
-                scope.insert(k.clone(), crate::problem::expr::PV::S(g.constant(*v)));
-            }
-            for ((name, o, l), &scalar) in p.layout.vars.iter().zip(&p.layout.scalar) {
-                let ids: Vec<Id> = (*o..o + l).map(|i| g.input(i as u32)).collect();
-                scope.insert(
-                    name.clone(),
-                    if scalar {
-                        crate::problem::expr::PV::S(ids[0])
-                    } else {
-                        crate::problem::expr::PV::V(ids)
-                    },
-                );
-            }
+            let scope = compile::state_scope(&p.problem, &p.layout, &mut g);
             let e = match crate::problem::expr::build(&mut g, expr, &scope) {
                 Ok(crate::problem::expr::PV::S(id)) => id,
                 Ok(crate::problem::expr::PV::V(v)) if v.len() == 1 => v[0],

@@ -539,6 +539,12 @@ pub struct SdeProgram {
     pub tau: f64,
 }
 
+/// The time one optimizer step represents, from the SME's symbol values.
+pub fn time_per_step(sme: &Sme, syms: &[f64]) -> f64 {
+    sme.time
+        .eval(&|s: Sym| syms.get(s as usize).copied().unwrap_or(f64::NAN))
+}
+
 /// Compiles a derived SME on the problem's model.
 pub fn compile_sde(
     sme: &Sme,
@@ -625,9 +631,7 @@ pub fn compile_sde(
     g.check_size()
         .map_err(|_| "the compiled SME is too large".to_string())?;
     let tape = Tape::compile(&g, &outputs, 2 * n + 1);
-    let tau = sme
-        .time
-        .eval(&|s: Sym| syms.get(s as usize).copied().unwrap_or(f64::NAN));
+    let tau = time_per_step(sme, syms);
     Ok(SdeProgram {
         tape,
         n,
@@ -809,12 +813,13 @@ impl Scalarizer<'_> {
     }
 }
 
-/// Test functions φ over the layout's state: one tape, inputs the state slots.
-pub fn compile_observables(
+/// The names an expression over the state may read: the problem's constants, and each
+/// variable of the layout as graph inputs (its slots).
+pub fn state_scope(
     problem: &problem::Problem,
     layout: &Layout,
-) -> Result<(Tape, Graph, Vec<Id>), Box<crate::Diagnostic>> {
-    let mut g = Graph::new();
+    g: &mut Graph,
+) -> problem::expr::Scope {
     let mut scope: problem::expr::Scope = BTreeMap::new();
     for (k, v) in &problem.constants {
         scope.insert(k.clone(), problem::expr::PV::S(g.constant(*v)));
@@ -828,6 +833,16 @@ pub fn compile_observables(
         };
         scope.insert(name.clone(), v);
     }
+    scope
+}
+
+/// Test functions φ over the layout's state: one tape, inputs the state slots.
+pub fn compile_observables(
+    problem: &problem::Problem,
+    layout: &Layout,
+) -> Result<(Tape, Graph, Vec<Id>), Box<crate::Diagnostic>> {
+    let mut g = Graph::new();
+    let scope = state_scope(problem, layout, &mut g);
     let mut outs = Vec::new();
     for o in &problem.observables {
         match problem::expr::build(&mut g, &o.expr, &scope)? {
