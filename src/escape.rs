@@ -425,6 +425,7 @@ pub struct EtaPlan {
 
 /// Compiles every model for step size `eta` and batch size `batch`.
 pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
+    let labels: Vec<String> = s.models.iter().map(|&m| s.name(m)).collect();
     let p = &mut s.prepared;
     let mut model = p.problem.model.with_batch(batch).map_err(Error::Other)?;
     let nums = Numbers {
@@ -453,14 +454,8 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
             "the time per step at η = {eta} is {tau}"
         )));
     }
-    let name = |m: ModelSpec| match m {
-        ModelSpec::Optimizer => p.rule.name.clone(),
-        ModelSpec::Sme(o) => format!("SME-{o}"),
-        ModelSpec::Ha => "HA-SME".into(),
-    };
     const EXACT: &str = "exact Gaussian transition per step (linear SDE)";
-    for &m in &s.models {
-        let label = name(m);
+    for (&m, label) in s.models.iter().zip(labels) {
         // The sampler and how it simulates, or why the model cannot run at this η.
         let made: Result<(Sampler, String), String> = match m {
             ModelSpec::Optimizer => Ok((Sampler::Optimizer, "the update rule".into())),
