@@ -25,6 +25,46 @@ enum Instr {
     PowI(u32, u32, i32),
 }
 
+/// A register file: `f64`s whose first element sits on a 64-byte boundary (a cache
+/// line), so that every register's vector loads and stores stay within cache lines.
+/// It dereferences to the slice of its values.
+#[derive(Debug)]
+pub struct Registers {
+    buf: Vec<f64>,
+    off: usize,
+    len: usize,
+}
+
+impl Registers {
+    /// `len` zeros, aligned.
+    pub fn zeros(len: usize) -> Registers {
+        let buf = vec![0.0; len + 8];
+        let off = buf.as_ptr().align_offset(64).min(8);
+        Registers { buf, off, len }
+    }
+}
+
+impl Clone for Registers {
+    fn clone(&self) -> Registers {
+        let mut r = Registers::zeros(self.len);
+        r.copy_from_slice(self);
+        r
+    }
+}
+
+impl std::ops::Deref for Registers {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Registers {
+    fn deref_mut(&mut self) -> &mut [f64] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+}
+
 /// A compiled program.
 #[derive(Debug, Clone)]
 pub struct Tape {
@@ -121,8 +161,8 @@ impl Tape {
     }
 
     /// A register file for this tape, constants loaded, everything else 0.
-    pub fn registers(&self) -> Vec<f64> {
-        let mut r = vec![0.0; self.regs.max(1) * LANES];
+    pub fn registers(&self) -> Registers {
+        let mut r = Registers::zeros(self.regs.max(1) * LANES);
         for &(reg, v) in &self.consts {
             r[reg as usize * LANES..(reg as usize + 1) * LANES].fill(v);
         }
@@ -150,6 +190,56 @@ impl Tape {
 
     pub fn is_empty(&self) -> bool {
         self.code.is_empty()
+    }
+
+    /// One step of a state of `n` values kept in the tape's first `n` inputs: runs the
+    /// tape, tells whether outputs `0..n` are finite in every lane (when `check`; `true`
+    /// otherwise), and copies them into inputs `0..n` (through `tmp`, of `n · LANES`
+    /// values, so that an output that is another state's input is read before it is
+    /// overwritten). All of it runs as one call compiled for AVX2 where the CPU has it.
+    pub fn step(&self, regs: &mut [f64], n: usize, tmp: &mut [f64], check: bool) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
+            return t.call(|| self.step_lanes(regs, n, tmp, check));
+        }
+        self.step_lanes(regs, n, tmp, check)
+    }
+
+    #[inline(always)]
+    fn step_lanes(&self, regs: &mut [f64], n: usize, tmp: &mut [f64], check: bool) -> bool {
+        self.run_lanes(regs);
+        let finite = !check || self.outputs_finite(regs, n);
+        for i in 0..n {
+            let r = self.output_reg(i);
+            tmp[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
+        }
+        for i in 0..n {
+            if let Some(r) = self.input_reg(i) {
+                if r != self.output_reg(i) {
+                    regs[r * LANES..(r + 1) * LANES]
+                        .copy_from_slice(&tmp[i * LANES..(i + 1) * LANES]);
+                }
+            }
+        }
+        finite
+    }
+
+    /// Whether every lane of the outputs `0..n` is finite: `0·v` is 0 for a finite `v`
+    /// and NaN otherwise, summed in eight independent accumulators (so that it
+    /// vectorises).
+    #[inline(always)]
+    pub fn outputs_finite(&self, regs: &[f64], n: usize) -> bool {
+        let mut acc = [0.0f64; 8];
+        for i in 0..n {
+            let r = self.output_reg(i);
+            for c in regs[r * LANES..(r + 1) * LANES].chunks_exact(8) {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    // `v * 0.0`: 0 for a finite v, NaN for ±∞ and NaN.
+                    *a += v * 0.0;
+                }
+            }
+        }
+        acc.iter().sum::<f64>() == 0.0
     }
 
     /// The lanes of register `r`.

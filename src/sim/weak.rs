@@ -29,7 +29,7 @@ use super::compile::{Layout, SdeProgram, StepProgram};
 use super::rng::{Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
-use crate::numeric::tape::{Tape, LANES};
+use crate::numeric::tape::{Registers, Tape, LANES};
 use rayon::prelude::*;
 
 /// Everything one η needs, compiled.
@@ -299,19 +299,6 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
     }
 }
 
-/// Copies the output registers of a tape into the input registers of the state.
-pub(super) fn write_back(tape: &Tape, regs: &mut [f64], n: usize, tmp: &mut [f64]) {
-    for i in 0..n {
-        let r = tape.output_reg(i);
-        tmp[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
-    }
-    for i in 0..n {
-        if let Some(r) = tape.input_reg(i) {
-            regs[r * LANES..(r + 1) * LANES].copy_from_slice(&tmp[i * LANES..(i + 1) * LANES]);
-        }
-    }
-}
-
 fn set_input(tape: &Tape, regs: &mut [f64], i: usize, v: &[f64]) {
     if let Some(r) = tape.input_reg(i) {
         regs[r * LANES..(r + 1) * LANES].copy_from_slice(v);
@@ -326,25 +313,9 @@ pub(super) fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
 
 /// One SDE integrated at one level (K, K/2 or K/4 substeps per optimizer step).
 struct Level {
-    regs: Vec<f64>,
+    regs: Registers,
     /// Whether the state is finite so far.
     finite: bool,
-}
-
-/// Whether every lane of the outputs `0..n` is finite: `0·v` is 0 for a finite `v`
-/// and NaN otherwise, summed in eight independent accumulators (so that it vectorises).
-fn outputs_finite(tape: &Tape, regs: &[f64], n: usize) -> bool {
-    let mut acc = [0.0f64; 8];
-    for i in 0..n {
-        let r = tape.output_reg(i);
-        for c in regs[r * LANES..(r + 1) * LANES].chunks_exact(8) {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                // `v * 0.0`: 0 for a finite v, NaN for ±∞ and NaN.
-                *a += v * 0.0;
-            }
-        }
-    }
-    acc.iter().sum::<f64>() == 0.0
 }
 
 /// The state slots `0..n` after a run: the outputs.
@@ -432,14 +403,16 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
             step.counter_input(),
             (plan.counter0 + k as u64) as f64,
         );
-        step.tape.run(&mut oregs);
-        if opt_bad.is_none() && !outputs_finite(&step.tape, &oregs, n_rule) {
+        if !step
+            .tape
+            .step(&mut oregs, n_rule, &mut tmp, opt_bad.is_none())
+        {
             opt_bad = Some(k + 1);
         }
         if k + 1 == plan.steps {
-            ostate[..n_rule * LANES].copy_from_slice(&outputs(&step.tape, &oregs, n_rule));
+            // `step` leaves the outputs in `tmp`.
+            ostate[..n_rule * LANES].copy_from_slice(&tmp[..n_rule * LANES]);
         }
-        write_back(&step.tape, &mut oregs, n_rule, &mut tmp);
         if plan.sdes.is_empty() {
             continue;
         }
@@ -515,12 +488,14 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                             }
                         }
                     }
-                    sde.tape.run(&mut level.regs);
-                    write_back(&sde.tape, &mut level.regs, n, &mut tmp);
-                }
-                if level.finite && !outputs_finite(&sde.tape, &level.regs, n) {
-                    level.finite = false;
-                    sde_bad[o] = sde_bad[o].or(Some(k + 1));
+                    let last = s + 1 == subs;
+                    let ok = sde
+                        .tape
+                        .step(&mut level.regs, n, &mut tmp, last && level.finite);
+                    if last && !ok {
+                        level.finite = false;
+                        sde_bad[o] = sde_bad[o].or(Some(k + 1));
+                    }
                 }
             }
         }
