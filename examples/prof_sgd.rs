@@ -1,5 +1,6 @@
 #![allow(clippy::print_stdout, reason = "profiling helper")]
-//! Profiling helper: the SGD step alone, d from the first argument.
+//! Profiling helper: the SGD step alone, d from the first argument, threads from the
+//! second (1 by default); `SMELT_TAPE=1` prints the step's tape.
 use std::collections::BTreeMap;
 fn main() {
     let d: usize = std::env::args()
@@ -15,8 +16,16 @@ fn main() {
     let mut plan =
         smelt::verify::plan(&mut prepared, 1.0 / 32.0, 8).unwrap_or_else(|e| panic!("{e:?}"));
     plan.sdes.clear();
+    if std::env::var_os("SMELT_TAPE").is_some() {
+        println!("{:#?}", plan.step.tape);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(
+            std::env::args()
+                .nth(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
+        )
         .build()
         .unwrap();
     let t = std::time::Instant::now();

@@ -23,6 +23,59 @@ enum Instr {
     Un(Unary, u32, u32),
     Bin(Binary, u32, u32, u32),
     PowI(u32, u32, i32),
+    /// `second(t, c)` (or `second(c, t)` when not `left`) with `t = first(a, b)`,
+    /// registers `[dst, a, b, c]`: two instructions in one pass, `t` never stored. Each
+    /// operation rounds as it would alone, so the results are bit for bit those of the
+    /// two instructions.
+    Fused(First, Second, bool, [u32; 4]),
+}
+
+/// The first operation of a fused instruction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum First {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// `a²` (`b` is `a`).
+    Square,
+    /// `a³` (`b` is `a`).
+    Cube,
+}
+
+impl First {
+    fn of(op: Op) -> Option<First> {
+        Some(match op {
+            Op::Binary(Binary::Add, _, _) => First::Add,
+            Op::Binary(Binary::Sub, _, _) => First::Sub,
+            Op::Binary(Binary::Mul, _, _) => First::Mul,
+            Op::Binary(Binary::Div, _, _) => First::Div,
+            Op::PowI(_, 2) => First::Square,
+            Op::PowI(_, 3) => First::Cube,
+            _ => return None,
+        })
+    }
+}
+
+/// The second operation of a fused instruction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Second {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Second {
+    fn of(b: Binary) -> Option<Second> {
+        Some(match b {
+            Binary::Add => Second::Add,
+            Binary::Sub => Second::Sub,
+            Binary::Mul => Second::Mul,
+            Binary::Div => Second::Div,
+            _ => return None,
+        })
+    }
 }
 
 /// A register file: `f64`s whose first element sits on a 64-byte boundary (a cache
@@ -91,14 +144,55 @@ impl Tape {
             stack.extend(g.op(n).children());
         }
         live.sort_unstable();
-        // Last use of every node (position in `live` of its last reader).
-        let mut last_use: HashMap<Id, usize> = HashMap::new();
-        for (pos, &n) in live.iter().enumerate() {
+        let pinned: std::collections::HashSet<Id> = outputs.iter().copied().collect();
+        // Readers of every node, counted with multiplicity.
+        let mut uses: HashMap<Id, usize> = HashMap::new();
+        for &n in &live {
             for a in g.op(n).children() {
-                last_use.insert(a, pos);
+                *uses.entry(a).or_default() += 1;
             }
         }
-        let pinned: std::collections::HashSet<Id> = outputs.iter().copied().collect();
+        // Fusion: an arithmetic node read once, by an arithmetic binary node, and not an
+        // output, is computed inside its reader's instruction (so its value never goes
+        // through memory). `absorbed[m]` is the operand that `m` computes itself.
+        let mut absorbed: HashMap<Id, Id> = HashMap::new();
+        let mut inlined: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        for &m in &live {
+            let Op::Binary(b, x, y) = g.op(m) else {
+                continue;
+            };
+            if Second::of(b).is_none() {
+                continue;
+            }
+            let fusable = |n: Id| {
+                uses.get(&n) == Some(&1)
+                    && !pinned.contains(&n)
+                    && !absorbed.contains_key(&n)
+                    && First::of(g.op(n)).is_some()
+            };
+            if let Some(n) = [x, y].into_iter().find(|&n| fusable(n)) {
+                absorbed.insert(m, n);
+                inlined.insert(n);
+            }
+        }
+        // Last use of every node (position in `live` of the instruction that last reads
+        // it; an inlined node's operands are read by its reader's instruction).
+        let pos_of: HashMap<Id, usize> = live.iter().enumerate().map(|(p, &n)| (n, p)).collect();
+        let mut last_use: HashMap<Id, usize> = HashMap::new();
+        for (pos, &n) in live.iter().enumerate() {
+            if inlined.contains(&n) {
+                continue;
+            }
+            let mut reads: Vec<Id> = g.op(n).children().collect();
+            if let Some(&k) = absorbed.get(&n) {
+                reads.extend(g.op(k).children());
+            }
+            for a in reads {
+                let p = last_use.entry(a).or_insert(pos);
+                *p = (*p).max(pos);
+            }
+        }
+        debug_assert!(inlined.iter().all(|n| pos_of.contains_key(n)));
         let mut reg_of: HashMap<Id, u32> = HashMap::new();
         let mut regs: u32 = 0;
         let mut consts = Vec::new();
@@ -125,24 +219,34 @@ impl Tape {
         let mut code = Vec::new();
         for (pos, &n) in live.iter().enumerate() {
             let op = g.op(n);
-            if matches!(op, Op::Const(_) | Op::Input(_)) {
+            if matches!(op, Op::Const(_) | Op::Input(_)) || inlined.contains(&n) {
                 continue;
             }
-            let operands: Vec<Id> = op.children().collect();
+            let mut operands: Vec<Id> = op.children().collect();
             let dst = free.pop().unwrap_or_else(|| {
                 regs += 1;
                 regs - 1
             });
             reg_of.insert(n, dst);
-            code.push(match op {
-                Op::Unary(u, a) => Instr::Un(u, dst, reg_of[&a]),
-                Op::PowI(a, k) => Instr::PowI(dst, reg_of[&a], k),
-                Op::Binary(b, x, y) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
+            code.push(match (op, absorbed.get(&n)) {
+                (Op::Binary(b, x, y), Some(&k)) => {
+                    let first = First::of(g.op(k)).expect("only arithmetic nodes are fused");
+                    let kids: Vec<Id> = g.op(k).children().collect();
+                    let (a, c) = (reg_of[&kids[0]], reg_of[kids.last().expect("an operand")]);
+                    operands.extend(kids);
+                    let second = Second::of(b).expect("only arithmetic nodes fuse");
+                    let (left, other) = if x == k { (true, y) } else { (false, x) };
+                    Instr::Fused(first, second, left, [dst, a, c, reg_of[&other]])
+                }
+                (Op::Unary(u, a), _) => Instr::Un(u, dst, reg_of[&a]),
+                (Op::PowI(a, k), _) => Instr::PowI(dst, reg_of[&a], k),
+                (Op::Binary(b, x, y), None) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
                 _ => unreachable!("constants and inputs were skipped"),
             });
             for a in operands {
                 let fixed = matches!(g.op(a), Op::Const(_) | Op::Input(_));
-                if !fixed && !pinned.contains(&a) && last_use.get(&a) == Some(&pos) {
+                let kept = fixed || pinned.contains(&a) || inlined.contains(&a);
+                if !kept && last_use.get(&a) == Some(&pos) {
                     let r = reg_of[&a];
                     if !free.contains(&r) {
                         free.push(r);
@@ -295,6 +399,7 @@ impl Tape {
                     let (dst, x, y) = parts(regs, d as usize, a as usize, c as usize);
                     binary(b, dst, x, y);
                 }
+                Instr::Fused(first, second, left, r) => fused(regs, first, second, left, r),
             }
         }
     }
@@ -320,6 +425,62 @@ fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64],
 }
 
 type Lanes = [f64; LANES];
+
+/// Runs a fused instruction: the operations are chosen outside the loop over the lanes,
+/// so that each of the 48 combinations is its own vectorized loop.
+#[inline(always)]
+fn fused(regs: &mut [f64], first: First, second: Second, left: bool, r: [u32; 4]) {
+    let [d, a, b, c] = r.map(|x| x as usize);
+    debug_assert!(d != a && d != b && d != c);
+    let (lo, rest) = regs.split_at_mut(d * LANES);
+    let (dst, hi) = rest.split_at_mut(LANES);
+    let (lo, hi): (&[f64], &[f64]) = (lo, hi);
+    let get = |r: usize| -> &Lanes {
+        let s = if r < d {
+            &lo[r * LANES..(r + 1) * LANES]
+        } else {
+            &hi[(r - d - 1) * LANES..(r - d) * LANES]
+        };
+        s.try_into().expect("a register holds LANES lanes")
+    };
+    let dst: &mut Lanes = dst.try_into().expect("a register holds LANES lanes");
+    let (x, y, z) = (get(a), get(b), get(c));
+    #[inline(always)]
+    fn run<F: Fn(f64, f64) -> f64, G: Fn(f64, f64) -> f64>(
+        dst: &mut Lanes,
+        x: &Lanes,
+        y: &Lanes,
+        z: &Lanes,
+        f: F,
+        g: G,
+    ) {
+        for i in 0..LANES {
+            dst[i] = g(f(x[i], y[i]), z[i]);
+        }
+    }
+    macro_rules! second {
+        ($f:expr) => {
+            match (second, left) {
+                (Second::Add, true) => run(dst, x, y, z, $f, |t, c| t + c),
+                (Second::Add, false) => run(dst, x, y, z, $f, |t, c| c + t),
+                (Second::Sub, true) => run(dst, x, y, z, $f, |t, c| t - c),
+                (Second::Sub, false) => run(dst, x, y, z, $f, |t, c| c - t),
+                (Second::Mul, true) => run(dst, x, y, z, $f, |t, c| t * c),
+                (Second::Mul, false) => run(dst, x, y, z, $f, |t, c| c * t),
+                (Second::Div, true) => run(dst, x, y, z, $f, |t, c| t / c),
+                (Second::Div, false) => run(dst, x, y, z, $f, |t, c| c / t),
+            }
+        };
+    }
+    match first {
+        First::Add => second!(|a, b| a + b),
+        First::Sub => second!(|a, b| a - b),
+        First::Mul => second!(|a, b| a * b),
+        First::Div => second!(|a, b| a / b),
+        First::Square => second!(|a, _| a * a),
+        First::Cube => second!(|a, _| a * a * a),
+    }
+}
 
 /// The slices of [`parts`] as fixed-size lanes (plain loops over them vectorize).
 #[inline(always)]
@@ -395,6 +556,11 @@ mod tests {
 
     /// A random expression graph over `n` inputs, built from a fixed LCG.
     fn random_graph(seed: u64, n: u32, size: usize) -> (Graph, Vec<Id>) {
+        random_graph_of(seed, n, size, 9)
+    }
+
+    /// [`random_graph`] from its first `kinds` kinds of node (6: arithmetic only).
+    fn random_graph_of(seed: u64, n: u32, size: usize, kinds: usize) -> (Graph, Vec<Id>) {
         let mut s = seed;
         let mut next = move || {
             s = s
@@ -409,7 +575,7 @@ mod tests {
         for _ in 0..size {
             let a = pool[next() % pool.len()];
             let b = pool[next() % pool.len()];
-            let node = match next() % 9 {
+            let node = match next() % kinds {
                 0 => g.add(a, b),
                 1 => g.sub(a, b),
                 2 => g.mul(a, b),
@@ -419,8 +585,8 @@ mod tests {
                     let den = g.add(one, sq);
                     g.div(a, den)
                 }
-                4 => g.unary(Unary::Tanh, a),
-                5 => g.powi(a, 3),
+                4 => g.powi(a, 3),
+                5 => g.unary(Unary::Tanh, a),
                 6 => g.unary(Unary::Sin, a),
                 7 => {
                     let sq = g.powi(a, 2);
@@ -466,6 +632,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Fused instructions round each operation as the reference does: on arithmetic
+    /// alone the tape gives the reference's numbers bit for bit.
+    #[test]
+    fn fused_instructions_keep_every_rounding() {
+        let mut fused = 0;
+        for seed in 0..20 {
+            let (g, outs) = random_graph_of(seed, 3, 40, 5);
+            let tape = Tape::compile(&g, &outs, 3);
+            fused += tape
+                .code
+                .iter()
+                .filter(|i| matches!(i, Instr::Fused(..)))
+                .count();
+            let mut regs = tape.registers();
+            let point = |lane: usize| [0.9 - 0.013 * lane as f64, 0.5, (lane as f64).sqrt()];
+            for i in 0..3 {
+                if let Some(r) = tape.input_reg(i) {
+                    for lane in 0..LANES {
+                        regs[r * LANES + lane] = point(lane)[i];
+                    }
+                }
+            }
+            tape.run(&mut regs);
+            for lane in 0..LANES {
+                let want = g.eval(&outs, &point(lane));
+                for (k, w) in want.iter().enumerate() {
+                    let got = tape.lane(&regs, tape.output_reg(k))[lane];
+                    assert!(
+                        got.to_bits() == w.to_bits() || (got.is_nan() && w.is_nan()),
+                        "seed {seed} lane {lane} output {k}: {got} vs {w}"
+                    );
+                }
+            }
+        }
+        assert!(fused > 100, "only {fused} fused instructions");
     }
 
     #[test]
