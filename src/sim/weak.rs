@@ -253,7 +253,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .map(|rng| {
-            let out = block(plan, rng);
+            let out = in_avx2(|| block(plan, rng));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             out
@@ -328,6 +328,19 @@ fn outputs(tape: &Tape, regs: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
+/// Runs `f` compiled for AVX2 where the CPU has it (what `f` inlines is compiled so too).
+#[inline(always)]
+pub(super) fn in_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
+        return t.call(f);
+    }
+    f()
+}
+
+/// One block of paths; inlined into [`in_avx2`], so that its loops over the lanes are
+/// compiled for AVX2 where the CPU has it.
+#[inline(always)]
 fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let step = &plan.step;
     let n_rule = step.n_state;
