@@ -1,6 +1,7 @@
 #![allow(clippy::print_stdout, reason = "profiling helper")]
 //! Profiling helper: the SGD step alone, d from the first argument, threads from the
-//! second (1 by default); `SMELT_TAPE=1` prints the step's tape.
+//! second (1 by default); `SMELT_TAPE=1` prints the step's tape, `SMELT_SME=1` runs the
+//! order-1 SME beside it.
 use std::collections::BTreeMap;
 fn main() {
     let d: usize = std::env::args()
@@ -15,7 +16,9 @@ fn main() {
         smelt::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:?}"));
     let mut plan =
         smelt::verify::plan(&mut prepared, 1.0 / 32.0, 8).unwrap_or_else(|e| panic!("{e:?}"));
-    plan.sdes.clear();
+    if std::env::var_os("SMELT_SME").is_none() {
+        plan.sdes.clear();
+    }
     if std::env::var_os("SMELT_TAPE").is_some() {
         println!("{:#?}", plan.step.tape);
     }

@@ -493,10 +493,11 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                             continue;
                         };
                         let dst = &mut level.regs[r * LANES..(r + 1) * LANES];
-                        dst.fill(0.0);
-                        for i in s * group..(s + 1) * group {
-                            let src = &fine[(i * n + a) * LANES..(i * n + a + 1) * LANES];
-                            for (d, &v) in dst.iter_mut().zip(src) {
+                        let fine_of =
+                            |i: usize| &fine[(i * n + a) * LANES..(i * n + a + 1) * LANES];
+                        dst.copy_from_slice(fine_of(s * group));
+                        for i in s * group + 1..(s + 1) * group {
+                            for (d, &v) in dst.iter_mut().zip(fine_of(i)) {
                                 *d += v;
                             }
                         }
