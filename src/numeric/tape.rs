@@ -28,6 +28,9 @@ enum Instr {
     /// operation rounds as it would alone, so the results are bit for bit those of the
     /// two instructions.
     Fused(First, Second, bool, [u32; 4]),
+    /// `dst = a`: an output that is an input or a constant, or another output's node,
+    /// gets a register of its own.
+    Copy(u32, u32),
 }
 
 /// The first operation of a fused instruction.
@@ -254,7 +257,21 @@ impl Tape {
                 }
             }
         }
-        let outputs = outputs.iter().map(|o| reg_of[o]).collect();
+        // Every output in a computed register of its own, never an input's or a
+        // constant's: so a step's write-back (outputs into inputs) copies directly.
+        let mut out_regs: Vec<u32> = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            let r = reg_of[o];
+            let computed = !matches!(g.op(*o), Op::Const(_) | Op::Input(_));
+            if computed && !out_regs.contains(&r) {
+                out_regs.push(r);
+            } else {
+                code.push(Instr::Copy(regs, r));
+                out_regs.push(regs);
+                regs += 1;
+            }
+        }
+        let outputs = out_regs;
         Tape {
             regs: regs as usize,
             consts,
@@ -298,31 +315,25 @@ impl Tape {
 
     /// One step of a state of `n` values kept in the tape's first `n` inputs: runs the
     /// tape, tells whether outputs `0..n` are finite in every lane (when `check`; `true`
-    /// otherwise), and copies them into inputs `0..n` (through `tmp`, of `n · LANES`
-    /// values, so that an output that is another state's input is read before it is
-    /// overwritten). All of it runs as one call compiled for AVX2 where the CPU has it.
-    pub fn step(&self, regs: &mut [f64], n: usize, tmp: &mut [f64], check: bool) -> bool {
+    /// otherwise), and copies them into inputs `0..n` (outputs have registers of their
+    /// own, so they still hold the new state afterwards). All of it runs as one call
+    /// compiled for AVX2 where the CPU has it.
+    pub fn step(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
         #[cfg(target_arch = "x86_64")]
         if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
-            return t.call(|| self.step_lanes(regs, n, tmp, check));
+            return t.call(|| self.step_lanes(regs, n, check));
         }
-        self.step_lanes(regs, n, tmp, check)
+        self.step_lanes(regs, n, check)
     }
 
     #[inline(always)]
-    fn step_lanes(&self, regs: &mut [f64], n: usize, tmp: &mut [f64], check: bool) -> bool {
+    fn step_lanes(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
         self.run_lanes(regs);
         let finite = !check || self.outputs_finite(regs, n);
         for i in 0..n {
-            let r = self.output_reg(i);
-            tmp[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
-        }
-        for i in 0..n {
             if let Some(r) = self.input_reg(i) {
-                if r != self.output_reg(i) {
-                    regs[r * LANES..(r + 1) * LANES]
-                        .copy_from_slice(&tmp[i * LANES..(i + 1) * LANES]);
-                }
+                let (dst, x, _) = parts(regs, r, self.output_reg(i), self.output_reg(i));
+                dst.copy_from_slice(x);
             }
         }
         finite
@@ -400,6 +411,10 @@ impl Tape {
                     binary(b, dst, x, y);
                 }
                 Instr::Fused(first, second, left, r) => fused(regs, first, second, left, r),
+                Instr::Copy(d, a) => {
+                    let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
+                    dst.copy_from_slice(x);
+                }
             }
         }
     }
@@ -669,6 +684,37 @@ mod tests {
             }
         }
         assert!(fused > 100, "only {fused} fused instructions");
+    }
+
+    /// Outputs that are inputs, constants or the same node twice get registers of their
+    /// own, so a step that swaps two states (and keeps a constant) is exact.
+    #[test]
+    fn steps_write_back_outputs_that_are_inputs() {
+        let mut g = Graph::new();
+        let (x, y) = (g.input(0), g.input(1));
+        let two = g.constant(2.0);
+        let s = g.add(x, y);
+        let tape = Tape::compile(&g, &[y, x, two, s, s], 4);
+        let mut regs = tape.registers();
+        for (i, v) in [1.0, 2.0, 5.0, 7.0].into_iter().enumerate() {
+            if let Some(r) = tape.input_reg(i) {
+                regs[r * LANES..(r + 1) * LANES].fill(v);
+            }
+        }
+        assert!(tape.step(&mut regs, 2, true));
+        let state = |regs: &[f64], i: usize| regs[tape.input_reg(i).unwrap() * LANES];
+        assert_eq!((state(&regs, 0), state(&regs, 1)), (2.0, 1.0));
+        let outs: Vec<f64> = (0..5).map(|k| regs[tape.output_reg(k) * LANES]).collect();
+        assert_eq!(outs, [2.0, 1.0, 2.0, 3.0, 3.0]);
+        assert!(tape.step(&mut regs, 2, true));
+        assert_eq!((state(&regs, 0), state(&regs, 1)), (1.0, 2.0));
+        let outs: Vec<usize> = (0..5).map(|k| tape.output_reg(k)).collect();
+        let mut distinct = outs.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "output registers {outs:?}");
+        regs[tape.input_reg(0).unwrap() * LANES] = f64::NAN;
+        assert!(!tape.step(&mut regs, 2, true));
     }
 
     #[test]

@@ -350,7 +350,6 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let n_obs = plan.observables.n_outputs();
     // The optimizer: its state lives in the tape's input registers.
     let mut oregs = step.tape.registers();
-    let mut tmp = vec![0.0; n.max(1) * LANES];
     for i in 0..n_rule {
         fill_input(&step.tape, &mut oregs, i, plan.start[i]);
     }
@@ -416,15 +415,11 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
             step.counter_input(),
             (plan.counter0 + k as u64) as f64,
         );
-        if !step
-            .tape
-            .step(&mut oregs, n_rule, &mut tmp, opt_bad.is_none())
-        {
+        if !step.tape.step(&mut oregs, n_rule, opt_bad.is_none()) {
             opt_bad = Some(k + 1);
         }
         if k + 1 == plan.steps {
-            // `step` leaves the outputs in `tmp`.
-            ostate[..n_rule * LANES].copy_from_slice(&tmp[..n_rule * LANES]);
+            ostate[..n_rule * LANES].copy_from_slice(&outputs(&step.tape, &oregs, n_rule));
         }
         if plan.sdes.is_empty() {
             continue;
@@ -503,9 +498,7 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                         }
                     }
                     let last = s + 1 == subs;
-                    let ok = sde
-                        .tape
-                        .step(&mut level.regs, n, &mut tmp, last && level.finite);
+                    let ok = sde.tape.step(&mut level.regs, n, last && level.finite);
                     if last && !ok {
                         level.finite = false;
                         sde_bad[o] = sde_bad[o].or(Some(k + 1));
