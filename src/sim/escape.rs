@@ -19,7 +19,7 @@
 use super::compile::{SdeProgram, StepProgram};
 use super::ha::{HaProgram, Work};
 use super::rng::{Stream, Streams};
-use super::weak::fill_input;
+use super::weak::{fill_input, in_avx2};
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
 
@@ -111,7 +111,7 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> (Vec<ExitTimes>, u64) 
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .enumerate()
-        .map(|(i, rng)| block(plan, i / blocks, quotas[i % blocks], rng))
+        .map(|(i, rng)| in_avx2(|| block(plan, i / blocks, quotas[i % blocks], rng)))
         .collect();
     let lane_steps = outs.iter().map(|o| o.lane_steps).sum();
     let times = (0..models)
@@ -191,6 +191,7 @@ fn lanes_input(tape: &Tape, regs: &mut [f64], i: usize, v: impl Fn(usize) -> f64
 /// One block of one model: `quota` paths through `LANES` lanes; a lane whose path has
 /// left (or stopped, or reached the horizon) starts the next path at once. Every lane
 /// keeps its own step count, so the clock and the counter are per lane.
+#[inline(always)]
 fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> BlockOut {
     let n = plan.n;
     // The slots a model advances (the clock is set from the step counter).
