@@ -56,17 +56,20 @@ fn main() {
         .and_then(|i| args.get(i + 1).cloned());
     // The generator bound: normals per second, one thread.
     let mut g = smelt::sim::rng::Streams::new(1).stream(0);
-    let mut buf = vec![0.0; 64 * 64];
-    let n = 200;
+    // Batches of one register (128 lanes), as the simulation draws them: the
+    // generator's fastest rate (bench_rng compares batch sizes).
+    let mut buf = vec![0.0; smelt::numeric::tape::LANES];
+    let n = 400_000;
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
-        for _ in 0..n * 100 {
+        for _ in 0..n {
             g.fill_normal(&mut buf);
         }
         best = best.min(t.elapsed().as_secs_f64());
+        assert!(buf.iter().all(|x| x.is_finite()));
     }
-    let bound = (n * 100 * buf.len()) as f64 / best;
+    let bound = (n * buf.len()) as f64 / best;
     println!("generator: {}", smelt::sim::rng::NAME);
     println!("  batch fast path: {}", smelt::sim::rng::fast_path());
     println!("  normals, one thread: {:.0} M/s (the bound: one normal per SGD path-step and coordinate)\n", bound / 1e6);
