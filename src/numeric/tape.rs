@@ -6,7 +6,11 @@
 //! (which the compiler vectorises), so the cost of interpreting an instruction is paid
 //! once per [`LANES`] paths, not per path. Registers are allocated by liveness: a value
 //! dead after its last use gives its register to a later one, so the working set of a
-//! step stays in cache.
+//! step stays in cache. An arithmetic node read once (and not an output) is computed
+//! inside its reader's instruction ("fused": two operations in one pass over the lanes,
+//! each rounded as alone, so the numbers do not change), and every output gets a
+//! computed register of its own, so that [`Tape::step`] writes a state back with one
+//! copy. Register files ([`Registers`]) start on a cache line.
 //!
 //! Usage: [`Tape::registers`] makes a register file with the constants loaded; write the
 //! inputs into their registers ([`Tape::input_reg`]), [`Tape::run`], read the outputs
@@ -615,12 +619,42 @@ mod tests {
         (g, outs)
     }
 
+    /// Compiles `outs`, runs the tape on `point(lane)` in every lane, and checks every
+    /// output against the reference evaluation with `agree(got, want)`.
+    fn check_against_reference(
+        g: &Graph,
+        outs: &[Id],
+        point: impl Fn(usize) -> [f64; 3],
+        agree: impl Fn(f64, f64) -> bool,
+        seed: u64,
+    ) -> Tape {
+        let tape = Tape::compile(g, outs, 3);
+        let mut regs = tape.registers();
+        for i in 0..3 {
+            if let Some(r) = tape.input_reg(i) {
+                for lane in 0..LANES {
+                    regs[r * LANES + lane] = point(lane)[i];
+                }
+            }
+        }
+        tape.run(&mut regs);
+        for lane in 0..LANES {
+            let want = g.eval(outs, &point(lane));
+            for (k, w) in want.iter().enumerate() {
+                let got = tape.lane(&regs, tape.output_reg(k))[lane];
+                assert!(
+                    agree(got, *w),
+                    "seed {seed} lane {lane} output {k}: {got} vs {w}"
+                );
+            }
+        }
+        tape
+    }
+
     #[test]
     fn tapes_agree_with_the_reference_evaluation() {
         for seed in 0..20 {
             let (g, outs) = random_graph(seed, 3, 60);
-            let tape = Tape::compile(&g, &outs, 3);
-            let mut regs = tape.registers();
             let point = |lane: usize| {
                 [
                     (lane as f64 * 0.37).sin(),
@@ -628,24 +662,8 @@ mod tests {
                     0.1 * lane as f64 - 3.0,
                 ]
             };
-            for i in 0..3 {
-                if let Some(r) = tape.input_reg(i) {
-                    for lane in 0..LANES {
-                        regs[r * LANES + lane] = point(lane)[i];
-                    }
-                }
-            }
-            tape.run(&mut regs);
-            for lane in 0..LANES {
-                let want = g.eval(&outs, &point(lane));
-                for (k, w) in want.iter().enumerate() {
-                    let got = tape.lane(&regs, tape.output_reg(k))[lane];
-                    assert!(
-                        got == *w || (got - w).abs() <= 1e-12 * w.abs().max(1.0),
-                        "seed {seed} lane {lane} output {k}: {got} vs {w}"
-                    );
-                }
-            }
+            let close = |got: f64, w: f64| got == w || (got - w).abs() <= 1e-12 * w.abs().max(1.0);
+            check_against_reference(&g, &outs, point, close, seed);
         }
     }
 
@@ -656,32 +674,15 @@ mod tests {
         let mut fused = 0;
         for seed in 0..20 {
             let (g, outs) = random_graph_of(seed, 3, 40, 5);
-            let tape = Tape::compile(&g, &outs, 3);
+            let point = |lane: usize| [0.9 - 0.013 * lane as f64, 0.5, (lane as f64).sqrt()];
+            let same =
+                |got: f64, w: f64| got.to_bits() == w.to_bits() || (got.is_nan() && w.is_nan());
+            let tape = check_against_reference(&g, &outs, point, same, seed);
             fused += tape
                 .code
                 .iter()
                 .filter(|i| matches!(i, Instr::Fused(..)))
                 .count();
-            let mut regs = tape.registers();
-            let point = |lane: usize| [0.9 - 0.013 * lane as f64, 0.5, (lane as f64).sqrt()];
-            for i in 0..3 {
-                if let Some(r) = tape.input_reg(i) {
-                    for lane in 0..LANES {
-                        regs[r * LANES + lane] = point(lane)[i];
-                    }
-                }
-            }
-            tape.run(&mut regs);
-            for lane in 0..LANES {
-                let want = g.eval(&outs, &point(lane));
-                for (k, w) in want.iter().enumerate() {
-                    let got = tape.lane(&regs, tape.output_reg(k))[lane];
-                    assert!(
-                        got.to_bits() == w.to_bits() || (got.is_nan() && w.is_nan()),
-                        "seed {seed} lane {lane} output {k}: {got} vs {w}"
-                    );
-                }
-            }
         }
         assert!(fused > 100, "only {fused} fused instructions");
     }
