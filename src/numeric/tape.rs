@@ -323,11 +323,7 @@ impl Tape {
     /// own, so they still hold the new state afterwards). All of it runs as one call
     /// compiled for AVX2 where the CPU has it.
     pub fn step(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
-            return t.call(|| self.step_lanes(regs, n, check));
-        }
-        self.step_lanes(regs, n, check)
+        crate::sim::rng::in_avx2(|| self.step_lanes(regs, n, check))
     }
 
     #[inline(always)]
@@ -369,11 +365,7 @@ impl Tape {
     /// Runs the program on a register file from [`Tape::registers`] (compiled for AVX2
     /// where the CPU has it: the same arithmetic, four lanes per instruction).
     pub fn run(&self, regs: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
-            return t.call(|| self.run_lanes(regs));
-        }
-        self.run_lanes(regs);
+        crate::sim::rng::in_avx2(|| self.run_lanes(regs));
     }
 
     #[inline(always)]

@@ -18,8 +18,8 @@
 
 use super::compile::{SdeProgram, StepProgram};
 use super::ha::{HaProgram, Work};
-use super::rng::{Stream, Streams};
-use super::weak::{fill_input, in_avx2};
+use super::rng::{in_avx2, Stream, Streams};
+use super::weak::fill_input;
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
 

@@ -40,6 +40,16 @@ pub fn fast_path() -> &'static str {
     }
 }
 
+/// Runs `f` compiled for AVX2 where the CPU has it (what `f` inlines is compiled so too).
+#[inline(always)]
+pub(crate) fn in_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = x86::Avx2::detect() {
+        return t.call(f);
+    }
+    f()
+}
+
 /// Sub-generators per stream (interleaved lanes of the fast path).
 const SUB: usize = 8;
 /// Normals per batch of the fast path.

@@ -26,7 +26,7 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
-use super::rng::{Stream, Streams};
+use super::rng::{in_avx2, Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
 use crate::numeric::tape::{Registers, Tape, LANES};
@@ -328,17 +328,7 @@ fn outputs(tape: &Tape, regs: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
-/// Runs `f` compiled for AVX2 where the CPU has it (what `f` inlines is compiled so too).
-#[inline(always)]
-pub(super) fn in_avx2<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(t) = crate::sim::rng::x86::Avx2::detect() {
-        return t.call(f);
-    }
-    f()
-}
-
-/// One block of paths; inlined into [`in_avx2`], so that its loops over the lanes are
+/// One block of paths; inlined into [`in_avx2`](crate::sim::rng::in_avx2), so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
 #[inline(always)]
 fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
