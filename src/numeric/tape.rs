@@ -184,7 +184,6 @@ impl Tape {
         }
         // Last use of every node (position in `live` of the instruction that last reads
         // it; an inlined node's operands are read by its reader's instruction).
-        let pos_of: HashMap<Id, usize> = live.iter().enumerate().map(|(p, &n)| (n, p)).collect();
         let mut last_use: HashMap<Id, usize> = HashMap::new();
         for (pos, &n) in live.iter().enumerate() {
             if inlined.contains(&n) {
@@ -199,7 +198,6 @@ impl Tape {
                 *p = (*p).max(pos);
             }
         }
-        debug_assert!(inlined.iter().all(|n| pos_of.contains_key(n)));
         let mut reg_of: HashMap<Id, u32> = HashMap::new();
         let mut regs: u32 = 0;
         let mut consts = Vec::new();
@@ -416,15 +414,13 @@ impl Tape {
     }
 }
 
-/// The destination register (mutable) and two operand registers; the destination is
-/// never an operand (the allocator frees an operand's register only after its reader).
+/// The destination register `d` (mutable) and a reader of any other register.
 #[inline(always)]
-fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64], &[f64]) {
-    debug_assert!(d != a && d != b);
+fn split<'a>(regs: &'a mut [f64], d: usize) -> (&'a mut [f64], impl Fn(usize) -> &'a [f64]) {
     let (lo, rest) = regs.split_at_mut(d * LANES);
     let (dst, hi) = rest.split_at_mut(LANES);
     let (lo, hi): (&[f64], &[f64]) = (lo, hi);
-    let get = |r: usize| -> &[f64] {
+    let get = move |r: usize| -> &'a [f64] {
         if r < d {
             &lo[r * LANES..(r + 1) * LANES]
         } else {
@@ -432,6 +428,15 @@ fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64],
             &hi[k * LANES..(k + 1) * LANES]
         }
     };
+    (dst, get)
+}
+
+/// The destination register (mutable) and two operand registers; the destination is
+/// never an operand (the allocator frees an operand's register only after its reader).
+#[inline(always)]
+fn parts(regs: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64], &[f64]) {
+    debug_assert!(d != a && d != b);
+    let (dst, get) = split(regs, d);
     (dst, get(a), get(b))
 }
 
@@ -443,19 +448,9 @@ type Lanes = [f64; LANES];
 fn fused(regs: &mut [f64], first: First, second: Second, left: bool, r: [u32; 4]) {
     let [d, a, b, c] = r.map(|x| x as usize);
     debug_assert!(d != a && d != b && d != c);
-    let (lo, rest) = regs.split_at_mut(d * LANES);
-    let (dst, hi) = rest.split_at_mut(LANES);
-    let (lo, hi): (&[f64], &[f64]) = (lo, hi);
-    let get = |r: usize| -> &Lanes {
-        let s = if r < d {
-            &lo[r * LANES..(r + 1) * LANES]
-        } else {
-            &hi[(r - d - 1) * LANES..(r - d) * LANES]
-        };
-        s.try_into().expect("a register holds LANES lanes")
-    };
-    let dst: &mut Lanes = dst.try_into().expect("a register holds LANES lanes");
-    let (x, y, z) = (get(a), get(b), get(c));
+    let (dst, get) = split(regs, d);
+    let (dst, x, y) = lanes(dst, get(a), get(b));
+    let z: &Lanes = get(c).try_into().expect("a register holds LANES lanes");
     #[inline(always)]
     fn run<F: Fn(f64, f64) -> f64, G: Fn(f64, f64) -> f64>(
         dst: &mut Lanes,
