@@ -17,6 +17,7 @@
 //! ([`Tape::output_reg`]). [`Graph::eval`] is the reference the tape is tested against.
 
 use super::graph::{powi, Binary, Graph, Id, Op, Unary};
+use crate::sim::rng::{in_avx2, Job};
 use std::collections::HashMap;
 
 /// Paths per register.
@@ -321,7 +322,15 @@ impl Tape {
     /// own, so they still hold the new state afterwards). All of it runs as one call
     /// compiled for AVX2 where the CPU has it.
     pub fn step(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
-        crate::sim::rng::in_avx2(|| self.step_lanes(regs, n, check))
+        struct Step<'a>(&'a Tape, &'a mut [f64], usize, bool);
+        impl Job for Step<'_> {
+            type Out = bool;
+            #[inline(always)]
+            fn run(self) -> bool {
+                self.0.step_lanes(self.1, self.2, self.3)
+            }
+        }
+        in_avx2(Step(self, regs, n, check))
     }
 
     #[inline(always)]
@@ -363,7 +372,15 @@ impl Tape {
     /// Runs the program on a register file from [`Tape::registers`] (compiled for AVX2
     /// where the CPU has it: the same arithmetic, four lanes per instruction).
     pub fn run(&self, regs: &mut [f64]) {
-        crate::sim::rng::in_avx2(|| self.run_lanes(regs));
+        struct Run<'a>(&'a Tape, &'a mut [f64]);
+        impl Job for Run<'_> {
+            type Out = ();
+            #[inline(always)]
+            fn run(self) {
+                self.0.run_lanes(self.1)
+            }
+        }
+        in_avx2(Run(self, regs))
     }
 
     #[inline(always)]

@@ -18,7 +18,7 @@
 
 use super::compile::{SdeProgram, StepProgram};
 use super::ha::{HaProgram, Work};
-use super::rng::{in_avx2, Stream, Streams};
+use super::rng::{in_avx2, Job, Stream, Streams};
 use super::weak::fill_input;
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
@@ -111,7 +111,7 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> (Vec<ExitTimes>, u64) 
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .enumerate()
-        .map(|(i, rng)| in_avx2(|| block(plan, i / blocks, quotas[i % blocks], rng)))
+        .map(|(i, rng)| in_avx2(Block(plan, i / blocks, quotas[i % blocks], rng)))
         .collect();
     let lane_steps = outs.iter().map(|o| o.lane_steps).sum();
     let times = (0..models)
@@ -185,6 +185,18 @@ fn lanes_input(tape: &Tape, regs: &mut [f64], i: usize, v: impl Fn(usize) -> f64
         for (lane, x) in regs[r * LANES..(r + 1) * LANES].iter_mut().enumerate() {
             *x = v(lane);
         }
+    }
+}
+
+/// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
+/// compiled for AVX2 where the CPU has it.
+struct Block<'a>(&'a EscapePlan, usize, usize, Stream);
+
+impl Job for Block<'_> {
+    type Out = BlockOut;
+    #[inline(always)]
+    fn run(self) -> BlockOut {
+        block(self.0, self.1, self.2, self.3)
     }
 }
 

@@ -40,14 +40,23 @@ pub fn fast_path() -> &'static str {
     }
 }
 
-/// Runs `f` compiled for AVX2 where the CPU has it (what `f` inlines is compiled so too).
+/// A piece of work whose body should be compiled for AVX2 where the CPU has it (see
+/// [`in_avx2`]). Implement [`Job::run`] with `#[inline(always)]`, and mark what it calls so
+/// too: that is what makes the body part of the AVX2-compiled function. (A closure
+/// cannot be marked so, and a large one is not inlined: it would stay SSE2 code.)
+pub(crate) trait Job {
+    type Out;
+    fn run(self) -> Self::Out;
+}
+
+/// Runs `job` compiled for AVX2 where the CPU has it, and as portable code otherwise.
 #[inline(always)]
-pub(crate) fn in_avx2<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn in_avx2<J: Job>(job: J) -> J::Out {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = x86::Avx2::detect() {
-        return t.call(f);
+        return t.call(job);
     }
-    f()
+    job.run()
 }
 
 /// Sub-generators per stream (interleaved lanes of the fast path).
@@ -415,12 +424,12 @@ pub(crate) mod x86 {
             is_x86_feature_detected!("avx2").then_some(Avx2(()))
         }
 
-        /// Runs `f` compiled for AVX2: `f` and what it inlines (marked
+        /// Runs `job` compiled for AVX2: its `run` and what that inlines (marked
         /// `#[inline(always)]`) are generated with the AVX2 instruction set.
         #[inline]
-        pub(crate) fn call<R>(self, f: impl FnOnce() -> R) -> R {
+        pub(crate) fn call<J: super::Job>(self, job: J) -> J::Out {
             // SAFETY: `self` exists only if the CPU supports AVX2.
-            unsafe { with_avx2(f) }
+            unsafe { with_avx2(job) }
         }
 
         pub(super) fn jump(self, lanes: &mut Xoshiro<SUB>) {
@@ -441,8 +450,8 @@ pub(crate) mod x86 {
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    unsafe fn with_avx2<J: super::Job>(job: J) -> J::Out {
+        job.run()
     }
 
     /// The portable jump, compiled for AVX2 (vectorized across the lanes).

@@ -26,7 +26,7 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
-use super::rng::{in_avx2, Stream, Streams};
+use super::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
 use crate::numeric::tape::{Registers, Tape, LANES};
@@ -253,7 +253,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .map(|rng| {
-            let out = in_avx2(|| block(plan, rng));
+            let out = in_avx2(Block(plan, rng));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             out
@@ -328,8 +328,19 @@ fn outputs(tape: &Tape, regs: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
-/// One block of paths; inlined into [`in_avx2`](crate::sim::rng::in_avx2), so that its loops over the lanes are
+/// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
+struct Block<'a>(&'a Plan, Stream);
+
+impl Job for Block<'_> {
+    type Out = BlockOut;
+    #[inline(always)]
+    fn run(self) -> BlockOut {
+        block(self.0, self.1)
+    }
+}
+
+/// One block of paths (inlined into [`Block::run`]).
 #[inline(always)]
 fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let step = &plan.step;
