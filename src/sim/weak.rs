@@ -370,11 +370,13 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
         .sdes
         .iter()
         .map(|(_, sde, _)| {
-            std::array::from_fn(|_| {
+            std::array::from_fn(|lvl| {
                 let mut regs = sde.tape.registers();
                 for i in 0..n {
                     fill_input(&sde.tape, &mut regs, i, plan.start[i]);
                 }
+                // The time of one substep: K, K/2 and K/4 substeps per optimizer step.
+                fill_input(&sde.tape, &mut regs, 2 * n, tau / (k_sub >> lvl) as f64);
                 Level { regs, finite: true }
             })
         })
@@ -384,7 +386,6 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let mut bridge = vec![0.0; k_sub * n * LANES];
     let mut mean = vec![0.0; n * LANES];
     let mut w = vec![0.0; n * LANES];
-    let mut fine = vec![0.0; k_sub * n * LANES];
     let mut opt_bad: Option<usize> = None;
     let mut sde_bad: Vec<Option<usize>> = vec![None; plan.sdes.len()];
     let sqrt_tau = tau.sqrt();
@@ -470,35 +471,43 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                     }
                 }
             }
-            // The fine increments: the bridge through √τ w.
+            // The fine increments, the bridge through √τ w, written straight into the
+            // increment registers: fine substep i is level 0's substep i, and is summed into
+            // the increments of levels 1 and 2 (substeps of 2 and 4 fine ones), which step
+            // when their sums are complete. The levels are independent states, so
+            // interleaving their steps changes nothing.
             let drift_part = sqrt_tau * inv_k;
+            let [l0, l1, l2] = &mut levels[o];
             for i in 0..k_sub {
-                let u = &bridge[i * n * LANES..(i + 1) * n * LANES];
-                let f = &mut fine[i * n * LANES..(i + 1) * n * LANES];
-                for idx in 0..n * LANES {
-                    f[idx] = drift_part * w[idx] + sub_sd * (u[idx] - mean[idx]);
-                }
-            }
-            for (lvl, level) in levels[o].iter_mut().enumerate() {
-                let group = 1 << lvl; // fine increments per substep at this level
-                let subs = k_sub / group;
-                fill_input(&sde.tape, &mut level.regs, 2 * n, tau / subs as f64);
-                for s in 0..subs {
-                    for a in 0..n {
-                        let Some(r) = sde.tape.input_reg(n + a) else {
-                            continue;
-                        };
-                        let dst = &mut level.regs[r * LANES..(r + 1) * LANES];
-                        let fine_of =
-                            |i: usize| &fine[(i * n + a) * LANES..(i * n + a + 1) * LANES];
-                        dst.copy_from_slice(fine_of(s * group));
-                        for i in s * group + 1..(s + 1) * group {
-                            for (d, &v) in dst.iter_mut().zip(fine_of(i)) {
-                                *d += v;
-                            }
-                        }
+                for a in 0..n {
+                    let Some(r) = sde.tape.input_reg(n + a) else {
+                        continue;
+                    };
+                    let at = r * LANES..(r + 1) * LANES;
+                    let (d0, d1, d2) = (
+                        &mut l0.regs[at.clone()],
+                        &mut l1.regs[at.clone()],
+                        &mut l2.regs[at],
+                    );
+                    let u = &bridge[(i * n + a) * LANES..(i * n + a + 1) * LANES];
+                    let (m, wa) = (
+                        &mean[a * LANES..(a + 1) * LANES],
+                        &w[a * LANES..(a + 1) * LANES],
+                    );
+                    let (first1, first2) = (i % 2 == 0, i % 4 == 0);
+                    for l in 0..LANES {
+                        let inc = drift_part * wa[l] + sub_sd * (u[l] - m[l]);
+                        d0[l] = inc;
+                        d1[l] = if first1 { inc } else { d1[l] + inc };
+                        d2[l] = if first2 { inc } else { d2[l] + inc };
                     }
-                    let last = s + 1 == subs;
+                }
+                for (lvl, level) in [&mut *l0, &mut *l1, &mut *l2].into_iter().enumerate() {
+                    let group = 1 << lvl; // fine increments per substep at this level
+                    if (i + 1) % group != 0 {
+                        continue;
+                    }
+                    let last = i + 1 == k_sub;
                     let ok = sde.tape.step(&mut level.regs, n, last && level.finite);
                     if last && !ok {
                         level.finite = false;
