@@ -240,8 +240,13 @@ impl Graph {
                 if self.is(y, 0.0) {
                     return x;
                 }
+                // Signs move out of sums and products (exactly: IEEE rounding is
+                // symmetric), so that x + (−a)·b is one instruction, x − a·b.
                 if let Op::Unary(Unary::Neg, inner) = self.op(y) {
                     return self.binary(Binary::Sub, x, inner);
+                }
+                if let Op::Unary(Unary::Neg, inner) = self.op(x) {
+                    return self.binary(Binary::Sub, y, inner);
                 }
                 // x + (y − x) = y: a rule's `grad f(x) + xi` with minibatch noise
                 // `xi = g_B − ∇f` is the minibatch gradient, without the full one.
@@ -267,6 +272,9 @@ impl Graph {
                 }
                 if x == y {
                     return self.constant(0.0);
+                }
+                if let Op::Unary(Unary::Neg, inner) = self.op(y) {
+                    return self.binary(Binary::Add, x, inner);
                 }
                 self.intern(Op::Binary(b, x, y))
             }
@@ -309,6 +317,14 @@ impl Graph {
                             return self.binary(Binary::Mul, nc, a);
                         }
                         _ => {}
+                    }
+                } else {
+                    // (−a)·b = −(a·b), exactly.
+                    for (a, other) in [(x, y), (y, x)] {
+                        if let Op::Unary(Unary::Neg, inner) = self.op(a) {
+                            let m = self.binary(Binary::Mul, inner, other);
+                            return self.unary(Unary::Neg, m);
+                        }
                     }
                 }
                 let (x, y) = (x.min(y), x.max(y));
@@ -625,6 +641,54 @@ mod tests {
         let zero = g.constant(0.0);
         assert_eq!(g.mul(x, zero), zero);
         assert_eq!(g.sub(a, a), zero);
+    }
+
+    #[test]
+    fn signs_move_out_exactly() {
+        let mut g = Graph::new();
+        let (x, a, b) = (g.input(0), g.input(1), g.input(2));
+        let na = g.neg(a);
+        let nb = g.neg(b);
+        let p = g.mul(na, b);
+        let q = g.mul(b, na);
+        let r = g.mul(na, nb);
+        let s = g.add(x, p); // x + (−a)·b
+        let t = g.add(p, x); // (−a)·b + x
+        let u = g.sub(x, q); // x − b·(−a)
+        let v = g.sub(x, r); // x − (−a)(−b)
+        let ab = g.mul(a, b);
+        // One node each, no negation: x − a·b, x + a·b, a·b.
+        assert_eq!(g.op(s), Op::Binary(Binary::Sub, x, ab));
+        assert_eq!((t, r), (s, ab));
+        assert_eq!(g.op(u), Op::Binary(Binary::Add, x.min(ab), x.max(ab)));
+        assert_eq!(g.op(v), Op::Binary(Binary::Sub, x, ab));
+        // The rewritten nodes give the unrewritten formulas' values bit for bit,
+        // signed zeros and non-finite values included.
+        let vals = [
+            0.0,
+            -0.0,
+            1.5,
+            -2.25,
+            1e300,
+            -1e-300,
+            f64::INFINITY,
+            f64::NAN,
+            3.0,
+        ];
+        for &xv in &vals {
+            for &av in &vals {
+                for &bv in &vals {
+                    let got = g.eval(&[s, u, v], &[xv, av, bv]);
+                    let want = [xv + (-av) * bv, xv - bv * (-av), xv - (-av) * (-bv)];
+                    for (g, w) in got.iter().zip(want) {
+                        assert!(
+                            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                            "x = {xv}, a = {av}, b = {bv}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
