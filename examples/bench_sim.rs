@@ -65,11 +65,11 @@ fn time(plan: &weak::Plan, paths: usize, threads: usize) -> f64 {
 }
 
 /// The generator's rate (normals per second, one thread), in batches of one register
-/// (128 lanes) as the simulation draws them: best of 5.
+/// (128 lanes) as the simulation draws them: best of 5 (each about 25 ms).
 fn generator_rate() -> f64 {
     let mut g = smelt::sim::rng::Streams::new(1).stream(0);
     let mut buf = vec![0.0; smelt::numeric::tape::LANES];
-    let n = 400_000;
+    let n = 100_000;
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
@@ -82,13 +82,15 @@ fn generator_rate() -> f64 {
     (n * buf.len()) as f64 / best
 }
 
-/// One row of the micro-benchmark table: what, d, threads, path-steps/s, normals/s.
+/// One row of the micro-benchmark table: what, d, threads, path-steps/s, normals/s, and
+/// the generator's rate measured just before (the machine's speed drifts).
 struct Row {
     what: &'static str,
     d: usize,
     threads: usize,
     rate: f64,
     normals: f64,
+    bound: f64,
 }
 
 /// smelt's micro-benchmarks (one round).
@@ -101,6 +103,7 @@ fn smelt_rows() -> Vec<Row> {
         let mut p = plan(d, &[2], 8, steps);
         p.sdes.clear();
         for threads in [1, 2] {
+            let bound = generator_rate();
             let rate = (paths * p.steps) as f64 / time(&p, paths, threads);
             rows.push(Row {
                 what: "SGD step",
@@ -108,12 +111,14 @@ fn smelt_rows() -> Vec<Row> {
                 threads,
                 rate,
                 normals: rate * d as f64,
+                bound,
             });
         }
         // The optimizer with the order-2 SME: K = 8 fine substeps plus 4 + 2 coarser ones
         // per step; the SME's share is the difference.
         let with = plan(d, &[2], 8, steps);
         for threads in [1, 2] {
+            let bound = generator_rate();
             let t_opt = time(&p, paths, threads);
             let t_all = time(&with, paths, threads);
             let dt = t_all - t_opt;
@@ -123,6 +128,7 @@ fn smelt_rows() -> Vec<Row> {
                 threads,
                 rate: (paths * with.steps * 14) as f64 / dt,
                 normals: (paths * with.steps * 8 * d) as f64 / dt,
+                bound,
             });
         }
     }
@@ -278,8 +284,7 @@ fn main() {
         ),
         Err(e) => println!("NumPy peer: not run ({e})\n"),
     }
-    // Per round: the bound, the rows, NumPy's figures, the experiment's times.
-    let mut bounds = Vec::new();
+    // Per round: the rows, NumPy's figures, the experiment's times.
     let mut table: Vec<Vec<Row>> = Vec::new();
     let mut np_bench: Vec<NumpyBench> = Vec::new();
     let mut exp_smelt: Vec<[f64; 2]> = Vec::new();
@@ -289,7 +294,6 @@ fn main() {
         if let Ok(n) = &numpy {
             np_bench.push(n.bench());
         }
-        bounds.push(generator_rate());
         table.push(smelt_rows());
         if let Ok(n) = &numpy {
             exp_numpy.push(n.experiment(paths));
@@ -299,6 +303,15 @@ fn main() {
     let have_np = !np_bench.is_empty();
     let col = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..rounds).map(f).collect() };
 
+    // The generator's rate of a round: the median of its rows' measurements.
+    let bounds: Vec<f64> = table
+        .iter()
+        .map(|rows| {
+            let mut b: Vec<f64> = rows.iter().map(|r| r.bound).collect();
+            b.sort_by(f64::total_cmp);
+            b[b.len() / 2]
+        })
+        .collect();
     println!(
         "\ngenerator, normals/s (one thread): {} M",
         spread(&col(&|r| bounds[r] / 1e6), 0)
@@ -311,13 +324,27 @@ fn main() {
         );
     }
     println!(
-        "\n{:<30} {:>3} {:>7} {:>22} {:>16} {:>18}",
-        "what", "d", "threads", "M path-steps/s", "of the bound", "× NumPy (1 thread)"
+        "\n{:<30} {:>3} {:>7} {:>22} {:>16} {:>16} {:>18}",
+        "what",
+        "d",
+        "threads",
+        "M path-steps/s",
+        "of bound: /step",
+        "/normal",
+        "× NumPy (1 thread)"
     );
     for (i, row) in table[0].iter().enumerate() {
         let rate = col(&|r| table[r][i].rate / 1e6);
-        let of_bound =
-            col(&|r| 100.0 * table[r][i].normals / (bounds[r] * table[r][i].threads as f64));
+        // Per path-step and coordinate (an SGD step or an SME substep), and per normal
+        // drawn, against the generator's rate measured just before the row.
+        let of_bound = col(&|r| {
+            let row = &table[r][i];
+            100.0 * row.rate * row.d as f64 / (row.bound * row.threads as f64)
+        });
+        let per_normal = col(&|r| {
+            let row = &table[r][i];
+            100.0 * row.normals / (row.bound * row.threads as f64)
+        });
         let vs = if have_np && row.d == 1 {
             spread(
                 &col(&|r| {
@@ -334,12 +361,13 @@ fn main() {
             "—".into()
         };
         println!(
-            "{:<30} {:>3} {:>7} {:>22} {:>15}% {:>18}",
+            "{:<30} {:>3} {:>7} {:>22} {:>15}% {:>15}% {:>18}",
             row.what,
             row.d,
             row.threads,
             spread(&rate, 0),
             spread(&of_bound, 0),
+            spread(&per_normal, 0),
             vs
         );
     }
@@ -351,7 +379,7 @@ fn main() {
         );
     }
     println!(
-        "(an SME step is 14 Euler–Maruyama substeps at K = 8, with K/2 and K/4 for Richardson and the bias\n estimate, over 8·d bridge normals; \"of the bound\" counts normals, the stricter figure)"
+        "(an SME step is 14 Euler–Maruyama substeps at K = 8, with K/2 and K/4 for Richardson and the bias\n estimate, over 8·d bridge normals: per normal is the stricter figure)"
     );
 
     println!(
