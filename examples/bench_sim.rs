@@ -64,26 +64,34 @@ fn time(plan: &weak::Plan, paths: usize, threads: usize) -> f64 {
     best
 }
 
-/// The generator's rate (normals per second, one thread), in batches of one register
-/// (128 lanes) as the simulation draws them: best of 5 (each about 25 ms).
-fn generator_rate() -> f64 {
-    let mut g = smelt::sim::rng::Streams::new(1).stream(0);
-    let mut buf = vec![0.0; smelt::numeric::tape::LANES];
+/// The generator's rate (normals per second) on `threads` threads, each filling its own
+/// stream in batches of one register (128 lanes) as the simulation draws them: best of 5
+/// (each about 25 ms).
+fn generator_rate(threads: usize) -> f64 {
     let n = 100_000;
+    let streams = smelt::sim::rng::Streams::new(1);
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
-        for _ in 0..n {
-            g.fill_normal(&mut buf);
-        }
+        std::thread::scope(|s| {
+            for k in 0..threads {
+                let mut g = streams.stream(k as u64);
+                s.spawn(move || {
+                    let mut buf = vec![0.0; smelt::numeric::tape::LANES];
+                    for _ in 0..n {
+                        g.fill_normal(&mut buf);
+                    }
+                    assert!(buf.iter().all(|x| x.is_finite()));
+                });
+            }
+        });
         best = best.min(t.elapsed().as_secs_f64());
-        assert!(buf.iter().all(|x| x.is_finite()));
     }
-    (n * buf.len()) as f64 / best
+    (threads * n * smelt::numeric::tape::LANES) as f64 / best
 }
 
 /// One row of the micro-benchmark table: what, d, threads, path-steps/s, normals/s, and
-/// the generator's rate measured just before (the machine's speed drifts).
+/// the generator's rate on as many threads, measured just before (the machine drifts).
 struct Row {
     what: &'static str,
     d: usize,
@@ -103,7 +111,7 @@ fn smelt_rows() -> Vec<Row> {
         let mut p = plan(d, &[2], 8, steps);
         p.sdes.clear();
         for threads in [1, 2] {
-            let bound = generator_rate();
+            let bound = generator_rate(threads);
             let rate = (paths * p.steps) as f64 / time(&p, paths, threads);
             rows.push(Row {
                 what: "SGD step",
@@ -118,7 +126,7 @@ fn smelt_rows() -> Vec<Row> {
         // per step; the SME's share is the difference.
         let with = plan(d, &[2], 8, steps);
         for threads in [1, 2] {
-            let bound = generator_rate();
+            let bound = generator_rate(threads);
             let t_opt = time(&p, paths, threads);
             let t_all = time(&with, paths, threads);
             let dt = t_all - t_opt;
@@ -303,18 +311,27 @@ fn main() {
     let have_np = !np_bench.is_empty();
     let col = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..rounds).map(f).collect() };
 
-    // The generator's rate of a round: the median of its rows' measurements.
-    let bounds: Vec<f64> = table
-        .iter()
-        .map(|rows| {
-            let mut b: Vec<f64> = rows.iter().map(|r| r.bound).collect();
-            b.sort_by(f64::total_cmp);
-            b[b.len() / 2]
-        })
-        .collect();
+    // The generator's rate of a round on 1 and 2 threads: the median of its rows'
+    // measurements.
+    let bound_of = |threads: usize| -> Vec<f64> {
+        table
+            .iter()
+            .map(|rows| {
+                let mut b: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.threads == threads)
+                    .map(|r| r.bound)
+                    .collect();
+                b.sort_by(f64::total_cmp);
+                b[b.len() / 2]
+            })
+            .collect()
+    };
+    let bounds = bound_of(1);
     println!(
-        "\ngenerator, normals/s (one thread): {} M",
-        spread(&col(&|r| bounds[r] / 1e6), 0)
+        "\ngenerator, normals/s: {} M on one thread, {} M on two",
+        spread(&col(&|r| bounds[r] / 1e6), 0),
+        spread(&bound_of(2).iter().map(|b| b / 1e6).collect::<Vec<_>>(), 0)
     );
     if have_np {
         println!(
@@ -339,11 +356,11 @@ fn main() {
         // drawn, against the generator's rate measured just before the row.
         let of_bound = col(&|r| {
             let row = &table[r][i];
-            100.0 * row.rate * row.d as f64 / (row.bound * row.threads as f64)
+            100.0 * row.rate * row.d as f64 / row.bound
         });
         let per_normal = col(&|r| {
             let row = &table[r][i];
-            100.0 * row.normals / (row.bound * row.threads as f64)
+            100.0 * row.normals / row.bound
         });
         let vs = if have_np && row.d == 1 {
             spread(
