@@ -9,8 +9,9 @@
 //! step stays in cache. An arithmetic node read once (and not an output) is computed
 //! inside its reader's instruction ("fused": two operations in one pass over the lanes,
 //! each rounded as alone, so the numbers do not change), and every output gets a
-//! computed register of its own, so that [`Tape::step`] writes a state back with one
-//! copy. Register files ([`Registers`]) start on a cache line.
+//! computed register of its own, so that a [`Stepper`] can step a state by alternating
+//! the tape with its twin (the state's input and output registers exchanged), never
+//! copying it. Register files ([`Registers`]) start on a cache line.
 //!
 //! Usage: [`Tape::registers`] makes a register file with the constants loaded; write the
 //! inputs into their registers ([`Tape::input_reg`]), [`Tape::run`], read the outputs
@@ -261,7 +262,8 @@ impl Tape {
             }
         }
         // Every output in a computed register of its own, never an input's or a
-        // constant's: so a step's write-back (outputs into inputs) copies directly.
+        // constant's: so a `Stepper` can exchange a state slot's input and output
+        // registers.
         let mut out_regs: Vec<u32> = Vec::with_capacity(outputs.len());
         for o in outputs {
             let r = reg_of[o];
@@ -314,36 +316,6 @@ impl Tape {
 
     pub fn is_empty(&self) -> bool {
         self.code.is_empty()
-    }
-
-    /// One step of a state of `n` values kept in the tape's first `n` inputs: runs the
-    /// tape, tells whether outputs `0..n` are finite in every lane (when `check`; `true`
-    /// otherwise), and copies them into inputs `0..n` (outputs have registers of their
-    /// own, so they still hold the new state afterwards). All of it runs as one call
-    /// compiled for AVX2 where the CPU has it.
-    pub fn step(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
-        struct Step<'a>(&'a Tape, &'a mut [f64], usize, bool);
-        impl Job for Step<'_> {
-            type Out = bool;
-            #[inline(always)]
-            fn run(self) -> bool {
-                self.0.step_lanes(self.1, self.2, self.3)
-            }
-        }
-        in_avx2(Step(self, regs, n, check))
-    }
-
-    #[inline(always)]
-    fn step_lanes(&self, regs: &mut [f64], n: usize, check: bool) -> bool {
-        self.run_lanes(regs);
-        let finite = !check || self.outputs_finite(regs, n);
-        for i in 0..n {
-            if let Some(r) = self.input_reg(i) {
-                let (dst, x, _) = parts(regs, r, self.output_reg(i), self.output_reg(i));
-                dst.copy_from_slice(x);
-            }
-        }
-        finite
     }
 
     /// Whether every lane of the outputs `0..n` is finite: `0·v` is 0 for a finite `v`
@@ -428,6 +400,93 @@ impl Tape {
                 }
             }
         }
+    }
+}
+
+/// A state of `n` slots kept in a tape's first `n` inputs and advanced by the tape's
+/// outputs `0..n`, double-buffered: two programs, the tape itself and its *twin*, the same
+/// instructions with every state slot's input and output registers exchanged. Program `p`
+/// reads the state from its input registers and writes the new state into its output
+/// registers, which are program `1 − p`'s input registers; so the steps alternate between
+/// the two and the state is never copied. (Exchanging two registers everywhere renames
+/// them: the twin computes what the tape computes, bit for bit.) The caller keeps the
+/// *parity*, which program reads the state now: 0 at the start, flipped by every step.
+#[derive(Debug, Clone)]
+pub struct Stepper {
+    programs: [Tape; 2],
+    n: usize,
+}
+
+impl Stepper {
+    pub fn new(tape: &Tape, n: usize) -> Stepper {
+        let mut map: Vec<u32> = (0..tape.regs as u32).collect();
+        for i in 0..n {
+            if let Some(a) = tape.inputs.get(i).copied().flatten() {
+                let b = tape.outputs[i];
+                // Outputs have computed registers of their own, never an input's
+                // (`Tape::compile`), so each exchange is of two registers not yet moved.
+                assert!(
+                    map[a as usize] == a && map[b as usize] == b && a != b,
+                    "state slot {i}: registers {a} and {b} are not a free pair"
+                );
+                map.swap(a as usize, b as usize);
+            }
+        }
+        let m = |r: u32| map[r as usize];
+        let code = tape
+            .code
+            .iter()
+            .map(|ins| match *ins {
+                Instr::Un(u, d, a) => Instr::Un(u, m(d), m(a)),
+                Instr::Bin(b, d, x, y) => Instr::Bin(b, m(d), m(x), m(y)),
+                Instr::PowI(d, a, k) => Instr::PowI(m(d), m(a), k),
+                Instr::Fused(f, s, left, r) => Instr::Fused(f, s, left, r.map(m)),
+                Instr::Copy(d, a) => Instr::Copy(m(d), m(a)),
+            })
+            .collect();
+        let twin = Tape {
+            regs: tape.regs,
+            consts: tape.consts.iter().map(|&(r, v)| (m(r), v)).collect(),
+            inputs: tape.inputs.iter().map(|r| r.map(m)).collect(),
+            outputs: tape.outputs.iter().map(|&r| m(r)).collect(),
+            code,
+        };
+        Stepper {
+            programs: [tape.clone(), twin],
+            n,
+        }
+    }
+
+    /// The tape (program 0): its registers, and the inputs beyond the state (noise,
+    /// increments, counters), which are the same registers in both programs.
+    pub fn tape(&self) -> &Tape {
+        &self.programs[0]
+    }
+
+    /// The register that holds state slot `i` at `parity`: the reading program's input
+    /// register (or, for a slot the tape never reads, its output register, the same in
+    /// both programs).
+    pub fn state_reg(&self, parity: usize, i: usize) -> usize {
+        let p = &self.programs[parity];
+        p.input_reg(i).unwrap_or_else(|| p.output_reg(i))
+    }
+
+    /// One step: runs the program of `parity`, tells whether the new state is finite in
+    /// every lane (when `check`; `true` otherwise), and flips `parity`. All of it runs as
+    /// one call compiled for AVX2 where the CPU has it.
+    pub fn step(&self, regs: &mut [f64], parity: &mut usize, check: bool) -> bool {
+        struct Step<'a>(&'a Tape, &'a mut [f64], usize, bool);
+        impl Job for Step<'_> {
+            type Out = bool;
+            #[inline(always)]
+            fn run(self) -> bool {
+                self.0.run_lanes(self.1);
+                !self.3 || self.0.outputs_finite(self.1, self.2)
+            }
+        }
+        let ok = in_avx2(Step(&self.programs[*parity], regs, self.n, check));
+        *parity ^= 1;
+        ok
     }
 }
 
@@ -692,34 +751,91 @@ mod tests {
     }
 
     /// Outputs that are inputs, constants or the same node twice get registers of their
-    /// own, so a step that swaps two states (and keeps a constant) is exact.
+    /// own, so a double-buffered step that swaps two states (and keeps a constant) is
+    /// exact; the state moves between the two programs' input registers.
     #[test]
-    fn steps_write_back_outputs_that_are_inputs() {
+    fn steps_swap_buffers_with_outputs_that_are_inputs() {
         let mut g = Graph::new();
         let (x, y) = (g.input(0), g.input(1));
         let two = g.constant(2.0);
         let s = g.add(x, y);
         let tape = Tape::compile(&g, &[y, x, two, s, s], 4);
+        let stepper = Stepper::new(&tape, 2);
         let mut regs = tape.registers();
         for (i, v) in [1.0, 2.0, 5.0, 7.0].into_iter().enumerate() {
             if let Some(r) = tape.input_reg(i) {
                 regs[r * LANES..(r + 1) * LANES].fill(v);
             }
         }
-        assert!(tape.step(&mut regs, 2, true));
-        let state = |regs: &[f64], i: usize| regs[tape.input_reg(i).unwrap() * LANES];
-        assert_eq!((state(&regs, 0), state(&regs, 1)), (2.0, 1.0));
-        let outs: Vec<f64> = (0..5).map(|k| regs[tape.output_reg(k) * LANES]).collect();
-        assert_eq!(outs, [2.0, 1.0, 2.0, 3.0, 3.0]);
-        assert!(tape.step(&mut regs, 2, true));
-        assert_eq!((state(&regs, 0), state(&regs, 1)), (1.0, 2.0));
+        let mut parity = 0;
+        let state = |regs: &[f64], p: usize| {
+            [0, 1].map(|i| regs[stepper.state_reg(p, i) * LANES + LANES - 1])
+        };
+        assert!(stepper.step(&mut regs, &mut parity, true));
+        assert_eq!((parity, state(&regs, parity)), (1, [2.0, 1.0]));
+        // The state's registers moved: they are the tape's outputs 0 and 1 now.
+        for i in 0..2 {
+            assert_eq!(stepper.state_reg(1, i), tape.output_reg(i));
+        }
+        let outs: Vec<f64> = (2..5).map(|k| regs[tape.output_reg(k) * LANES]).collect();
+        assert_eq!(outs, [2.0, 3.0, 3.0]);
+        assert!(stepper.step(&mut regs, &mut parity, true));
+        assert_eq!((parity, state(&regs, parity)), (0, [1.0, 2.0]));
+        assert!(stepper.step(&mut regs, &mut parity, true));
+        assert_eq!(state(&regs, parity), [2.0, 1.0]);
         let outs: Vec<usize> = (0..5).map(|k| tape.output_reg(k)).collect();
         let mut distinct = outs.clone();
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), 5, "output registers {outs:?}");
-        regs[tape.input_reg(0).unwrap() * LANES] = f64::NAN;
-        assert!(!tape.step(&mut regs, 2, true));
+        // A NaN in either buffer is seen, and only when asked for.
+        regs[stepper.state_reg(parity, 0) * LANES + 3] = f64::NAN;
+        assert!(stepper.step(&mut regs, &mut parity, false));
+        assert!(!stepper.step(&mut regs, &mut parity, true));
+    }
+
+    /// A double-buffered run of many steps gives the tape's values bit for bit, and so
+    /// does every step of a copying reference (run, then copy the outputs back).
+    #[test]
+    fn double_buffered_steps_match_copied_steps() {
+        for seed in 0..20 {
+            let n = 3;
+            let (g, outs) = random_graph(seed, 5, 60);
+            let tape = Tape::compile(&g, &outs[..n.min(outs.len())], 5);
+            let n = tape.n_outputs();
+            let stepper = Stepper::new(&tape, n);
+            let mut a = tape.registers();
+            for i in 0..5 {
+                if let Some(r) = tape.input_reg(i) {
+                    for (l, v) in a[r * LANES..(r + 1) * LANES].iter_mut().enumerate() {
+                        *v = 0.3 + 0.01 * l as f64 + 0.1 * i as f64;
+                    }
+                }
+            }
+            let mut b = a.clone();
+            let mut parity = 0;
+            for _ in 0..7 {
+                stepper.step(&mut a, &mut parity, true);
+                tape.run(&mut b);
+                for i in 0..n {
+                    if let Some(r) = tape.input_reg(i) {
+                        let o = tape.output_reg(i);
+                        let v = b[o * LANES..(o + 1) * LANES].to_vec();
+                        b[r * LANES..(r + 1) * LANES].copy_from_slice(&v);
+                    }
+                }
+                for i in 0..n {
+                    let (ra, rb) = (stepper.state_reg(parity, i), tape.output_reg(i));
+                    for l in 0..LANES {
+                        let (x, y) = (a[ra * LANES + l], b[rb * LANES + l]);
+                        assert!(
+                            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                            "seed {seed}, slot {i}, lane {l}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::compile::{Layout, SdeProgram, StepProgram};
 use super::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
-use crate::numeric::tape::{Registers, Tape, LANES};
+use crate::numeric::tape::{Registers, Stepper, Tape, LANES};
 use rayon::prelude::*;
 
 /// Everything one η needs, compiled.
@@ -314,15 +314,17 @@ pub(super) fn fill_input(tape: &Tape, regs: &mut [f64], i: usize, v: f64) {
 /// One SDE integrated at one level (K, K/2 or K/4 substeps per optimizer step).
 struct Level {
     regs: Registers,
+    /// Which of the stepper's two programs reads the state now.
+    parity: usize,
     /// Whether the state is finite so far.
     finite: bool,
 }
 
-/// The state slots `0..n` after a run: the outputs.
-fn outputs(tape: &Tape, regs: &[f64], n: usize) -> Vec<f64> {
+/// The state slots `0..n` of a stepped register file.
+fn state(stepper: &Stepper, parity: usize, regs: &[f64], n: usize) -> Vec<f64> {
     let mut out = vec![0.0; n * LANES];
     for i in 0..n {
-        let r = tape.output_reg(i);
+        let r = stepper.state_reg(parity, i);
         out[i * LANES..(i + 1) * LANES].copy_from_slice(&regs[r * LANES..(r + 1) * LANES]);
     }
     out
@@ -349,7 +351,10 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let k_sub = plan.substeps;
     let tau = plan.tau;
     let n_obs = plan.observables.n_outputs();
-    // The optimizer: its state lives in the tape's input registers.
+    // The optimizer: its state lives in the input registers of one of its stepper's two
+    // programs (program 0's at the start).
+    let ostep = Stepper::new(&step.tape, n_rule);
+    let mut opar = 0;
     let mut oregs = step.tape.registers();
     for i in 0..n_rule {
         fill_input(&step.tape, &mut oregs, i, plan.start[i]);
@@ -365,7 +370,12 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
         .map(|(s, q)| step.tape.input_reg(step.normal_input(s, q)))
         .collect();
     let kz = normal_regs.len();
-    // SDEs: three levels each (K, K/2, K/4 substeps).
+    // SDEs: three levels each (K, K/2, K/4 substeps), stepped without copies.
+    let steppers: Vec<Stepper> = plan
+        .sdes
+        .iter()
+        .map(|(_, sde, _)| Stepper::new(&sde.tape, n))
+        .collect();
     let mut levels: Vec<[Level; 3]> = plan
         .sdes
         .iter()
@@ -377,7 +387,11 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                 }
                 // The time of one substep: K, K/2 and K/4 substeps per optimizer step.
                 fill_input(&sde.tape, &mut regs, 2 * n, tau / (k_sub >> lvl) as f64);
-                Level { regs, finite: true }
+                Level {
+                    regs,
+                    parity: 0,
+                    finite: true,
+                }
             })
         })
         .collect();
@@ -417,11 +431,11 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
             step.counter_input(),
             (plan.counter0 + k as u64) as f64,
         );
-        if !step.tape.step(&mut oregs, n_rule, opt_bad.is_none()) {
+        if !ostep.step(&mut oregs, &mut opar, opt_bad.is_none()) {
             opt_bad = Some(k + 1);
         }
         if k + 1 == plan.steps {
-            ostate[..n_rule * LANES].copy_from_slice(&outputs(&step.tape, &oregs, n_rule));
+            ostate[..n_rule * LANES].copy_from_slice(&state(&ostep, opar, &oregs, n_rule));
         }
         if plan.sdes.is_empty() {
             continue;
@@ -508,7 +522,8 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
                         continue;
                     }
                     let last = i + 1 == k_sub;
-                    let ok = sde.tape.step(&mut level.regs, n, last && level.finite);
+                    let ok =
+                        steppers[o].step(&mut level.regs, &mut level.parity, last && level.finite);
                     if last && !ok {
                         level.finite = false;
                         sde_bad[o] = sde_bad[o].or(Some(k + 1));
@@ -552,10 +567,9 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let mut orders = Vec::new();
     let mut sde_bad_out = Vec::new();
     for (o, lv) in levels.iter().enumerate() {
-        let sde = &plan.sdes[o].1;
         let vals: Vec<Vec<f64>> = lv
             .iter()
-            .map(|level| eval_obs(&outputs(&sde.tape, &level.regs, n)))
+            .map(|level| eval_obs(&state(&steppers[o], level.parity, &level.regs, n)))
             .collect();
         let mut stats = vec![OrderStats::default(); n_obs];
         let mut bad = 0;
