@@ -457,12 +457,6 @@ impl Stepper {
         }
     }
 
-    /// The tape (program 0): its registers, and the inputs beyond the state (noise,
-    /// increments, counters), which are the same registers in both programs.
-    pub fn tape(&self) -> &Tape {
-        &self.programs[0]
-    }
-
     /// The register that holds state slot `i` at `parity`: the reading program's input
     /// register (or, for a slot the tape never reads, its output register, the same in
     /// both programs).

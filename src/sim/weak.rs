@@ -249,11 +249,20 @@ struct BlockOut {
 pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
     let blocks = paths.div_ceil(LANES).max(1);
     let streams = Streams::new(seed).streams(blocks);
+    // The optimizer's and the SDEs' double-buffered programs, shared by every block.
+    let steppers = Steppers {
+        opt: Stepper::new(&plan.step.tape, plan.step.n_state),
+        sdes: plan
+            .sdes
+            .iter()
+            .map(|(_, sde, _)| Stepper::new(&sde.tape, plan.layout.n))
+            .collect(),
+    };
     let done = std::sync::atomic::AtomicUsize::new(0);
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .map(|rng| {
-            let out = in_avx2(Block(plan, rng));
+            let out = in_avx2(Block(plan, &steppers, rng));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             out
@@ -332,19 +341,25 @@ fn state(stepper: &Stepper, parity: usize, regs: &[f64], n: usize) -> Vec<f64> {
 
 /// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
-struct Block<'a>(&'a Plan, Stream);
+struct Block<'a>(&'a Plan, &'a Steppers, Stream);
 
 impl Job for Block<'_> {
     type Out = BlockOut;
     #[inline(always)]
     fn run(self) -> BlockOut {
-        block(self.0, self.1)
+        block(self.0, self.1, self.2)
     }
+}
+
+/// The plan's tapes as [`Stepper`]s: the optimizer's, and each SDE's.
+struct Steppers {
+    opt: Stepper,
+    sdes: Vec<Stepper>,
 }
 
 /// One block of paths (inlined into [`Block::run`]).
 #[inline(always)]
-fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
+fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
     let step = &plan.step;
     let n_rule = step.n_state;
     let n = plan.layout.n;
@@ -353,7 +368,7 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
     let n_obs = plan.observables.n_outputs();
     // The optimizer: its state lives in the input registers of one of its stepper's two
     // programs (program 0's at the start).
-    let ostep = Stepper::new(&step.tape, n_rule);
+    let ostep = &steppers.opt;
     let mut opar = 0;
     let mut oregs = step.tape.registers();
     for i in 0..n_rule {
@@ -371,11 +386,7 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
         .collect();
     let kz = normal_regs.len();
     // SDEs: three levels each (K, K/2, K/4 substeps), stepped without copies.
-    let steppers: Vec<Stepper> = plan
-        .sdes
-        .iter()
-        .map(|(_, sde, _)| Stepper::new(&sde.tape, n))
-        .collect();
+    let steppers = &steppers.sdes;
     let mut levels: Vec<[Level; 3]> = plan
         .sdes
         .iter()
@@ -435,7 +446,7 @@ fn block(plan: &Plan, mut rng: Stream) -> BlockOut {
             opt_bad = Some(k + 1);
         }
         if k + 1 == plan.steps {
-            ostate[..n_rule * LANES].copy_from_slice(&state(&ostep, opar, &oregs, n_rule));
+            ostate[..n_rule * LANES].copy_from_slice(&state(ostep, opar, &oregs, n_rule));
         }
         if plan.sdes.is_empty() {
             continue;
