@@ -963,27 +963,48 @@ pub(super) fn shift_point(
         scalar: &scalar,
         quadratic: ctx.quadratic,
     };
-    let mut current = e.clone();
+    // The Taylor series holds δ fixed at the start point: only `e` is differentiated.
+    // `dj` is `∇ʲe` (its derivative slots last); each term contracts them with δ.
+    let x_scalar = scalar(0);
+    let f = e.free;
+    let mut dj = e.clone();
+    let mut factorial = BigRational::one();
     let mut j = 1i64;
     while (j as i32).saturating_mul(lb) <= upto {
-        let d = derivative(&current, 0, &vars, ctx.dim);
-        let f = e.free;
-        let labels: Vec<Label> = (0..f).chain([f]).collect();
-        current = product(
-            &[
-                Part { expr: &d, labels },
-                Part {
-                    expr: delta,
-                    labels: vec![f],
-                },
-            ],
-            f,
-            &keep,
-            ctx.dim,
-        )
-        .scale(&Poly::constant(BigRational::new(1.into(), j.into())));
-        ctx.check_size(&current, Span::default())?;
-        total.add_assign(&current);
+        dj = derivative(&dj, 0, &vars, ctx.dim);
+        ctx.check_size(&dj, Span::default())?;
+        factorial *= BigRational::from_integer(j.into());
+        let mut term = dj.clone();
+        for _ in 0..j {
+            let (labels, dl) = if x_scalar {
+                ((0..f).collect(), vec![])
+            } else {
+                let last = term.free - 1;
+                ((0..term.free).collect::<Vec<Label>>(), vec![last])
+            };
+            let out_free = if x_scalar { f } else { term.free - 1 };
+            term = product(
+                &[
+                    Part {
+                        expr: &term,
+                        labels,
+                    },
+                    Part {
+                        expr: delta,
+                        labels: dl,
+                    },
+                ],
+                out_free,
+                &keep,
+                ctx.dim,
+            );
+            if term.is_zero() {
+                break;
+            }
+        }
+        let term = term.scale(&Poly::constant(factorial.recip()));
+        ctx.check_size(&term, Span::default())?;
+        total.add_assign(&term);
         j += 1;
     }
     Ok(total)
