@@ -140,6 +140,7 @@ impl System {
                 total
             }
             FExpr::Pow(b, q) => self.function(b, dim, what).scale(q),
+            FExpr::Abs(a) => self.function(a, dim, what),
             FExpr::Exp(a) | FExpr::Log(a) => {
                 let g = self.function(a, dim, what);
                 self.rows.push((

@@ -293,7 +293,7 @@ impl<'a> Expander<'a> {
         self.check_domain(&map, &f0);
         // A root or logarithm of a quantity that is negative at leading order is not real.
         let at0 = crate::elem::fingerprint(&map_derivative(&map, &f0, 0));
-        if at0.iter().any(|x| x.is_nan()) {
+        if at0[..crate::elem::POSITIVE].iter().any(|x| x.is_nan()) {
             return Err(self.unsupported(
                 "a square root, fractional power or logarithm of a quantity that is negative at leading order",
                 "check the signs in the rule (a bias correction 1 - beta^(k+1), a second-moment estimate)",

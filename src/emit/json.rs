@@ -35,7 +35,7 @@
 //!        | {"kind": "elementwise", "function": k, "indices": [i] or []}   // functions[k] at index i
 //! "functions": [FExpr, ...]   // elementwise functions of the state components:
 //! FExpr = {"var": "u"} | {"const": Poly} | {"sum": [FExpr..]} | {"prod": [FExpr..]}
-//!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr}
+//!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr} | {"abs": FExpr}
 //! ```
 
 use crate::poly::{Poly, Symbols};
@@ -78,7 +78,7 @@ struct Doc {
 }
 
 /// An elementwise function: `{"var": "u"}`, `{"const": Poly}`, `{"sum": [..]}`,
-/// `{"prod": [..]}`, `{"pow": [base, "1/2"]}`, `{"exp": f}`, `{"log": f}`.
+/// `{"prod": [..]}`, `{"pow": [base, "1/2"]}`, `{"exp": f}`, `{"log": f}`, `{"abs": f}`.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum FExprJ {
@@ -89,6 +89,7 @@ enum FExprJ {
     Pow(Box<FExprJ>, String),
     Exp(Box<FExprJ>),
     Log(Box<FExprJ>),
+    Abs(Box<FExprJ>),
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -245,6 +246,7 @@ fn fexpr_j(f: &crate::elem::FExpr, sme: &Sme) -> FExprJ {
         FExpr::Pow(b, q) => FExprJ::Pow(Box::new(fexpr_j(b, sme)), q.to_string()),
         FExpr::Exp(a) => FExprJ::Exp(Box::new(fexpr_j(a, sme))),
         FExpr::Log(a) => FExprJ::Log(Box::new(fexpr_j(a, sme))),
+        FExpr::Abs(a) => FExprJ::Abs(Box::new(fexpr_j(a, sme))),
     }
 }
 
@@ -414,6 +416,7 @@ pub fn from_json(text: &str) -> Result<Sme, String> {
             ),
             FExprJ::Exp(a) => FExpr::Exp(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Log(a) => FExpr::Log(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::Abs(a) => FExpr::Abs(Box::new(fexpr(a, poly, var)?)),
         })
     }
     let mut table = crate::elem::Table::default();

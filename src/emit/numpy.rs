@@ -440,6 +440,7 @@ fn fexpr(f: &FExpr, py: &Py) -> (String, u8) {
         }
         FExpr::Exp(a) => (format!("np.exp({})", fexpr(a, py).0), ATOM),
         FExpr::Log(a) => (format!("np.log({})", fexpr(a, py).0), ATOM),
+        FExpr::Abs(a) => (format!("np.abs({})", fexpr(a, py).0), ATOM),
     }
 }
 

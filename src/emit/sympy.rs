@@ -1153,6 +1153,7 @@ impl Script<'_> {
             }
             FExpr::Exp(a) => (format!("exp({})", self.fexpr(a, index).0), Prec::Atom),
             FExpr::Log(a) => (format!("log({})", self.fexpr(a, index).0), Prec::Atom),
+            FExpr::Abs(a) => (format!("Abs({})", self.fexpr(a, index).0), Prec::Atom),
         }
     }
 }

@@ -131,9 +131,13 @@ pub fn fexpr(st: Style, f: &crate::elem::FExpr, names: &Names) -> String {
             if bottom.is_empty() {
                 format!("{sign}{top}")
             } else {
+                // One parenthesised factor needs no second pair.
+                let single = bottom.len() == 1 && bottom[0].starts_with('(');
                 let bottom = bottom.join(st.juxt());
                 match st {
-                    Style::Text if bottom.contains(' ') => format!("{sign}{top}/({bottom})"),
+                    Style::Text if bottom.contains(' ') && !single => {
+                        format!("{sign}{top}/({bottom})")
+                    }
                     _ => format!("{sign}{}", st.frac(&top, &bottom)),
                 }
             }
@@ -176,6 +180,10 @@ pub fn fexpr(st: Style, f: &crate::elem::FExpr, names: &Names) -> String {
         FExpr::Log(a) => match st {
             Style::Text => format!("log({})", fexpr(st, a, names)),
             Style::Latex => format!("\\log{}", st.paren(&fexpr(st, a, names))),
+        },
+        FExpr::Abs(a) => match st {
+            Style::Text => format!("|{}|", fexpr(st, a, names)),
+            Style::Latex => format!("\\lvert {} \\rvert", fexpr(st, a, names)),
         },
     }
 }

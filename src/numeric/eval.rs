@@ -206,7 +206,7 @@ fn vars_read(f: &FExpr, out: &mut Vec<u8>) {
             }
         }
         FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| vars_read(i, out)),
-        FExpr::Pow(b, _) | FExpr::Exp(b) | FExpr::Log(b) => vars_read(b, out),
+        FExpr::Pow(b, _) | FExpr::Exp(b) | FExpr::Log(b) | FExpr::Abs(b) => vars_read(b, out),
     }
 }
 

@@ -809,6 +809,10 @@ impl Scalarizer<'_> {
                 let a = self.fexpr(a, i)?;
                 self.g.unary(Unary::Log, a)
             }
+            FExpr::Abs(a) => {
+                let a = self.fexpr(a, i)?;
+                self.g.unary(Unary::Abs, a)
+            }
         })
     }
 }
