@@ -330,6 +330,9 @@ fn check(files: &[PathBuf]) -> Outcome {
     worst
 }
 
+/// The seed of the independent check's random problem (fixed: output is reproducible).
+const CHECK_SEED: u64 = 0x5EED_C4EC;
+
 fn derive(
     path: &Path,
     order: u32,
@@ -341,7 +344,12 @@ fn derive(
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
-    match smelt::derive(&source, &smelt::Options { order }) {
+    let derived = smelt::check(&source).and_then(|opt| {
+        let mut sme = smelt::derive::derive(&opt, &smelt::Options { order })?;
+        sme.independent = Some(smelt::sim::certify::check(&opt, &sme, CHECK_SEED));
+        Ok(sme)
+    });
+    match derived {
         Ok(sme) => {
             match format {
                 Format::Text => match dim {
@@ -353,7 +361,16 @@ fn derive(
                 Format::Latex => print!("{}", smelt::emit::latex::render(&sme, standalone)),
                 Format::Numpy => print!("{}", smelt::emit::numpy::render(&sme)),
             }
-            Outcome::Ok
+            match &sme.independent {
+                Some(c) if c.failed() => {
+                    eprintln!(
+                        "error: the independent check contradicts the derived SME: {}",
+                        c.summary()
+                    );
+                    Outcome::Invalid
+                }
+                _ => Outcome::Ok,
+            }
         }
         Err(smelt::Error::Internal(msg)) => {
             eprintln!(

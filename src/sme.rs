@@ -47,6 +47,9 @@ pub struct Sme {
     pub clock: Option<usize>,
     /// Remarks on where the expansion holds (a state that must stay away from 0, say).
     pub notes: Vec<String>,
+    /// The independent numeric check, when it was run ([`crate::sim::certify::check`]);
+    /// the derivation itself leaves it `None`.
+    pub independent: Option<Check>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,4 +88,102 @@ pub struct Residual {
     /// The first power that does not match and the number of terms of its residual, if
     /// one was computed.
     pub leading: Option<(i32, usize)>,
+}
+
+/// The outcome of the independent numeric check ([`crate::sim::certify`]): the update
+/// rule's own one-step moments against the SME's, on a random problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// The weak order checked (the derivation's, after its conditions).
+    pub order: u32,
+    /// The noise law used, in words.
+    pub law: String,
+    /// One fit per moment order `s = 1 … p`.
+    pub moments: Vec<MomentFit>,
+    pub verdict: Verdict,
+}
+
+/// The residuals of the moments of one order over the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MomentFit {
+    /// The moment order `s` (`E[Δ^{⊗s}]`).
+    pub s: usize,
+    /// The time per step at each grid point.
+    pub tau: Vec<f64>,
+    /// The largest residual over components and states at each grid point.
+    pub residual: Vec<f64>,
+    /// The rounding level at each grid point: residuals below 100× it are not fitted.
+    pub floor: Vec<f64>,
+    /// The fitted power of τ over the smallest clean points, if there are enough.
+    pub power: Option<f64>,
+}
+
+/// What the check concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every moment's residual falls at least as fast as `τ^{p+1}` (or is at rounding level).
+    Pass,
+    /// Some moment's residual falls more slowly: the SME is not of the order it claims.
+    Fail(String),
+    /// The check could not be made (the reason).
+    NotRun(String),
+}
+
+impl MomentFit {
+    /// Whether every residual is at the rounding level.
+    pub fn at_rounding(&self) -> bool {
+        !self.residual.is_empty()
+            && self
+                .residual
+                .iter()
+                .zip(&self.floor)
+                .all(|(r, f)| *r <= 100.0 * f)
+    }
+}
+
+impl Check {
+    /// Whether the check ran and failed.
+    pub fn failed(&self) -> bool {
+        matches!(self.verdict, Verdict::Fail(_))
+    }
+
+    /// One line: "one-step moment residuals ∝ τ^3.02 (order 2 needs 3)".
+    pub fn summary(&self) -> String {
+        let powers: Vec<String> = self
+            .moments
+            .iter()
+            .map(|m| {
+                let what = if m.s == 1 {
+                    "E[Δ]".to_string()
+                } else {
+                    format!("E[Δ^⊗{}]", m.s)
+                };
+                match m.power {
+                    Some(p) => format!("{what} ∝ τ^{p:.2}"),
+                    None if m.at_rounding() => format!("{what} at rounding level"),
+                    None => format!("{what}: too few clean points"),
+                }
+            })
+            .collect();
+        let head = match &self.verdict {
+            Verdict::Pass => "passed",
+            Verdict::Fail(_) => "FAILED",
+            Verdict::NotRun(_) => "not run",
+        };
+        match &self.verdict {
+            Verdict::NotRun(why) => format!("{head}: {why}"),
+            Verdict::Fail(why) => format!(
+                "{head}: {why}; residuals {} (order {} needs {})",
+                powers.join(", "),
+                self.order,
+                self.order + 1
+            ),
+            Verdict::Pass => format!(
+                "{head}: one-step moment residuals {} (order {} needs {})",
+                powers.join(", "),
+                self.order,
+                self.order + 1
+            ),
+        }
+    }
 }

@@ -432,6 +432,7 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
         elem,
         clock: ctx.clock.map(usize::from),
         notes: ctx.notes.clone(),
+        independent: None,
     })
 }
 

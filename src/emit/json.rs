@@ -22,7 +22,11 @@
 //!   "notes": ["…"],                     // where the expansion holds (a state kept away from 0)
 //!   "clock": null | "t",                 // the clock state when the rule reads the step counter
 //!   "certificate": [{"moment": ["x"], "matched_through": 2,
-//!                    "leading": null | {"power": 3, "terms": 4}}]   // first unmatched power, residual size
+//!                    "leading": null | {"power": 3, "terms": 4}}],  // first unmatched power, residual size
+//!   "independent": {                     // only when the independent numeric check was run
+//!     "order": 2, "law": "random quartic f in d = 2, …", "verdict": "pass" | "fail" | "not run",
+//!     "reason": "…", "summary": "passed: one-step moment residuals E[Δ] ∝ τ^3.01, … (order 2 needs 3)",
+//!     "moments": [{"s": 1, "power": 3.01 | null, "tau": [..], "residual": [..], "floor": [..]}]}
 //! }
 //! Poly  = [{"coefficient": "-1/2", "powers": [["eta", 1], ["lambda", 2]]}, ...]   // Σ c·Π s^k
 //! TExpr = {"free": 1, "terms": [{"coefficient": Poly, "factors": [Factor, ...]}]}
@@ -75,6 +79,89 @@ struct Doc {
     /// Remarks on where the expansion holds.
     #[serde(default)]
     notes: Vec<String>,
+    /// The independent numeric check, when it was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    independent: Option<IndependentJ>,
+}
+
+/// `{"order": 2, "law": "…", "verdict": "pass" | "fail" | "not run", "reason": "…",
+/// "summary": "…", "moments": [{"s": 1, "power": 3.01, "tau": [..], "residual": [..],
+/// "floor": [..]}]}`.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct IndependentJ {
+    order: u32,
+    law: String,
+    verdict: String,
+    #[serde(default)]
+    reason: String,
+    summary: String,
+    moments: Vec<MomentJ>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct MomentJ {
+    s: usize,
+    power: Option<f64>,
+    tau: Vec<f64>,
+    residual: Vec<f64>,
+    floor: Vec<f64>,
+}
+
+fn independent_j(c: &crate::sme::Check) -> IndependentJ {
+    use crate::sme::Verdict;
+    let (verdict, reason) = match &c.verdict {
+        Verdict::Pass => ("pass", String::new()),
+        Verdict::Fail(r) => ("fail", r.clone()),
+        Verdict::NotRun(r) => ("not run", r.clone()),
+    };
+    IndependentJ {
+        order: c.order,
+        law: c.law.clone(),
+        verdict: verdict.to_string(),
+        reason,
+        summary: c.summary(),
+        moments: c
+            .moments
+            .iter()
+            .map(|m| MomentJ {
+                s: m.s,
+                power: m.power,
+                tau: m.tau.clone(),
+                residual: m.residual.clone(),
+                floor: m.floor.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn independent_of(j: &IndependentJ) -> Result<crate::sme::Check, String> {
+    use crate::sme::Verdict;
+    let verdict = match j.verdict.as_str() {
+        "pass" => Verdict::Pass,
+        "fail" => Verdict::Fail(j.reason.clone()),
+        "not run" => Verdict::NotRun(j.reason.clone()),
+        other => {
+            return Err(format!(
+                "unknown verdict `{other}` of the independent check"
+            ))
+        }
+    };
+    Ok(crate::sme::Check {
+        order: j.order,
+        law: j.law.clone(),
+        moments: j
+            .moments
+            .iter()
+            .map(|m| crate::sme::MomentFit {
+                s: m.s,
+                power: m.power,
+                tau: m.tau.clone(),
+                residual: m.residual.clone(),
+                floor: m.floor.clone(),
+            })
+            .collect(),
+        verdict,
+    })
 }
 
 /// An elementwise function: `{"var": "u"}`, `{"const": Poly}`, `{"sum": [..]}`,
@@ -343,6 +430,7 @@ pub fn to_json(sme: &Sme) -> String {
         functions: sme.elem.functions.iter().map(|f| fexpr_j(f, sme)).collect(),
         clock: sme.clock.map(|c| sme.vars[c].name.clone()),
         notes: sme.notes.clone(),
+        independent: sme.independent.as_ref().map(independent_j),
     };
     serde_json::to_string_pretty(&doc).expect("serialisable") + "\n"
 }
@@ -537,5 +625,6 @@ pub fn from_json(text: &str) -> Result<Sme, String> {
             Some(c) => Some(var(c)?),
         },
         notes: doc.notes.clone(),
+        independent: doc.independent.as_ref().map(independent_of).transpose()?,
     })
 }

@@ -1166,6 +1166,11 @@ pub fn render(sme: &Sme) -> String {
             sup(r.matched_through as i64)
         );
     }
+    if let Some(check) = &sme.independent {
+        out.push_str("\nindependent check (the rule's own one-step moments against the SDE's)\n");
+        let _ = writeln!(out, "  {}", check.summary());
+        let _ = writeln!(out, "  on: {}", check.law);
+    }
     out
 }
 

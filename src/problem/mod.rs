@@ -118,6 +118,22 @@ pub struct Model {
 }
 
 impl Model {
+    /// A model over the `dim` inputs of `graph`: the objective `f`, the noise, and for
+    /// minibatch noise the data (whose `loss` is a node over x and one row, and whose
+    /// mean over the rows must be `f`).
+    pub fn new(graph: Graph, dim: usize, f: Id, noise: Noise, data: Option<Data>) -> Model {
+        Model {
+            graph,
+            dim,
+            f,
+            noise,
+            data,
+            df: HashMap::new(),
+            moments: HashMap::new(),
+            centred: None,
+        }
+    }
+
     /// The inputs one noise sample reads per step: `k` standard normals for Gaussian
     /// noise, or `batch × width` data values (the rows of the minibatch).
     pub fn noise_draws(&self) -> usize {
@@ -295,9 +311,11 @@ impl Model {
                         })
                         .collect()
                 }
+                // One row per step: the noise is one centred per-sample gradient.
+                _ if batch == 1 => self.sample_moment(r),
                 _ => {
                     return Err(format!(
-                        "the minibatch noise's moment of order {r} is not available (orders up to 4 are)"
+                        "the minibatch noise's moment of order {r} is not available (orders up to 4 are, and every order for batches of one row)"
                     ))
                 }
             }

@@ -2,6 +2,7 @@
 //! generator every simulation draws from ([`rng`]), the compiler from rules, SMEs and
 //! test functions to tapes ([`compile`]).
 
+pub mod certify;
 pub mod compile;
 pub mod escape;
 pub mod ha;
