@@ -3,7 +3,8 @@
 //! closed forms' coefficients computed by hand.
 
 use num_rational::BigRational;
-use smelt::hasme::{hessian_aware, render};
+use smelt::emit::hasme::text as render;
+use smelt::hasme::hessian_aware;
 
 fn q(n: i64, d: i64) -> BigRational {
     BigRational::new(n.into(), d.into())

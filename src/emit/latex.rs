@@ -116,7 +116,7 @@ pub fn render(sme: &Sme, standalone: bool) -> String {
 }
 
 /// Escapes text for use outside math mode.
-fn escape_text(s: &str) -> String {
+pub(super) fn escape_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '_' | '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),
