@@ -438,7 +438,7 @@ def _psi(u):
     """-log(1 - u)/u, with its limit 1 at u = 0."""
     u = np.asarray(u, dtype=float)
     near = np.abs(u) < 1e-8
-    safe = np.where(near, 1.0, u)
+    safe = np.where(near, 0.5, u)
     return np.where(near, 1.0 + u / 2 + u * u / 3, -np.log1p(-safe) / safe)
 
 

@@ -7,6 +7,8 @@
     reason = "the generator's sums read as the formula, over i and j"
 )]
 
+pub mod python;
+
 use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------------------------
