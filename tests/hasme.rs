@@ -269,39 +269,17 @@ fn json_reads_back_with_the_coefficients() {
 fn latex_is_pinned_and_the_standalone_document_compiles() {
     let h = sgd(4);
     insta::assert_snapshot!("sgd_latex", hasme::latex(&h, false));
-    let have = std::process::Command::new("pdflatex")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !have {
-        assert!(
-            std::env::var("CI").is_err(),
-            "pdflatex is required in CI (.ci/run installs texlive-latex-base)"
-        );
-        #[allow(clippy::print_stderr, reason = "a skipped check says so")]
-        {
-            eprintln!("skipped: pdflatex not found; install texlive-latex-base to run this check");
-        }
+    if !support::latex::have_pdflatex() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("smelt-hasme-latex-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for order in [2, 4] {
-        let name = format!("hasme_{order}");
-        let tex = dir.join(format!("{name}.tex"));
-        std::fs::write(&tex, hasme::latex(&sgd(order), true)).unwrap();
-        let out = std::process::Command::new("pdflatex")
-            .args(["-interaction=nonstopmode", "-halt-on-error"])
-            .arg(&tex)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: pdflatex failed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
+        support::latex::compile(
+            &dir,
+            &format!("hasme_{order}"),
+            &hasme::latex(&sgd(order), true),
         );
-        assert!(dir.join(format!("{name}.pdf")).exists());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

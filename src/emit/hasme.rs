@@ -242,16 +242,12 @@ pub fn latex(h: &HaSme, standalone: bool) -> String {
         let _ = writeln!(body, "% {remarks}");
         return body;
     }
-    let mut doc = String::new();
-    doc.push_str("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n");
-    let _ = writeln!(
-        doc,
-        "\\noindent Hessian-aware stochastic modified equation of \\texttt{{{}}} (Li, Shen, Zhang \\& He 2024), derived by smelt.\n",
+    let sentence = format!(
+        "Hessian-aware stochastic modified equation of \\texttt{{{}}} (Li, Shen, Zhang \\& He 2024), derived by smelt.",
         super::latex::escape_text(&h.sme.optimizer),
     );
-    doc.push_str(&body);
-    let _ = writeln!(doc, "\n\\noindent {remarks}\n\\end{{document}}");
-    doc
+    let _ = writeln!(body, "\n\\noindent {remarks}");
+    super::latex::document(&sentence, &body)
 }
 
 /// A rational as Python source (`Rational(-1, 2)` in SymPy, `-1/2` in NumPy).
