@@ -172,7 +172,7 @@ enum VerifyFormat {
 enum Format {
     /// Unicode text for terminals
     Text,
-    /// JSON, schema `smelt-sme` version 1 (see the README)
+    /// JSON, schema `smelt-sme` version 1 (`smelt-hasme` with `--hessian-aware`; see the README)
     Json,
     /// LaTeX (`amsmath` align environment)
     Latex,
@@ -410,7 +410,13 @@ fn hessian(
         },
         Format::Json => print!("{}", smelt::emit::json::hasme_to_json(&h)),
         _ if !certified => {
-            eprint!("error: {}", hasme::text(&h));
+            eprintln!(
+                "error: the series derived for `{shown}` do not match the Hessian-aware closed forms, so there are none to export:"
+            );
+            for m in &h.mismatches {
+                eprintln!("  {m}");
+            }
+            eprintln!("  = hint: `--format text` or `--format json` show the comparison");
             return Outcome::Invalid;
         }
         Format::Latex => print!("{}", hasme::latex(&h, standalone)),

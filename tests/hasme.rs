@@ -349,6 +349,45 @@ fn the_command_line_honours_format_dim_standalone_and_order() {
             "{stderr}"
         );
     }
+    // A rule whose series are not the closed forms': shown in text and JSON (exit 1),
+    // nothing to export in the other formats.
+    let dir = std::env::temp_dir().join(format!("smelt-hasme-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let odd = dir.join("odd.opt");
+    let rule = "x = x - eta*(grad f(x) + xi)";
+    let text = source("sgd.opt").replace(rule, &format!("{rule} - eta^2*grad f(x)"));
+    std::fs::write(&odd, text).unwrap();
+    let odd_run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args([
+                "derive",
+                odd.to_str().unwrap(),
+                "--hessian-aware",
+                "-o",
+                "3",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, _) = odd_run(&[]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("do not match") && stdout.contains("terms other than H^n ∇f remain"));
+    let (code, stdout, _) = odd_run(&["-f", "json"]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("\"certified\": false"), "{stdout}");
+    for format in ["latex", "sympy", "numpy"] {
+        let (code, stdout, stderr) = odd_run(&["-f", format]);
+        assert_eq!(code, Some(1), "{format}");
+        assert!(
+            stdout.is_empty() && stderr.contains("none to export"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     // Options that do not apply to the format are usage errors.
     for args in [&["--standalone"][..], &["-f", "numpy", "--dim", "2"][..]] {
         let (code, stdout, stderr) = run(args);

@@ -37,6 +37,35 @@
 //! FExpr = {"var": "u"} | {"const": Poly} | {"sum": [FExpr..]} | {"prod": [FExpr..]}
 //!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr}
 //! ```
+//!
+//! The Hessian-aware SME ([`hasme_to_json`], read back by [`hasme_from_json`]) has its own
+//! schema, `smelt-hasme` version 1, with `H = ∇²f` and `l`, `r` eigenvalues of H:
+//!
+//! ```text
+//! {
+//!   "schema": "smelt-hasme", "version": 1,
+//!   "optimizer": "SGD",
+//!   "small": "eta",                       // the small parameter; one step = time eta
+//!   "order": 4,                           // the order p of the SME whose series certify the forms
+//!   "certified": true,                    // the series below are the closed forms' through eta^(p-1)
+//!   "mismatches": [],                     // where they are not (certified: false)
+//!   "closed_form": {
+//!     "drift": "(log(I - ηH)/(ηH)) ∇f",   // as text
+//!     "diffusion": "η² (a(L) + a(R)) / (1 - (1 - ηL)(1 - ηR)) Σ,   a(z) = -log(1 - ηz)/η",
+//!     "drift_eigen": "log(1 - eta*l)/(eta*l)",
+//!         // SymPy syntax: b = V diag(g(l_i)) Vᵀ ∇f for H = V diag(l) Vᵀ (g(0) = -1)
+//!     "diffusion_eigen": "-eta*log((1 - eta*l)*(1 - eta*r))/(1 - (1 - eta*l)*(1 - eta*r))"
+//!         // D = V (φ(l_i, l_j) (VᵀΣV)_ij) Vᵀ (φ = eta where the denominator vanishes)
+//!   },
+//!   "drift_series": [{"power": 1, "coefficient": "-1/2"}, ...],
+//!         // b = Σ coefficient · eta^power H^power ∇f, power = 0 … p-1
+//!   "diffusion_series": [{"power": 2, "left": 0, "right": 1, "coefficient": "1/2"}, ...],
+//!         // D = Σ coefficient · eta^power H^left Σ H^right, power = 1 + left + right ≤ p - 1,
+//!         // ordered by power, then left
+//!   "conditions": ["ηλ_max(H) < 1, so that log(I - ηH) is real; exact for quadratic f with constant Σ"],
+//!   "sme": {...}                          // the order-p SME of the quadratic part, schema smelt-sme
+//! }
+//! ```
 
 use crate::hasme::HaSme;
 use crate::poly::{Poly, Symbols};
