@@ -15,6 +15,9 @@
 //!
 //! The closed-form coefficients come from an independent computation (a bivariate series
 //! in the commuting operators L and R), so agreement certifies the recognised form.
+//!
+//! [`crate::emit::hasme`] writes the result in every format (text, components, LaTeX,
+//! SymPy, NumPy; JSON in [`crate::emit::json`]).
 
 use crate::ir::Optimizer;
 use crate::poly::Poly;

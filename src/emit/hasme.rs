@@ -191,12 +191,13 @@ pub fn text(h: &HaSme) -> String {
         "  the closed forms' series agree term by term with the order-{} SME of the quadratic part\n  (drift through {e}{last}, diffusion through {e}{last})",
         h.order,
     );
-    let _ = writeln!(out, "\nconditions");
-    let _ = writeln!(
-        out,
-        "  {e}λ_max(H) < 1, so that log(I - {e}H) is real; exact for quadratic f with constant Σ"
-    );
+    let _ = writeln!(out, "\nconditions\n  {}", condition(e));
     out
+}
+
+/// Where the closed forms hold, as text.
+pub(super) fn condition(e: &str) -> String {
+    format!("{e}λ_max(H) < 1, so that log(I - {e}H) is real; exact for quadratic f with constant Σ")
 }
 
 /// The text form followed by the series component by component in dimension `d`.

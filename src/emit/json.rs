@@ -661,9 +661,7 @@ pub fn hasme_to_json(h: &HaSme) -> String {
                 })
             })
             .collect(),
-        conditions: vec![format!(
-            "{e}λ_max(H) < 1, so that log(I - {e}H) is real; exact for quadratic f with constant Σ"
-        )],
+        conditions: vec![super::hasme::condition(&e)],
         sme: doc(&h.sme),
     };
     serde_json::to_string_pretty(&doc).expect("serialisable") + "\n"
