@@ -3,8 +3,8 @@
 //! A [`HaSme`] is two things: the closed forms (fixed matrix functions of `H = ∇²f`,
 //! written here once per format) and the truncated series, which is an ordinary
 //! [`crate::Sme`] (the order-p SME of the quadratic part) and goes through the ordinary
-//! emitters: its components ([`super::text::components_body`]), its SymPy script
-//! ([`super::sympy::script`]) and its JSON document ([`super::json`]). The series in `H`
+//! emitters: its components (as in [`super::text::render_components`]), its SymPy script
+//! (as in [`super::sympy::render`]) and its JSON document ([`super::json`]). The series in `H`
 //! (`-∇f - (η/2) H∇f - …`) is written from the coefficients the derivation produced.
 //!
 //! The emitters write the closed forms as recognised; a result with `mismatches` is
