@@ -41,9 +41,10 @@ enum Command {
     Derive {
         /// The optimizer file (`.opt`)
         file: PathBuf,
-        /// The weak order: 1, 2, 3, …
-        #[arg(long, short, default_value_t = 1)]
-        order: u32,
+        /// The weak order: 1, 2, 3, … (default 1; with `--hessian-aware`, the order of the
+        /// SME whose series certifies the closed forms, 2 to 6, default 4)
+        #[arg(long, short)]
+        order: Option<u32>,
         /// Output format
         #[arg(long, short, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -51,10 +52,11 @@ enum Command {
         #[arg(long)]
         standalone: bool,
         /// The Hessian-aware SME (for SGD): closed forms in H = ∇²f, checked against the
-        /// series of the order-`--order` SME of the quadratic part (order 2 to 5)
+        /// series of the order-`--order` SME of the quadratic part
         #[arg(long)]
         hessian_aware: bool,
-        /// Write the result component by component for this dimension (text and SymPy)
+        /// Write the result component by component for this dimension (text and SymPy;
+        /// with `--hessian-aware`, the series of the closed forms)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
         dim: Option<u32>,
     },
@@ -170,7 +172,7 @@ enum VerifyFormat {
 enum Format {
     /// Unicode text for terminals
     Text,
-    /// JSON, schema `smelt-sme` version 1 (see the README)
+    /// JSON, schema `smelt-sme` version 1 (`smelt-hasme` with `--hessian-aware`; see the README)
     Json,
     /// LaTeX (`amsmath` align environment)
     Latex,
@@ -274,10 +276,12 @@ pub fn main() -> ExitCode {
             hessian_aware,
             dim,
         } => {
+            let dim = dim.map(|d| d as usize);
             if hessian_aware {
-                hessian(&file, order)
+                let order = order.unwrap_or(smelt::hasme::DEFAULT_ORDER);
+                hessian(&file, order, format, standalone, dim)
             } else {
-                derive(&file, order, format, standalone, dim.map(|d| d as usize))
+                derive(&file, order.unwrap_or(1), format, standalone, dim)
             }
         }
     };
@@ -385,22 +389,61 @@ fn derive(
     }
 }
 
-fn hessian(path: &Path, order: u32) -> Outcome {
+fn hessian(
+    path: &Path,
+    order: u32,
+    format: Format,
+    standalone: bool,
+    dim: Option<usize>,
+) -> Outcome {
+    if standalone && !matches!(format, Format::Latex) {
+        eprintln!("error: --standalone makes a LaTeX document; add `--format latex`");
+        return Outcome::Usage;
+    }
+    if dim.is_some() && !matches!(format, Format::Text | Format::Sympy) {
+        eprintln!(
+            "error: --dim writes components in the text and SymPy formats; the JSON, LaTeX and NumPy forms of the Hessian-aware SME hold for every dimension"
+        );
+        return Outcome::Usage;
+    }
     let (shown, source) = match load(path) {
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
-    let result =
-        smelt::check(&source).and_then(|opt| smelt::hasme::hessian_aware(&opt, order.max(4)));
-    match result {
-        Ok(h) => {
-            print!("{}", smelt::hasme::render(&h));
-            Outcome::Ok
-        }
+    let result = smelt::check(&source).and_then(|opt| smelt::hasme::hessian_aware(&opt, order));
+    let h = match result {
+        Ok(h) => h,
         Err(e) => {
             eprint!("{}", render(e.diagnostics(), &shown, &source));
-            Outcome::Invalid
+            return Outcome::Invalid;
         }
+    };
+    use smelt::emit::hasme;
+    let certified = h.mismatches.is_empty();
+    match format {
+        Format::Text => match dim {
+            None => print!("{}", hasme::text(&h)),
+            Some(d) => print!("{}", hasme::components(&h, d)),
+        },
+        Format::Json => print!("{}", smelt::emit::json::hasme_to_json(&h)),
+        _ if !certified => {
+            eprintln!(
+                "error: the series derived for `{shown}` do not match the Hessian-aware closed forms, so there are none to export:"
+            );
+            for m in &h.mismatches {
+                eprintln!("  {m}");
+            }
+            eprintln!("  = hint: `--format text` or `--format json` show the comparison");
+            return Outcome::Invalid;
+        }
+        Format::Latex => print!("{}", hasme::latex(&h, standalone)),
+        Format::Sympy => print!("{}", hasme::sympy(&h, dim)),
+        Format::Numpy => print!("{}", hasme::numpy(&h)),
+    }
+    if certified {
+        Outcome::Ok
+    } else {
+        Outcome::Invalid
     }
 }
 

@@ -15,6 +15,9 @@
 //!
 //! The closed-form coefficients come from an independent computation (a bivariate series
 //! in the commuting operators L and R), so agreement certifies the recognised form.
+//!
+//! [`crate::emit::hasme`] writes the result in every format (text, components, LaTeX,
+//! SymPy, NumPy; JSON in [`crate::emit::json`]).
 
 use crate::ir::Optimizer;
 use crate::poly::Poly;
@@ -22,11 +25,18 @@ use crate::sme::Sme;
 use crate::syntax::NoiseKind;
 use crate::tensor::{Atom, Kind, Label, TExpr};
 use num_rational::BigRational;
-use num_traits::{One, Zero};
-use std::fmt::Write;
+use num_traits::Zero;
+
+/// The orders `p` whose SME series the closed forms can be checked against: order 1 does
+/// not reach the diffusion, and the derivation stops at
+/// [`crate::derive::MAX_ORDER`].
+pub const ORDERS: std::ops::RangeInclusive<u32> = 2..=crate::derive::MAX_ORDER;
+
+/// The order used when none is asked for: the series through η³.
+pub const DEFAULT_ORDER: u32 = 4;
 
 /// The result: the quadratic-part SME, its coefficients, and the comparison.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HaSme {
     /// The SME of the quadratic part (Gaussian noise) at the order used.
     pub sme: Sme,
@@ -139,7 +149,22 @@ pub fn hessian_aware(opt: &Optimizer, order: u32) -> Result<HaSme, crate::Error>
             "for momentum the construction needs the logarithm of the linearised two-state map (a 2×2 block matrix of functions of H), which smelt does not build yet; derive the order-p SME instead",
         )]));
     }
-    let order = order.clamp(2, 5);
+    if !ORDERS.contains(&order) {
+        return Err(crate::Error::Invalid(vec![crate::Diagnostic::new(
+            crate::Code::Misuse,
+            opt.header,
+            format!(
+                "the Hessian-aware SME cannot be certified at order {order}"
+            ),
+        )
+        .label("for this optimizer")
+        .hint(format!(
+            "ask for an order between {} and {}: the closed forms are checked against the series of the order-p SME of the quadratic part, which needs p ≥ 2 to reach the diffusion and p ≤ {} to stay within the derivation's limit",
+            ORDERS.start(),
+            ORDERS.end(),
+            ORDERS.end()
+        ))]));
+    }
     // Gaussian noise: the HA-SME is exact for linear-Gaussian SGD.
     let mut gaussian = opt.clone();
     for n in &mut gaussian.noises {
@@ -215,117 +240,6 @@ pub fn hessian_aware(opt: &Optimizer, order: u32) -> Result<HaSme, crate::Error>
         diffusion,
         mismatches,
     })
-}
-
-/// The HA-SME as text: the closed forms, their series, and the comparison.
-pub fn render(h: &HaSme) -> String {
-    let mut out = String::new();
-    let name = &h.sme.optimizer;
-    let _ = writeln!(
-        out,
-        "Hessian-aware SME of {name} (Li, Shen, Zhang & He 2024), H = ∇²f, Gaussian noise"
-    );
-    let small = crate::emit::text::pretty_name(h.sme.symbols.name(h.sme.small));
-    let e = small.as_str();
-    if h.mismatches.is_empty() {
-        let _ = writeln!(out, "  dX = b dt + σ dW,  σσᵀ = D,  one step = time {e}\n");
-        let _ = writeln!(out, "drift");
-        let _ = writeln!(out, "  b = (log(I - {e}H)/({e}H)) ∇f");
-        let mut series = String::from("-∇f");
-        for (n, a) in h.drift.iter().enumerate().skip(1) {
-            let _ = write!(
-                series,
-                " - ({e}{}/{}) {}∇f",
-                sup1(n),
-                a.denom(),
-                hpow(n, true)
-            );
-        }
-        let _ = writeln!(out, "    = {series} - …\n");
-        let _ = writeln!(out, "diffusion");
-        let _ = writeln!(
-            out,
-            "  D = {e}² (a(L) + a(R)) / (1 - (1 - {e}L)(1 - {e}R)) Σ,   a(z) = -log(1 - {e}z)/{e},"
-        );
-        let _ = writeln!(
-            out,
-            "      L, R: multiplication by H from the left, from the right; in an eigenbasis of H"
-        );
-        let _ = writeln!(
-            out,
-            "      D_ij = {e}² Σ_ij (a_i + a_j)/(1 - r_i r_j), r_i = 1 - {e}λ_i; if Σ commutes with H,"
-        );
-        let _ = writeln!(out, "      D = -2 log(I - {e}H) Σ/(H (2I - {e}H))");
-        let mut series = format!("{e} Σ");
-        for (k, row) in h.diffusion.iter().enumerate().skip(1) {
-            let lcm = row.iter().fold(num_bigint::BigInt::one(), |acc, q| {
-                num_integer::Integer::lcm(&acc, q.denom())
-            });
-            let terms: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(a, q)| {
-                    let c = q * BigRational::from_integer(lcm.clone());
-                    let c = if c.is_one() {
-                        String::new()
-                    } else {
-                        format!("{c} ")
-                    };
-                    format!("{c}{}Σ{}", hpow(a, true), hpow(k - a, false))
-                })
-                .collect();
-            let _ = write!(
-                series,
-                " + ({e}{}/{lcm})({})",
-                sup1(k + 1),
-                terms.join(" + ")
-            );
-        }
-        let _ = writeln!(out, "    = {series} + …\n");
-        let _ = writeln!(out, "certificate");
-        let _ = writeln!(
-            out,
-            "  the closed forms' series agree term by term with the order-{} SME of the quadratic part\n  (drift through {e}{}, diffusion through {e}{})",
-            h.order,
-            sup(h.order as usize - 1),
-            sup(h.order as usize - 1)
-        );
-        let _ = writeln!(out, "\nconditions");
-        let _ = writeln!(
-            out,
-            "  {e}λ_max(H) < 1, so that log(I - {e}H) is real; exact for quadratic f with constant Σ"
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "  the derived series do not match the Hessian-aware closed forms:"
-        );
-        for m in &h.mismatches {
-            let _ = writeln!(out, "  {m}");
-        }
-    }
-    out
-}
-
-/// An exponent, omitted when it is 1.
-fn sup1(n: usize) -> String {
-    if n == 1 {
-        String::new()
-    } else {
-        sup(n)
-    }
-}
-
-fn sup(n: usize) -> String {
-    crate::emit::notation::Style::Text.sup(n as i64)
-}
-
-fn hpow(n: usize, _left: bool) -> String {
-    match n {
-        0 => String::new(),
-        1 => "H".to_string(),
-        n => format!("H{}", sup(n)),
-    }
 }
 
 #[cfg(test)]

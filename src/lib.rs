@@ -16,7 +16,7 @@
 //! | [`tensor`], [`poly`], [`elem`] | the algebra the derivation runs on: einsum terms in canonical form, exact Laurent coefficients, elementwise functions of the state |
 //! | [`simplify`] | compact forms: gradient potentials (exact linear solve) and equality saturation (egg, private to this module) |
 //! | [`sme`] | the result: a plain value every later phase reads |
-//! | [`emit`] | text, LaTeX, JSON, SymPy, NumPy, components: pure functions of an [`Sme`] |
+//! | [`emit`] | text, LaTeX, JSON, SymPy, NumPy, components: pure functions of an [`Sme`] (or of a [`hasme::HaSme`]) |
 //! | [`scaling`], [`hasme`] | analyses of derived results: batch-size scaling rules, the Hessian-aware SME |
 //! | [`numeric`] | numeric evaluation of derived expressions (the reference the compiled simulation is tested against), hash-consed graphs and their tapes, exact moments of linear-Gaussian models |
 //! | [`problem`] | problem files: objective, noise (Gaussian Σ(x) or minibatches of data), starts, test functions |

@@ -1,4 +1,5 @@
 //! The independent certificate ([`smelt::sim::certify`]) on every example, and on SMEs
+
 //! broken on purpose.
 //!
 //! What makes the two sides independent: the optimizer's moments come from running the
@@ -8,6 +9,11 @@
 //! the mistakes smelt used to make (a spurious −(η/2)∇²f∇²f∇f in extragradient's drift,
 //! `sqrt(m^2)` taken as `m`) and a wrong second-order coefficient: the check must reject
 //! each with a residual power below `p + 1`.
+
+#![allow(
+    clippy::print_stderr,
+    reason = "the test prints each example's figures for the log"
+)]
 
 use smelt::sim::certify::{check, Check, Verdict};
 use smelt::tensor::{Atom, Kind, TExpr};

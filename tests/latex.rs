@@ -1,12 +1,10 @@
 //! LaTeX output compiled with a real engine (the output itself is pinned in outputs.rs).
 //!
-//! The compile check needs `pdflatex` (Debian: texlive-latex-base). Without it the
-//! test says so and passes, except in CI (`CI=true`), where its absence is a failure;
-//! `.ci/run` installs it.
-#![allow(clippy::print_stderr, reason = "a skipped check says so")]
+//! The compile check needs `pdflatex` ([`support::latex`]).
 
 use smelt::Options;
-use std::process::Command;
+
+mod support;
 
 const CASES: &[(&str, u32)] = &[
     ("sgd.opt", 1),
@@ -31,37 +29,15 @@ fn derive(file: &str, order: u32) -> smelt::Sme {
 
 #[test]
 fn standalone_latex_compiles() {
-    let have = Command::new("pdflatex").arg("--version").output().is_ok();
-    if !have {
-        assert!(
-            std::env::var("CI").is_err(),
-            "pdflatex is required in CI (.ci/run installs texlive-latex-base)"
-        );
-        eprintln!("skipped: pdflatex not found; install texlive-latex-base to run this check");
+    if !support::latex::have_pdflatex() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("smelt-latex-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, order) in CASES {
         let name = format!("{}_{order}", file.trim_end_matches(".opt"));
-        let tex = dir.join(format!("{name}.tex"));
-        std::fs::write(
-            &tex,
-            smelt::emit::latex::render(&derive(file, *order), true),
-        )
-        .unwrap();
-        let out = Command::new("pdflatex")
-            .args(["-interaction=nonstopmode", "-halt-on-error"])
-            .arg(&tex)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: pdflatex failed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(dir.join(format!("{name}.pdf")).exists());
+        let tex = smelt::emit::latex::render(&derive(file, *order), true);
+        support::latex::compile(&dir, &name, &tex);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,10 +21,12 @@ use smelt::numeric::eval::{self, Env, Tensor, Value};
 use smelt::poly::Poly;
 use smelt::tensor::{Atom, Kind, TExpr, Term};
 use smelt::{Options, Sme};
+use support::python::python;
+
+mod support;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------
 // Seeded generator (xorshift64*).
@@ -189,46 +191,6 @@ fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
 
 // ---------------------------------------------------------------------------------
 // The project's Python.
-
-/// The project's Python with NumPy, or why there is none.
-fn python() -> Result<&'static Path, &'static str> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = PYTHON.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let venv = root.join(".venv/bin/python");
-        let works = |p: &Path| {
-            Command::new(p)
-                .args(["-c", "import numpy"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if works(&venv) {
-            return Ok(venv);
-        }
-        let has_python3 = Command::new("python3")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_python3 {
-            return Err("no python3 to create the project's environment".to_string());
-        }
-        let setup = Command::new("bash")
-            .arg(root.join("scripts/python-env.sh"))
-            .output();
-        match setup {
-            Ok(o) if o.status.success() && works(&venv) => Ok(venv),
-            Ok(o) => Err(format!(
-                "scripts/python-env.sh did not give a Python with NumPy: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Err(format!("could not run scripts/python-env.sh: {e}")),
-        }
-    });
-    match found {
-        Ok(p) => Ok(p.as_path()),
-        Err(e) => Err(e.as_str()),
-    }
-}
 
 /// The project's Python, or `None` after a skip notice (a failure under CI).
 fn python_or_skip(what: &str) -> Option<&'static Path> {

@@ -10,63 +10,9 @@
 //! usable Python a test prints "skipped: …" and passes, unless the environment variable
 //! `CI` is set: then it fails.
 
-#![allow(
-    clippy::print_stderr,
-    reason = "a test without Python says on stderr why it is skipped"
-)]
-
 use smelt::{Options, Sme};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
-/// The project's Python with SymPy, or why there is none.
-fn find_python() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join(".venv/bin/python");
-    let has_sympy = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import sympy"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has_sympy(&venv) {
-        return Ok(venv);
-    }
-    if Command::new("python3").arg("--version").output().is_err() {
-        return Err("no python3 to create .venv with".to_string());
-    }
-    let out = Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .output()
-        .map_err(|e| format!("cannot run scripts/python-env.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/python-env.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    if has_sympy(&venv) {
-        Ok(venv)
-    } else {
-        Err(format!("{} cannot import sympy", venv.display()))
-    }
-}
-
-/// The Python to run the scripts with; `None` (after saying why) to skip.
-fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(find_python) {
-        Ok(p) => Some(p.clone()),
-        Err(why) if std::env::var_os("CI").is_some() => {
-            panic!("no Python with SymPy (CI is set, so this fails): {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            None
-        }
-    }
-}
+mod support;
 
 fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
     let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -83,27 +29,12 @@ fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
 
 /// Runs the script for `sme` in dimension `dim` followed by `checks`.
 fn run(label: &str, sme: &Sme, dim: usize, checks: &str) {
-    let Some(python) = python() else { return };
     let script = smelt::emit::sympy::render(sme, Some(dim));
     let source = format!(
         "{script}\n\n# ---- the test's checks ----\n{HELPERS}\n{}\nprint('checks passed')\n",
         checks.trim()
     );
-    let path = std::env::temp_dir().join(format!("smelt-sympy-{}-{label}.py", std::process::id()));
-    std::fs::write(&path, &source).expect("write the script");
-    let out = Command::new(&python)
-        .arg(&path)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("checks passed"),
-        "{label}: the script failed ({})\n--- stderr\n{stderr}\n--- stdout\n{stdout}\n--- script ({})\n{source}",
-        out.status,
-        path.display()
-    );
-    let _ = std::fs::remove_file(&path);
+    support::python::run_checks(&format!("sympy-{label}"), &source, &[]);
 }
 
 /// Python shared by the checks.

@@ -41,7 +41,37 @@
 //! FExpr = {"var": "u"} | {"const": Poly} | {"sum": [FExpr..]} | {"prod": [FExpr..]}
 //!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr} | {"abs": FExpr}
 //! ```
+//!
+//! The Hessian-aware SME ([`hasme_to_json`], read back by [`hasme_from_json`]) has its own
+//! schema, `smelt-hasme` version 1, with `H = ∇²f` and `l`, `r` eigenvalues of H:
+//!
+//! ```text
+//! {
+//!   "schema": "smelt-hasme", "version": 1,
+//!   "optimizer": "SGD",
+//!   "small": "eta",                       // the small parameter; one step = time eta
+//!   "order": 4,                           // the order p of the SME whose series certify the forms
+//!   "certified": true,                    // the series below are the closed forms' through eta^(p-1)
+//!   "mismatches": [],                     // where they are not (certified: false)
+//!   "closed_form": {
+//!     "drift": "(log(I - ηH)/(ηH)) ∇f",   // as text
+//!     "diffusion": "η² (a(L) + a(R)) / (1 - (1 - ηL)(1 - ηR)) Σ,   a(z) = -log(1 - ηz)/η",
+//!     "drift_eigen": "log(1 - eta*l)/(eta*l)",
+//!         // SymPy syntax: b = V diag(g(l_i)) Vᵀ ∇f for H = V diag(l) Vᵀ (g(0) = -1)
+//!     "diffusion_eigen": "-eta*log((1 - eta*l)*(1 - eta*r))/(1 - (1 - eta*l)*(1 - eta*r))"
+//!         // D = V (φ(l_i, l_j) (VᵀΣV)_ij) Vᵀ (φ = eta where the denominator vanishes)
+//!   },
+//!   "drift_series": [{"power": 1, "coefficient": "-1/2"}, ...],
+//!         // b = Σ coefficient · eta^power H^power ∇f, power = 0 … p-1
+//!   "diffusion_series": [{"power": 2, "left": 0, "right": 1, "coefficient": "1/2"}, ...],
+//!         // D = Σ coefficient · eta^power H^left Σ H^right, power = 1 + left + right ≤ p - 1,
+//!         // ordered by power, then left
+//!   "conditions": ["ηλ_max(H) < 1, so that log(I - ηH) is real; exact for quadratic f with constant Σ"],
+//!   "sme": {...}                          // the order-p SME of the quadratic part, schema smelt-sme
+//! }
+//! ```
 
+use crate::hasme::HaSme;
 use crate::poly::{Poly, Symbols};
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::syntax::NoiseKind;
@@ -343,6 +373,11 @@ fn names(vars: &[usize], sme: &Sme) -> Vec<String> {
 
 /// The SME as pretty-printed JSON.
 pub fn to_json(sme: &Sme) -> String {
+    serde_json::to_string_pretty(&doc(sme)).expect("serialisable") + "\n"
+}
+
+/// The document of an SME (also the `sme` field of a `smelt-hasme` document).
+fn doc(sme: &Sme) -> Doc {
     let text = |e: &TExpr| {
         let names = super::text::Names::of(sme);
         super::text::texpr(
@@ -356,7 +391,7 @@ pub fn to_json(sme: &Sme) -> String {
     let nsyms = (0..)
         .map_while(|i| sme.symbols.try_name(i).map(str::to_string))
         .collect();
-    let doc = Doc {
+    Doc {
         schema: SCHEMA.to_string(),
         version: VERSION,
         optimizer: sme.optimizer.clone(),
@@ -431,14 +466,18 @@ pub fn to_json(sme: &Sme) -> String {
         clock: sme.clock.map(|c| sme.vars[c].name.clone()),
         notes: sme.notes.clone(),
         independent: sme.independent.as_ref().map(independent_j),
-    };
-    serde_json::to_string_pretty(&doc).expect("serialisable") + "\n"
+    }
 }
 
 /// Reads a document written by [`to_json`] back into an [`Sme`].
 pub fn from_json(text: &str) -> Result<Sme, String> {
     let doc: Doc =
         serde_json::from_str(text).map_err(|e| format!("not a smelt SME document: {e}"))?;
+    sme_of(&doc)
+}
+
+/// The SME a document describes.
+fn sme_of(doc: &Doc) -> Result<Sme, String> {
     if doc.schema != SCHEMA || doc.version != VERSION {
         return Err(format!(
             "unsupported schema {} version {} (this smelt reads {SCHEMA} version {VERSION})",
@@ -626,5 +665,145 @@ pub fn from_json(text: &str) -> Result<Sme, String> {
         },
         notes: doc.notes.clone(),
         independent: doc.independent.as_ref().map(independent_of).transpose()?,
+    })
+}
+
+/// The schema of the Hessian-aware SME's document and its version.
+pub const HASME_SCHEMA: &str = "smelt-hasme";
+pub const HASME_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct HaDoc {
+    schema: String,
+    version: u32,
+    optimizer: String,
+    small: String,
+    order: u32,
+    certified: bool,
+    mismatches: Vec<String>,
+    closed_form: ClosedJ,
+    drift_series: Vec<DriftCoefJ>,
+    diffusion_series: Vec<DiffCoefJ>,
+    conditions: Vec<String>,
+    sme: Doc,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct ClosedJ {
+    drift: String,
+    diffusion: String,
+    drift_eigen: String,
+    diffusion_eigen: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct DriftCoefJ {
+    power: usize,
+    coefficient: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct DiffCoefJ {
+    power: usize,
+    left: usize,
+    right: usize,
+    coefficient: String,
+}
+
+/// The Hessian-aware SME as pretty-printed JSON, schema `smelt-hasme` version 1.
+pub fn hasme_to_json(h: &HaSme) -> String {
+    use super::notation::Style;
+    let e = super::hasme::small(Style::Text, h);
+    let eta = h.sme.symbols.name(h.sme.small).to_string();
+    let doc = HaDoc {
+        schema: HASME_SCHEMA.to_string(),
+        version: HASME_VERSION,
+        optimizer: h.sme.optimizer.clone(),
+        small: eta.clone(),
+        order: h.order,
+        certified: h.mismatches.is_empty(),
+        mismatches: h.mismatches.clone(),
+        closed_form: ClosedJ {
+            drift: super::hasme::closed_drift(Style::Text, &e),
+            diffusion: super::hasme::closed_diffusion(Style::Text, &e),
+            drift_eigen: format!("log(1 - {eta}*l)/({eta}*l)"),
+            diffusion_eigen: format!(
+                "-{eta}*log((1 - {eta}*l)*(1 - {eta}*r))/(1 - (1 - {eta}*l)*(1 - {eta}*r))"
+            ),
+        },
+        drift_series: h
+            .drift
+            .iter()
+            .enumerate()
+            .map(|(n, c)| DriftCoefJ {
+                power: n,
+                coefficient: c.to_string(),
+            })
+            .collect(),
+        diffusion_series: h
+            .diffusion
+            .iter()
+            .enumerate()
+            .flat_map(|(k, row)| {
+                row.iter().enumerate().map(move |(a, c)| DiffCoefJ {
+                    power: 1 + k,
+                    left: a,
+                    right: k - a,
+                    coefficient: c.to_string(),
+                })
+            })
+            .collect(),
+        conditions: vec![super::hasme::condition(&e)],
+        sme: doc(&h.sme),
+    };
+    serde_json::to_string_pretty(&doc).expect("serialisable") + "\n"
+}
+
+/// Reads a document written by [`hasme_to_json`] back into a [`HaSme`].
+pub fn hasme_from_json(text: &str) -> Result<HaSme, String> {
+    let doc: HaDoc = serde_json::from_str(text)
+        .map_err(|e| format!("not a smelt Hessian-aware SME document: {e}"))?;
+    if doc.schema != HASME_SCHEMA || doc.version != HASME_VERSION {
+        return Err(format!(
+            "unsupported schema {} version {} (this smelt reads {HASME_SCHEMA} version {HASME_VERSION})",
+            doc.schema, doc.version
+        ));
+    }
+    let q = |c: &str| {
+        c.parse::<BigRational>()
+            .map_err(|_| format!("bad coefficient `{c}`"))
+    };
+    let mut drift = Vec::new();
+    for (n, c) in doc.drift_series.iter().enumerate() {
+        if c.power != n {
+            return Err(format!("drift_series[{n}] has power {}", c.power));
+        }
+        drift.push(q(&c.coefficient)?);
+    }
+    let mut diffusion: Vec<Vec<BigRational>> = Vec::new();
+    for c in &doc.diffusion_series {
+        // In order: by power, then by the power of H on the left.
+        let k = c.left + c.right;
+        let rows = if c.left == 0 { k } else { k + 1 };
+        let in_order = c.power == 1 + k
+            && diffusion.len() == rows
+            && (c.left == 0 || diffusion[k].len() == c.left);
+        if !in_order {
+            return Err(format!(
+                "diffusion_series: η^{} H^{} Σ H^{} is out of order",
+                c.power, c.left, c.right
+            ));
+        }
+        if c.left == 0 {
+            diffusion.push(Vec::new());
+        }
+        diffusion[k].push(q(&c.coefficient)?);
+    }
+    Ok(HaSme {
+        sme: sme_of(&doc.sme)?,
+        order: doc.order,
+        drift,
+        diffusion,
+        mismatches: doc.mismatches,
     })
 }

@@ -102,21 +102,25 @@ pub fn render(sme: &Sme, standalone: bool) -> String {
     if !standalone {
         return body;
     }
-    let mut doc = String::new();
-    doc.push_str("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n");
-    let _ = writeln!(
-        doc,
-        "\\noindent Stochastic modified equation of \\texttt{{{}}}, weak order {}, derived by smelt.\n",
-        escape_text(&sme.optimizer),
-        sme.order
-    );
-    doc.push_str(&body);
-    doc.push_str("\\end{document}\n");
-    doc
+    document(
+        &format!(
+            "Stochastic modified equation of \\texttt{{{}}}, weak order {}, derived by smelt.",
+            escape_text(&sme.optimizer),
+            sme.order
+        ),
+        &body,
+    )
+}
+
+/// A complete document: a sentence (LaTeX text), then `body`.
+pub(super) fn document(sentence: &str, body: &str) -> String {
+    format!(
+        "\\documentclass{{article}}\n\\usepackage{{amsmath,amssymb}}\n\\begin{{document}}\n\\noindent {sentence}\n\n{body}\\end{{document}}\n"
+    )
 }
 
 /// Escapes text for use outside math mode.
-fn escape_text(s: &str) -> String {
+pub(super) fn escape_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '_' | '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),

@@ -1,7 +1,8 @@
 //! Phase 5: the derived SME as text (and later LaTeX, JSON, SymPy, NumPy).
-//! Every emitter is a pure function of a [`crate::Sme`].
+//! Every emitter is a pure function of a [`crate::Sme`] (or of a [`crate::hasme::HaSme`]).
 
 pub mod components;
+pub mod hasme;
 pub mod json;
 pub mod latex;
 pub mod notation;

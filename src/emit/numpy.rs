@@ -110,7 +110,7 @@ const GREEK: &[(char, &str)] = &[
 const LETTERS: &str = "ijklmnopqrstuvwxyzabcdefghIJKLMNOPQRSTUVWXYZABCDEFGH";
 
 /// The Python name of the input `∇^k f`.
-fn df_name(k: u8) -> String {
+pub(super) fn df_name(k: u8) -> String {
     match k {
         0 => "f".to_string(),
         1 => "grad_f".to_string(),
@@ -120,7 +120,7 @@ fn df_name(k: u8) -> String {
 }
 
 /// The Python name of the input `∂^j M_r`.
-fn moment_name(r: u8, j: u8) -> String {
+pub(super) fn moment_name(r: u8, j: u8) -> String {
     let base = match r {
         2 => "Sigma".to_string(),
         3 => "S".to_string(),
@@ -645,7 +645,7 @@ fn tensor_expr(e: &TExpr, py: &Py) -> String {
 // The module.
 
 /// A Python string literal (double quotes).
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -694,6 +694,13 @@ fn input_doc(kind: Kind) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// The Python names of the state variables and of the small parameter, as [`render`]
+/// spells them.
+pub(super) fn python_names(sme: &Sme) -> (Vec<String>, String) {
+    let py = Py::new(sme);
+    (py.states.clone(), py.syms[sme.small as usize].clone())
 }
 
 /// The SME as a self-contained Python module (needs only `numpy`).

@@ -237,6 +237,17 @@ struct Value {
 /// The SymPy script for an SME in dimension `dim` (`None`: 1; values below 1 are taken
 /// as 1). See the module documentation for the names it defines.
 pub fn render(sme: &Sme, dim: Option<usize>) -> String {
+    let (mut out, _) = script(sme, dim);
+    out.push_str(MAIN);
+    out
+}
+
+/// The script's `__main__` block: it pretty-prints the drift and the diffusion.
+pub(super) const MAIN: &str = "\nif __name__ == '__main__':\n    for _name, _value in [('drift', drift), ('diffusion', diffusion)]:\n        _items = _value.items() if isinstance(_value, dict) else [(None, _value)]\n        for _key, _entry in _items:\n            print(_name if _key is None else f'{_name}[{_key!r}]', '=')\n            pprint(_entry)\n";
+
+/// The script without its `__main__` block, and the Python name of the small parameter:
+/// for [`render`] and for the Hessian-aware SME (which continues it with its closed forms).
+pub(super) fn script(sme: &Sme, dim: Option<usize>) -> (String, String) {
     let n = dim.unwrap_or(1).max(1);
     let len = |v: usize| if sme.vars[v].scalar { 1 } else { n };
     let value = |e: &crate::tensor::TExpr, vars: &[usize]| {
@@ -472,11 +483,8 @@ pub fn render(sme: &Sme, dim: Option<usize>) -> String {
         }
         out.push_str("]\n");
     }
-
-    out.push_str(
-        "\nif __name__ == '__main__':\n    for _name, _value in [('drift', drift), ('diffusion', diffusion)]:\n        _items = _value.items() if isinstance(_value, dict) else [(None, _value)]\n        for _key, _entry in _items:\n            print(_name if _key is None else f'{_name}[{_key!r}]', '=')\n            pprint(_entry)\n",
-    );
-    out
+    let small = cx.syms[sme.small as usize].clone().unwrap_or_default();
+    (out, small)
 }
 
 impl Script<'_> {

@@ -1258,14 +1258,19 @@ fn component_sum(terms: &[super::components::CTerm], sme: &Sme) -> String {
 /// The drift and diffusion component by component, for dimension `d`
 /// (`b_x₁ = -∂₁f - (η/2) ∂₁f ∂₁₁f - (η/2) ∂₂f ∂₁₂f`).
 pub fn render_components(sme: &Sme, d: usize) -> String {
+    let mut out = format!(
+        "SME of {} — weak order {}, component by component in dimension {d}\n",
+        sme.optimizer, sme.order
+    );
+    out.push_str(&components_body(sme, d));
+    out
+}
+
+/// The `drift` and `diffusion` sections of [`render_components`].
+pub(super) fn components_body(sme: &Sme, d: usize) -> String {
     use super::components::components;
     let st = Style::Text;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "SME of {} — weak order {}, component by component in dimension {d}",
-        sme.optimizer, sme.order
-    );
     out.push_str("\ndrift\n");
     for (i, b) in sme.drift.iter().enumerate() {
         let name = st.name(&sme.vars[i].name);

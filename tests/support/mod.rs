@@ -7,6 +7,9 @@
     reason = "the generator's sums read as the formula, over i and j"
 )]
 
+pub mod latex;
+pub mod python;
+
 use std::collections::BTreeMap;
 
 // ---------------------------------------------------------------------------------
