@@ -1,5 +1,4 @@
 //! The independent certificate ([`smelt::sim::certify`]) on every example, and on SMEs
-
 //! broken on purpose.
 //!
 //! What makes the two sides independent: the optimizer's moments come from running the
