@@ -63,6 +63,9 @@ enum Command {
         /// a random problem), which `derive` runs by default
         #[arg(long)]
         no_check: bool,
+        /// The seed of the independent check's random problem
+        #[arg(long, value_name = "SEED", default_value_t = CHECK_SEED)]
+        check_seed: u64,
     },
     /// Check derived SMEs against the optimizer itself: weak errors against the step size
     Verify {
@@ -280,13 +283,14 @@ pub fn main() -> ExitCode {
             hessian_aware,
             dim,
             no_check,
+            check_seed,
         } => {
             let dim = dim.map(|d| d as usize);
             if hessian_aware {
                 let order = order.unwrap_or(smelt::hasme::DEFAULT_ORDER);
                 hessian(&file, order, format, standalone, dim)
             } else {
-                let checked = !no_check;
+                let checked = (!no_check).then_some(check_seed);
                 derive(&file, order.unwrap_or(1), format, standalone, dim, checked)
             }
         }
@@ -349,7 +353,7 @@ fn derive(
     format: Format,
     standalone: bool,
     dim: Option<usize>,
-    checked: bool,
+    checked: Option<u64>,
 ) -> Outcome {
     let (shown, source) = match load(path) {
         Ok(loaded) => loaded,
@@ -357,8 +361,8 @@ fn derive(
     };
     let derived = smelt::check(&source).and_then(|opt| {
         let mut sme = smelt::derive::derive(&opt, &smelt::Options { order })?;
-        if checked {
-            sme.independent = Some(smelt::sim::certify::check(&opt, &sme, CHECK_SEED));
+        if let Some(seed) = checked {
+            sme.independent = Some(smelt::sim::certify::check(&opt, &sme, seed));
         }
         Ok(sme)
     });
