@@ -198,10 +198,10 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             return Err(Failure::Diagnostic(Box::new(
                 Diagnostic::new(
                     Code::Misuse,
-                    opt.header,
+                    opt.time_span,
                     "the time per step must be a single power of the small parameter",
                 )
-                .label("for this optimizer")
+                .label("the time per step")
                 .hint(format!(
                     "declare it as, e.g., `time {}` or `time {}^2`",
                     opt.small.name, opt.small.name
