@@ -323,8 +323,12 @@ pub struct Series {
     /// The order asked for.
     pub asked: u32,
     /// The weak order the derivation reached: lower than `asked` when a condition
-    /// capped it (general noise at order 3 gives order 2). The verdict judges this one.
+    /// capped it (general noise at order 3 gives order 2).
     pub derived: u32,
+    /// The order the verdict judges: `derived`, or more when the conditions that capped
+    /// it hold on this problem (odd noise moments vanish for Gaussian noise), up to the
+    /// order of the coefficients the SME keeps ([`order_on_problem`]).
+    pub judged: u32,
     pub observable: String,
     pub points: Vec<ErrorPoint>,
     pub slope: Option<f64>,
@@ -343,7 +347,7 @@ pub struct Series {
 
 impl Series {
     fn new(
-        (asked, derived): (u32, u32),
+        (asked, (derived, judged)): (u32, (u32, u32)),
         observable: String,
         points: Vec<ErrorPoint>,
         fit: Option<Fit>,
@@ -353,6 +357,7 @@ impl Series {
             order: asked,
             asked,
             derived,
+            judged,
             observable,
             slope: fit.as_ref().map(|f| f.slope),
             half_width: fit.as_ref().map(|f| f.half_width),
@@ -366,9 +371,10 @@ impl Series {
         }
     }
 
-    /// "SME order 2" or, when a condition capped the order, "SME order 3 asked, order 2 derived".
+    /// "SME order 2" or, when a condition capped the order, "SME order 3 asked, order 2
+    /// derived", and when the capping conditions hold on the problem, the order judged.
     pub fn title(&self) -> String {
-        if self.asked == self.derived {
+        let mut t = if self.asked == self.derived {
             format!("SME order {}", self.asked)
         } else if self.derived == 0 {
             format!("SME order {} asked, no order derived", self.asked)
@@ -377,7 +383,14 @@ impl Series {
                 "SME order {} asked, order {} derived",
                 self.asked, self.derived
             )
+        };
+        if self.judged != self.derived {
+            t.push_str(&format!(
+                " (order {} on this problem: its noise has no third moment)",
+                self.judged
+            ));
         }
+        t
     }
 
     pub fn contradicts(&self) -> bool {
@@ -386,9 +399,42 @@ impl Series {
 }
 
 impl Prepared {
-    /// The weak order each derived SME reached, in the order of `orders`.
-    pub fn derived_orders(&self) -> Vec<u32> {
-        self.smes.iter().map(|s| s.order).collect()
+    /// For each SME, in the order of `orders`: the weak order the derivation reached,
+    /// and the order the verdict judges on this problem ([`order_on_problem`]).
+    pub fn derived_orders(&self) -> Vec<(u32, u32)> {
+        let gaussian = self.problem.model.gaussian();
+        self.smes
+            .iter()
+            .map(|s| (s.order, order_on_problem(s, gaussian)))
+            .collect()
+    }
+}
+
+/// The weak order an SME has on a problem. Its derived order, except when every
+/// condition that capped it holds on the problem: a residual whose every term holds an
+/// odd moment of the noise (the third, S) vanishes under Gaussian noise. Then the order
+/// is that of the coefficients the SME keeps (those of order 1 when no order was
+/// reached, Adam's case under general noise), never more than asked.
+pub fn order_on_problem(sme: &Sme, gaussian_noise: bool) -> u32 {
+    use crate::tensor::Kind;
+    let kept = sme.order.max(1).min(sme.requested_order);
+    let holds = |c: &crate::sme::Condition| {
+        gaussian_noise
+            && c.residual.terms.keys().all(|t| {
+                t.atoms
+                    .iter()
+                    .any(|a| matches!(a.kind, Kind::Moment { r, .. } if r % 2 == 1))
+            })
+    };
+    let capped = sme
+        .conditions
+        .iter()
+        .filter(|c| c.needed_for_order <= kept)
+        .any(|c| !holds(c));
+    if capped {
+        sme.order
+    } else {
+        kept
     }
 }
 
@@ -396,13 +442,13 @@ impl Prepared {
 /// SME asked as `orders[i]` reached.
 pub fn summarize(
     orders: &[u32],
-    derived: &[u32],
+    derived: &[(u32, u32)],
     names: &[String],
     stats: &[EtaStats],
 ) -> Vec<Series> {
     let mut out = Vec::new();
     for (oi, &order) in orders.iter().enumerate() {
-        let reached = derived.get(oi).copied().unwrap_or(order);
+        let reached = derived.get(oi).copied().unwrap_or((order, order));
         for (j, name) in names.iter().enumerate() {
             let mut points = Vec::new();
             for st in stats {
@@ -446,7 +492,7 @@ pub fn summarize(
                 .collect::<std::collections::BTreeSet<_>>();
             let verdict = report::judge(
                 fit.as_ref(),
-                reached,
+                reached.1,
                 signs.len() <= 1,
                 "too few resolved points to fit a slope",
             );
@@ -524,7 +570,7 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
     let bad: Vec<String> = series
         .iter()
         .filter(|se| se.contradicts())
-        .map(|se| format!("order {} on φ = {}", se.derived, se.observable))
+        .map(|se| format!("order {} on φ = {}", se.judged, se.observable))
         .collect();
     if !bad.is_empty() {
         s.push_str(&format!(
@@ -598,7 +644,8 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         .map(|o| o.name.clone())
         .collect();
     let mut out = Vec::new();
-    for (sme, &order) in p.smes.iter().zip(&p.orders) {
+    let derived = p.derived_orders();
+    for ((sme, &order), &reached) in p.smes.iter().zip(&p.orders).zip(&derived) {
         let mut per_obs: Vec<Vec<ErrorPoint>> = vec![Vec::new(); outs.len()];
         for &eta in etas {
             let values = Values {
@@ -665,12 +712,12 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 .collect::<std::collections::BTreeSet<_>>();
             let verdict = report::judge(
                 fit.as_ref(),
-                sme.order,
+                reached.1,
                 signs.len() <= 1,
                 "too few points with a non-zero error to fit a slope (an exact SME?)",
             );
             out.push(Series::new(
-                (order, sme.order),
+                (order, reached),
                 names[j].clone(),
                 points,
                 fit,

@@ -296,7 +296,15 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
         });
         let mut notes = Vec::new();
         if s.asked != s.derived {
-            notes.push(s.title().trim_start_matches("SME ").to_string());
+            let mut note = if s.derived == 0 {
+                format!("order {} asked, none derived", s.asked)
+            } else {
+                format!("order {} asked, order {} derived", s.asked, s.derived)
+            };
+            if s.judged != s.derived {
+                note = format!("{note}; {} here", s.judged);
+            }
+            notes.push(note);
         }
         notes.push(legend_verdict(s));
         out.push(Series {
@@ -343,9 +351,9 @@ fn legend_verdict(s: &verify::Series) -> String {
     };
     match (s.slope, s.half_width) {
         (Some(p), Some(h)) if p.is_finite() && h.is_finite() => {
-            format!("{p:.2} ± {h:.2} {verb} order {}", s.derived)
+            format!("{p:.2} ± {h:.2} {verb} order {}", s.judged)
         }
-        _ => format!("{verb} order {}", s.derived),
+        _ => format!("{verb} order {}", s.judged),
     }
 }
 

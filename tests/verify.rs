@@ -127,6 +127,20 @@ fn adam_in_the_malladi_regime_has_order_1_in_the_time_per_step() {
         assert!((st.tau - st.eta * st.eta).abs() < 1e-15);
     }
     assert_order(series(&s, 1, "sq"), "Adam");
+    // Under general noise the derivation reaches no order (the third moment of Δm must
+    // vanish); on this problem's Gaussian noise it does, so the order-1 coefficients
+    // are judged as order 1, and a note says why. Under other noise they would not be.
+    let adam = series(&s, 1, "sq");
+    assert_eq!((adam.asked, adam.derived, adam.judged), (1, 0, 1));
+    assert!(
+        adam.verdict.contains("confirms order 1"),
+        "{}",
+        adam.verdict
+    );
+    assert_eq!(verify::order_on_problem(&p.smes[0], false), 0);
+    assert!(verify::render_text("", &s).contains(
+        "SME order 1 asked, no order derived (order 1 on this problem: its noise has no third moment)"
+    ));
 }
 
 #[test]
