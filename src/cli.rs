@@ -194,6 +194,8 @@ pub(crate) enum Outcome {
     Ok,
     Invalid,
     Usage,
+    /// A check ran and found the SME contradicting its derived order (`verify`).
+    Contradicted,
 }
 
 pub fn main() -> ExitCode {
@@ -299,6 +301,7 @@ pub fn main() -> ExitCode {
         Outcome::Ok => 0,
         Outcome::Invalid => 1,
         Outcome::Usage => 2,
+        Outcome::Contradicted => 3,
     })
 }
 

@@ -54,6 +54,11 @@ pub struct Series {
     pub points: Vec<PlotPoint>,
     /// The fitted power law, drawn as a solid line; its slope goes into the legend.
     pub fit: Option<FitLine>,
+    /// Further legend lines under the slope (an order capped by the derivation, a
+    /// verdict), in small grey type.
+    pub notes: Vec<String>,
+    /// Whether the notes report a failure (a contradicted order): drawn in red.
+    pub alarm: bool,
 }
 
 /// A complete weak-error plot: title, axis labels, series and floors.
@@ -94,6 +99,8 @@ const MARKERS: usize = 6;
 const LEGEND_LABEL_CHARS: usize = 24;
 const FLOOR_LABEL_CHARS: usize = 40;
 const NOTE_CHARS: usize = 32;
+/// The height of one legend note line.
+const NOTE_LINE: f64 = 12.0;
 
 /// The plot as a complete SVG document (deterministic: same input, byte-identical output).
 pub fn svg(plot: &Plot) -> String {
@@ -696,7 +703,7 @@ fn draw_legend(out: &mut String, plot: &Plot) -> f64 {
     out.push_str(r#"<g class="legend">"#);
     out.push('\n');
     for (i, s) in plot.series.iter().enumerate() {
-        let height = if s.fit.is_some() { 30.0 } else { 16.0 };
+        let height = if s.fit.is_some() { 30.0 } else { 16.0 } + NOTE_LINE * s.notes.len() as f64;
         if row + height > LEGEND_BOTTOM {
             let _ = writeln!(
                 out,
@@ -737,6 +744,17 @@ fn draw_legend(out: &mut String, plot: &Plot) -> f64 {
                 r##"<text x="{}" y="{}" font-size="11" fill="#444444">{slope}</text>"##,
                 num(LEGEND_X + 30.0),
                 num(row + 18.0)
+            );
+        }
+        let first = row + if s.fit.is_some() { 18.0 } else { 4.0 } + NOTE_LINE;
+        let fill = if s.alarm { "#B00020" } else { "#555555" };
+        for (k, note) in s.notes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                r#"<text x="{}" y="{}" font-size="10" fill="{fill}">{}</text>"#,
+                num(LEGEND_X + 30.0),
+                num(first + NOTE_LINE * k as f64),
+                esc(&truncate(note, NOTE_CHARS))
             );
         }
         row += height + 6.0;
@@ -827,6 +845,8 @@ mod tests {
             series: vec![
                 Series {
                     label: "SME order 2".to_string(),
+                    notes: Vec::new(),
+                    alarm: false,
                     points: steps
                         .iter()
                         .map(|&h| pt(h, 3.0 * h * h, 0.1 * h * h))
@@ -840,6 +860,8 @@ mod tests {
                 },
                 Series {
                     label: "ODE".to_string(),
+                    notes: Vec::new(),
+                    alarm: false,
                     points: steps.iter().map(|&h| pt(h, 0.5 * h, 0.0)).collect(),
                     fit: None,
                 },
@@ -930,6 +952,8 @@ mod tests {
         });
         p.series.push(Series {
             label: "huge fit".to_string(),
+            notes: Vec::new(),
+            alarm: false,
             points: vec![pt(0.1, 1e-3, 0.0)],
             fit: Some(FitLine {
                 slope: 1e300,
@@ -964,6 +988,8 @@ mod tests {
             y_label: String::new(),
             series: vec![Series {
                 label: "order 2".to_string(),
+                notes: Vec::new(),
+                alarm: false,
                 points: vec![pt(0.01, 1e-4, 0.0), pt(0.1, 1e-2, 0.0)],
                 fit: Some(FitLine {
                     slope: 2.0,
@@ -1060,6 +1086,8 @@ mod tests {
             y_label: String::new(),
             series: vec![Series {
                 label: "s".to_string(),
+                notes: Vec::new(),
+                alarm: false,
                 points: vec![clipped, exact_zero, inside],
                 fit: None,
             }],
@@ -1099,6 +1127,8 @@ mod tests {
             y_label: String::new(),
             series: vec![Series {
                 label: "s".to_string(),
+                notes: Vec::new(),
+                alarm: false,
                 points: vec![pt(0.01, 1e-3, 1.0), pt(0.1, 1e-2, 0.0)],
                 fit: None,
             }],
@@ -1133,6 +1163,8 @@ mod tests {
         let unresolved = Plot {
             series: vec![Series {
                 label: "all zero".to_string(),
+                notes: Vec::new(),
+                alarm: false,
                 points: vec![pt(0.0078125, 0.0, 0.0), pt(0.015625, f64::NAN, 0.0)],
                 fit: None,
             }],
@@ -1151,6 +1183,8 @@ mod tests {
         let series: Vec<Series> = (0..20)
             .map(|k| Series {
                 label: format!("series number {k} with a rather long label"),
+                notes: Vec::new(),
+                alarm: false,
                 points: (0..6)
                     .map(|j| {
                         let h = 0.1 / f64::from(1u32 << j);
@@ -1181,6 +1215,37 @@ mod tests {
         // Six markers and seven colours: the first seven series differ in colour, and
         // series 0 and 6 (same marker) still differ in colour.
         assert_ne!(PALETTE[0], PALETTE[6 % PALETTE.len()]);
+    }
+    #[test]
+    fn legend_notes_show_under_the_slope_and_alarms_in_red() {
+        let mut p = Plot {
+            title: String::new(),
+            x_label: String::new(),
+            y_label: String::new(),
+            series: vec![Series {
+                label: "SME-2 · sq".to_string(),
+                notes: vec![
+                    "order 3 asked, order 2 derived".to_string(),
+                    "1.02 ± 0.03 contradicts order 2".to_string(),
+                ],
+                alarm: true,
+                points: vec![PlotPoint {
+                    step: 0.1,
+                    error: 0.01,
+                    std_err: 0.0,
+                }],
+                fit: None,
+            }],
+            floors: Vec::new(),
+        };
+        let doc = svg(&p);
+        assert!(
+            doc.contains(">order 3 asked, order 2 derived</text>"),
+            "{doc}"
+        );
+        assert!(doc.contains(r##"fill="#B00020">1.02 ± 0.03 contradicts order 2</text>"##));
+        p.series[0].alarm = false;
+        assert!(!svg(&p).contains("#B00020"));
     }
 }
 

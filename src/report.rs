@@ -3,7 +3,8 @@
 //! Given weak errors `e(η)` measured on a grid of step sizes, each with a standard error,
 //! [`fit`] fits `log e = log C + p log η` by weighted least squares (weights from the
 //! standard errors of `log e`, by the delta method), gives the slope's 95% confidence
-//! interval, the local slopes between neighbouring step sizes, and a plain verdict. The
+//! interval, and the local slopes between neighbouring step sizes; [`judge`] words the
+//! one verdict every report uses (confirms, contradicts, …). The
 //! largest step sizes are often pre-asymptotic (DESIGN.md §4), so [`fit_asymptotic`]
 //! drops leading points while the local slopes disagree with the fit.
 
@@ -28,26 +29,99 @@ pub struct Fit {
     pub dropped: usize,
 }
 
-impl Fit {
-    /// "slope 2.02 ± 0.05: consistent with order 2" (or "not consistent").
-    pub fn verdict(&self, expected: u32) -> String {
-        if self.half_width > 0.5 || self.half_width.is_nan() {
-            return format!(
-                "slope {:.2} ± {:.2}: too uncertain to tell the order (use more paths, or larger steps)",
-                self.slope, self.half_width
-            );
-        }
-        let consistent = (self.slope - expected as f64).abs() <= self.half_width.max(0.1);
-        format!(
-            "slope {:.2} ± {:.2}: {} with order {expected}",
-            self.slope,
-            self.half_width,
-            if consistent {
-                "consistent"
-            } else {
-                "not consistent"
-            }
-        )
+/// How close a slope must be to an order to confirm it, and how far below it the whole
+/// confidence interval must lie to contradict it.
+pub const TOLERANCE: f64 = 0.1;
+
+/// What a fitted slope says about the weak order an SME was derived to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The slope is within [`TOLERANCE`] of the order and its 95% interval excludes the
+    /// neighbouring orders, on one sign of the error.
+    Confirms,
+    /// The whole 95% interval lies more than [`TOLERANCE`] below the order: the SME's
+    /// error shrinks more slowly than its derivation claims.
+    Contradicts,
+    /// The whole interval lies more than [`TOLERANCE`] above the order: the error
+    /// vanishes faster on this problem than the order promises (an order is a bound,
+    /// so this contradicts nothing).
+    Steeper,
+    /// Anything else: no fit, an interval too wide, errors that change sign, a slope
+    /// between orders.
+    Inconclusive,
+}
+
+/// A verdict on one fit: its status and the sentence that says it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub status: Status,
+    /// "slope 2.02 ± 0.05: confirms order 2".
+    pub text: String,
+}
+
+/// The one rule by which every report (text, JSON, plot) judges a fitted slope against
+/// the order the derivation reached (`derived`). `one_sign` says whether the resolved
+/// errors keep one sign (a power law does); `no_fit` is the sentence when there is no
+/// fit. A wide interval never confirms: it must stay within half an order of `derived`.
+pub fn judge(fit: Option<&Fit>, derived: u32, one_sign: bool, no_fit: &str) -> Verdict {
+    let inconclusive = |text: String| Verdict {
+        status: Status::Inconclusive,
+        text,
+    };
+    let Some(f) = fit else {
+        return inconclusive(no_fit.to_string());
+    };
+    let slope = format!("slope {:.2} ± {:.2}", f.slope, f.half_width);
+    if !(f.slope.is_finite() && f.half_width.is_finite()) || f.half_width > 0.5 {
+        return inconclusive(format!(
+            "{slope}: too uncertain to tell the order (use more paths, or larger steps)"
+        ));
+    }
+    if !one_sign {
+        return inconclusive(format!(
+            "{slope}: the resolved errors change sign, so they follow no one power law"
+        ));
+    }
+    if derived == 0 {
+        return inconclusive(format!(
+            "{slope}: the derivation reached no weak order, so there is none to check"
+        ));
+    }
+    let p = derived as f64;
+    let (lo, hi) = (f.slope - f.half_width, f.slope + f.half_width);
+    if hi < p - TOLERANCE {
+        return Verdict {
+            status: Status::Contradicts,
+            text: format!(
+                "{slope} contradicts derived order {derived}: the SME's error shrinks more slowly than its derivation claims"
+            ),
+        };
+    }
+    if lo > p + TOLERANCE {
+        return Verdict {
+            status: Status::Steeper,
+            text: format!(
+                "{slope}: steeper than derived order {derived} (the error vanishes faster on this problem)"
+            ),
+        };
+    }
+    // Confirmed: near the order, and closer to it than to any other order with 95%
+    // confidence (the interval stays within half an order of it).
+    if (f.slope - p).abs() <= TOLERANCE && p - 0.5 < lo && hi < p + 0.5 {
+        return Verdict {
+            status: Status::Confirms,
+            text: format!("{slope}: confirms order {derived}"),
+        };
+    }
+    if (f.slope - p).abs() <= TOLERANCE {
+        inconclusive(format!(
+            "{slope}: near order {derived}, but the interval reaches half-way to the neighbouring orders (use more paths)"
+        ))
+    } else {
+        inconclusive(format!(
+            "{slope}: neither confirms nor contradicts order {derived} (the interval reaches within {TOLERANCE} of it; use more paths or smaller steps)"
+        ))
     }
 }
 
@@ -276,8 +350,12 @@ mod tests {
         let f = fit(&points(3.0, 2.0, &[0.25, 0.125, 0.0625, 0.03125])).unwrap();
         assert!((f.slope - 2.0).abs() < 1e-12);
         assert!(f.half_width < 0.05);
-        assert!(f.verdict(2).contains("consistent with order 2"));
-        assert!(f.verdict(1).contains("not consistent"));
+        let v = |p| judge(Some(&f), p, true, "");
+        assert_eq!(v(2).status, Status::Confirms);
+        assert!(v(2).text.contains("confirms order 2"), "{}", v(2).text);
+        assert_eq!(v(3).status, Status::Contradicts);
+        assert!(v(3).text.contains("contradicts derived order 3"));
+        assert_eq!(v(1).status, Status::Steeper);
         assert!(f.local.iter().all(|s| (s - 2.0).abs() < 1e-12));
     }
 
@@ -319,6 +397,44 @@ mod tests {
         );
         assert!((f.slope - 1.0).abs() < 1e-6, "{}", f.slope);
         assert!(f.half_width < 1e-3);
+    }
+
+    #[test]
+    fn a_wide_interval_confirms_nothing() {
+        let f = |slope, half_width| Fit {
+            slope,
+            half_width,
+            local: Vec::new(),
+            dropped: 0,
+        };
+        // Centred on the order but reaching the next one: not a confirmation.
+        assert_eq!(
+            judge(Some(&f(2.0, 1.2)), 2, true, "").status,
+            Status::Inconclusive
+        );
+        assert_eq!(
+            judge(Some(&f(1.95, 0.6)), 2, true, "").status,
+            Status::Inconclusive
+        );
+        assert_eq!(
+            judge(Some(&f(1.95, 0.3)), 2, true, "").status,
+            Status::Confirms
+        );
+        // Errors that change sign follow no power law.
+        assert_eq!(
+            judge(Some(&f(1.95, 0.3)), 2, false, "").status,
+            Status::Inconclusive
+        );
+        // Below, but the interval reaches within the tolerance: not a contradiction.
+        assert_eq!(
+            judge(Some(&f(1.7, 0.25)), 2, true, "").status,
+            Status::Inconclusive
+        );
+        assert_eq!(
+            judge(Some(&f(1.7, 0.15)), 2, true, "").status,
+            Status::Contradicts
+        );
+        assert_eq!(judge(None, 2, true, "no fit").text, "no fit");
     }
 
     #[test]

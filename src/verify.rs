@@ -14,7 +14,7 @@
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::ir::Optimizer;
 use crate::problem::Problem;
-use crate::report::{self, Fit, Point};
+use crate::report::{self, Fit, Point, Status, Verdict};
 use crate::sim::compile::{self, Layout, Numbers};
 use crate::sim::weak::{self, EtaStats, Plan};
 use crate::sme::Sme;
@@ -318,15 +318,28 @@ pub struct ErrorPoint {
 /// The result for one order and one test function.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Series {
+    /// The order asked for (the same as `asked`).
     pub order: u32,
+    /// The order asked for.
+    pub asked: u32,
+    /// The weak order the derivation reached: lower than `asked` when a condition
+    /// capped it (general noise at order 3 gives order 2).
+    pub derived: u32,
+    /// The order the verdict judges: `derived`, or more when the conditions that capped
+    /// it hold on this problem (odd noise moments vanish for Gaussian noise), up to the
+    /// order of the coefficients the SME keeps ([`order_on_problem`]).
+    pub judged: u32,
     pub observable: String,
     pub points: Vec<ErrorPoint>,
     pub slope: Option<f64>,
     pub half_width: Option<f64>,
     pub local_slopes: Vec<f64>,
     pub dropped: usize,
+    /// The verdict in words, by [`report::judge`].
     pub verdict: String,
-    /// Whether the fit is consistent with `order` and its interval excludes the others.
+    /// What the verdict says: confirms, contradicts, steeper or inconclusive.
+    pub status: Status,
+    /// Whether the fit confirms the derived order (`status` is `confirms`).
     pub pass: bool,
     #[serde(skip)]
     pub fit: Option<Fit>,
@@ -334,32 +347,108 @@ pub struct Series {
 
 impl Series {
     fn new(
-        order: u32,
+        (asked, (derived, judged)): (u32, (u32, u32)),
         observable: String,
         points: Vec<ErrorPoint>,
         fit: Option<Fit>,
-        verdict: String,
-        pass: bool,
+        verdict: Verdict,
     ) -> Series {
         Series {
-            order,
+            order: asked,
+            asked,
+            derived,
+            judged,
             observable,
             slope: fit.as_ref().map(|f| f.slope),
             half_width: fit.as_ref().map(|f| f.half_width),
             local_slopes: fit.as_ref().map_or_else(Vec::new, |f| f.local.clone()),
             dropped: fit.as_ref().map_or(0, |f| f.dropped),
-            verdict,
-            pass,
+            verdict: verdict.text,
+            status: verdict.status,
+            pass: verdict.status == Status::Confirms,
             points,
             fit,
         }
     }
+
+    /// "SME order 2" or, when a condition capped the order, "SME order 3 asked, order 2
+    /// derived", and when the capping conditions hold on the problem, the order judged.
+    pub fn title(&self) -> String {
+        let mut t = if self.asked == self.derived {
+            format!("SME order {}", self.asked)
+        } else if self.derived == 0 {
+            format!("SME order {} asked, no order derived", self.asked)
+        } else {
+            format!(
+                "SME order {} asked, order {} derived",
+                self.asked, self.derived
+            )
+        };
+        if self.judged != self.derived {
+            t.push_str(&format!(
+                " (order {} on this problem: its noise has no third moment)",
+                self.judged
+            ));
+        }
+        t
+    }
+
+    pub fn contradicts(&self) -> bool {
+        self.status == Status::Contradicts
+    }
 }
 
-/// Fits each order's errors for each test function.
-pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Series> {
+impl Prepared {
+    /// For each SME, in the order of `orders`: the weak order the derivation reached,
+    /// and the order the verdict judges on this problem ([`order_on_problem`]).
+    pub fn derived_orders(&self) -> Vec<(u32, u32)> {
+        let gaussian = self.problem.model.gaussian();
+        self.smes
+            .iter()
+            .map(|s| (s.order, order_on_problem(s, gaussian)))
+            .collect()
+    }
+}
+
+/// The weak order an SME has on a problem. Its derived order, except when every
+/// condition that capped it holds on the problem: a residual whose every term holds an
+/// odd moment of the noise (the third, S) vanishes under Gaussian noise. Then the order
+/// is that of the coefficients the SME keeps (those of order 1 when no order was
+/// reached, Adam's case under general noise), never more than asked.
+pub fn order_on_problem(sme: &Sme, gaussian_noise: bool) -> u32 {
+    use crate::tensor::Kind;
+    let kept = sme.order.max(1).min(sme.requested_order);
+    let holds = |c: &crate::sme::Condition| {
+        gaussian_noise
+            && c.residual.terms.keys().all(|t| {
+                t.atoms
+                    .iter()
+                    .any(|a| matches!(a.kind, Kind::Moment { r, .. } if r % 2 == 1))
+            })
+    };
+    let capped = sme
+        .conditions
+        .iter()
+        .filter(|c| c.needed_for_order <= kept)
+        .any(|c| !holds(c));
+    if capped {
+        sme.order
+    } else {
+        kept
+    }
+}
+
+/// Fits each order's errors for each test function. `derived[i]` is the weak order the
+/// SME asked as `orders[i]` reached.
+pub fn summarize(
+    orders: &[u32],
+    derived: &[(u32, u32)],
+    names: &[String],
+    stats: &[EtaStats],
+) -> Vec<Series> {
     let mut out = Vec::new();
     for (oi, &order) in orders.iter().enumerate() {
+        let reached = derived.get(oi).copied().unwrap_or((order, order));
         for (j, name) in names.iter().enumerate() {
             let mut points = Vec::new();
             for st in stats {
@@ -401,33 +490,22 @@ pub fn summarize(orders: &[u32], names: &[String], stats: &[EtaStats]) -> Vec<Se
                 .filter(|p| p.resolved)
                 .map(|p| p.error > 0.0)
                 .collect::<std::collections::BTreeSet<_>>();
-            let (verdict, pass) = match &fit {
-                Some(f) => {
-                    let ok = (f.slope - order as f64).abs() <= f.half_width.max(0.1)
-                        && (f.slope - order as f64).abs() <= 0.1
-                        && orders_excluded(f, order)
-                        && signs.len() == 1;
-                    let mut v = f.verdict(order);
-                    if signs.len() > 1 {
-                        v.push_str(" (but the resolved errors change sign: not one power law)");
-                    }
-                    (v, ok)
-                }
-                None => ("too few resolved points to fit a slope".to_string(), false),
-            };
-            out.push(Series::new(order, name.clone(), points, fit, verdict, pass));
+            let verdict = report::judge(
+                fit.as_ref(),
+                reached.1,
+                signs.len() <= 1,
+                "too few resolved points to fit a slope",
+            );
+            out.push(Series::new(
+                (order, reached),
+                name.clone(),
+                points,
+                fit,
+                verdict,
+            ));
         }
     }
     out
-}
-
-/// Whether the 95% interval excludes the neighbouring orders.
-fn orders_excluded(f: &Fit, order: u32) -> bool {
-    let lo = f.slope - f.half_width;
-    let hi = f.slope + f.half_width;
-    let below = order as f64 - 1.0;
-    let above = order as f64 + 1.0;
-    (order == 0 || below < lo) && above > hi
 }
 
 /// The verification as a table.
@@ -435,10 +513,7 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
     let mut s = String::new();
     s.push_str(header);
     for se in series {
-        s.push_str(&format!(
-            "\nSME order {} · φ = {}\n",
-            se.order, se.observable
-        ));
+        s.push_str(&format!("\n{} · φ = {}\n", se.title(), se.observable));
         s.push_str(
             "   step η  time τ  steps        error    ± s.e.   SDE bias est.  coupling gain\n",
         );
@@ -492,6 +567,17 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
         }
         s.push_str(&format!("  {}\n", se.verdict));
     }
+    let bad: Vec<String> = series
+        .iter()
+        .filter(|se| se.contradicts())
+        .map(|se| format!("order {} on φ = {}", se.judged, se.observable))
+        .collect();
+    if !bad.is_empty() {
+        s.push_str(&format!(
+            "\nCONTRADICTED: the measured slopes contradict the derived {}\n",
+            bad.join(", ")
+        ));
+    }
     s
 }
 
@@ -515,7 +601,7 @@ pub fn run(
         .iter()
         .map(|o| o.name.clone())
         .collect();
-    let series = summarize(&p.orders, &names, &stats);
+    let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
     Ok((stats, series))
 }
 
@@ -558,7 +644,8 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         .map(|o| o.name.clone())
         .collect();
     let mut out = Vec::new();
-    for (sme, &order) in p.smes.iter().zip(&p.orders) {
+    let derived = p.derived_orders();
+    for ((sme, &order), &reached) in p.smes.iter().zip(&p.orders).zip(&derived) {
         let mut per_obs: Vec<Vec<ErrorPoint>> = vec![Vec::new(); outs.len()];
         for &eta in etas {
             let values = Values {
@@ -618,23 +705,23 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 })
                 .collect();
             let fit = report::fit_corrected(&fit_pts).or_else(|| report::fit(&fit_pts));
-            let (verdict, pass) = match &fit {
-                Some(f) => (
-                    f.verdict(order),
-                    (f.slope - order as f64).abs() <= 0.1 && orders_excluded(f, order),
-                ),
-                None => (
-                    "too few points with a non-zero error to fit a slope (an exact SME?)".into(),
-                    false,
-                ),
-            };
+            let signs = points
+                .iter()
+                .filter(|q| q.resolved)
+                .map(|q| q.error > 0.0)
+                .collect::<std::collections::BTreeSet<_>>();
+            let verdict = report::judge(
+                fit.as_ref(),
+                reached.1,
+                signs.len() <= 1,
+                "too few points with a non-zero error to fit a slope (an exact SME?)",
+            );
             out.push(Series::new(
-                order,
+                (order, reached),
                 names[j].clone(),
                 points,
                 fit,
                 verdict,
-                pass,
             ));
         }
     }

@@ -187,7 +187,7 @@ pub fn run(a: Args) -> Outcome {
         .iter()
         .map(|o| o.name.clone())
         .collect();
-    let series = verify::summarize(&prepared.orders, &names, &stats);
+    let series = verify::summarize(&prepared.orders, &prepared.derived_orders(), &names, &stats);
     let header = format!(
         "{} on {} (d = {}, T = {}): {} paths per step size, seed {}, {} substeps, {:.1} s\n\
          SDE: Euler–Maruyama with Richardson extrapolation; noise coupled to the optimizer's\n\
@@ -237,6 +237,7 @@ fn output(
             "small": prepared.rule.small.name,
             "mode": if run.is_some() { "simulation" } else { "exact" },
             "run": run,
+            "contradicted": series.iter().any(verify::Series::contradicts),
             "series": series,
         });
         match serde_json::to_string_pretty(&doc) {
@@ -249,7 +250,11 @@ fn output(
     } else {
         print!("{}", verify::render_text(header, series));
     }
-    Outcome::Ok
+    if series.iter().any(verify::Series::contradicts) {
+        Outcome::Contradicted
+    } else {
+        Outcome::Ok
+    }
 }
 
 fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot {
@@ -289,10 +294,25 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
                 step_hi: hi,
             })
         });
+        let mut notes = Vec::new();
+        if s.asked != s.derived {
+            let mut note = if s.derived == 0 {
+                format!("order {} asked, none derived", s.asked)
+            } else {
+                format!("order {} asked, order {} derived", s.asked, s.derived)
+            };
+            if s.judged != s.derived {
+                note = format!("{note}; {} here", s.judged);
+            }
+            notes.push(note);
+        }
+        notes.push(legend_verdict(s));
         out.push(Series {
             label: format!("SME-{} · {}", s.order, s.observable),
             points,
             fit,
+            notes,
+            alarm: s.contradicts(),
         });
     }
     // The slope is read against the time per step τ; say so when τ is not the small
@@ -317,6 +337,23 @@ fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot
         // The SDE's bias estimates are in the table; one line for all step sizes
         // would mislead, as they shrink with the step.
         floors: Vec::new(),
+    }
+}
+
+/// The verdict, short enough for the plot's legend (the table's, by the same rule).
+fn legend_verdict(s: &verify::Series) -> String {
+    use smelt::report::Status;
+    let verb = match s.status {
+        Status::Confirms => "confirms",
+        Status::Contradicts => "contradicts",
+        Status::Steeper => "steeper than",
+        Status::Inconclusive => "inconclusive for",
+    };
+    match (s.slope, s.half_width) {
+        (Some(p), Some(h)) if p.is_finite() && h.is_finite() => {
+            format!("{p:.2} ± {h:.2} {verb} order {}", s.judged)
+        }
+        _ => format!("{verb} order {}", s.judged),
     }
 }
 

@@ -248,6 +248,63 @@ fn verify_prints_a_table_json_and_a_plot() {
     }
 }
 
+/// General noise caps SGD's SME at order 2 (order 3 needs a vanishing third moment):
+/// asked for order 3, verify labels the row in the table, the JSON and the plot, and
+/// judges the slope against the order derived.
+#[test]
+fn verify_labels_an_order_the_derivation_capped() {
+    let dir = TempDir::new("verify-capped");
+    let svg = dir.0.join("plot.svg");
+    let args = |json: bool| {
+        let mut a = vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/quadratic.prob",
+            "--exact",
+            "--orders",
+            "1,3",
+            "--plot",
+            svg.to_str().unwrap(),
+        ];
+        if json {
+            a.extend(["--format", "json"]);
+        }
+        smelt(&a)
+    };
+    let out = args(false);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("SME order 3 asked, order 2 derived · φ = sq"),
+        "{text}"
+    );
+    assert!(text.contains("SME order 1 · φ = sq"), "{text}");
+    assert!(text.contains("confirms order 2"), "{text}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.contains(">order 3 asked, order 2 derived</text>"),
+        "{plot}"
+    );
+    assert!(plot.contains("confirms order 2</text>"), "{plot}");
+    let out = args(true);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["contradicted"], false);
+    let capped: Vec<&serde_json::Value> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["asked"] == 3)
+        .collect();
+    assert!(!capped.is_empty());
+    for s in capped {
+        assert_eq!(s["derived"], 2, "{s}");
+        assert_eq!(s["status"], "confirms", "{s}");
+        assert_eq!(s["pass"], true, "{s}");
+    }
+}
+
 #[test]
 fn verify_reports_bad_input_with_its_exit_code() {
     // A problem-file mistake: exit 1 and a diagnostic naming the problem file.

@@ -273,3 +273,32 @@ fn component_snapshots() {
         insta::assert_snapshot!(name, smelt::emit::text::render_components(&sme, d));
     }
 }
+
+/// A root of a constant that tends to a positive number is algebraic, not
+/// transcendental: it is expanded as a binomial series in the small parameter, and an
+/// irrational leading root (`sqrt(2)`) is kept as an opaque constant.
+#[test]
+fn roots_of_constants_are_binomial_series() {
+    let sgd = |c: &str| {
+        format!("optimizer S\n param x\n small eta\n noise xi ~ general\n x = x - eta*{c}*(grad f(x) + xi)\n")
+    };
+    let text = |c: &str, order: u32| smelt::emit::text::render(&derive_source(&sgd(c), order));
+    // sqrt(4 − η²) = 2 − η²/4 + O(η⁴); (8 + 12η)^(2/3) = 4 + 4η − η² + O(η³).
+    for order in [1, 2, 3] {
+        assert_eq!(text("sqrt(4 - eta^2)", order), text("(2 - eta^2/4)", order));
+    }
+    assert_eq!(
+        text("(8 + 12*eta)^(2/3)", 2),
+        text("(4 + 4*eta - eta^2)", 2)
+    );
+    let root2 = text("sqrt(2 - eta^2)", 2);
+    assert!(root2.contains("sqrt(2)"), "{root2}");
+    // A root of a constant that is negative at leading order is refused, with why.
+    let err = smelt::derive(&sgd("sqrt(eta^2 - 2)"), &Options { order: 2 }).unwrap_err();
+    let d = &err.diagnostics()[0];
+    assert!(
+        d.message.contains("leading term is negative"),
+        "{}",
+        d.message
+    );
+}

@@ -127,6 +127,20 @@ fn adam_in_the_malladi_regime_has_order_1_in_the_time_per_step() {
         assert!((st.tau - st.eta * st.eta).abs() < 1e-15);
     }
     assert_order(series(&s, 1, "sq"), "Adam");
+    // Under general noise the derivation reaches no order (the third moment of Δm must
+    // vanish); on this problem's Gaussian noise it does, so the order-1 coefficients
+    // are judged as order 1, and a note says why. Under other noise they would not be.
+    let adam = series(&s, 1, "sq");
+    assert_eq!((adam.asked, adam.derived, adam.judged), (1, 0, 1));
+    assert!(
+        adam.verdict.contains("confirms order 1"),
+        "{}",
+        adam.verdict
+    );
+    assert_eq!(verify::order_on_problem(&p.smes[0], false), 0);
+    assert!(verify::render_text("", &s).contains(
+        "SME order 1 asked, no order derived (order 1 on this problem: its noise has no third moment)"
+    ));
 }
 
 #[test]
@@ -181,6 +195,74 @@ fn a_wrong_sme_fails_its_order() {
     assert!(!bad.pass, "a wrong drift passed: {}", bad.verdict);
     let (slope, hw) = (bad.slope.unwrap(), bad.half_width.unwrap());
     assert!(slope + hw < 1.5, "its error is O(η): {}", bad.verdict);
+    assert_eq!(
+        bad.status,
+        smelt::report::Status::Contradicts,
+        "{}",
+        bad.verdict
+    );
+    assert!(
+        bad.verdict.contains("contradicts derived order 2"),
+        "{}",
+        bad.verdict
+    );
+    assert!(verify::render_text("", &s).contains("CONTRADICTED"));
+}
+
+/// An SME whose order-2 drift term is dropped is the order-1 SME claiming order 2: on a
+/// linear-Gaussian problem its exact weak error is O(η), and the verdict (the one rule
+/// behind the table, the JSON and the plot) says that this contradicts order 2, where
+/// the true order-2 SME confirms it.
+#[test]
+fn an_sme_missing_its_order_2_drift_is_contradicted() {
+    let mut p = prepare(
+        "examples/sgd.opt",
+        "examples/problems/quadratic.prob",
+        &[2, 2],
+        &[],
+    );
+    let small = p.smes[1].small;
+    let before = p.smes[1].drift[0].terms.len();
+    p.smes[1]
+        .drift
+        .iter_mut()
+        .for_each(|b| b.terms.retain(|_, c| c.min_power(small) != Some(1)));
+    assert!(
+        p.smes[1].drift[0].terms.len() < before,
+        "the drift had an η term"
+    );
+    assert_eq!(p.smes[1].order, 2, "the wrong SME still claims order 2");
+    let etas = p.problem.etas.clone().unwrap();
+    let s = verify::exact(&mut p, &etas).unwrap();
+    let names: Vec<String> = p
+        .problem
+        .observables
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    for (k, se) in s.iter().enumerate() {
+        eprintln!("{}: {}", se.observable, se.verdict);
+        let right = k < names.len();
+        if right {
+            assert_eq!(se.status, smelt::report::Status::Confirms, "{}", se.verdict);
+            assert!(se.pass && se.verdict.contains("confirms order 2"));
+        } else {
+            assert_eq!(
+                se.status,
+                smelt::report::Status::Contradicts,
+                "{}",
+                se.verdict
+            );
+            assert!(!se.pass);
+            assert!(
+                se.verdict.contains("contradicts derived order 2"),
+                "{}",
+                se.verdict
+            );
+        }
+    }
+    let text = verify::render_text("", &s);
+    assert!(text.contains("CONTRADICTED"), "{text}");
 }
 
 #[test]

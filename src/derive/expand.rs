@@ -25,6 +25,19 @@ pub(super) struct Expander<'a> {
     span: Span,
 }
 
+/// A numeric exponent as lowering writes it (`3`, `1/2`, `-1/2`).
+fn fraction(e: &Expr) -> Option<BigRational> {
+    match &e.kind {
+        ExprKind::Num(n) => Some(n.clone()),
+        ExprKind::Neg(a) => fraction(a).map(|x| -x),
+        ExprKind::Bin(BinOp::Div, a, b) => {
+            let d = fraction(b)?;
+            (!d.is_zero()).then(|| fraction(a).map(|n| n / d))?
+        }
+        _ => None,
+    }
+}
+
 fn free_of(shape: Shape) -> u8 {
     match shape {
         Shape::Scalar => 0,
@@ -461,6 +474,15 @@ impl<'a> Expander<'a> {
                     )?,
                 )
             }
+            ExprKind::Bin(BinOp::Pow, a, b)
+                if e.mentions_small() && fraction(b).is_some_and(|q| !q.is_integer()) =>
+            {
+                let q = fraction(b).unwrap_or_else(BigRational::one);
+                self.constant_root(a, &q, upto)?
+            }
+            ExprKind::Call(Func::Sqrt, args) if e.mentions_small() => {
+                self.constant_root(&args[0], &BigRational::new(1.into(), 2.into()), upto)?
+            }
             ExprKind::Bin(BinOp::Pow, a, b) => {
                 let k = self.integer_exponent(b)?;
                 let pa = self.constant(a, upto)?;
@@ -487,6 +509,105 @@ impl<'a> Expander<'a> {
                 Poly::power(self.ctx.syms.intern(&name), 1)
             }
         })
+    }
+
+    /// `a^q` for a constant `a = ε^v c₀ (1 + r)` that tends, divided by its leading
+    /// power, to a positive number `c₀`: `ε^{qv} c₀^q Σ_k binom(q, k) r^k`, through
+    /// `upto`. An irrational `c₀^q` (`sqrt(2)`) becomes an opaque symbol.
+    fn constant_root(&mut self, a: &Expr, q: &BigRational, upto: i32) -> Result<Poly, Failure> {
+        let eps = self.ctx.eps;
+        let what = if *q == BigRational::new(1.into(), 2.into()) {
+            "the square root"
+        } else {
+            "a fractional power"
+        };
+        let mut p = self.constant(a, upto)?;
+        let Some(v) = p.min_power(eps) else {
+            return if *q > BigRational::zero() {
+                Ok(Poly::zero())
+            } else {
+                Err(Failure::Diagnostic(Box::new(
+                    Diagnostic::new(Code::BadNumber, self.span, "division by zero").label("here"),
+                )))
+            };
+        };
+        let qv = q * BigRational::from_integer(v.into());
+        let Some(qv) = qv.is_integer().then(|| qv.to_integer().to_i32()).flatten() else {
+            return Err(self.unsupported(
+                format!("{what} of a constant whose leading power of the small parameter has no such root"),
+                "scale the constant so that its leading term is of order 1 (or an even power, under a square root)",
+            ));
+        };
+        // (1 + r)^q through ε^{upto − qv} needs the base through ε^{upto − qv + v}.
+        let need = upto - qv;
+        if need + v > upto {
+            p = self.constant(a, need + v)?;
+        }
+        let c0 = match p.coeff(eps, v).as_constant() {
+            Some(c) if c > BigRational::zero() => c,
+            Some(_) => {
+                return Err(self.unsupported(
+                    format!("{what} of a constant whose leading term is negative"),
+                    "the root is not real for small step sizes: check the signs (e.g. `sqrt(2 - eta^2)`, not `sqrt(eta^2 - 2)`)",
+                ))
+            }
+            None => {
+                return Err(self.unsupported(
+                    format!("{what} of a constant whose leading term is not a number"),
+                    "declare the leading term as a hyperparameter and the root as a scaling, e.g. `hyper s > 0` and `let r = s*(1 - eta^2/(2*s^2))`",
+                ))
+            }
+        };
+        let r = p.shift(eps, -v).scale(&c0.recip()).sub(&Poly::one());
+        let mut series = Poly::one();
+        let mut rk = Poly::one();
+        let mut binom = BigRational::one();
+        for k in 0..need.max(0) {
+            rk = rk.mul(&r).truncate(eps, need);
+            if rk.is_zero() {
+                break;
+            }
+            binom = binom * (q - BigRational::from_integer(k.into()))
+                / BigRational::from_integer((k + 1).into());
+            series.add_assign(&rk.scale(&binom));
+        }
+        let lead = self.rational_power(&c0, q);
+        Ok(series.mul(&lead).shift(eps, qv).truncate(eps, upto))
+    }
+
+    /// `c^q` for a positive rational `c`: exact when it is rational, else a rational
+    /// times an opaque symbol `sqrt(c)` or `c^(a/b)` with `0 < a/b < 1`.
+    fn rational_power(&mut self, c: &BigRational, q: &BigRational) -> Poly {
+        let b = q.denom().to_u32().unwrap_or(2);
+        let (n, d) = (c.numer().nth_root(b), c.denom().nth_root(b));
+        if num_traits::pow(n.clone(), b as usize) == *c.numer()
+            && num_traits::pow(d.clone(), b as usize) == *c.denom()
+        {
+            let root = BigRational::new(n, d);
+            let a = q.numer().to_i32().unwrap_or(1);
+            return Poly::constant(if a >= 0 {
+                num_traits::pow(root, a as usize)
+            } else {
+                num_traits::pow(root.recip(), a.unsigned_abs() as usize)
+            });
+        }
+        // q = whole + frac with 0 < frac < 1.
+        let whole = q.floor();
+        let frac = q - &whole;
+        let whole = whole.to_integer().to_i32().unwrap_or(0);
+        let rational = if whole >= 0 {
+            num_traits::pow(c.clone(), whole as usize)
+        } else {
+            num_traits::pow(c.recip(), whole.unsigned_abs() as usize)
+        };
+        let name = if frac == BigRational::new(1.into(), 2.into()) {
+            format!("sqrt({c})")
+        } else if c.is_integer() {
+            format!("{c}^({frac})")
+        } else {
+            format!("({c})^({frac})")
+        };
+        Poly::power(self.ctx.syms.intern(&name), 1).scale(&rational)
     }
 
     /// `1/p` as a series in the small parameter through `upto` (p's leading coefficient

@@ -198,10 +198,10 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             return Err(Failure::Diagnostic(Box::new(
                 Diagnostic::new(
                     Code::Misuse,
-                    opt.header,
+                    opt.time_span,
                     "the time per step must be a single power of the small parameter",
                 )
-                .label("for this optimizer")
+                .label("the time per step")
                 .hint(format!(
                     "declare it as, e.g., `time {}` or `time {}^2`",
                     opt.small.name, opt.small.name
@@ -331,6 +331,9 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             }
         }
         ctx.check_size(&drift[0], Span::default())?;
+    }
+    if let Some(d) = time_too_long(opt, &ctx, (&drift, &diff), (&tuples, &discrete)) {
+        return Err(Failure::Diagnostic(Box::new(d)));
     }
 
     // The order reached: all moments match through ε^{failed − 1}.
@@ -503,6 +506,77 @@ fn prune_functions(
         })
         .collect();
     (drift, diffusion, conditions, table)
+}
+
+/// When no state's drift or diffusion has a term of order 1, the step moves the state
+/// on a slower scale than the declared time per step: the SME would say that nothing
+/// happens. Names the power of the small parameter that would fit: the lowest power in
+/// the step's first and second moments.
+fn time_too_long(
+    opt: &Optimizer,
+    ctx: &Ctx,
+    (drift, diff): (&[TExpr], &[Vec<TExpr>]),
+    (tuples, discrete): (&[Vec<usize>], &[TExpr]),
+) -> Option<Diagnostic> {
+    let eps = ctx.eps;
+    let lowest = |e: &TExpr| e.terms.values().filter_map(|c| c.min_power(eps)).min();
+    let moving = |v: &usize| Some(*v as u8) != ctx.clock;
+    let leading = (0..drift.len()).filter(moving).any(|v| {
+        lowest(&drift[v]) == Some(0)
+            || (0..drift.len())
+                .filter(moving)
+                .any(|c| lowest(&diff[v][c]) == Some(0))
+    });
+    if leading {
+        return None;
+    }
+    // (power, variable, whether the mean or the covariance) of the moments' leading term.
+    let first = tuples
+        .iter()
+        .zip(discrete)
+        .filter(|(t, _)| t.len() <= 2 && t.iter().all(moving))
+        .filter_map(|(t, m)| Some((lowest(m)?, t[0], t.len() == 1)))
+        .min_by_key(|&(k, v, mean)| (k, v, !mean));
+    let small = &opt.small.name;
+    let q = ctx.time_power;
+    let declared = if opt.time_span == opt.header {
+        format!("{} (the default)", power(small, q))
+    } else {
+        power(small, q)
+    };
+    let d = Diagnostic::new(
+        Code::Misuse,
+        opt.time_span,
+        format!(
+            "the time scale is wrong: one step is time {declared}, but the step's mean and covariance are of higher order, so the SME's drift and diffusion would vanish at leading order"
+        ),
+    )
+    .label("the time per step is too long for the step");
+    Some(match first {
+        Some((k, v, mean)) => {
+            let name = &ctx.var_names[v];
+            let what = if mean { "mean" } else { "covariance" };
+            let d = match opt
+                .steps
+                .iter()
+                .find(|s| s.target == crate::ir::Target::Var(name.clone()))
+            {
+                Some(step) => d.secondary(
+                    step.span,
+                    format!("the {what} of this update is of order {}", power(small, k)),
+                ),
+                None => d,
+            };
+            d.hint(format!(
+                "declare `time {}`, the order of the step's {what}, so that one step's change is O(time)",
+                power(small, k)
+            ))
+        }
+        None => d.hint(format!(
+            "the step's mean and covariance vanish through {}: declare the time per step as the power of `{small}` at which the step moves the state",
+            power(small, ctx.work)
+        )),
+    })
 }
 
 fn lowest_power(e: &TExpr, eps: Sym) -> i32 {

@@ -243,6 +243,41 @@ fn from_laurent(l: &Laurent) -> Expr {
     out.unwrap_or_else(|| num(BigRational::zero()))
 }
 
+/// One term of a constant's normal form: its coefficient, the power of the small
+/// parameter, and the hyperparameters with their exponents.
+pub(super) struct Term {
+    pub coef: BigRational,
+    pub small: i32,
+    pub hypers: Vec<(String, i32)>,
+}
+
+/// The terms of a constant expression's normal form, or `None` when it has none
+/// (`sqrt(c)*eta`, `1/(1 + eta)`).
+pub(super) fn terms(e: &Expr) -> Option<Vec<Term>> {
+    if e.shape != Shape::Scalar || e.depends_on_step() {
+        return None;
+    }
+    let l = to_laurent(e)?;
+    Some(
+        l.0.iter()
+            .map(|(mono, c)| {
+                let mut t = Term {
+                    coef: c.clone(),
+                    small: 0,
+                    hypers: Vec::new(),
+                };
+                for (s, k) in mono {
+                    match s {
+                        Sym::Small => t.small = *k,
+                        Sym::Hyper(h) => t.hypers.push((h.clone(), *k)),
+                    }
+                }
+                t
+            })
+            .collect(),
+    )
+}
+
 /// Replaces every constant subtree that has a Laurent normal form by that form.
 pub(super) fn normalize(e: Expr) -> Expr {
     let Expr { kind, shape } = e;

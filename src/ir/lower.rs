@@ -286,6 +286,7 @@ impl Lowerer {
         let mut scalings = Vec::new();
         let mut steps = Vec::new();
         let mut time: Option<Expr> = None;
+        let mut time_span = file.header;
         for item in &file.items {
             match &item.kind {
                 ItemKind::Let(name, e) => {
@@ -337,7 +338,9 @@ impl Lowerer {
                 }
                 ItemKind::Time(e) => {
                     if let Ok(t) = self.expr(e).map(laurent::normalize) {
-                        time = self.check_time(t, e.span);
+                        let small = small_decl.as_ref().map(|s| s.name.as_str());
+                        time = self.check_time(t, e.span, small, &hypers);
+                        time_span = e.span;
                     }
                 }
                 _ => {}
@@ -396,6 +399,7 @@ impl Lowerer {
             hypers,
             scalings,
             time: time.unwrap_or_else(|| scalar(ExprKind::Small)),
+            time_span,
             noises,
             counter,
             steps,
@@ -420,7 +424,13 @@ impl Lowerer {
         Ok(e)
     }
 
-    fn check_time(&mut self, t: Expr, span: Span) -> Option<Expr> {
+    fn check_time(
+        &mut self,
+        t: Expr,
+        span: Span,
+        small: Option<&str>,
+        hypers: &[Hyper],
+    ) -> Option<Expr> {
         if t.depends_on_step() {
             self.error(
                 Diagnostic::new(Code::Misuse, span, "the time per step must be a constant")
@@ -448,6 +458,12 @@ impl Lowerer {
                 Diagnostic::new(Code::Shape, span, "the time per step must be a scalar")
                     .label(format!("this is {}", t.shape.article())),
             );
+            return None;
+        }
+        let problem = laurent::terms(&t)
+            .and_then(|terms| time_form(&terms, span, small.unwrap_or("eta"), hypers));
+        if let Some(d) = problem {
+            self.error(d);
             return None;
         }
         Some(t)
@@ -1076,4 +1092,118 @@ fn node_count(e: &Expr) -> usize {
 
 fn syntax_keyword(name: &str) -> bool {
     crate::syntax::is_keyword(name)
+}
+
+/// What is wrong with a time per step in normal form (`c ε^q`, `c` a positive
+/// constant, `q ≥ 1`), or `None` when nothing is.
+fn time_form(
+    terms: &[laurent::Term],
+    span: Span,
+    small: &str,
+    hypers: &[Hyper],
+) -> Option<Diagnostic> {
+    let Some(q) = terms.iter().map(|t| t.small).min() else {
+        return Some(
+            Diagnostic::new(Code::Misuse, span, "the time per step must be positive")
+                .label("this is zero")
+                .hint(format!(
+                    "write it as a power of the small parameter, e.g. `time {small}`"
+                )),
+        );
+    };
+    if q <= 0 {
+        return Some(
+            Diagnostic::new(
+                Code::Misuse,
+                span,
+                "the time per step must vanish with the small parameter",
+            )
+            .label(if q < 0 {
+                format!("this grows as `{small}` → 0")
+            } else {
+                format!("this tends to a non-zero constant as `{small}` → 0")
+            })
+            .hint(format!(
+                "one step is a short time: write it as a positive power of the small parameter, e.g. `time {small}` or `time {small}^2`"
+            )),
+        );
+    }
+    if terms.len() > 1 {
+        return Some(
+            Diagnostic::new(
+                Code::Misuse,
+                span,
+                "the time per step must be a single power of the small parameter",
+            )
+            .label(format!("this is a sum of {} terms", terms.len()))
+            .hint(format!(
+                "keep the leading power, e.g. `time {}`; corrections belong in the update rule",
+                small_power(small, q)
+            )),
+        );
+    }
+    let term = &terms[0];
+    let mut negative = term.coef.is_negative();
+    let mut unknown = None;
+    for (h, k) in &term.hypers {
+        if k % 2 == 0 {
+            continue;
+        }
+        match hypers
+            .iter()
+            .find(|x| &x.name == h)
+            .and_then(|x| sign_of(x.constraint.as_ref()))
+        {
+            Some(positive) => negative ^= !positive,
+            None => unknown = unknown.or(Some(h)),
+        }
+    }
+    if let Some(h) = unknown {
+        return Some(
+            Diagnostic::new(Code::Misuse, span, "the time per step must be positive")
+                .label(format!("the sign of `{h}` is not known"))
+                .hint(format!("declare `hyper {h} > 0`")),
+        );
+    }
+    negative.then(|| {
+        Diagnostic::new(Code::Misuse, span, "the time per step must be positive")
+            .label("this is negative")
+            .hint(format!(
+                "one step moves time forward: write it without the minus sign, e.g. `time {}`",
+                small_power(small, q)
+            ))
+    })
+}
+
+/// Whether a constraint makes a hyperparameter positive (`Some(true)`), negative
+/// (`Some(false)`), or neither.
+fn sign_of(c: Option<&syntax::Constraint>) -> Option<bool> {
+    use syntax::{CmpOp, Constraint};
+    let zero = BigRational::zero();
+    match c? {
+        Constraint::Compare(CmpOp::Gt, b) if *b >= zero => Some(true),
+        Constraint::Compare(CmpOp::Ge, b) if *b > zero => Some(true),
+        Constraint::Compare(CmpOp::Lt, b) if *b <= zero => Some(false),
+        Constraint::Compare(CmpOp::Le, b) if *b < zero => Some(false),
+        Constraint::Interval { lo, lo_closed, .. }
+            if *lo > zero || (lo.is_zero() && !lo_closed) =>
+        {
+            Some(true)
+        }
+        Constraint::Interval { hi, hi_closed, .. }
+            if *hi < zero || (hi.is_zero() && !hi_closed) =>
+        {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+/// `eta`, `eta^2`.
+fn small_power(small: &str, q: i32) -> String {
+    if q == 1 {
+        small.to_string()
+    } else {
+        format!("{small}^{q}")
+    }
 }

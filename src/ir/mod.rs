@@ -64,6 +64,8 @@ pub struct Optimizer {
     pub scalings: Vec<Scaling>,
     /// The time one step represents (the small parameter unless declared).
     pub time: Expr,
+    /// Where the time per step is declared (the header when it is not).
+    pub time_span: Span,
     /// Independent noise samples drawn each step.
     pub noises: Vec<Noise>,
     /// The step counter, if the rule reads it (0 at the first step).
@@ -299,6 +301,7 @@ impl Optimizer {
         let mut o = self.clone();
         let z = Span::default();
         o.header = z;
+        o.time_span = z;
         o.param.span = z;
         o.small.span = z;
         o.states.iter_mut().for_each(|s| s.span = z);
