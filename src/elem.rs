@@ -624,6 +624,16 @@ mod tests {
         assert!((fd - exact).abs() < 1e-6, "{fd} vs {exact}");
     }
 
+    /// A deterministic stream of pseudo-random numbers.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// A random function of two state variables and one symbol, of depth at most
     /// `depth`, with every kind of node and exponents that exercise the power rules.
     fn random_fexpr(rnd: &mut dyn FnMut() -> u64, depth: u32) -> FExpr {
@@ -690,13 +700,7 @@ mod tests {
     /// written). This is the test that catches `sqrt(m^2) → m`.
     #[test]
     fn simplification_is_sound_on_the_whole_domain() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut checked = 0;
         for _ in 0..4000 {
             let f = random_fexpr(&mut rnd, 4);
@@ -748,13 +752,7 @@ mod tests {
     /// function is smooth (two step sizes agree).
     #[test]
     fn derivatives_are_sound_on_both_signs() {
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = xorshift(0x1234_5678_9abc_def1);
         let mut checked = 0;
         for _ in 0..1500 {
             let f = random_fexpr(&mut rnd, 3).simplify();

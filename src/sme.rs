@@ -103,8 +103,9 @@ pub struct Check {
     pub verdict: Verdict,
 }
 
-/// The residuals of the moments of one order over the grid.
-#[derive(Debug, Clone, PartialEq)]
+/// The residuals of the moments of one order over the grid (serialised as such in the
+/// JSON output's `independent.moments`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MomentFit {
     /// The moment order `s` (`E[Δ^{⊗s}]`).
     pub s: usize,

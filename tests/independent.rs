@@ -163,3 +163,16 @@ fn the_check_is_reproducible() {
     let (opt, sme) = derive(&example("momentum.opt"), 2);
     assert_eq!(check(&opt, &sme, 7), check(&opt, &sme, 7));
 }
+
+/// The check travels in the JSON output and reads back to the same figures.
+#[test]
+fn the_check_round_trips_through_json() {
+    let (opt, mut sme) = derive(&example("nesterov.opt"), 2);
+    sme.independent = Some(check(&opt, &sme, SEED));
+    let json = smelt::emit::json::to_json(&sme);
+    assert!(json.contains("\"independent\""), "{json}");
+    let back = smelt::emit::json::from_json(&json).expect("reads back");
+    assert_eq!(back.independent, sme.independent);
+    let text = smelt::emit::text::render(&sme);
+    assert!(text.contains("independent check") && text.contains("passed"), "{text}");
+}

@@ -125,16 +125,7 @@ struct IndependentJ {
     #[serde(default)]
     reason: String,
     summary: String,
-    moments: Vec<MomentJ>,
-}
-
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct MomentJ {
-    s: usize,
-    power: Option<f64>,
-    tau: Vec<f64>,
-    residual: Vec<f64>,
-    floor: Vec<f64>,
+    moments: Vec<crate::sme::MomentFit>,
 }
 
 fn independent_j(c: &crate::sme::Check) -> IndependentJ {
@@ -150,17 +141,7 @@ fn independent_j(c: &crate::sme::Check) -> IndependentJ {
         verdict: verdict.to_string(),
         reason,
         summary: c.summary(),
-        moments: c
-            .moments
-            .iter()
-            .map(|m| MomentJ {
-                s: m.s,
-                power: m.power,
-                tau: m.tau.clone(),
-                residual: m.residual.clone(),
-                floor: m.floor.clone(),
-            })
-            .collect(),
+        moments: c.moments.clone(),
     }
 }
 
@@ -179,17 +160,7 @@ fn independent_of(j: &IndependentJ) -> Result<crate::sme::Check, String> {
     Ok(crate::sme::Check {
         order: j.order,
         law: j.law.clone(),
-        moments: j
-            .moments
-            .iter()
-            .map(|m| crate::sme::MomentFit {
-                s: m.s,
-                power: m.power,
-                tau: m.tau.clone(),
-                residual: m.residual.clone(),
-                floor: m.floor.clone(),
-            })
-            .collect(),
+        moments: j.moments.clone(),
         verdict,
     })
 }
