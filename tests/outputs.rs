@@ -50,9 +50,12 @@ examples!(
     adam,
     adam_ballistic,
     adamw,
+    extragradient,
     momentum,
     nesterov,
     rmsprop,
     rmsprop_ballistic,
+    sam,
+    sam_sqrt,
     sgd
 );

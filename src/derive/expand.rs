@@ -1123,9 +1123,12 @@ pub(super) fn shift_point(
                 break;
             }
         }
-        let term = term.scale(&Poly::constant(factorial.recip()));
-        ctx.check_size(&term, Span::default())?;
-        total.add_assign(&term);
+        // A term that vanished (δ^j truncated away) left the loop with slots still open.
+        if !term.is_zero() {
+            let term = term.scale(&Poly::constant(factorial.recip()));
+            ctx.check_size(&term, Span::default())?;
+            total.add_assign(&term);
+        }
         j += 1;
     }
     Ok(total)

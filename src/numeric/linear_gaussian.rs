@@ -76,9 +76,10 @@ impl Quadratic {
         x.iter().zip(&self.x_star).map(|(a, b)| a - b).collect()
     }
 
-    /// The point of the derived SME's terms: ∇^k f for k ≤ 4 and Gaussian noise moments
-    /// (Σ, a zero third moment, Isserlis' fourth) with zero derivatives.
-    fn env(&self, state: Vec<Value>, symbols: &BTreeMap<String, f64>) -> Env {
+    /// The point of the derived SME's terms: ∇^k f for k ≤ `max_df` (at least 4; zero
+    /// beyond the Hessian) and Gaussian noise moments (Σ, a zero third moment, Isserlis'
+    /// fourth) with zero derivatives.
+    fn env(&self, state: Vec<Value>, symbols: &BTreeMap<String, f64>, max_df: usize) -> Env {
         let d = self.dim();
         let x = match &state[0] {
             Value::Vector(x) => x.clone(),
@@ -89,9 +90,10 @@ impl Quadratic {
             Tensor::scalar(Oracle::value(self, &x)),
             Tensor::vector(Oracle::grad(self, &x)),
             Tensor::from_fn(d, 2, |i| self.h[i[0]][i[1]]),
-            Tensor::zeros(vec![d; 3]),
-            Tensor::zeros(vec![d; 4]),
-        ];
+        ]
+        .into_iter()
+        .chain((3..=max_df.max(4)).map(|k| Tensor::zeros(vec![d; k])))
+        .collect();
         let m4 = Tensor::from_fn(d, 4, |i| {
             sigma(i[0], i[1]) * sigma(i[2], i[3])
                 + sigma(i[0], i[2]) * sigma(i[1], i[3])
@@ -298,6 +300,24 @@ pub struct LinearSde {
     pub tau: f64,
 }
 
+/// The highest k of a ∇^k f in the SME's drift and diffusion (higher-order SMEs of
+/// rules with shifted points read ∇⁵f, ∇⁶f, …, all zero on a quadratic).
+fn max_df(sme: &Sme) -> usize {
+    let exprs = sme
+        .drift
+        .iter()
+        .chain(sme.diffusion.iter().map(|b| &b.expr));
+    exprs
+        .flat_map(|e| e.terms.keys())
+        .flat_map(|t| t.atoms.iter())
+        .filter_map(|a| match a.kind {
+            crate::tensor::Kind::DF(k) => Some(usize::from(k)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Reads a derived SME on the problem as a linear SDE, by probing its drift and diffusion.
 pub fn linear_sde(
     sme: &Sme,
@@ -311,7 +331,7 @@ pub fn linear_sde(
     let n: usize = sizes(like).iter().sum();
     // The constant parts of the point (∇²f, the noise moments) are built once; a probe
     // only moves the state and with it f and ∇f.
-    let env = std::cell::RefCell::new(q.env(unstack(&vec![0.0; n], like), symbols));
+    let env = std::cell::RefCell::new(q.env(unstack(&vec![0.0; n], like), symbols, max_df(sme)));
     let at = |z: &[f64]| {
         let mut e = env.borrow_mut();
         e.state = unstack(z, like);
