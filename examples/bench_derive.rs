@@ -45,7 +45,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn smelt_ms(source: &str, order: u32, runs: usize) -> f64 {
-    let opts = smelt::Options { order };
+    let opts = smelt::Options::order(order);
     let mut times = Vec::new();
     for _ in 0..runs {
         // Every run starts cold, as a fresh process would (derive resets its tables).

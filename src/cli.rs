@@ -57,6 +57,13 @@ enum Command {
         /// Write the result component by component for this dimension (text and SymPy)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=9))]
         dim: Option<u32>,
+        /// The most terms one intermediate expression may hold; a derivation that needs
+        /// more stops with an error (time and memory grow with the limit)
+        #[arg(long, value_name = "N", default_value_t = smelt::derive::MAX_TERMS)]
+        max_terms: usize,
+        /// No progress bar (it shows on a terminal when a derivation takes over a second)
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Check derived SMEs against the optimizer itself: weak errors against the step size
     Verify {
@@ -273,11 +280,25 @@ pub fn main() -> ExitCode {
             standalone,
             hessian_aware,
             dim,
+            max_terms,
+            quiet,
         } => {
             if hessian_aware {
                 hessian(&file, order)
             } else {
-                derive(&file, order, format, standalone, dim.map(|d| d as usize))
+                let options = smelt::Options {
+                    order,
+                    max_terms,
+                    progress: None,
+                };
+                derive(
+                    &file,
+                    options,
+                    format,
+                    standalone,
+                    dim.map(|d| d as usize),
+                    quiet,
+                )
             }
         }
     };
@@ -332,16 +353,23 @@ fn check(files: &[PathBuf]) -> Outcome {
 
 fn derive(
     path: &Path,
-    order: u32,
+    mut options: smelt::Options,
     format: Format,
     standalone: bool,
     dim: Option<usize>,
+    quiet: bool,
 ) -> Outcome {
     let (shown, source) = match load(path) {
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
-    match smelt::derive(&source, &smelt::Options { order }) {
+    let bar = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| DeriveBar::new(&mut options));
+    let result = smelt::derive(&source, &options);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    match result {
         Ok(sme) => {
             match format {
                 Format::Text => match dim {
@@ -399,7 +427,7 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let sme = match smelt::derive::derive(&opt, &smelt::Options { order: 1 }) {
+    let sme = match smelt::derive::derive(&opt, &smelt::Options::order(1)) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{}", render(e.diagnostics(), &shown, &source));
@@ -498,5 +526,46 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         _ => e.to_string(),
+    }
+}
+
+/// The progress bar of a derivation: drawn on stderr once the derivation has run for a
+/// second, cleared at the end.
+struct DeriveBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl DeriveBar {
+    /// Installs the callback in `options`.
+    fn new(options: &mut smelt::Options) -> DeriveBar {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "deriving [{bar:30}] {pos}/{len} {elapsed} {wide_msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let started = std::time::Instant::now();
+        let shown = std::sync::atomic::AtomicBool::new(false);
+        let b = bar.clone();
+        options.progress = Some(smelt::derive::Progress(std::sync::Arc::new(
+            move |step: &smelt::derive::Step| {
+                if !shown.load(std::sync::atomic::Ordering::Relaxed)
+                    && started.elapsed().as_secs_f64() >= 1.0
+                {
+                    shown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                b.set_length(step.total as u64);
+                b.set_position(step.done as u64);
+                b.set_message(step.what.clone());
+            },
+        )));
+        DeriveBar { bar }
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
     }
 }

@@ -13,7 +13,7 @@ fn derive(file: &str, order: u32) -> Sme {
 }
 
 fn derive_source(source: &str, order: u32) -> Sme {
-    smelt::derive(source, &Options { order }).unwrap_or_else(|e| panic!("{e:?}"))
+    smelt::derive(source, &Options::order(order)).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn gaussian(file: &str) -> String {
@@ -257,7 +257,7 @@ fn text_snapshots() {
 fn derivation_diagnostics() {
     insta::glob!("data/derive_fail/*.opt", |path| {
         let source = std::fs::read_to_string(path).unwrap();
-        let err = smelt::derive(&source, &Options { order: 2 }).expect_err("must fail");
+        let err = smelt::derive(&source, &Options::order(2)).expect_err("must fail");
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         insta::assert_snapshot!(smelt::diagnostic::render(err.diagnostics(), &name, &source));
     });
