@@ -273,3 +273,42 @@ fn component_snapshots() {
         insta::assert_snapshot!(name, smelt::emit::text::render_components(&sme, d));
     }
 }
+
+/// A derivation beyond `max_terms` stops with an error that names the limit and how to
+/// raise it; the progress callback is told how far a derivation is.
+#[test]
+fn limits_and_progress() {
+    let path = format!("{}/examples/adam.opt", env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(&path).unwrap();
+    let options = Options {
+        max_terms: 50,
+        ..Options::order(3)
+    };
+    let started = std::time::Instant::now();
+    let err = smelt::derive(&source, &options).expect_err("beyond the limit");
+    assert!(started.elapsed().as_secs() < 10);
+    let d = &err.diagnostics()[0];
+    assert_eq!(d.code, smelt::Code::TooLarge);
+    assert!(d.message.contains("50 terms"), "{}", d.message);
+    assert!(format!("{d:?}").contains("--max-terms"), "{d:?}");
+
+    let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = steps.clone();
+    let options = Options {
+        progress: Some(smelt::derive::Progress(std::sync::Arc::new(move |s| {
+            seen.lock().unwrap().push(s.clone());
+        }))),
+        ..Options::order(3)
+    };
+    let sme = smelt::derive(&source, &options).expect("derives");
+    assert_eq!(
+        sme.order, 0,
+        "Malladi's Adam with general noise fails at order 1"
+    );
+    let steps = steps.lock().unwrap();
+    assert!(!steps.is_empty());
+    assert!(steps.iter().all(|s| s.done < s.total), "{steps:?}");
+    // Order 1 fails, so the conditions of order 2 are derived and those of order 3 not.
+    assert!(sme.conditions.iter().all(|c| c.needed_for_order <= 2));
+    assert!(sme.notes.iter().any(|n| n.contains("were not derived")));
+}
