@@ -7,10 +7,31 @@
 //! scripts/python-env.sh                                 # once: the venv with SymPy
 //! cargo run --release --example bench_derive -- --baseline ../shared/baselines
 //! ```
+//!
+//! A second table times the derivation against the order (SGD 1–6; RMSProp and Adam in
+//! Malladi et al.'s scaling with general noise, orders 1–3 and 6), each case in a child
+//! process of its own so that its peak memory (VmHWM) is its own. `--no-orders` skips it.
+//! The SymPy baseline's python is `SMELT_PYTHON`, else the project's `.venv`, else
+//! `python3`.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::process::Command;
 use std::time::Instant;
+
+/// The RMSProp of the SymPy baseline (`case_rmsprop`): `1 - beta = c eta`, time `eta`,
+/// `epsilon` under the square root, the new `v`, general noise.
+const RMSPROP_BASELINE: &str = "optimizer RMSPropBaseline
+  param x
+  state v
+  small eta
+  hyper c, epsilon > 0
+  time eta
+  noise xi ~ general
+
+  let g = grad f(x) + xi
+  v = v + c*eta*(g^2 - v)
+  x = x - eta*g/sqrt(v + epsilon)
+";
 
 /// (label, example file, order, gaussian noise, SymPy baseline case)
 const CASES: &[(&str, &str, u32, bool, Option<&str>)] = &[
@@ -20,6 +41,20 @@ const CASES: &[(&str, &str, u32, bool, Option<&str>)] = &[
     ("SGD order 3, Gaussian noise", "sgd.opt", 3, true, None),
     ("heavy ball order 1", "momentum.opt", 1, false, Some("mom1")),
     ("heavy ball order 2", "momentum.opt", 2, false, Some("mom2")),
+    (
+        "RMSProp order 1 (baseline's)",
+        "@rmsprop",
+        1,
+        false,
+        Some("rms1"),
+    ),
+    (
+        "RMSProp order 2 (baseline's)",
+        "@rmsprop",
+        2,
+        false,
+        Some("rms2"),
+    ),
     ("Nesterov order 2", "nesterov.opt", 2, false, None),
     ("RMSprop order 1 (Malladi)", "rmsprop.opt", 1, true, None),
     ("Adam order 1 (Malladi)", "adam.opt", 1, true, None),
@@ -45,7 +80,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn smelt_ms(source: &str, order: u32, runs: usize) -> f64 {
-    let opts = smelt::Options { order };
+    let opts = smelt::Options::order(order);
     let mut times = Vec::new();
     for _ in 0..runs {
         // Every run starts cold, as a fresh process would (derive resets its tables).
@@ -71,14 +106,96 @@ fn sympy_ms(python: &str, dir: &str, case: &str) -> Option<f64> {
     after.split_whitespace().next()?.parse().ok()
 }
 
+/// The source of a case: an example file, or `@rmsprop` for the baseline's RMSProp.
+fn source(file: &str, gaussian: bool) -> String {
+    let mut source = if file == "@rmsprop" {
+        RMSPROP_BASELINE.to_string()
+    } else {
+        let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).expect("example file")
+    };
+    if gaussian {
+        source = source.replace("~ general", "~ gaussian");
+    }
+    source
+}
+
+/// Peak resident memory of this process so far, in kB (Linux).
+fn peak_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The child of the order table: one derivation (repeated while under 0.2 s, the median
+/// taken), then `ms peak_kb` on stdout.
+fn child(file: &str, order: u32) {
+    let source = source(file, false);
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.is_empty() || (started.elapsed().as_secs_f64() < 0.2 && times.len() < 21) {
+        smelt::tensor::clear_memo();
+        let t = Instant::now();
+        let sme = smelt::derive(&source, &smelt::Options::order(order));
+        std::hint::black_box(&sme);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if sme.is_err() {
+            break;
+        }
+    }
+    println!("{} {}", median(times), peak_kb().unwrap_or(0));
+}
+
+/// The order table: time and peak memory by order, each case in a fresh process.
+fn orders_table() {
+    const ROWS: &[(&str, &str, &[u32])] = &[
+        ("SGD", "sgd.opt", &[1, 2, 3, 4, 5, 6]),
+        ("RMSprop (Malladi)", "rmsprop.opt", &[1, 2, 3, 6]),
+        ("Adam (Malladi)", "adam.opt", &[1, 2, 3, 6]),
+    ];
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    println!();
+    println!("time and peak memory by order (general noise; each case in its own process)");
+    println!(
+        "{:<20} {:>6} {:>12} {:>14}",
+        "optimizer", "order", "time (ms)", "peak (MB)"
+    );
+    for (label, file, orders) in ROWS {
+        for &order in *orders {
+            let out = Command::new(&exe)
+                .args(["--child", file, &order.to_string()])
+                .output()
+                .expect("run the benchmark's child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text.split_whitespace();
+            let (ms, kb): (f64, f64) = match (it.next(), it.next()) {
+                (Some(a), Some(b)) => (a.parse().unwrap_or(f64::NAN), b.parse().unwrap_or(0.0)),
+                _ => (f64::NAN, 0.0),
+            };
+            println!("{label:<20} {order:>6} {ms:>12.3} {:>14.1}", kb / 1024.0);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let order = args[i + 2].parse().expect("an order");
+        child(&args[i + 1], order);
+        return;
+    }
     let baseline = args
         .iter()
         .position(|a| a == "--baseline")
         .and_then(|i| args.get(i + 1).cloned());
-    let python = std::env::var("SMELT_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let python = std::env::var("SMELT_PYTHON").unwrap_or_else(|_| {
+        let venv = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
+        if std::path::Path::new(&venv).exists() {
+            venv
+        } else {
+            "python3".to_string()
+        }
+    });
     let runs = 21;
     println!("smelt derivation benchmark (median of {runs} runs; whole derivation incl. parsing and certificate)");
     println!(
@@ -86,12 +203,7 @@ fn main() {
         "case", "smelt (ms)", "SymPy (ms)", "ratio"
     );
     for (label, file, order, gaussian, case) in CASES {
-        let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
-        let mut source = std::fs::read_to_string(&path).expect("example file");
-        if *gaussian {
-            source = source.replace("~ general", "~ gaussian");
-        }
-        let ms = smelt_ms(&source, *order, runs);
+        let ms = smelt_ms(&source(file, *gaussian), *order, runs);
         let base = match (&baseline, case) {
             (Some(dir), Some(case)) => sympy_ms(&python, dir, case),
             _ => None,
@@ -102,6 +214,9 @@ fn main() {
         }
     }
     if baseline.is_none() {
-        println!("(pass --baseline ../shared/baselines to run the SymPy baseline beside; needs scripts/python-env.sh)");
+        println!("(pass --baseline ../shared/baselines to run the SymPy baseline beside)");
+    }
+    if !args.iter().any(|a| a == "--no-orders") {
+        orders_table();
     }
 }

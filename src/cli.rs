@@ -66,6 +66,13 @@ enum Command {
         /// The seed of the independent check's random problem
         #[arg(long, value_name = "SEED", default_value_t = CHECK_SEED)]
         check_seed: u64,
+        /// The most terms one intermediate expression may hold; a derivation that needs
+        /// more stops with an error (time and memory grow with the limit)
+        #[arg(long, value_name = "N", default_value_t = smelt::derive::MAX_TERMS)]
+        max_terms: usize,
+        /// No progress bar (it shows on a terminal when a derivation takes over a second)
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Check derived SMEs against the optimizer itself: weak errors against the step size
     Verify {
@@ -286,14 +293,21 @@ pub fn main() -> ExitCode {
             dim,
             no_check,
             check_seed,
+            max_terms,
+            quiet,
         } => {
             let dim = dim.map(|d| d as usize);
             if hessian_aware {
                 let order = order.unwrap_or(smelt::hasme::DEFAULT_ORDER);
                 hessian(&file, order, format, standalone, dim)
             } else {
+                let options = smelt::Options {
+                    order: order.unwrap_or(1),
+                    max_terms,
+                    progress: None,
+                };
                 let checked = (!no_check).then_some(check_seed);
-                derive(&file, order.unwrap_or(1), format, standalone, dim, checked)
+                derive(&file, options, format, standalone, dim, quiet, checked)
             }
         }
     };
@@ -352,24 +366,30 @@ const CHECK_SEED: u64 = 0x5EED_C4EC;
 
 fn derive(
     path: &Path,
-    order: u32,
+    mut options: smelt::Options,
     format: Format,
     standalone: bool,
     dim: Option<usize>,
+    quiet: bool,
     checked: Option<u64>,
 ) -> Outcome {
     let (shown, source) = match load(path) {
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
-    let derived = smelt::check(&source).and_then(|opt| {
-        let mut sme = smelt::derive::derive(&opt, &smelt::Options { order })?;
+    let bar = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| DeriveBar::new(&mut options));
+    let result = smelt::check(&source).and_then(|opt| {
+        let mut sme = smelt::derive::derive(&opt, &options)?;
         if let Some(seed) = checked {
             sme.independent = Some(smelt::sim::certify::check(&opt, &sme, seed));
         }
         Ok(sme)
     });
-    match derived {
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    match result {
         Ok(sme) => {
             match format {
                 Format::Text => match dim {
@@ -475,7 +495,7 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let sme = match smelt::derive::derive(&opt, &smelt::Options { order: 1 }) {
+    let sme = match smelt::derive::derive(&opt, &smelt::Options::order(1)) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{}", render(e.diagnostics(), &shown, &source));
@@ -574,5 +594,46 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
         _ => e.to_string(),
+    }
+}
+
+/// The progress bar of a derivation: drawn on stderr once the derivation has run for a
+/// second, cleared at the end.
+struct DeriveBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl DeriveBar {
+    /// Installs the callback in `options`.
+    fn new(options: &mut smelt::Options) -> DeriveBar {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "deriving [{bar:30}] {pos}/{len} {elapsed} {wide_msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let started = std::time::Instant::now();
+        let shown = std::sync::atomic::AtomicBool::new(false);
+        let b = bar.clone();
+        options.progress = Some(smelt::derive::Progress(std::sync::Arc::new(
+            move |step: &smelt::derive::Step| {
+                if !shown.load(std::sync::atomic::Ordering::Relaxed)
+                    && started.elapsed().as_secs_f64() >= 1.0
+                {
+                    shown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                b.set_length(step.total as u64);
+                b.set_position(step.done as u64);
+                b.set_message(step.what.clone());
+            },
+        )));
+        DeriveBar { bar }
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
     }
 }

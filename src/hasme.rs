@@ -170,7 +170,7 @@ pub fn hessian_aware(opt: &Optimizer, order: u32) -> Result<HaSme, crate::Error>
     for n in &mut gaussian.noises {
         n.kind = NoiseKind::Gaussian;
     }
-    let sme = crate::derive::derive_quadratic(&gaussian, &crate::Options { order })?;
+    let sme = crate::derive::derive_quadratic(&gaussian, &crate::Options::order(order))?;
     let (eta, dim) = (sme.small, sme.dim);
     let mut mismatches = Vec::new();
     // The drift: only H^n ∇f chains, coefficient a_n η^n.

@@ -107,13 +107,13 @@ pub fn check(source: &str) -> Result<Optimizer, Error> {
 ///
 /// ```
 /// let sgd = "optimizer SGD\n param x\n small eta\n noise xi ~ general\n x = x - eta*(grad f(x) + xi)\n";
-/// let sme = smelt::derive(sgd, &smelt::Options { order: 2 }).unwrap();
+/// let sme = smelt::derive(sgd, &smelt::Options::order(2)).unwrap();
 /// assert_eq!(sme.order, 2);
 /// let text = smelt::emit::text::render(&sme);
 /// assert!(text.contains("b_x = -∇f - (η/2) ∇²f ∇f"));
 /// assert!(text.contains("= -∇(f + (η/4) ‖∇f‖²)"));
 /// // Order 3 needs the third moment of general noise to vanish: the result says so.
-/// let sme3 = smelt::derive(sgd, &smelt::Options { order: 3 }).unwrap();
+/// let sme3 = smelt::derive(sgd, &smelt::Options::order(3)).unwrap();
 /// assert_eq!((sme3.order, sme3.conditions.len()), (2, 1));
 /// ```
 pub fn derive(source: &str, options: &Options) -> Result<Sme, Error> {

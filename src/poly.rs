@@ -53,6 +53,19 @@ impl Symbols {
     }
 }
 
+/// `a · b`, without the reduction when a factor is ±1 or both are integers.
+fn rat_mul(a: &BigRational, b: &BigRational) -> BigRational {
+    if a.is_one() {
+        b.clone()
+    } else if b.is_one() {
+        a.clone()
+    } else if a.is_integer() && b.is_integer() {
+        BigRational::from_integer(a.numer() * b.numer())
+    } else {
+        a * b
+    }
+}
+
 pub fn rat(n: i64, d: i64) -> BigRational {
     BigRational::new(BigInt::from(n), BigInt::from(d))
 }
@@ -176,13 +189,73 @@ impl Poly {
     }
 
     pub fn mul(&self, other: &Poly) -> Poly {
+        if self.is_one() {
+            return other.clone();
+        }
+        if other.is_one() {
+            return self.clone();
+        }
         let mut p = Poly::zero();
         for (m1, c1) in &self.terms {
             for (m2, c2) in &other.terms {
-                p.add_term(&mono_mul(m1, m2), &(c1 * c2));
+                p.add_owned(mono_mul(m1, m2), rat_mul(c1, c2));
             }
         }
         p
+    }
+
+    /// `self · other` without the monomials whose power of `s` exceeds `max` (they are
+    /// never formed).
+    pub fn mul_upto(&self, other: &Poly, s: Sym, max: i32) -> Poly {
+        if self.is_one() {
+            return other.truncate(s, max);
+        }
+        if other.is_one() {
+            return self.truncate(s, max);
+        }
+        let right: Vec<(i32, &Monomial, &BigRational)> = other
+            .terms
+            .iter()
+            .map(|(m, c)| (Poly::exponent(m, s), m, c))
+            .collect();
+        let mut p = Poly::zero();
+        for (m1, c1) in &self.terms {
+            let e1 = Poly::exponent(m1, s);
+            for (e2, m2, c2) in &right {
+                if e1 + e2 <= max {
+                    p.add_owned(mono_mul(m1, m2), rat_mul(c1, c2));
+                }
+            }
+        }
+        p
+    }
+
+    /// Whether this is the constant 1.
+    pub fn is_one(&self) -> bool {
+        self.terms.len() == 1
+            && self
+                .terms
+                .iter()
+                .next()
+                .is_some_and(|(m, c)| m.is_empty() && c.is_one())
+    }
+
+    /// Adds `c · mono`, taking both by value.
+    fn add_owned(&mut self, mono: Monomial, c: BigRational) {
+        if c.is_zero() {
+            return;
+        }
+        match self.terms.entry(mono) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                *e.get_mut() += c;
+                if e.get().is_zero() {
+                    e.remove();
+                }
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(c);
+            }
+        }
     }
 
     pub fn scale(&self, c: &BigRational) -> Poly {

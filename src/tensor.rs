@@ -655,42 +655,166 @@ pub struct Part<'a> {
     pub labels: Vec<Label>,
 }
 
+/// Which coefficient monomials a product keeps: a truncation in one symbol (the small
+/// parameter), or everything. A closure `Fn(&Poly) -> Poly` is a truncation too, applied
+/// to each partial product; [`Keep`] also tells the product its bound, so that it skips
+/// the combinations that cannot survive before forming them.
+pub trait Truncation {
+    /// The kept part of a coefficient.
+    fn apply(&self, p: &Poly) -> Poly;
+    /// `Some((s, max))`: only monomials with a power of `s` at most `max` are kept.
+    fn bound(&self) -> Option<(Sym, i32)> {
+        None
+    }
+}
+
+impl<F: Fn(&Poly) -> Poly> Truncation for F {
+    fn apply(&self, p: &Poly) -> Poly {
+        self(p)
+    }
+}
+
+/// A truncation with a known bound (see [`Truncation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every monomial.
+    All,
+    /// The monomials whose power of `sym` is at most `max`.
+    Upto { sym: Sym, max: i32 },
+}
+
+impl Truncation for Keep {
+    fn apply(&self, p: &Poly) -> Poly {
+        match *self {
+            Keep::All => p.clone(),
+            Keep::Upto { sym, max } => p.truncate(sym, max),
+        }
+    }
+
+    fn bound(&self) -> Option<(Sym, i32)> {
+        match *self {
+            Keep::All => None,
+            Keep::Upto { sym, max } => Some((sym, max)),
+        }
+    }
+}
+
 /// The einsum product of parts: labels below `free` are the result's free indices, the
 /// others (shared between parts) are summed. `keep` decides which coefficient
 /// monomials survive (truncation); `dim` is the symbol for the dimension.
-pub fn product(parts: &[Part], free: u8, keep: &dyn Fn(&Poly) -> Poly, dim: Sym) -> TExpr {
+pub fn product(parts: &[Part], free: u8, keep: &dyn Truncation, dim: Sym) -> TExpr {
     let mut result = TExpr::zero(free);
+    product_into(&mut result, parts, keep, dim, usize::MAX)
+        .expect("no limit on the number of products");
+    result
+}
+
+/// The product grew beyond its limit of raw products ([`product_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow;
+
+/// [`product`], added into `out` (whose `free` is the result's), forming at most `limit`
+/// raw products.
+///
+/// Depth first: a combination of terms is completed and added (canonicalised, so like
+/// terms collect at once) before the next is formed, so nothing but the result is held.
+/// With a bounded truncation, a partial product is cut at the bound less the lowest
+/// powers the remaining parts can contribute, and a combination whose lowest power
+/// already exceeds that is never formed.
+pub fn product_into(
+    out: &mut TExpr,
+    parts: &[Part],
+    keep: &dyn Truncation,
+    dim: Sym,
+    limit: usize,
+) -> Result<(), Overflow> {
+    if parts.iter().any(|p| p.expr.is_zero()) {
+        return Ok(());
+    }
     // Labels used by the parts for contraction sit below this; bound ones go above.
     let base: Label = parts
         .iter()
         .flat_map(|p| p.labels.iter().copied())
         .max()
-        .map_or(free, |m| m.max(free).saturating_add(1));
-    let mut stack: Vec<(Vec<Atom>, Poly)> = vec![(Vec::new(), Poly::one())];
-    let mut offset_stack: Vec<Label> = vec![base];
-    for part in parts {
-        let mut next_stack = Vec::new();
-        let mut next_offsets = Vec::new();
-        for ((atoms, coef), &offset) in stack.iter().zip(&offset_stack) {
-            for (t, c) in &part.expr.terms {
-                let k = keep(&coef.mul(c));
-                if k.is_zero() {
-                    continue;
-                }
-                let (mut extra, next) = relabel(t, part.expr.free, &part.labels, offset);
-                let mut all = atoms.clone();
-                all.append(&mut extra);
-                next_stack.push((all, k));
-                next_offsets.push(next);
+        .map_or(out.free, |m| m.max(out.free).saturating_add(1));
+    let bound = keep.bound();
+    // The lowest power each part can contribute, and what the parts after `i` can.
+    let rest: Vec<i32> = match bound {
+        Some((s, _)) => {
+            let low: Vec<i32> = parts
+                .iter()
+                .map(|p| {
+                    p.expr
+                        .terms
+                        .values()
+                        .filter_map(|c| c.min_power(s))
+                        .min()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let mut rest = vec![0; parts.len() + 1];
+            for i in (0..parts.len()).rev() {
+                rest[i] = rest[i + 1] + low[i];
             }
+            rest
         }
-        stack = next_stack;
-        offset_stack = next_offsets;
+        None => vec![0; parts.len() + 1],
+    };
+    let mut walk = Walk {
+        parts,
+        keep,
+        bound,
+        rest,
+        dim,
+        budget: limit,
+        atoms: Vec::new(),
+    };
+    walk.go(out, 0, &Poly::one(), base)
+}
+
+struct Walk<'a, 'b> {
+    parts: &'a [Part<'b>],
+    keep: &'a dyn Truncation,
+    bound: Option<(Sym, i32)>,
+    rest: Vec<i32>,
+    dim: Sym,
+    budget: usize,
+    atoms: Vec<Atom>,
+}
+
+impl Walk<'_, '_> {
+    fn go(
+        &mut self,
+        out: &mut TExpr,
+        i: usize,
+        coef: &Poly,
+        offset: Label,
+    ) -> Result<(), Overflow> {
+        let Some(part) = self.parts.get(i) else {
+            if self.budget == 0 {
+                return Err(Overflow);
+            }
+            self.budget -= 1;
+            out.add_raw(self.atoms.clone(), coef.clone(), self.dim);
+            return Ok(());
+        };
+        let base = self.atoms.len();
+        for (t, c) in &part.expr.terms {
+            let k = match self.bound {
+                Some((s, max)) => coef.mul_upto(c, s, max - self.rest[i + 1]),
+                None => self.keep.apply(&coef.mul(c)),
+            };
+            if k.is_zero() {
+                continue;
+            }
+            let (extra, next) = relabel(t, part.expr.free, &part.labels, offset);
+            self.atoms.extend(extra);
+            let r = self.go(out, i + 1, &k, next);
+            self.atoms.truncate(base);
+            r?;
+        }
+        Ok(())
     }
-    for (atoms, coef) in stack {
-        result.add_raw(atoms, coef, dim);
-    }
-    result
 }
 
 /// Which state each atom kind depends on, for differentiation.

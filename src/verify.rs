@@ -131,8 +131,7 @@ pub fn bind(
     // Derive.
     let mut smes = Vec::new();
     for &p in orders {
-        let sme =
-            crate::derive::derive(&rule, &crate::Options { order: p }).map_err(Error::Derive)?;
+        let sme = crate::derive::derive(&rule, &crate::Options::order(p)).map_err(Error::Derive)?;
         smes.push(sme);
     }
     let clock_name = smes

@@ -12,7 +12,7 @@ fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
     if gaussian {
         source = source.replace("~ general", "~ gaussian");
     }
-    smelt::derive(&source, &Options { order }).unwrap_or_else(|e| panic!("{e:?}"))
+    smelt::derive(&source, &Options::order(order)).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// Values at one point in d = 1: state variables, symbols, and f's derivatives, Σ, S.

@@ -168,7 +168,7 @@ fn compiled_smes_match_the_reference_evaluator() {
     for name in EXAMPLES {
         let rule = load(name);
         for order in [1, 2] {
-            let Ok(sme) = smelt::derive::derive(&rule, &smelt::Options { order }) else {
+            let Ok(sme) = smelt::derive::derive(&rule, &smelt::Options::order(order)) else {
                 continue;
             };
             let mut p = problem::load(PROBLEM).unwrap();

@@ -13,7 +13,7 @@ fn derive(file: &str, order: u32) -> Sme {
 }
 
 fn derive_source(source: &str, order: u32) -> Sme {
-    smelt::derive(source, &Options { order }).unwrap_or_else(|e| panic!("{e:?}"))
+    smelt::derive(source, &Options::order(order)).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn gaussian(file: &str) -> String {
@@ -257,7 +257,7 @@ fn text_snapshots() {
 fn derivation_diagnostics() {
     insta::glob!("data/derive_fail/*.opt", |path| {
         let source = std::fs::read_to_string(path).unwrap();
-        let err = smelt::derive(&source, &Options { order: 2 }).expect_err("must fail");
+        let err = smelt::derive(&source, &Options::order(2)).expect_err("must fail");
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         insta::assert_snapshot!(smelt::diagnostic::render(err.diagnostics(), &name, &source));
     });
@@ -294,11 +294,50 @@ fn roots_of_constants_are_binomial_series() {
     let root2 = text("sqrt(2 - eta^2)", 2);
     assert!(root2.contains("sqrt(2)"), "{root2}");
     // A root of a constant that is negative at leading order is refused, with why.
-    let err = smelt::derive(&sgd("sqrt(eta^2 - 2)"), &Options { order: 2 }).unwrap_err();
+    let err = smelt::derive(&sgd("sqrt(eta^2 - 2)"), &Options::order(2)).unwrap_err();
     let d = &err.diagnostics()[0];
     assert!(
         d.message.contains("leading term is negative"),
         "{}",
         d.message
     );
+}
+
+/// A derivation beyond `max_terms` stops with an error that names the limit and how to
+/// raise it; the progress callback is told how far a derivation is.
+#[test]
+fn limits_and_progress() {
+    let path = format!("{}/examples/adam.opt", env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(&path).unwrap();
+    let options = Options {
+        max_terms: 50,
+        ..Options::order(3)
+    };
+    let started = std::time::Instant::now();
+    let err = smelt::derive(&source, &options).expect_err("beyond the limit");
+    assert!(started.elapsed().as_secs() < 10);
+    let d = &err.diagnostics()[0];
+    assert_eq!(d.code, smelt::Code::TooLarge);
+    assert!(d.message.contains("50 terms"), "{}", d.message);
+    assert!(format!("{d:?}").contains("--max-terms"), "{d:?}");
+
+    let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = steps.clone();
+    let options = Options {
+        progress: Some(smelt::derive::Progress(std::sync::Arc::new(move |s| {
+            seen.lock().unwrap().push(s.clone());
+        }))),
+        ..Options::order(3)
+    };
+    let sme = smelt::derive(&source, &options).expect("derives");
+    assert_eq!(
+        sme.order, 0,
+        "Malladi's Adam with general noise fails at order 1"
+    );
+    let steps = steps.lock().unwrap();
+    assert!(!steps.is_empty());
+    assert!(steps.iter().all(|s| s.done < s.total), "{steps:?}");
+    // Order 1 fails, so the conditions of order 2 are derived and those of order 3 not.
+    assert!(sme.conditions.iter().all(|c| c.needed_for_order <= 2));
+    assert!(sme.notes.iter().any(|n| n.contains("were not derived")));
 }

@@ -43,7 +43,7 @@ fn problem() -> Quadratic {
 fn errors(name: &str, order: u32, hypers: &[(&str, f64)], smalls: &[f64]) -> Vec<(f64, f64, f64)> {
     let src = source(name);
     let rule = smelt::check(&src).unwrap();
-    let sme = smelt::derive(&src, &smelt::Options { order }).unwrap();
+    let sme = smelt::derive(&src, &smelt::Options::order(order)).unwrap();
     let q = problem();
     let d = 3;
     let x0 = vec![1.0, -0.5, 0.8];
@@ -147,7 +147,7 @@ fn sgd_reads_off_the_known_recursion_and_sde() {
     // A = I − ηH, BBᵀ = η²Σ; order 1: F = −H, g = H x*, D = ηΣ.
     let src = source("sgd");
     let rule = smelt::check(&src).unwrap();
-    let sme = smelt::derive(&src, &smelt::Options { order: 1 }).unwrap();
+    let sme = smelt::derive(&src, &smelt::Options::order(1)).unwrap();
     let q = problem();
     let eta = 0.1;
     let values = Values {

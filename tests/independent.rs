@@ -22,7 +22,7 @@ const SEED: u64 = 0x5EED_C4EC;
 
 fn derive(source: &str, order: u32) -> (smelt::Optimizer, Sme) {
     let opt = smelt::check(source).expect("valid rule");
-    let sme = smelt::derive::derive(&opt, &Options { order }).expect("derivable");
+    let sme = smelt::derive::derive(&opt, &Options::order(order)).expect("derivable");
     (opt, sme)
 }
 
@@ -174,5 +174,8 @@ fn the_check_round_trips_through_json() {
     let back = smelt::emit::json::from_json(&json).expect("reads back");
     assert_eq!(back.independent, sme.independent);
     let text = smelt::emit::text::render(&sme);
-    assert!(text.contains("independent check") && text.contains("passed"), "{text}");
+    assert!(
+        text.contains("independent check") && text.contains("passed"),
+        "{text}"
+    );
 }

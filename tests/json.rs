@@ -9,7 +9,7 @@ fn derive(file: &str, order: u32, gaussian: bool) -> smelt::Sme {
     if gaussian {
         source = source.replace("~ general", "~ gaussian");
     }
-    smelt::derive(&source, &Options { order }).unwrap()
+    smelt::derive(&source, &Options::order(order)).unwrap()
 }
 
 #[test]

@@ -24,7 +24,7 @@ const CASES: &[(&str, u32)] = &[
 fn derive(file: &str, order: u32) -> smelt::Sme {
     let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(path).unwrap();
-    smelt::derive(&source, &Options { order }).unwrap()
+    smelt::derive(&source, &Options::order(order)).unwrap()
 }
 
 #[test]

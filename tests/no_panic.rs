@@ -550,7 +550,7 @@ fn mutated_examples_derive_or_explain() {
             }
             tried += 1;
             let result = catch_unwind(AssertUnwindSafe(|| {
-                smelt::derive::derive(&opt, &smelt::Options { order: 1 })
+                smelt::derive::derive(&opt, &smelt::Options::order(1))
             }))
             .unwrap_or_else(|_| panic!("{name}: derive panicked on {}", preview(&mutant)));
             match result {

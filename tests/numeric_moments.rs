@@ -324,7 +324,7 @@ fn derive(file: &str, p: u32) -> Sme {
         "{file}: noise declaration"
     );
     let source = source.replace("noise xi ~ general", "noise xi ~ gaussian");
-    smelt::derive(&source, &smelt::Options { order: p })
+    smelt::derive(&source, &smelt::Options::order(p))
         .unwrap_or_else(|e| panic!("{file} order {p}: {e}"))
 }
 

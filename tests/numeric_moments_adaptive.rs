@@ -523,7 +523,7 @@ fn derive(file: &str, order: u32) -> Sme {
     // Gaussian noise (the quadrature's): Malladi's files declare `~ general`.
     let source = source.replace("~ general", "~ gaussian");
     assert!(source.contains("~ gaussian"), "{file}: noise declaration");
-    let sme = smelt::derive(&source, &smelt::Options { order })
+    let sme = smelt::derive(&source, &smelt::Options::order(order))
         .unwrap_or_else(|e| panic!("{file} order {order}: {e}"));
     assert_eq!(sme.order, order, "{file}: order {order} not reached");
     sme

@@ -186,7 +186,7 @@ fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
     if gaussian {
         source = source.replace("~ general", "~ gaussian");
     }
-    smelt::derive(&source, &Options { order }).unwrap_or_else(|e| panic!("{file}: {e:?}"))
+    smelt::derive(&source, &Options::order(order)).unwrap_or_else(|e| panic!("{file}: {e:?}"))
 }
 
 // ---------------------------------------------------------------------------------
@@ -424,7 +424,7 @@ fn python_names_and_opaque_constants() {
     // `lambda` is a Python keyword, `S` an input's name, `sqrt(c)` a constant the
     // derivation keeps as a symbol; the module computes it from `c`.
     let source = "optimizer Renamed\n  param x\n  state v\n  small h\n  hyper lambda, S, c > 0\n  time h\n  noise xi ~ gaussian\n  v = v - h*(lambda*v + sqrt(c)*grad f(x) + S*xi)\n  x = x + h*v\n";
-    let sme = smelt::derive(source, &Options { order: 2 }).expect("derives");
+    let sme = smelt::derive(source, &Options::order(2)).expect("derives");
     assert!(sme.symbols.get("sqrt(c)").is_some(), "an opaque constant");
     let module = smelt::emit::numpy::render(&sme);
     for name in ["lambda_", "S_", "\"lambda_\": \"lambda\"", "np.sqrt(c)"] {

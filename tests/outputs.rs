@@ -8,7 +8,7 @@ fn check(name: &str) {
     let path = format!("{}/examples/{name}.opt", env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(path).unwrap();
     for order in [1, 2] {
-        let sme = smelt::derive(&source, &Options { order })
+        let sme = smelt::derive(&source, &Options::order(order))
             .unwrap_or_else(|e| panic!("{name} order {order}: {e:?}"));
         let key = format!("{name}_{order}");
         insta::assert_snapshot!(format!("{key}_text"), smelt::emit::text::render(&sme));

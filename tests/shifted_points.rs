@@ -100,7 +100,7 @@ fn source(rule: &str) -> String {
 }
 
 fn derive(rule: &str, order: u32) -> Sme {
-    smelt::derive(&source(rule), &Options { order }).unwrap_or_else(|e| panic!("{rule}: {e:?}"))
+    smelt::derive(&source(rule), &Options::order(order)).unwrap_or_else(|e| panic!("{rule}: {e:?}"))
 }
 
 /// Runs the independent derivation of `rule` (as the Python script names it) at `order`

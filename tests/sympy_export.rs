@@ -24,7 +24,7 @@ fn derive(file: &str, order: u32, gaussian: bool) -> Sme {
         );
         source = source.replace("~ general", "~ gaussian");
     }
-    smelt::derive(&source, &Options { order }).unwrap_or_else(|e| panic!("{file}: {e:?}"))
+    smelt::derive(&source, &Options::order(order)).unwrap_or_else(|e| panic!("{file}: {e:?}"))
 }
 
 /// Runs the script for `sme` in dimension `dim` followed by `checks`.

@@ -8,7 +8,7 @@ use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Shape, Target, Version};
 use crate::poly::Poly;
 use crate::span::Span;
 use crate::syntax::NoiseKind;
-use crate::tensor::{derivative, product, relabel, Atom, Kind, Label, Part, TExpr, Vars};
+use crate::tensor::{derivative, product, relabel, Atom, Keep, Kind, Label, Part, TExpr, Vars};
 use num_rational::BigRational;
 use num_traits::{One, ToPrimitive, Zero};
 use std::collections::HashMap;
@@ -64,9 +64,11 @@ impl<'a> Expander<'a> {
         ))
     }
 
-    fn keep(&self, upto: i32) -> impl Fn(&Poly) -> Poly + '_ {
-        let eps = self.ctx.eps;
-        move |p: &Poly| p.truncate(eps, upto)
+    fn keep(&self, upto: i32) -> Keep {
+        Keep::Upto {
+            sym: self.ctx.eps,
+            max: upto,
+        }
     }
 
     fn step_of(&self, local: bool, name: &str) -> Option<&'a crate::ir::Step> {

@@ -16,6 +16,7 @@
 //! dimensions and for any number of state variables.
 
 mod expand;
+mod moments;
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::ir::{Optimizer, Shape};
@@ -23,26 +24,79 @@ use crate::poly::{Poly, Sym, Symbols};
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
 use crate::syntax::NoiseKind;
-use crate::tensor::{derivative, product, Atom, Kind, Label, Part, TExpr, Vars};
-use expand::{expectation, Expander};
+use crate::tensor::{Atom, Kind, Label, Part, TExpr};
+use expand::Expander;
+use moments::{Discrete, Sde};
 
 /// What to derive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The weak order `p` (1, 2, 3, …).
     pub order: u32,
+    /// The most terms one intermediate expression may hold (the CLI's `--max-terms`);
+    /// beyond it the derivation stops with a `too-large` error. One product of two
+    /// expressions may form at most [`PRODUCT_FACTOR`] times as many combinations of
+    /// terms. Together they bound the time and the memory of a derivation.
+    pub max_terms: usize,
+    /// Told how far the derivation is, as it goes (the CLI draws a progress bar from it;
+    /// the library itself never prints).
+    pub progress: Option<Progress>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { order: 1 }
+        Options {
+            order: 1,
+            max_terms: MAX_TERMS,
+            progress: None,
+        }
     }
 }
 
+impl Options {
+    /// The defaults, for weak order `order`.
+    pub fn order(order: u32) -> Options {
+        Options {
+            order,
+            ..Options::default()
+        }
+    }
+}
+
+/// How far a derivation is: `done` of `total` steps (one step matches one moment at one
+/// power of the small parameter, or certifies one moment), and what it is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub done: usize,
+    pub total: usize,
+    pub what: String,
+}
+
+/// A callback for [`Step`]s ([`Options::progress`]). Two are equal when they are the
+/// same callback.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(&Step) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
+impl PartialEq for Progress {
+    fn eq(&self, other: &Progress) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Progress {}
+
 /// The highest order accepted.
 pub const MAX_ORDER: u32 = 6;
-/// The most terms any intermediate expression may have.
+/// The default of [`Options::max_terms`].
 pub const MAX_TERMS: usize = 200_000;
+/// A product may form this many times [`Options::max_terms`] combinations of terms.
+pub const PRODUCT_FACTOR: usize = 20;
 
 /// Why a derivation stopped.
 #[derive(Debug)]
@@ -80,8 +134,10 @@ pub(crate) struct Ctx {
     pub clock: Option<u8>,
     /// Remarks on the validity of the expansion, for the result.
     pub notes: Vec<String>,
-    /// Only the quadratic part: f quadratic, Σ constant ([`Options::quadratic`]).
+    /// Only the quadratic part: f quadratic, Σ constant ([`derive_quadratic`]).
     pub quadratic: bool,
+    /// [`Options::max_terms`].
+    pub max_terms: usize,
 }
 
 impl Ctx {
@@ -100,23 +156,45 @@ impl Ctx {
     }
 
     pub fn check_size(&self, e: &TExpr, span: Span) -> Result<(), Failure> {
-        if e.len() > MAX_TERMS {
-            return Err(Failure::Diagnostic(Box::new(
-                Diagnostic::new(
-                    Code::TooLarge,
-                    span,
-                    format!("the expansion grew beyond {MAX_TERMS} terms"),
-                )
-                .label("while expanding this")
-                .hint("ask for a lower order, or simplify the rule"),
-            )));
+        if e.len() > self.max_terms {
+            return Err(self.too_large(
+                span,
+                format!("the expansion grew beyond {} terms", self.max_terms),
+            ));
         }
         Ok(())
     }
 
-    fn keep(&self, upto: i32) -> impl Fn(&Poly) -> Poly + '_ {
-        let eps = self.eps;
-        move |p: &Poly| p.truncate(eps, upto)
+    /// The error of a derivation that reached its size limit.
+    fn too_large(&self, span: Span, what: String) -> Failure {
+        Failure::Diagnostic(Box::new(
+            Diagnostic::new(Code::TooLarge, span, what)
+                .label("while expanding this")
+                .hint(format!(
+                    "ask for a lower order, or raise the limit with `--max-terms` (now {}; `Options::max_terms` in the library): time and memory grow with it",
+                    self.max_terms
+                )),
+        ))
+    }
+
+    /// [`crate::tensor::product_into`] under the limits of [`Options::max_terms`].
+    pub fn product_into(
+        &self,
+        out: &mut TExpr,
+        parts: &[Part],
+        keep: &dyn crate::tensor::Truncation,
+    ) -> Result<(), Failure> {
+        let limit = self.max_terms.saturating_mul(PRODUCT_FACTOR);
+        crate::tensor::product_into(out, parts, keep, self.dim, limit).map_err(|_| {
+            self.too_large(
+                Span::default(),
+                format!(
+                    "a product of the expansion formed more than {limit} combinations of terms ({PRODUCT_FACTOR} × the limit of {} terms)",
+                    self.max_terms
+                ),
+            )
+        })?;
+        self.check_size(out, Span::default())
     }
 
     fn nvars(&self) -> usize {
@@ -184,6 +262,7 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
         clock: None,
         notes: Vec::new(),
         quadratic,
+        max_terms: options.max_terms,
     };
 
     // The time of one step: c ε^q.
@@ -231,19 +310,11 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     let work = n_match + q;
     ctx.work = work;
 
-    // Increments through `work`.
-    let mut increments = Vec::new();
-    {
-        let names = ctx.var_names.clone();
-        let mut ex = Expander::new(opt, &mut ctx);
-        for (i, name) in names.iter().enumerate() {
-            if Some(i as u8) == ex.ctx.clock {
-                increments.push(TExpr::scalar(time_poly.clone()));
-            } else {
-                increments.push(ex.increment(name, work)?);
-            }
-        }
-    }
+    // Increments through the power the matching needs so far: at first through that of
+    // order 2 (with the leading diffusion's extra powers), deeper only when a higher
+    // order is still matched; `work` at most.
+    let mut have = work.min(4 * q - 1);
+    let increments = expand_increments(opt, &mut ctx, have, &time_poly)?;
     let lowest = increments
         .iter()
         .flat_map(|inc| inc.terms.values().filter_map(|c| c.min_power(eps)))
@@ -253,15 +324,14 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     // Moments of order s are O(ε^{s·lowest}); beyond `work` they do not matter.
     let max_s = (n_match / lowest).max(2) as usize;
 
-    // Discrete moments E[Δ_{a1} ⊗ … ⊗ Δ_{as}] for every multiset of variables.
+    // The one-step moments over every multiset of variables, computed lazily by power.
     let mut tuples: Vec<Vec<usize>> = Vec::new();
     for s in 1..=max_s {
         tuples.extend(multisets(ctx.nvars(), s));
     }
-    let mut discrete: Vec<TExpr> = Vec::new();
-    for t in &tuples {
-        discrete.push(discrete_moment(&ctx, &increments, t, work)?);
-    }
+    let mut discrete = Discrete::new(&ctx, &increments, tuples.len());
+    // The SDE side is asked through the power after the last matched one (certificate).
+    let mut sde = Sde::new(&ctx, &tuples, q, tau_coef.clone(), (n_match + 1).min(work));
 
     // Solve order by order.
     let nv = ctx.nvars();
@@ -276,25 +346,39 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     let mut conditions: Vec<Condition> = Vec::new();
     let mut failed_at: Option<i32> = None;
     let mut diffusion_from_next_order = false;
+    // The last power matched: the order asked for, or, once an order fails, the order
+    // after it (its conditions are reported too; higher orders are not examined).
+    let mut last = n_match;
+    let mut progress = Tracker::new(options, tuples.len());
     for n in 1..=work {
-        let beyond = n > n_match;
+        let beyond = n > last;
         if beyond {
             // Only to find the leading diffusion when the order does not determine it.
             let any_noise = diff.iter().flatten().any(|d| !d.is_zero());
             if any_noise || failed_at.is_some() {
                 break;
             }
+            sde.reach(n);
         }
-        for (t, disc) in tuples.iter().zip(&discrete) {
+        if n > have {
+            have = work.min(n.max(have + q));
+            let deeper = expand_increments(opt, &mut ctx, have, &time_poly)?;
+            discrete.deepen(&ctx, &deeper);
+        }
+        // Coefficients below ε^{n−q} are solved: what reads only them is final.
+        sde.final_through = n - q - 1;
+        for (id, t) in tuples.iter().enumerate() {
             let s = t.len();
             if beyond && s != 2 {
                 continue;
             }
-            let sde = sde_moment(&ctx, &drift, &diff, t, n, q, &time_poly)?;
-            let residual = disc
-                .sub(&sde)
-                .map_coef(|c| c.coeff(eps, n))
-                .collect_elementwise(eps, dim);
+            progress.step(n, last, id, t, &ctx);
+            if discrete.vanishes(t, n) && sde.vanishes(t, n) {
+                continue;
+            }
+            let disc = discrete.coeff(&ctx, id, t, n)?;
+            let moment = sde.coeff(&ctx, id, n)?;
+            let residual = disc.sub(&moment).collect_elementwise(eps, dim);
             if residual.is_zero() {
                 continue;
             }
@@ -304,14 +388,19 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             match s {
                 1 => {
                     let a = t[0];
-                    drift[a].add_assign(&residual.map_coef(|c| c.mul(&tau_inv).shift(eps, n - q)));
+                    let add = residual.map_coef(|c| c.mul(&tau_inv).shift(eps, n - q));
+                    drift[a].add_assign(&add);
+                    sde.add_drift(a, n - q, &add);
                 }
                 2 => {
                     let (a, c) = (t[0], t[1]);
                     let add = residual.map_coef(|k| k.mul(&tau_inv).shift(eps, n - q));
                     diff[a][c].add_assign(&add);
+                    sde.add_diffusion(a, c, n - q, &add);
                     if a != c {
-                        diff[c][a].add_assign(&transpose(&add, ctx.slots(a), ctx.slots(c)));
+                        let tr = transpose(&add, ctx.slots(a), ctx.slots(c));
+                        diff[c][a].add_assign(&tr);
+                        sde.add_diffusion(c, a, n - q, &tr);
                     }
                     if beyond {
                         diffusion_from_next_order = true;
@@ -330,9 +419,28 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
                 }
             }
         }
+        if let Some(f) = failed_at {
+            // Order `reached + 1` fails at ε^f; the conditions of the order after it are
+            // still derived, not those of any higher order.
+            let reached = (f / q - 1).max(0);
+            let cap = (reached + 3) * q - 1;
+            if cap < last {
+                last = cap;
+                // Nothing beyond the certificate's power is needed any more.
+                sde.n_max = sde.n_max.min(last + 1);
+                let note = format!(
+                    "order {} already fails, so the conditions of orders above {} were not derived",
+                    reached + 1,
+                    reached + 2
+                );
+                if !ctx.notes.contains(&note) {
+                    ctx.notes.push(note);
+                }
+            }
+        }
         ctx.check_size(&drift[0], Span::default())?;
     }
-    if let Some(d) = time_too_long(opt, &ctx, (&drift, &diff), (&tuples, &discrete)) {
+    if let Some(d) = time_too_long(opt, &ctx, (&drift, &diff), (&tuples, &mut discrete))? {
         return Err(Failure::Diagnostic(Box::new(d)));
     }
 
@@ -351,6 +459,7 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     } else {
         matched - q
     };
+    let solved = (drift.clone(), diff.clone());
     for b in &mut drift {
         *b = b.map_coef(|c| c.truncate(eps, keep_drift));
     }
@@ -363,19 +472,40 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     }
 
     // Certificate: re-expand both sides through one power beyond the matched one.
+    let top = (matched + 1).min(work);
+    let expanded = (last + q).min(work);
+    if expanded > have {
+        let deeper = expand_increments(opt, &mut ctx, expanded, &time_poly)?;
+        discrete.deepen(&ctx, &deeper);
+    }
+    let mut sde = if solved == (drift.clone(), diff.clone()) {
+        sde.final_through = i32::MAX;
+        sde
+    } else {
+        Sde::with(&ctx, &tuples, q, tau_coef.clone(), work, &drift, &diff)
+    };
     let mut certificate = Vec::new();
-    for (t, disc) in tuples.iter().zip(&discrete) {
+    for (id, t) in tuples.iter().enumerate() {
         if t.len() as i32 * lowest > matched {
             continue;
         }
-        // One full re-expansion of the SDE side with the final coefficients.
-        let top = (matched + 1).min(work);
-        let sde = sde_moment(&ctx, &drift, &diff, t, top, q, &time_poly)?;
-        let diff_all = disc.sub(&sde).collect_elementwise(eps, dim);
+        progress.certify(id, t, &ctx);
+        // The discrete side through the last power expanded, the SDE side through `top`,
+        // collected as one expression (elementwise functions combine across the powers).
+        let mut all = TExpr::zero(tuple_labels(&ctx, t).1);
+        for n in 1..=expanded {
+            let d = discrete.coeff(&ctx, id, t, n)?;
+            all.add_assign(&d.map_coef(|c| c.shift(eps, n)));
+            if n <= top {
+                let m = sde.coeff(&ctx, id, n)?;
+                all = all.sub(&m.map_coef(|c| c.shift(eps, n)));
+            }
+        }
+        let all = all.collect_elementwise(eps, dim);
         let mut leading = None;
         let mut through = 0;
         for n in 1..=top {
-            let r = diff_all.map_coef(|c| c.coeff(eps, n));
+            let r = all.map_coef(|c| c.coeff(eps, n));
             if !r.is_zero() {
                 if n <= matched {
                     return Err(Failure::Internal(format!(
@@ -393,6 +523,7 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             leading,
         });
     }
+    progress.finish();
 
     let diffusion = (0..nv)
         .flat_map(|a| (a..nv).map(move |c| (a, c)))
@@ -516,8 +647,8 @@ fn time_too_long(
     opt: &Optimizer,
     ctx: &Ctx,
     (drift, diff): (&[TExpr], &[Vec<TExpr>]),
-    (tuples, discrete): (&[Vec<usize>], &[TExpr]),
-) -> Option<Diagnostic> {
+    (tuples, discrete): (&[Vec<usize>], &mut Discrete),
+) -> Result<Option<Diagnostic>, Failure> {
     let eps = ctx.eps;
     let lowest = |e: &TExpr| e.terms.values().filter_map(|c| c.min_power(eps)).min();
     let moving = |v: &usize| Some(*v as u8) != ctx.clock;
@@ -528,15 +659,25 @@ fn time_too_long(
                 .any(|c| lowest(&diff[v][c]) == Some(0))
     });
     if leading {
-        return None;
+        return Ok(None);
     }
     // (power, variable, whether the mean or the covariance) of the moments' leading term.
-    let first = tuples
-        .iter()
-        .zip(discrete)
-        .filter(|(t, _)| t.len() <= 2 && t.iter().all(moving))
-        .filter_map(|(t, m)| Some((lowest(m)?, t[0], t.len() == 1)))
-        .min_by_key(|&(k, v, mean)| (k, v, !mean));
+    let mut first: Option<(i32, usize, bool)> = None;
+    for (id, t) in tuples.iter().enumerate() {
+        if t.len() > 2 || !t.iter().all(moving) {
+            continue;
+        }
+        for n in 0..=ctx.work {
+            if discrete.vanishes(t, n) || discrete.coeff(ctx, id, t, n)?.is_zero() {
+                continue;
+            }
+            let here = (n, t[0], t.len() == 1);
+            if first.is_none_or(|f| (here.0, here.1, !here.2) < (f.0, f.1, !f.2)) {
+                first = Some(here);
+            }
+            break;
+        }
+    }
     let small = &opt.small.name;
     let q = ctx.time_power;
     let declared = if opt.time_span == opt.header {
@@ -552,7 +693,7 @@ fn time_too_long(
         ),
     )
     .label("the time per step is too long for the step");
-    Some(match first {
+    Ok(Some(match first {
         Some((k, v, mean)) => {
             let name = &ctx.var_names[v];
             let what = if mean { "mean" } else { "covariance" };
@@ -576,7 +717,7 @@ fn time_too_long(
             "the step's mean and covariance vanish through {}: declare the time per step as the power of `{small}` at which the step moves the state",
             power(small, ctx.work)
         )),
-    })
+    }))
 }
 
 fn lowest_power(e: &TExpr, eps: Sym) -> i32 {
@@ -654,7 +795,7 @@ fn multisets(n: usize, s: usize) -> Vec<Vec<usize>> {
 
 /// Output labels of each factor of a moment over `tuple`: vector variables get the next
 /// free index, scalar ones none.
-fn tuple_labels(ctx: &Ctx, tuple: &[usize]) -> (Vec<Vec<Label>>, u8) {
+pub(super) fn tuple_labels(ctx: &Ctx, tuple: &[usize]) -> (Vec<Vec<Label>>, u8) {
     let mut next = 0u8;
     let labels = tuple
         .iter()
@@ -668,21 +809,6 @@ fn tuple_labels(ctx: &Ctx, tuple: &[usize]) -> (Vec<Vec<Label>>, u8) {
         })
         .collect();
     (labels, next)
-}
-
-fn discrete_moment(ctx: &Ctx, inc: &[TExpr], tuple: &[usize], work: i32) -> Result<TExpr, Failure> {
-    let (labels, free) = tuple_labels(ctx, tuple);
-    let parts: Vec<Part> = tuple
-        .iter()
-        .zip(labels)
-        .map(|(&v, labels)| Part {
-            expr: &inc[v],
-            labels,
-        })
-        .collect();
-    let prod = product(&parts, free, &ctx.keep(work), ctx.dim);
-    ctx.check_size(&prod, Span::default())?;
-    expectation(ctx, &prod, work)
 }
 
 /// Transposition never contracts a δ with itself, so no dimension symbol arises.
@@ -701,154 +827,84 @@ fn transpose(e: &TExpr, ra: u8, rc: u8) -> TExpr {
     out
 }
 
-/// The SDE's one-step moment over `tuple`, coefficient of ε^n only needed (terms of
-/// higher power are dropped early).
-fn sde_moment(
-    ctx: &Ctx,
-    drift: &[TExpr],
-    diff: &[Vec<TExpr>],
-    tuple: &[usize],
-    n: i32,
-    q: i32,
-    tau: &Poly,
-) -> Result<TExpr, Failure> {
-    let eps = ctx.eps;
-    let (labels, free) = tuple_labels(ctx, tuple);
-    let atoms: Vec<Atom> = tuple
-        .iter()
-        .zip(&labels)
-        .map(|(&v, l)| Atom::new(Kind::Disp(v as u8), l.clone()))
-        .collect();
-    let s = tuple.len() as i32;
-    let psi = TExpr::from_atoms(atoms, free, Poly::one(), ctx.dim);
-    let max_m = n / q;
-    let disps = |t: &crate::tensor::Term| {
-        t.atoms
-            .iter()
-            .filter(|a| matches!(a.kind, Kind::Disp(_)))
-            .count() as i32
-    };
-    let mut total = TExpr::zero(free);
-    let mut current = psi;
-    let _ = s;
-    for m in 1..=max_m {
-        // current ← τ/m · L current, pruned: each remaining displacement needs at
-        // least half an application, each application costs q powers of ε.
-        let next = generator(ctx, &current, drift, diff, n)?;
-        let scaled = next.map_coef(|c| {
-            c.mul(tau)
-                .scale(&num_rational::BigRational::new(1.into(), (m as i64).into()))
-                .truncate(eps, n)
-        });
-        let mut pruned = TExpr::zero(free);
-        for (t, c) in &scaled.terms {
-            let d = disps(t);
-            let need = (d + 1) / 2;
-            let lowest = c.min_power(eps).unwrap_or(0);
-            if d > 2 * (max_m - m) || lowest + need * q > n {
-                continue;
-            }
-            if d == 0 {
-                // Evaluated at y = z it contributes now; L keeps acting on it too.
-                total.add_term(t.clone(), c);
-                if lowest + q > n {
-                    continue;
-                }
-            }
-            pruned.add_term(t.clone(), c);
-        }
-        ctx.check_size(&pruned, Span::default())?;
-        current = pruned;
-        if current.is_zero() {
-            break;
-        }
-    }
-    Ok(total)
+/// Reports how far the derivation is to [`Options::progress`].
+struct Tracker<'a> {
+    callback: Option<&'a Progress>,
+    moments: usize,
+    last: i32,
 }
 
-/// `L φ = Σ_a b^a·∂_a φ + ½ Σ_{a,c} D^{ac} : ∂_a ∂_c φ`, truncated at ε^n.
-fn generator(
-    ctx: &Ctx,
-    phi: &TExpr,
-    drift: &[TExpr],
-    diff: &[Vec<TExpr>],
-    n: i32,
-) -> Result<TExpr, Failure> {
-    let scalar = |v: u8| ctx.var_scalar[v as usize];
-    let vars = Vars {
-        scalar: &scalar,
-        quadratic: ctx.quadratic,
-    };
-    let f = phi.free;
-    let keep = ctx.keep(n);
-    let mut out = TExpr::zero(f);
-    let base: Vec<Label> = (0..f).collect();
-    for a in 0..ctx.nvars() {
-        let ka = ctx.slots(a);
-        let da = derivative(phi, a as u8, &vars, ctx.dim);
-        if da.is_zero() {
-            continue;
-        }
-        if !drift[a].is_zero() {
-            let mut l = base.clone();
-            let bl: Vec<Label> = if ka == 1 { vec![f] } else { vec![] };
-            l.extend(&bl);
-            out.add_assign(&product(
-                &[
-                    Part {
-                        expr: &da,
-                        labels: l,
-                    },
-                    Part {
-                        expr: &drift[a],
-                        labels: bl,
-                    },
-                ],
-                f,
-                &keep,
-                ctx.dim,
-            ));
-        }
-        for (c, block) in diff[a].iter().enumerate() {
-            if block.is_zero() {
-                continue;
-            }
-            let kc = ctx.slots(c);
-            let dac = derivative(&da, c as u8, &vars, ctx.dim);
-            if dac.is_zero() {
-                continue;
-            }
-            let mut l = base.clone();
-            let mut dl = Vec::new();
-            if ka == 1 {
-                l.push(f);
-                dl.push(f);
-            }
-            if kc == 1 {
-                l.push(f + ka);
-                dl.push(f + ka);
-            }
-            let half = Poly::constant(num_rational::BigRational::new(1.into(), 2.into()));
-            out.add_assign(
-                &product(
-                    &[
-                        Part {
-                            expr: &dac,
-                            labels: l,
-                        },
-                        Part {
-                            expr: &diff[a][c],
-                            labels: dl,
-                        },
-                    ],
-                    f,
-                    &keep,
-                    ctx.dim,
-                )
-                .scale(&half),
-            );
+impl<'a> Tracker<'a> {
+    fn new(options: &'a Options, moments: usize) -> Tracker<'a> {
+        Tracker {
+            callback: options.progress.as_ref(),
+            moments,
+            last: 1,
         }
     }
-    ctx.check_size(&out, Span::default())?;
-    Ok(out)
+
+    fn report(&self, done: usize, what: impl FnOnce() -> String) {
+        if let Some(cb) = self.callback {
+            let total = (self.last.max(1) as usize + 1) * self.moments;
+            (cb.0)(&Step {
+                done,
+                total: total.max(done + 1),
+                what: what(),
+            });
+        }
+    }
+
+    /// Matching moment `id` (over `t`) at ε^n, of ε^last.
+    fn step(&mut self, n: i32, last: i32, id: usize, t: &[usize], ctx: &Ctx) {
+        self.last = last;
+        let done = (n.max(1) as usize - 1) * self.moments + id;
+        self.report(done, || {
+            format!(
+                "{} at {}^{n} of {}^{last}",
+                moment_name(ctx, t),
+                ctx.syms.name(ctx.eps),
+                ctx.syms.name(ctx.eps)
+            )
+        });
+    }
+
+    /// Certifying moment `id`.
+    fn certify(&mut self, id: usize, t: &[usize], ctx: &Ctx) {
+        let done = self.last.max(1) as usize * self.moments + id;
+        self.report(done, || format!("certificate of {}", moment_name(ctx, t)));
+    }
+
+    fn finish(&mut self) {
+        let done = (self.last.max(1) as usize + 1) * self.moments;
+        self.report(done.saturating_sub(1), || "done".to_string());
+    }
+}
+
+/// `E[Δx ⊗ Δm]`.
+fn moment_name(ctx: &Ctx, t: &[usize]) -> String {
+    let parts: Vec<String> = t
+        .iter()
+        .map(|&v| format!("Δ{}", ctx.var_names[v]))
+        .collect();
+    format!("E[{}]", parts.join(" ⊗ "))
+}
+
+/// The increments of all state variables through power `upto`.
+fn expand_increments(
+    opt: &Optimizer,
+    ctx: &mut Ctx,
+    upto: i32,
+    time: &Poly,
+) -> Result<Vec<TExpr>, Failure> {
+    let names = ctx.var_names.clone();
+    let mut ex = Expander::new(opt, ctx);
+    let mut increments = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if Some(i as u8) == ex.ctx.clock {
+            increments.push(TExpr::scalar(time.clone()));
+        } else {
+            increments.push(ex.increment(name, upto)?);
+        }
+    }
+    Ok(increments)
 }

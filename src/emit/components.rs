@@ -235,7 +235,7 @@ mod tests {
 
     fn sgd(order: u32) -> Sme {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
-        crate::derive(src, &crate::Options { order }).expect("SGD derives")
+        crate::derive(src, &crate::Options::order(order)).expect("SGD derives")
     }
 
     fn coef_of<'a>(terms: &'a [CTerm], factors: &[CFactor]) -> Option<&'a Poly> {
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn states_and_moment_derivatives() {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ gaussian\n  x = x - eta*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options { order: 3 }).expect("derives");
+        let sme = crate::derive(src, &crate::Options::order(3)).expect("derives");
         // D = ηΣ + (η²/2)((∇f·∇)Σ + Σ∇²f + ∇²fΣ): the (0,1) entry has ∂_a Σ_01 ∂_a f.
         let comps = components(&sme, &sme.diffusion[0].expr, 2);
         let terms = &comps[1].1;

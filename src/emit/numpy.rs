@@ -1016,7 +1016,7 @@ mod tests {
     #[test]
     fn opaque_constants_become_python() {
         let src = "optimizer Scaled\n  param x\n  small eta\n  hyper lambda, c > 0\n  noise xi ~ gaussian\n  x = x - eta*sqrt(c)*lambda*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options { order: 1 }).expect("derives");
+        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
         let py = Py::new(&sme);
         assert!(py.hypers.iter().any(|(_, n)| n == "lambda_"));
         let code = render(&sme);
@@ -1027,7 +1027,7 @@ mod tests {
     #[test]
     fn python_precedence() {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options { order: 1 }).expect("derives");
+        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
         let py = Py::new(&sme);
         let u = FExpr::Var(0);
         let q = |n: i64, d: i64| BigRational::new(n.into(), d.into());

@@ -1240,7 +1240,7 @@ mod tests {
     #[test]
     fn sgd_in_one_and_two_dimensions() {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options { order: 2 }).expect("derives");
+        let sme = crate::derive(src, &crate::Options::order(2)).expect("derives");
         let one = render(&sme, None);
         assert!(one.contains("x = Symbol('x')"), "{one}");
         assert!(one.contains("eta = Symbol('eta', positive=True)"), "{one}");

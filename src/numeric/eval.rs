@@ -471,7 +471,7 @@ mod tests {
 
     fn sgd() -> Sme {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
-        crate::derive(src, &crate::Options { order: 2 }).expect("SGD derives")
+        crate::derive(src, &crate::Options::order(2)).expect("SGD derives")
     }
 
     fn env3() -> Env {

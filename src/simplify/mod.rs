@@ -174,7 +174,7 @@ mod tests {
     fn sgd_order_2_drift_is_a_gradient() {
         let sme = crate::derive(
             "optimizer SGD\n param x\n small eta\n noise xi ~ general\n x = x - eta*(grad f(x) + xi)\n",
-            &crate::Options { order: 2 },
+            &crate::Options::order(2),
         )
         .unwrap();
         let phi = potential(&sme.drift[0], sme.dim).expect("a gradient");

@@ -4,7 +4,7 @@
 #[test]
 fn the_sme_of_my_optimizer_is_pinned() {
     let source = include_str!("../my_optimizer.opt");
-    let sme = smelt::derive(source, &smelt::Options { order: 2 }).expect("derives");
+    let sme = smelt::derive(source, &smelt::Options::order(2)).expect("derives");
     assert_eq!(sme.order, 2);
     insta::assert_snapshot!("text", smelt::emit::text::render(&sme));
     insta::assert_snapshot!("latex", smelt::emit::latex::render(&sme, false));
