@@ -323,9 +323,49 @@ type Placement = (Vec<u16>, Atom, LabelMap, u8);
 
 /// All ways to place atom `a` next: its encoding, the relabeled atom, the new state.
 fn placements(a: &Atom, free: u8, st: &SearchState) -> Vec<Placement> {
+    // The common case: no group has two unassigned bound labels, so there is one
+    // placement (what the general loop below gives, without its intermediate copies).
+    let ranges = a.group_ranges();
+    let single = ranges.iter().all(|r| {
+        let mut first: Option<Label> = None;
+        a.idx[r.clone()].iter().all(|&l| {
+            if l < free || st.map[l as usize] != u8::MAX {
+                return true;
+            }
+            match first {
+                None => {
+                    first = Some(l);
+                    true
+                }
+                Some(f) => f == l,
+            }
+        })
+    });
+    if single {
+        let mut map = st.map;
+        let mut next = st.next;
+        let code = a.kind.code();
+        let mut full: Vec<u16> = Vec::with_capacity(4 + a.idx.len());
+        full.extend_from_slice(&code);
+        full.push(a.idx.len() as u16);
+        let mut idx: Vec<Label> = Vec::with_capacity(a.idx.len());
+        for range in ranges {
+            let start = idx.len();
+            for &l in &a.idx[range] {
+                if l >= free && map[l as usize] == u8::MAX {
+                    map[l as usize] = next;
+                    next += 1;
+                }
+                idx.push(if l < free { l } else { map[l as usize] });
+            }
+            idx[start..].sort_unstable();
+        }
+        full.extend(idx.iter().map(|&l| l as u16));
+        return vec![(full, Atom::new(a.kind, idx), map, next)];
+    }
     let mut results: Vec<(Vec<u16>, Vec<Label>, LabelMap, u8)> =
         vec![(Vec::new(), Vec::new(), st.map, st.next)];
-    for range in a.group_ranges() {
+    for range in ranges {
         let slots = &a.idx[range];
         let mut next_results = Vec::new();
         for (enc, idx, map, next) in results {
