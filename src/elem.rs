@@ -501,8 +501,13 @@ pub fn get(id: u32) -> FExpr {
 
 /// Whether function `id` is identically zero.
 pub fn is_zero(id: u32) -> bool {
-    let f = get(id);
-    matches!(&f, FExpr::Const(c) if c.is_zero()) || is_zero_print(&fingerprint(&f), 1.0)
+    TABLE.with(|t| {
+        let t = t.borrow();
+        let i = id as usize;
+        // The table keeps each function's fingerprint beside it.
+        matches!(&t.functions[i], FExpr::Const(c) if c.is_zero())
+            || is_zero_print(&t.prints[i], 1.0)
+    })
 }
 
 /// Whether a function is a constant (no state variable read), and its value if it is a
