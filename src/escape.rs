@@ -468,13 +468,7 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
                     let symbols: BTreeMap<String, f64> = (0..syms.len())
                         .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                         .collect();
-                    linear_gaussian::linear_sde(
-                        sme,
-                        q,
-                        &symbols,
-                        &verify::like(&p.layout, &s.start),
-                    )
-                    .ok()
+                    linear_gaussian::linear_sde(sme, q, &symbols, &p.layout.values(&s.start)).ok()
                 });
                 if let Some(lin) = exact {
                     gauss_tape(&lin).map(|t| (Sampler::Exact(t), EXACT.into()))

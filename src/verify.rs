@@ -635,7 +635,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         }
         hess_phi.push(hm);
     }
-    let like = like(&p.layout, &p.start);
+    let like = p.layout.values(&p.start);
     let names: Vec<String> = p
         .problem
         .observables
@@ -761,23 +761,6 @@ pub fn quadratic(
     let sig_ids = model.sigma();
     let sigma = constant_matrix(&model.graph, &sig_ids, d);
     crate::numeric::linear_gaussian::Quadratic::new(h, x_star, sigma)
-}
-
-/// A stacked state split into the layout's values (the shapes the interpreters take).
-pub fn like(layout: &Layout, start: &[f64]) -> Vec<crate::numeric::Value> {
-    use crate::numeric::Value;
-    layout
-        .vars
-        .iter()
-        .zip(&layout.scalar)
-        .map(|((_, off, len), &s)| {
-            if s {
-                Value::Scalar(start[*off])
-            } else {
-                Value::Vector(start[*off..off + len].to_vec())
-            }
-        })
-        .collect()
 }
 
 /// The values of a `d × d` row-major matrix of constant nodes (NaN where one is not).

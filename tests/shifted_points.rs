@@ -26,49 +26,17 @@
     reason = "a test without Python says on stderr why it is skipped"
 )]
 
+mod support;
+
 use smelt::{Options, Sme};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
-/// The project's Python with SymPy, or why there is none.
-fn find_python() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join(".venv/bin/python");
-    let has_sympy = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import sympy"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if has_sympy(&venv) {
-        return Ok(venv);
-    }
-    if Command::new("python3").arg("--version").output().is_err() {
-        return Err("no python3 to create .venv with".to_string());
-    }
-    let out = Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .output()
-        .map_err(|e| format!("cannot run scripts/python-env.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "scripts/python-env.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    if has_sympy(&venv) {
-        Ok(venv)
-    } else {
-        Err(format!("{} cannot import sympy", venv.display()))
-    }
-}
-
-/// The Python to run the scripts with; `None` (after saying why) to skip.
-fn python() -> Option<PathBuf> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(find_python) {
-        Ok(p) => Some(p.clone()),
+/// The Python to run the scripts with ([`support::python`]); `None` (after saying why)
+/// to skip.
+fn python() -> Option<&'static Path> {
+    match support::python::python() {
+        Ok(p) => Some(p),
         Err(why) if std::env::var_os("CI").is_some() => {
             panic!("no Python with SymPy (CI is set, so this fails): {why}")
         }
@@ -118,7 +86,7 @@ fn run(
     let path =
         std::env::temp_dir().join(format!("smelt-shifted-{}-{label}.py", std::process::id()));
     std::fs::write(&path, script).expect("write the exported script");
-    let mut cmd = Command::new(&python);
+    let mut cmd = Command::new(python);
     cmd.arg(root.join("tests/sympy/shifted_points.py"))
         .args([rule, &order.to_string(), &dim.to_string()])
         .arg(&path);

@@ -423,8 +423,16 @@ impl Sde {
         Ok(out)
     }
 
-    fn vars(ctx: &Ctx) -> (impl Fn(u8) -> bool + '_, bool) {
-        (move |v: u8| ctx.var_scalar[v as usize], ctx.quadratic)
+    /// `∂e/∂z^a`, within the term limit.
+    fn derivative(ctx: &Ctx, e: &TExpr, a: usize) -> Result<Rc<TExpr>, Failure> {
+        let scalar = |v: u8| ctx.var_scalar[v as usize];
+        let vars = Vars {
+            scalar: &scalar,
+            quadratic: ctx.quadratic,
+        };
+        let d = Rc::new(derivative(e, a as u8, &vars, ctx.dim));
+        ctx.check_size(&d, crate::span::Span::default())?;
+        Ok(d)
     }
 
     /// `∂_a A(k, P)`.
@@ -441,13 +449,7 @@ impl Sde {
             return Ok(hit.clone());
         }
         let phi = self.a(ctx, id, k, p)?;
-        let (scalar, quadratic) = Sde::vars(ctx);
-        let vars = Vars {
-            scalar: &scalar,
-            quadratic,
-        };
-        let d = Rc::new(derivative(&phi, a as u8, &vars, ctx.dim));
-        ctx.check_size(&d, crate::span::Span::default())?;
+        let d = Sde::derivative(ctx, &phi, a)?;
         if p <= self.final_through {
             self.derivs
                 .entry(key)
@@ -473,13 +475,7 @@ impl Sde {
             return Ok(hit.clone());
         }
         let da = self.first(ctx, id, k, p, a)?;
-        let (scalar, quadratic) = Sde::vars(ctx);
-        let vars = Vars {
-            scalar: &scalar,
-            quadratic,
-        };
-        let d = Rc::new(derivative(&da, c as u8, &vars, ctx.dim));
-        ctx.check_size(&d, crate::span::Span::default())?;
+        let d = Sde::derivative(ctx, &da, c)?;
         if p <= self.final_through {
             self.derivs
                 .entry(key)

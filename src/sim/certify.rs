@@ -361,21 +361,6 @@ fn random_state(layout: &Layout, rng: &mut Stream, positive: &[bool]) -> Vec<f64
     z
 }
 
-/// The states as the interpreter takes them.
-fn values_of(layout: &Layout, z: &[f64], rule_vars: usize) -> Vec<Value> {
-    layout.vars[..rule_vars]
-        .iter()
-        .zip(&layout.scalar)
-        .map(|((_, off, len), &scalar)| {
-            if scalar {
-                Value::Scalar(z[*off])
-            } else {
-                Value::Vector(z[*off..off + len].to_vec())
-            }
-        })
-        .collect()
-}
-
 /// Where one step starts: the state in the layout, the numbers, the time per step.
 #[derive(Clone, Copy)]
 struct Point<'a> {
@@ -433,7 +418,9 @@ fn each_step(
             draws.push(d.clone());
             weight *= w;
         }
-        let mut state = values_of(layout, z, rule_vars);
+        // The rule's variables (the clock, when there is one, is the SME's alone).
+        let mut state = layout.values(z);
+        state.truncate(rule_vars);
         numeric::step(rule, &mut state, oracle, values, &draws)?;
         for ((_, off, len), v) in layout.vars.iter().zip(&state) {
             match v {

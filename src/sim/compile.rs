@@ -42,6 +42,22 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// A stacked state split into the layout's values (the shapes the interpreters take).
+    pub fn values(&self, z: &[f64]) -> Vec<crate::numeric::Value> {
+        use crate::numeric::Value;
+        self.vars
+            .iter()
+            .zip(&self.scalar)
+            .map(|((_, off, len), &scalar)| {
+                if scalar {
+                    Value::Scalar(z[*off])
+                } else {
+                    Value::Vector(z[*off..off + len].to_vec())
+                }
+            })
+            .collect()
+    }
+
     /// The layout of `rule`'s variables in dimension `dim`, with the SME's clock (by its
     /// name) last when there is one.
     pub fn new(rule: &Optimizer, dim: usize, clock: Option<&str>) -> Layout {
