@@ -8,7 +8,9 @@ use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Shape, Target, Version};
 use crate::poly::Poly;
 use crate::span::Span;
 use crate::syntax::NoiseKind;
-use crate::tensor::{derivative, product, relabel, Atom, Keep, Kind, Label, Part, TExpr, Vars};
+use crate::tensor::{
+    derivative, product, relabel, Atom, Keep, Kind, Label, Part, Slots, TExpr, Vars,
+};
 use num_rational::BigRational;
 use num_traits::{One, ToPrimitive, Zero};
 use std::collections::HashMap;
@@ -695,7 +697,7 @@ impl<'a> Expander<'a> {
                     _ => 2,
                 };
                 let at0 = TExpr::from_atoms(
-                    vec![Atom::new(Kind::DF(k), (0..k).collect())],
+                    vec![Atom::new(Kind::DF(k), (0..k).collect::<Slots>())],
                     k,
                     Poly::one(),
                     dim,
@@ -1233,7 +1235,10 @@ fn moment_tensor(ctx: &Ctx, kind: NoiseKind, r: u8) -> TExpr {
                 return TExpr::zero(r);
             }
             TExpr::from_atoms(
-                vec![Atom::new(Kind::Moment { r, d: 0 }, (0..r).collect())],
+                vec![Atom::new(
+                    Kind::Moment { r, d: 0 },
+                    (0..r).collect::<Slots>(),
+                )],
                 r,
                 Poly::one(),
                 dim,

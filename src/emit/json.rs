@@ -301,7 +301,7 @@ fn texpr_j(e: &TExpr, sme: &Sme) -> TExprJ {
                     .atoms
                     .iter()
                     .map(|a| {
-                        let indices = a.idx.clone();
+                        let indices = a.idx.to_vec();
                         match a.kind {
                             Kind::DF(order) => FactorJ::GradF { order, indices },
                             Kind::Moment { r, d } => FactorJ::NoiseMoment {

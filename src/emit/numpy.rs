@@ -517,7 +517,7 @@ fn term(t: &Term, c: &Poly, free: u8, py: &Py) -> (String, u8) {
         if a.idx.is_empty() {
             scalars.push(name);
         } else {
-            operands.push((name, a.idx.clone()));
+            operands.push((name, a.idx.to_vec()));
         }
     }
     // Letters: free labels first, in output order, then the others as they appear.

@@ -251,7 +251,7 @@ fn resolve<'a>(
                 .ok_or_else(|| format!("∇^{k} f is needed but not given (grad_f[{k}])"))?;
             check_shape(t, d, k, &format!("grad_f[{k}]"))?;
             expect_slots(a, k)?;
-            Resolved::Tensor(t, a.idx.clone())
+            Resolved::Tensor(t, a.idx.to_vec())
         }
         Kind::Moment { r, d: j } => {
             let (r, j) = (r as usize, j as usize);
@@ -260,7 +260,7 @@ fn resolve<'a>(
             })?;
             check_shape(t, d, r + j, &format!("moments[{r}][{j}]"))?;
             expect_slots(a, r + j)?;
-            Resolved::Tensor(t, a.idx.clone())
+            Resolved::Tensor(t, a.idx.to_vec())
         }
         Kind::State(v) => {
             let value = env
