@@ -106,8 +106,9 @@ const SEARCH_LIMIT: usize = 20_000;
 type Memo = rustc_hash::FxHashMap<(u8, Vec<Atom>), Canon>;
 
 /// A canonical term, the power of the dimension its contraction produced, and a
-/// constant factor that merging elementwise functions left over.
-pub type Canon = (Term, u32, Poly);
+/// constant factor that merging elementwise functions left over (`None`: 1, without
+/// forming it; zero: the product vanishes).
+pub type Canon = (Term, u32, Option<Poly>);
 
 thread_local! {
     /// Canonical forms already computed: the same raw products recur across the orders
@@ -190,7 +191,7 @@ fn canonical_uncached(mut atoms: Vec<Atom>, free: u8) -> Canon {
     // One elementwise factor per index (and one for the scalar states).
     let factor = match merge_elementwise(&mut atoms) {
         Some(f) => f,
-        None => return (Term::default(), 0, Poly::zero()),
+        None => return (Term::default(), 0, Some(Poly::zero())),
     };
     // The ones vector disappears where its index meets another factor's elementwise.
     while let Some(pos) = atoms.iter().enumerate().position(|(k, a)| {
@@ -216,14 +217,15 @@ fn canonical_uncached(mut atoms: Vec<Atom>, free: u8) -> Canon {
 
 /// Merges the state components and elementwise functions that share an index into a
 /// single factor (a bare state component stays a [`Kind::State`]). Returns the constant
-/// factor left when a merged function is constant, or `None` when it vanishes.
-fn merge_elementwise(atoms: &mut Vec<Atom>) -> Option<Poly> {
+/// factor left when a merged function is constant (`Some(None)`: 1), or `None` when the
+/// product vanishes.
+fn merge_elementwise(atoms: &mut Vec<Atom>) -> Option<Option<Poly>> {
     let is_elementwise =
         |a: &Atom| matches!(a.kind, Kind::State(_) | Kind::Elem(_)) && a.idx.len() <= 1;
     if atoms.iter().filter(|a| is_elementwise(a)).count() < 2
         && !atoms.iter().any(|a| matches!(a.kind, Kind::Elem(_)))
     {
-        return Some(Poly::one());
+        return Some(None);
     }
     let mut keys: Vec<Option<Label>> = Vec::new();
     for a in atoms.iter().filter(|a| is_elementwise(a)) {
@@ -232,7 +234,7 @@ fn merge_elementwise(atoms: &mut Vec<Atom>) -> Option<Poly> {
             keys.push(k);
         }
     }
-    let mut factor = Poly::one();
+    let mut factor: Option<Poly> = None;
     for key in keys {
         let mut group: Vec<Kind> = Vec::new();
         atoms.retain(|a| {
@@ -257,16 +259,19 @@ fn merge_elementwise(atoms: &mut Vec<Atom>) -> Option<Poly> {
                 MERGED.with(|m| m.borrow_mut().insert(group, merged.clone()));
                 merged
             });
-        if c.is_zero() {
-            return None;
+        if let Some(c) = c {
+            if c.is_zero() {
+                return None;
+            }
+            factor = Some(match factor {
+                Some(f) => f.mul(&c),
+                None => c,
+            });
         }
-        if c != Poly::one() {
-            factor = factor.mul(&c);
-        }
-        let idx: Vec<Label> = key.into_iter().collect();
+        let idx: Slots = key.into_iter().collect();
         match merged {
             // A constant at a free index is a constant vector: keep the index alive.
-            Merged::Const => atoms.extend(key.map(|l| Atom::new(Kind::One, vec![l]))),
+            Merged::Const => atoms.extend(key.map(|l| Atom::with(Kind::One, &[l]))),
             Merged::Factor(kind) => atoms.push(Atom::new(kind, idx)),
         }
     }
@@ -286,13 +291,13 @@ thread_local! {
     /// Groups of elementwise factors already merged (sorted kinds → constant and
     /// factor). The functions are the thread's [`crate::elem`] table's, so the memo is
     /// cleared with the table ([`clear_memo`]).
-    static MERGED: std::cell::RefCell<rustc_hash::FxHashMap<Vec<Kind>, (Poly, Merged)>> =
+    static MERGED: std::cell::RefCell<rustc_hash::FxHashMap<Vec<Kind>, (Option<Poly>, Merged)>> =
         std::cell::RefCell::new(rustc_hash::FxHashMap::default());
 }
 
-/// The product of a group of elementwise factors, simplified: a constant (zero when
-/// the product vanishes identically) and what is left.
-fn merge_group(group: &[Kind]) -> (Poly, Merged) {
+/// The product of a group of elementwise factors, simplified: a constant (`None`: 1;
+/// zero when the product vanishes identically) and what is left.
+fn merge_group(group: &[Kind]) -> (Option<Poly>, Merged) {
     use crate::elem::{self, FExpr};
     let product = FExpr::Prod(
         group
@@ -315,15 +320,16 @@ fn merge_group(group: &[Kind]) -> (Poly, Merged) {
         }
         other => (Poly::one(), other),
     };
+    let one = |c: Poly| if c.is_one() { None } else { Some(c) };
     match product {
-        FExpr::Const(k) => (c.mul(&k), Merged::Const),
-        FExpr::Var(v) => (c, Merged::Factor(Kind::State(v))),
+        FExpr::Const(k) => (one(c.mul(&k)), Merged::Const),
+        FExpr::Var(v) => (one(c), Merged::Factor(Kind::State(v))),
         f => {
             let id = elem::intern(f);
             if elem::is_zero(id) {
-                (Poly::zero(), Merged::Const)
+                (Some(Poly::zero()), Merged::Const)
             } else {
-                (c, Merged::Factor(Kind::Elem(id)))
+                (one(c), Merged::Factor(Kind::Elem(id)))
             }
         }
     }
@@ -487,7 +493,7 @@ impl Search<'_> {
         }
         // π(from[k]) = to[k], completed to a permutation: the labels of `to` that are not
         // in `from` go to those of `from` that are not in `to`.
-        let mut pi: Vec<Label> = (0..=255).collect();
+        let mut pi: [Label; 256] = std::array::from_fn(|l| l as Label);
         for (&a, &b) in from.iter().zip(&to) {
             pi[a as usize] = b;
         }
@@ -665,7 +671,7 @@ impl TExpr {
             return;
         }
         let (term, dims, factor) = canonical(atoms, self.free);
-        if factor.is_zero() {
+        if factor.as_ref().is_some_and(Poly::is_zero) {
             return;
         }
         let coef = if dims > 0 {
@@ -673,10 +679,9 @@ impl TExpr {
         } else {
             coef
         };
-        let coef = if factor == Poly::one() {
-            coef
-        } else {
-            coef.mul(&factor)
+        let coef = match factor {
+            Some(f) => coef.mul(&f),
+            None => coef,
         };
         self.add_term(term, &coef);
     }

@@ -109,7 +109,7 @@ pub fn potential(drift: &TExpr, dim: Sym) -> Option<TExpr> {
             }
         }
         let (term, dims, factor) = crate::tensor::canonical(atoms, 0);
-        if dims == 0 && factor == Poly::one() && !candidates.contains(&term) {
+        if dims == 0 && factor.is_none() && !candidates.contains(&term) {
             candidates.push(term);
         }
     }
