@@ -379,7 +379,8 @@ fn derive(
     };
     let bar = (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| DeriveBar::new(&mut options));
-    let result = smelt::check(&source).and_then(|opt| {
+    // `lower`, not `check`: the derivation makes the leading-order scan's finding itself.
+    let result = smelt::lower(&source).and_then(|opt| {
         let mut sme = smelt::derive::derive(&opt, &options)?;
         if let Some(seed) = checked {
             sme.independent = Some(smelt::sim::certify::check(&opt, &sme, seed));

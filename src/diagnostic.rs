@@ -44,6 +44,9 @@ pub enum Code {
     Misuse,
     /// An increment does not vanish fast enough for the declared time per step.
     NotSmall,
+    /// The declared time per step is longer than the step's own scale: the step's mean
+    /// and covariance are of higher order, so the SME would say nothing moves.
+    TimeScale,
     /// A construct the derivation does not handle yet.
     Unsupported,
 }
@@ -67,6 +70,7 @@ impl Code {
             Code::Shape => "shape",
             Code::Misuse => "misuse",
             Code::NotSmall => "not-small",
+            Code::TimeScale => "time-scale",
             Code::Unsupported => "unsupported",
         }
     }

@@ -98,7 +98,19 @@ impl Error {
 }
 
 /// Parses and checks an optimizer file, returning its typed IR.
+///
+/// Beside the syntax, names, shapes and scalings, the check scans the step at leading
+/// order ([`derive::time_scale`]): a declared time per step longer than the step's own
+/// scale (`x = x - eta^2*g` with `time eta`) is refused here, at the `time` line.
 pub fn check(source: &str) -> Result<Optimizer, Error> {
+    let opt = lower(source)?;
+    derive::time_scale(&opt)?;
+    Ok(opt)
+}
+
+/// [`check`] without the leading-order scan: the syntax, names, shapes and scalings.
+/// [`derive::derive`] makes the scan's finding itself.
+pub fn lower(source: &str) -> Result<Optimizer, Error> {
     let file = syntax::parse(source).map_err(|d| Error::Invalid(vec![*d]))?;
     ir::lower(&file).map_err(Error::Invalid)
 }
@@ -117,7 +129,7 @@ pub fn check(source: &str) -> Result<Optimizer, Error> {
 /// assert_eq!((sme3.order, sme3.conditions.len()), (2, 1));
 /// ```
 pub fn derive(source: &str, options: &Options) -> Result<Sme, Error> {
-    let opt = check(source)?;
+    let opt = lower(source)?;
     derive::derive(&opt, options)
 }
 

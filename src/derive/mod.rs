@@ -215,6 +215,20 @@ pub fn derive(opt: &Optimizer, options: &Options) -> Result<Sme, crate::Error> {
     derive_inner(opt, options, false).map_err(Into::into)
 }
 
+/// The leading-order scan of [`crate::check`]: refuses a rule whose step is of higher
+/// order than its declared time per step (the SME's drift and diffusion would vanish),
+/// with the diagnostic [`derive`] gives (code `time-scale`, at the `time` line). Other
+/// failures of the derivation are left to [`derive`], which reports them with its
+/// options; this runs the order-1 derivation, milliseconds for the examples.
+pub fn time_scale(opt: &Optimizer) -> Result<(), crate::Error> {
+    match derive_inner(opt, &Options::order(1), false) {
+        Err(Failure::Diagnostic(d)) if d.code == Code::TimeScale => {
+            Err(crate::Error::Invalid(vec![*d]))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The SME of the quadratic part only: f quadratic (∇³f and higher vanish) and the noise
 /// moments constant. The Hessian-aware SME is read off this part at high order.
 pub fn derive_quadratic(opt: &Optimizer, options: &Options) -> Result<Sme, crate::Error> {
@@ -686,7 +700,7 @@ fn time_too_long(
         power(small, q)
     };
     let d = Diagnostic::new(
-        Code::Misuse,
+        Code::TimeScale,
         opt.time_span,
         format!(
             "the time scale is wrong: one step is time {declared}, but the step's mean and covariance are of higher order, so the SME's drift and diffusion would vanish at leading order"
