@@ -287,12 +287,14 @@ enum Merged {
     Factor(Kind),
 }
 
+/// Sorted kinds of a group → its constant (`None`: 1) and what it merges into.
+type MergedMemo = rustc_hash::FxHashMap<Vec<Kind>, (Option<Poly>, Merged)>;
+
 thread_local! {
     /// Groups of elementwise factors already merged (sorted kinds → constant and
     /// factor). The functions are the thread's [`crate::elem`] table's, so the memo is
     /// cleared with the table ([`clear_memo`]).
-    static MERGED: std::cell::RefCell<rustc_hash::FxHashMap<Vec<Kind>, (Option<Poly>, Merged)>> =
-        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+    static MERGED: std::cell::RefCell<MergedMemo> = std::cell::RefCell::new(MergedMemo::default());
 }
 
 /// The product of a group of elementwise factors, simplified: a constant (`None`: 1;

@@ -286,7 +286,7 @@ fn the_rational_derivation_rejects_wrong_smes() {
 
 #[test]
 fn snapshots_of_the_derived_smes() {
-    for rule in ["extragradient", "sam", "extragradient"] {
+    for rule in ["extragradient", "sam", "sam_sqrt"] {
         for order in [3] {
             let sme = derive(rule, order);
             insta::assert_snapshot!(format!("{rule}_{order}"), smelt::emit::text::render(&sme));
@@ -371,6 +371,6 @@ fn sam_exact_slopes_are_the_orders() {
 }
 
 #[test]
-fn extragradient_exact_slopes_are_the_orders() {
-    assert_slopes("extragradient", &["--set", "r=1"]);
+fn sam_sqrt_exact_slopes_are_the_orders() {
+    assert_slopes("sam_sqrt", &["--set", "r=1"]);
 }

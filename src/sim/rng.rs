@@ -407,6 +407,44 @@ impl Stream {
     }
 }
 
+/// A stream is a [`rand_core::Rng`] (through [`rand_core::TryRng`] with an infallible
+/// error): its words are the scalar generator's [`Stream::next_u64`], so any
+/// distribution of the `rand` ecosystem can draw from it. (`next_u32` is the high half of
+/// a word, xoshiro256++'s better bits; bytes are whole words, little-endian, the last one
+/// cut.) The batch normals stay [`Stream::fill_normal`].
+impl rand_core::TryRng for Stream {
+    type Error = std::convert::Infallible;
+
+    #[inline]
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.g.next_u64() >> 32) as u32)
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.g.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        rand_core::utils::fill_bytes_via_next_word(dst, || self.try_next_u64())
+    }
+}
+
+/// Seeding by `rand_core`: a seed is smelt's `u64` seed (eight bytes, little-endian),
+/// and the generator is stream 0 of [`Streams::new`] (so `seed_from_u64(s)` is the stream
+/// that `--seed s` starts with, not `rand_core`'s PCG expansion of `s`).
+impl rand_core::SeedableRng for Stream {
+    type Seed = [u8; 8];
+
+    fn from_seed(seed: [u8; 8]) -> Stream {
+        Streams::new(u64::from_le_bytes(seed)).stream(0)
+    }
+
+    fn seed_from_u64(seed: u64) -> Stream {
+        Streams::new(seed).stream(0)
+    }
+}
+
 /// The AVX2 fast path: the only unsafe code of the crate, AVX2 intrinsics behind a token
 /// that exists only when the CPU has been detected to have AVX2.
 #[cfg(target_arch = "x86_64")]
@@ -560,6 +598,34 @@ mod tests {
             let b: f64 = StandardNormal.sample(&mut theirs);
             assert_eq!(a.to_bits(), b.to_bits(), "draw {k}: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn a_stream_is_a_rand_core_generator() {
+        // rand_distr's normal sampler drawing its words from a stream (through the
+        // `Rng` impl) gives the stream's own normals; u64s are the scalar words.
+        let mut as_rng = Streams::new(42).stream(3);
+        let mut own = Streams::new(42).stream(3);
+        for k in 0..100_000 {
+            let a: f64 = StandardNormal.sample(&mut as_rng);
+            assert_eq!(a.to_bits(), own.normal().to_bits(), "draw {k}");
+        }
+        let mut a = Stream::seed_from_u64(7);
+        let mut b = Stream::from_seed(7u64.to_le_bytes());
+        let mut c = Streams::new(7).stream(0);
+        for _ in 0..1000 {
+            let w = c.next_u64();
+            assert_eq!((Rng::next_u64(&mut a), Rng::next_u64(&mut b)), (w, w));
+        }
+        // u32s are high halves; bytes are whole little-endian words, the last one cut.
+        let mut d = Streams::new(7).stream(0);
+        let mut e = Streams::new(7).stream(0);
+        assert_eq!(Rng::next_u32(&mut d), (e.next_u64() >> 32) as u32);
+        let mut bytes = [0u8; 13];
+        Rng::fill_bytes(&mut d, &mut bytes);
+        let (w1, w2) = (e.next_u64().to_le_bytes(), e.next_u64().to_le_bytes());
+        assert_eq!(bytes[..8], w1);
+        assert_eq!(bytes[8..], w2[..5]);
     }
 
     #[test]
