@@ -217,8 +217,8 @@ pub fn derive(opt: &Optimizer, options: &Options) -> Result<Sme, crate::Error> {
 
 /// The leading-order scan of [`crate::check`]: refuses a rule whose step is of higher
 /// order than its declared time per step (the SME's drift and diffusion would vanish),
-/// with the diagnostic [`derive`] gives (code `time-scale`, at the `time` line). Other
-/// failures of the derivation are left to [`derive`], which reports them with its
+/// with the diagnostic [`derive()`] gives (code `time-scale`, at the `time` line). Other
+/// failures of the derivation are left to [`derive()`], which reports them with its
 /// options; this runs the order-1 derivation, milliseconds for the examples.
 pub fn time_scale(opt: &Optimizer) -> Result<(), crate::Error> {
     match derive_inner(opt, &Options::order(1), false) {
