@@ -474,10 +474,26 @@ thread_local! {
     static TABLE: RefCell<Table> = RefCell::new(Table::default());
 }
 
+thread_local! {
+    /// How many times this thread's table has been replaced ([`generation`]).
+    static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A number that changes whenever this thread's table is replaced ([`reset`],
+/// [`install`]): what is cached about functions by id (the canonical forms of
+/// [`crate::tensor`]) is valid only while it stays the same.
+pub fn generation() -> u64 {
+    GENERATION.with(std::cell::Cell::get)
+}
+
+fn next_generation() {
+    GENERATION.with(|g| g.set(g.get() + 1));
+}
+
 /// Starts a fresh table for a new derivation.
 pub fn reset() {
     TABLE.with(|t| *t.borrow_mut() = Table::default());
-    crate::tensor::clear_memo();
+    next_generation();
 }
 
 /// The current table (copied into the result at the end of a derivation).
@@ -488,7 +504,7 @@ pub fn snapshot() -> Table {
 /// Installs `table` as the current table.
 pub fn install(table: Table) {
     TABLE.with(|t| *t.borrow_mut() = table);
-    crate::tensor::clear_memo();
+    next_generation();
 }
 
 pub fn intern(f: FExpr) -> u32 {

@@ -23,7 +23,7 @@
 //! | [`sim`] | compiled simulation: the seeded generator, rules and SMEs compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state |
 //! | [`verify`], [`escape`] | the two checks against the optimizer: weak errors against the step size; exit times, scaling laws and their closed forms |
 //! | [`report`], [`plot`], [`escape_plot`] | weak-error fits (weighted least-squares slopes with confidence intervals); SVG plots |
-//! | [`diagnostic`], [`span`] | the one error type users see, its rendering with file, line, column and hint |
+//! | [`Error`] (`error.rs`), [`diagnostic`], [`span`] | the one error type users see, the diagnostics it carries, their rendering with file, line, column and hint |
 //!
 //! Architecture invariants:
 //! - `syntax` knows nothing of the IR or of later phases; pest's types never leave it.
@@ -52,6 +52,7 @@ pub mod derive;
 pub mod diagnostic;
 pub mod elem;
 pub mod emit;
+mod error;
 pub mod escape;
 pub mod escape_plot;
 pub mod hasme;
@@ -73,29 +74,9 @@ pub mod verify;
 
 pub use derive::Options;
 pub use diagnostic::{Code, Diagnostic};
+pub use error::Error;
 pub use ir::Optimizer;
 pub use sme::Sme;
-
-/// Why smelt could not process an input.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The input is not a valid optimizer; each diagnostic points into the source.
-    #[error("{}", .0.first().map_or_else(String::new, |d| d.message.clone()))]
-    Invalid(Vec<Diagnostic>),
-    /// A bug in smelt: an invariant of the derivation did not hold.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl Error {
-    /// The diagnostics to show the user.
-    pub fn diagnostics(&self) -> &[Diagnostic] {
-        match self {
-            Error::Invalid(d) => d,
-            Error::Internal(_) => &[],
-        }
-    }
-}
 
 /// Parses and checks an optimizer file, returning its typed IR.
 ///

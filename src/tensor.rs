@@ -122,6 +122,11 @@ const MEMO_LIMIT: usize = 1 << 18;
 /// Puts a raw product in canonical form. Returns the term and how many factors of the
 /// dimension `d` the contraction produced (`δ_aa = d`).
 pub fn canonical(mut atoms: Vec<Atom>, free: u8) -> Canon {
+    // The memos hold ids of the elementwise functions' table: valid for one table only.
+    let generation = crate::elem::generation();
+    if MEMO_GENERATION.with(|g| g.replace(generation)) != generation {
+        clear_memo();
+    }
     // Factors sorted by kind and bound labels renamed in order of first appearance: raw
     // products that differ only in factor order or in the numbers of their summed indices
     // mostly share one memo entry (the result does not depend on either).
@@ -157,6 +162,11 @@ fn relabel_in_order(atoms: &mut [Atom], free: u8) {
             }
         }
     }
+}
+
+thread_local! {
+    /// The [`crate::elem::generation`] the memos were filled under.
+    static MEMO_GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Empties this thread's memo of canonical forms (benchmarks use it to measure cold runs).
