@@ -1,6 +1,6 @@
 //! `smelt escape`: reading the files, running every (η, B), printing the report.
 
-use crate::cli::Outcome;
+use crate::cli::{emit, Outcome};
 use crate::verify_cmd::{inputs, report_error, Inputs};
 use smelt::escape::{self, EtaResult, Options, ScalingFit, Setup};
 use std::path::PathBuf;
@@ -162,16 +162,20 @@ pub fn run(a: Args) -> Outcome {
             "predictions": pr,
         });
         match serde_json::to_string_pretty(&doc) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => {
+                if let Err(o) = emit(&format!("{s}\n")) {
+                    return o;
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Outcome::Invalid;
             }
         }
     } else {
-        print!("{}", escape::render_text(&setup, &pr, &results, &fits));
-        println!(
-            "{} paths per model and step size, seed {}, {:.1} s; generator: {}",
+        let text = format!(
+            "{}{} paths per model and step size, seed {}, {:.1} s; generator: {}\n",
+            escape::render_text(&setup, &pr, &results, &fits),
             results
                 .first()
                 .and_then(|r| r.models.first())
@@ -180,6 +184,9 @@ pub fn run(a: Args) -> Outcome {
             elapsed,
             smelt::sim::rng::NAME
         );
+        if let Err(o) = emit(&text) {
+            return o;
+        }
     }
     Outcome::Ok
 }

@@ -498,3 +498,80 @@ fn escape_reports_bad_input_with_its_exit_code() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("Hessian-aware"), "{}", stderr(&out));
 }
+
+/// The commands that print a result, with arguments that make them quick.
+fn printing_commands() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["check", "examples/sgd.opt"],
+        vec!["derive", "examples/sgd.opt", "--order", "2"],
+        vec!["derive", "examples/sgd.opt", "--hessian-aware"],
+        vec!["scaling", "examples/adam.opt", "--noise-scale", "sigma"],
+        vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/quadratic.prob",
+            "--exact",
+        ],
+        vec![
+            "escape",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/double_well_escape.prob",
+            "--region",
+            "x < 0",
+            "--etas",
+            "0.2",
+            "--paths",
+            "128",
+        ],
+    ]
+}
+
+/// A reader that has gone (`smelt … | head -c1` once head has exited) ends the output
+/// quietly: no panic, nothing on stderr, the command's own exit status.
+#[test]
+fn a_closed_pipe_on_stdout_ends_the_output_quietly() {
+    for args in printing_commands() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args(&args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the smelt binary");
+        // Close the only read end before smelt has read its files: every write fails
+        // with a broken pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&out), 0, "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// Any other write error (a full disk) is an error on stderr and a non-zero exit.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_on_stdout_is_an_error() {
+    for args in printing_commands() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args(&args)
+            .current_dir(root())
+            .stdout(full)
+            .output()
+            .expect("run the smelt binary");
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(
+            err.contains("error: cannot write the output: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+}
