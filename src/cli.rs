@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         orders: Vec<u32>,
         /// Values of the small parameter (default: the problem's `etas`, else 2^-2 … 2^-7)
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number)]
         etas: Option<Vec<f64>>,
         /// Paths per step size (rounded up to a multiple of 64)
         #[arg(long, default_value_t = 65536)]
@@ -132,7 +132,7 @@ enum Command {
         #[arg(long, default_value = "opt,sme1,sme2")]
         models: String,
         /// Values of the small parameter (default: the problem's `etas`, else 0.1)
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number)]
         etas: Option<Vec<f64>>,
         /// Batch sizes: the noise covariance is divided by B (minibatch noise draws B rows)
         #[arg(long, value_delimiter = ',')]
@@ -195,6 +195,11 @@ enum Format {
     Numpy,
     /// A Python script that rebuilds the result with SymPy (in dimension `--dim`, default 1)
     Sympy,
+}
+
+/// A number on the command line, written as in a problem file (`0.1`, `2^-4`, `1/8`).
+fn number(s: &str) -> Result<f64, String> {
+    smelt::problem::expr::number(s)
 }
 
 /// How a run ended.

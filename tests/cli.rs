@@ -575,3 +575,59 @@ fn a_full_disk_on_stdout_is_an_error() {
         );
     }
 }
+
+/// `--etas` reads numbers as problem files write them (`2^-4`, `1/8`), through the
+/// problem file's expression parser.
+#[test]
+fn etas_take_the_expressions_of_problem_files() {
+    let series = |etas: &str| {
+        let out = smelt(&[
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/quadratic.prob",
+            "--exact",
+            "--format",
+            "json",
+            "--etas",
+            etas,
+        ]);
+        assert_eq!(code(&out), 0, "{etas}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["series"].clone()
+    };
+    assert_eq!(series("2^-2,1/8,2^-4"), series("0.25,0.125,0.0625"));
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--etas",
+        "2^-3",
+        "--paths",
+        "128",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["results"][0]["eta"], 0.125);
+    // What does not read is bad usage, with the parser's reason.
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/quadratic.prob",
+        "--exact",
+        "--etas",
+        "2^^3",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`2^^3` is not a number: unexpected `^`"),
+        "{}",
+        stderr(&out)
+    );
+}
