@@ -174,6 +174,9 @@ enum Command {
         /// Also write the survival curves and the scaling fit as SVG
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// No progress bar (it shows on a terminal, one step per step size and batch size)
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -268,6 +271,7 @@ pub fn main() -> ExitCode {
             threads,
             format,
             plot,
+            quiet,
         } => crate::escape_cmd::run(crate::escape_cmd::Args {
             em,
             file,
@@ -287,6 +291,7 @@ pub fn main() -> ExitCode {
             threads,
             json: matches!(format, VerifyFormat::Json),
             plot,
+            quiet,
         }),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),
