@@ -1,5 +1,6 @@
 //! Argument parsing, file reading and printing. Exit codes: 0 success, 1 invalid
-//! input (with a diagnostic on stderr), 2 bad usage or an unreadable file.
+//! input (with a diagnostic on stderr), 2 bad usage, an unreadable file or output that
+//! cannot be written (a full disk; a closed pipe ends the output quietly instead).
 
 use clap::{Parser, Subcommand};
 use smelt::diagnostic::render;
@@ -85,7 +86,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         orders: Vec<u32>,
         /// Values of the small parameter (default: the problem's `etas`, else 2^-2 … 2^-7)
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number)]
         etas: Option<Vec<f64>>,
         /// Paths per step size (rounded up to a multiple of 64)
         #[arg(long, default_value_t = 65536)]
@@ -131,7 +132,7 @@ enum Command {
         #[arg(long, default_value = "opt,sme1,sme2")]
         models: String,
         /// Values of the small parameter (default: the problem's `etas`, else 0.1)
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number)]
         etas: Option<Vec<f64>>,
         /// Batch sizes: the noise covariance is divided by B (minibatch noise draws B rows)
         #[arg(long, value_delimiter = ',')]
@@ -173,6 +174,9 @@ enum Command {
         /// Also write the survival curves and the scaling fit as SVG
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// No progress bar (it shows on a terminal, one step per step size and batch size)
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -194,6 +198,11 @@ enum Format {
     Numpy,
     /// A Python script that rebuilds the result with SymPy (in dimension `--dim`, default 1)
     Sympy,
+}
+
+/// A number on the command line, written as in a problem file (`0.1`, `2^-4`, `1/8`).
+fn number(s: &str) -> Result<f64, String> {
+    smelt::problem::expr::number(s)
 }
 
 /// How a run ended.
@@ -262,6 +271,7 @@ pub fn main() -> ExitCode {
             threads,
             format,
             plot,
+            quiet,
         } => crate::escape_cmd::run(crate::escape_cmd::Args {
             em,
             file,
@@ -281,6 +291,7 @@ pub fn main() -> ExitCode {
             threads,
             json: matches!(format, VerifyFormat::Json),
             plot,
+            quiet,
         }),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),
@@ -321,7 +332,6 @@ pub fn main() -> ExitCode {
 
 fn check(files: &[PathBuf]) -> Outcome {
     let mut worst = Outcome::Ok;
-    let stdout = std::io::stdout();
     for path in files {
         let shown = path.display().to_string();
         let source = match read(path) {
@@ -341,13 +351,14 @@ fn check(files: &[PathBuf]) -> Outcome {
         };
         match smelt::check(&source) {
             Ok(opt) => {
-                let mut out = stdout.lock();
-                if files.len() > 1 {
-                    let _ = writeln!(out, "# {shown}");
-                }
-                let _ = write!(out, "{}", smelt::ir::canonical(&opt));
-                if files.len() > 1 {
-                    let _ = writeln!(out);
+                let text = smelt::ir::canonical(&opt);
+                let text = if files.len() > 1 {
+                    format!("# {shown}\n{text}\n")
+                } else {
+                    text
+                };
+                if let Err(o) = emit(&text) {
+                    return o;
                 }
             }
             Err(e) => {
@@ -392,15 +403,18 @@ fn derive(
     }
     match result {
         Ok(sme) => {
-            match format {
+            let text = match format {
                 Format::Text => match dim {
-                    None => print!("{}", smelt::emit::text::render(&sme)),
-                    Some(d) => print!("{}", smelt::emit::text::render_components(&sme, d)),
+                    None => smelt::emit::text::render(&sme),
+                    Some(d) => smelt::emit::text::render_components(&sme, d),
                 },
-                Format::Sympy => print!("{}", smelt::emit::sympy::render(&sme, dim)),
-                Format::Json => print!("{}", smelt::emit::json::to_json(&sme)),
-                Format::Latex => print!("{}", smelt::emit::latex::render(&sme, standalone)),
-                Format::Numpy => print!("{}", smelt::emit::numpy::render(&sme)),
+                Format::Sympy => smelt::emit::sympy::render(&sme, dim),
+                Format::Json => smelt::emit::json::to_json(&sme),
+                Format::Latex => smelt::emit::latex::render(&sme, standalone),
+                Format::Numpy => smelt::emit::numpy::render(&sme),
+            };
+            if let Err(o) = emit(&text) {
+                return o;
             }
             match &sme.independent {
                 Some(c) if c.failed() => {
@@ -457,12 +471,12 @@ fn hessian(
     };
     use smelt::emit::hasme;
     let certified = h.mismatches.is_empty();
-    match format {
+    let text = match format {
         Format::Text => match dim {
-            None => print!("{}", hasme::text(&h)),
-            Some(d) => print!("{}", hasme::components(&h, d)),
+            None => hasme::text(&h),
+            Some(d) => hasme::components(&h, d),
         },
-        Format::Json => print!("{}", smelt::emit::json::hasme_to_json(&h)),
+        Format::Json => smelt::emit::json::hasme_to_json(&h),
         _ if !certified => {
             eprintln!(
                 "error: the series derived for `{shown}` do not match the Hessian-aware closed forms, so there are none to export:"
@@ -473,9 +487,12 @@ fn hessian(
             eprintln!("  = hint: `--format text` or `--format json` show the comparison");
             return Outcome::Invalid;
         }
-        Format::Latex => print!("{}", hasme::latex(&h, standalone)),
-        Format::Sympy => print!("{}", hasme::sympy(&h, dim)),
-        Format::Numpy => print!("{}", hasme::numpy(&h)),
+        Format::Latex => hasme::latex(&h, standalone),
+        Format::Sympy => hasme::sympy(&h, dim),
+        Format::Numpy => hasme::numpy(&h),
+    };
+    if let Err(o) = emit(&text) {
+        return o;
     }
     if certified {
         Outcome::Ok
@@ -508,10 +525,10 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
         None => smelt::scaling::NoiseScale::Covariance,
     };
     match smelt::scaling::rule(&opt, &sme, &batch) {
-        Ok(outcome) => {
-            print!("{}", smelt::scaling::render(&opt, &batch, &outcome));
-            Outcome::Ok
-        }
+        Ok(outcome) => match emit(&smelt::scaling::render(&opt, &batch, &outcome)) {
+            Ok(()) => Outcome::Ok,
+            Err(o) => o,
+        },
         Err(msg) => {
             eprintln!("error: {msg}");
             Outcome::Usage
@@ -587,6 +604,31 @@ fn read(path: &Path) -> Result<String, ReadError> {
     match smelt::decode(&bytes) {
         Ok(s) => Ok(s.to_string()),
         Err((d, shown_text)) => Err(ReadError::Invalid(Box::new(d), shown_text)),
+    }
+}
+
+/// Set once stdout's reader has gone: the rest of the output is dropped.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes a command's output to stdout and flushes it. A reader that has gone (a closed
+/// pipe, as in `smelt derive … | head -1`) ends the output quietly: this and later
+/// writes are dropped and the command's outcome stands. Any other write error (a full
+/// disk) is reported on stderr and fails the command (exit 2).
+pub(crate) fn emit(text: &str) -> Result<(), Outcome> {
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the output: {}", io_reason(&e));
+            Err(Outcome::Usage)
+        }
     }
 }
 

@@ -490,6 +490,16 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
             ModelSpec::Ha if (tau - eta).abs() > 1e-12 * eta => Err(format!(
                 "the HA-SME takes one step as time η; this rule's step is {tau}"
             )),
+            ModelSpec::Ha if s.point.eigenvalues.iter().any(|&l| eta * l >= 1.0) => {
+                // The coefficients read log(1 − ηλ): no path can take a step from here.
+                let l = s.point.eigenvalues.iter().fold(f64::MIN, |a, &b| a.max(b));
+                Err(format!(
+                    "the HA-SME does not exist at the start point: η·λ = {:.3} ≥ 1 for the eigenvalue λ = {} of ∇²f there (log(I − ηH) is not real; take η < {})",
+                    eta * l,
+                    round_sig(l),
+                    round_sig(1.0 / l)
+                ))
+            }
             ModelSpec::Ha => {
                 let prog = HaProgram::compile(&mut model, eta);
                 match &linear {
@@ -1238,9 +1248,14 @@ pub fn render_text(
             if m.diverged > 0 {
                 let _ = writeln!(
                     o,
-                    "  {:<10} {} paths stopped (first at step {}): {}; not averaged in",
+                    "  {:<10} {} paths {} (first at step {}): {}; not averaged in",
                     "",
                     m.diverged,
+                    if m.undefined > 0 {
+                        "stopped"
+                    } else {
+                        "diverged"
+                    },
                     m.first_divergence.unwrap_or(0),
                     if m.undefined > 0 {
                         format!(

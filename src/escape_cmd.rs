@@ -1,6 +1,6 @@
 //! `smelt escape`: reading the files, running every (η, B), printing the report.
 
-use crate::cli::Outcome;
+use crate::cli::{emit, Outcome};
 use crate::verify_cmd::{inputs, report_error, Inputs};
 use smelt::escape::{self, EtaResult, Options, ScalingFit, Setup};
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ pub struct Args {
     pub threads: Option<usize>,
     pub json: bool,
     pub plot: Option<PathBuf>,
+    pub quiet: bool,
 }
 
 fn usage(msg: impl std::fmt::Display) -> Outcome {
@@ -98,6 +99,20 @@ pub fn run(a: Args) -> Outcome {
         substeps: a.substeps,
         em: a.em,
     };
+    // The plot's file is opened before the run, so that a path that cannot be written
+    // is reported before minutes of simulation, not after them.
+    let plot_file = match &a.plot {
+        Some(path) => match std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
+            Ok(f) => Some((path, f)),
+            Err(e) => return usage(format!("cannot write `{}`: {e}", path.display())),
+        },
+        None => None,
+    };
     let fail = |e| report_error(e, (&shown, &source), (&pshown, &psource));
     let mut setup = match escape::prepare(rule, problem, &overrides, opts) {
         Ok(s) => s,
@@ -112,11 +127,30 @@ pub fn run(a: Args) -> Outcome {
     };
     let started = std::time::Instant::now();
     let mut results = Vec::new();
+    let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let b = indicatif::ProgressBar::new((batches.len() * etas.len()) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "escape [{bar:30}] {pos}/{len} runs {elapsed} {wide_msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
     for &b in &batches {
         for &eta in &etas {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("η = {eta}, B = {b}"));
+            }
             let ep = match escape::plan(&mut setup, eta, b) {
                 Ok(p) => p,
-                Err(e) => return fail(e),
+                Err(e) => {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    return fail(e);
+                }
             };
             let t0 = std::time::Instant::now();
             let (times, lane_steps) =
@@ -128,17 +162,17 @@ pub fn run(a: Args) -> Outcome {
                 lane_steps,
                 t0.elapsed().as_secs_f64(),
             ));
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     let pr = escape::predictions(&mut setup);
     let fits = escape::scaling(&setup, &pr, &results);
     let elapsed = started.elapsed().as_secs_f64();
-    if let Some(path) = &a.plot {
-        let svg = smelt::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
-        if let Err(e) = std::fs::write(path, svg) {
-            return usage(format!("cannot write `{}`: {e}", path.display()));
-        }
-    }
     if a.json {
         let doc = serde_json::json!({
             "schema": "smelt-escape",
@@ -162,16 +196,20 @@ pub fn run(a: Args) -> Outcome {
             "predictions": pr,
         });
         match serde_json::to_string_pretty(&doc) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => {
+                if let Err(o) = emit(&format!("{s}\n")) {
+                    return o;
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Outcome::Invalid;
             }
         }
     } else {
-        print!("{}", escape::render_text(&setup, &pr, &results, &fits));
-        println!(
-            "{} paths per model and step size, seed {}, {:.1} s; generator: {}",
+        let text = format!(
+            "{}{} paths per model and step size, seed {}, {:.1} s; generator: {}\n",
+            escape::render_text(&setup, &pr, &results, &fits),
             results
                 .first()
                 .and_then(|r| r.models.first())
@@ -180,6 +218,21 @@ pub fn run(a: Args) -> Outcome {
             elapsed,
             smelt::sim::rng::NAME
         );
+        if let Err(o) = emit(&text) {
+            return o;
+        }
+    }
+    // The plot after the report: a failure to write it loses nothing else.
+    if let Some((path, mut file)) = plot_file {
+        use std::io::Write as _;
+        let svg = smelt::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
+        if let Err(e) = file
+            .set_len(0)
+            .and_then(|()| file.write_all(svg.as_bytes()))
+            .and_then(|()| file.flush())
+        {
+            return usage(format!("cannot write `{}`: {e}", path.display()));
+        }
     }
     Outcome::Ok
 }

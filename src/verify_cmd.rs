@@ -1,6 +1,6 @@
 //! `smelt verify`: reading the files, running the step sizes, printing the report.
 
-use crate::cli::{load, Outcome};
+use crate::cli::{emit, load, Outcome};
 use smelt::diagnostic::render;
 use smelt::verify::{self, Error};
 use std::collections::BTreeMap;
@@ -241,14 +241,18 @@ fn output(
             "series": series,
         });
         match serde_json::to_string_pretty(&doc) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => {
+                if let Err(o) = emit(&format!("{s}\n")) {
+                    return o;
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Outcome::Invalid;
             }
         }
-    } else {
-        print!("{}", verify::render_text(header, series));
+    } else if let Err(o) = emit(&verify::render_text(header, series)) {
+        return o;
     }
     if series.iter().any(verify::Series::contradicts) {
         Outcome::Contradicted

@@ -498,3 +498,257 @@ fn escape_reports_bad_input_with_its_exit_code() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("Hessian-aware"), "{}", stderr(&out));
 }
+
+/// The commands that print a result, with arguments that make them quick.
+fn printing_commands() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["check", "examples/sgd.opt"],
+        vec!["derive", "examples/sgd.opt", "--order", "2"],
+        vec!["derive", "examples/sgd.opt", "--hessian-aware"],
+        vec!["scaling", "examples/adam.opt", "--noise-scale", "sigma"],
+        vec![
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/quadratic.prob",
+            "--exact",
+        ],
+        vec![
+            "escape",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/double_well_escape.prob",
+            "--region",
+            "x < 0",
+            "--etas",
+            "0.2",
+            "--paths",
+            "128",
+        ],
+    ]
+}
+
+/// A reader that has gone (`smelt … | head -c1` once head has exited) ends the output
+/// quietly: no panic, nothing on stderr, the command's own exit status.
+#[test]
+fn a_closed_pipe_on_stdout_ends_the_output_quietly() {
+    for args in printing_commands() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args(&args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the smelt binary");
+        // Close the only read end before smelt has read its files: every write fails
+        // with a broken pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&out), 0, "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// Any other write error (a full disk) is an error on stderr and a non-zero exit.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_on_stdout_is_an_error() {
+    for args in printing_commands() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_smelt"))
+            .args(&args)
+            .current_dir(root())
+            .stdout(full)
+            .output()
+            .expect("run the smelt binary");
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(
+            err.contains("error: cannot write the output: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `--etas` reads numbers as problem files write them (`2^-4`, `1/8`), through the
+/// problem file's expression parser.
+#[test]
+fn etas_take_the_expressions_of_problem_files() {
+    let series = |etas: &str| {
+        let out = smelt(&[
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/quadratic.prob",
+            "--exact",
+            "--format",
+            "json",
+            "--etas",
+            etas,
+        ]);
+        assert_eq!(code(&out), 0, "{etas}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["series"].clone()
+    };
+    assert_eq!(series("2^-2,1/8,2^-4"), series("0.25,0.125,0.0625"));
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--etas",
+        "2^-3",
+        "--paths",
+        "128",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["results"][0]["eta"], 0.125);
+    // What does not read is bad usage, with the parser's reason.
+    let out = smelt(&[
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/quadratic.prob",
+        "--exact",
+        "--etas",
+        "2^^3",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`2^^3` is not a number: unexpected `^`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// η·λ ≥ 1 at the start: the HA-SME is undefined there, and the report says so and why
+/// instead of counting stopped paths.
+#[test]
+fn escape_says_the_ha_sme_is_undefined_at_the_start() {
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--models",
+        "opt,ha",
+        "--etas",
+        "0.6",
+        "--paths",
+        "128",
+        "-q",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("HA-SME     not run: the HA-SME does not exist at the start point: η·λ = 1.200 ≥ 1 for the eigenvalue λ = 2 of ∇²f there (log(I − ηH) is not real; take η < 0.5)"),
+        "{text}"
+    );
+    assert!(!text.contains("paths stopped"), "{text}");
+}
+
+/// A state that overflows where the region does not look (here x₂, the region reads
+/// x₁) is a diverged path, not a censored one.
+#[test]
+fn escape_counts_an_overflowed_state_as_diverged() {
+    let dir = TempDir::new("escape-overflow");
+    let prob = dir.path().join("blowup.prob");
+    std::fs::write(
+        &prob,
+        "problem blowup\n  dim 2\n  objective f(x) = x[1]^2/2 - 5*x[2]^2\n  \
+         noise gaussian cov = 0.01\n  start x = [0.5, 0.1]\n  horizon 100\n",
+    )
+    .unwrap();
+    let args = |json: bool| {
+        let mut a = vec![
+            "escape",
+            "examples/sgd.opt",
+            "--problem",
+            prob.to_str().unwrap(),
+            "--region",
+            "x[1] > -10",
+            "--no-refine",
+            "--models",
+            "sme1",
+            "--etas",
+            "0.5",
+            "--paths",
+            "256",
+        ];
+        if json {
+            a.extend(["--format", "json"]);
+        }
+        smelt(&a)
+    };
+    let out = args(true);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let m = &v["results"][0]["models"][0];
+    assert_eq!(
+        (m["diverged"].as_u64(), m["censored"].as_u64()),
+        (Some(256), Some(0)),
+        "{m}"
+    );
+    // Found when it happens (e^(10 t) overflows near t = 71), not at the horizon.
+    assert!(m["first_divergence"].as_u64().unwrap() < 200, "{m}");
+    let text = stdout(&args(false));
+    assert!(text.contains("256 paths diverged"), "{text}");
+}
+
+/// A `--plot` path that cannot be written is refused before the run.
+#[test]
+fn escape_refuses_an_unwritable_plot_before_the_run() {
+    let started = Instant::now();
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--etas",
+        "0.1,0.075",
+        // Minutes of simulation, were it run first.
+        "--paths",
+        "2000000",
+        "--plot",
+        "no/such/dir/escape.svg",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write `no/such/dir/escape.svg`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // `-q` is accepted (no progress bar; none is drawn off a terminal anyway).
+    let out = smelt(&[
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_escape.prob",
+        "--region",
+        "x < 0",
+        "--etas",
+        "0.2",
+        "--paths",
+        "128",
+        "-q",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}

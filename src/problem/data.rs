@@ -16,6 +16,52 @@ use std::collections::BTreeMap;
 /// The most rows a data set may have (the objective is summed over them symbolically).
 pub const MAX_ROWS: usize = 10_000;
 
+/// The largest CSV file read, in bytes (room for [`MAX_ROWS`] rows of 65 numbers
+/// written to full precision); a larger file is refused once this much has been read.
+pub const MAX_CSV_BYTES: u64 = 32 << 20;
+
+/// Reads a data file as UTF-8 text, stopping as soon as it is longer than
+/// [`MAX_CSV_BYTES`] (`/dev/zero` or a stream never ends).
+fn read_limited(full: &std::path::Path, span: crate::span::Span) -> R<String> {
+    use std::io::Read as _;
+    let cannot = |why: String| {
+        err(
+            Code::Misuse,
+            span,
+            format!("cannot read `{}`: {why}", full.display()),
+        )
+        .label("this file")
+        .hint("the path is relative to the problem file")
+    };
+    let file = std::fs::File::open(full).map_err(|e| cannot(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(err(
+            Code::TooLarge,
+            span,
+            format!(
+                "`{}` is larger than {} MiB, the most smelt reads of a data file",
+                full.display(),
+                MAX_CSV_BYTES >> 20
+            ),
+        )
+        .label("this file")
+        .hint(format!(
+            "a data set has at most {MAX_ROWS} rows; check that this is the right file"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        cannot(format!(
+            "not UTF-8 text (invalid byte 0x{:02x} at byte {})",
+            e.as_bytes()[e.utf8_error().valid_up_to()],
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 pub(super) fn read(
     names: &[Ident],
     source: &Ident,
@@ -110,15 +156,7 @@ pub(super) fn read(
                 .hint("write `data a, y = csv(\"points.csv\")`"));
             };
             let full = dir.join(path);
-            let text = std::fs::read_to_string(&full).map_err(|e| {
-                err(
-                    Code::Misuse,
-                    *span,
-                    format!("cannot read `{}`: {e}", full.display()),
-                )
-                .label("this file")
-                .hint("the path is relative to the problem file")
-            })?;
+            let text = read_limited(&full, *span)?;
             (
                 parse_csv(&text, width, *span, path)?,
                 format!("csv(\"{path}\")"),
@@ -187,7 +225,7 @@ fn parse_csv(text: &str, width: usize, span: crate::span::Span, path: &str) -> R
                 )
                 .label("in this file"))
             }
-            Ok(v) if v.len() != width || v.iter().any(|x| !x.is_finite()) => {
+            Ok(v) if v.len() != width => {
                 return Err(err(
                     Code::Shape,
                     span,
@@ -198,6 +236,21 @@ fn parse_csv(text: &str, width: usize, span: crate::span::Span, path: &str) -> R
                     ),
                 )
                 .label("in this file"))
+            }
+            Ok(v) if v.iter().any(|x| !x.is_finite()) => {
+                let c = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+                return Err(err(
+                    Code::BadNumber,
+                    span,
+                    format!(
+                        "`{path}` line {}, column {}: `{}` is not a finite number",
+                        k + 1,
+                        c + 1,
+                        fields[c]
+                    ),
+                )
+                .label("in this file")
+                .hint("data values must be finite numbers; NaN and infinities are not accepted (drop or fill the row)"));
             }
             Ok(v) => rows.push(v),
         }

@@ -33,7 +33,7 @@ pub mod expr;
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
 use crate::span::Span;
-use crate::syntax::{self, PItemKind};
+use crate::syntax::{self, Ident, PItemKind};
 use expr::{Scope, PV};
 use std::collections::{BTreeMap, HashMap};
 
@@ -70,8 +70,12 @@ pub struct Problem {
     /// Hyperparameter values by name, with where they were set.
     pub settings: Vec<(String, f64, Span)>,
     pub etas: Option<Vec<f64>>,
-    /// The name of the objective's variable (`x` in `f(x)`).
+    /// The name of the objective's variable (`x` in `f(x)`). In the problem file it
+    /// stands for the rule's parameter, whatever the rule calls it (`start x`, `observe
+    /// sq = sum(x^2)` with `param w`); the rule's own names work too.
     pub var: String,
+    /// Where the objective's variable is declared.
+    pub var_span: Span,
     /// Named constants the test functions may read (`d`, `pi`).
     pub constants: BTreeMap<String, f64>,
     pub header: Span,
@@ -496,7 +500,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
         .as_ref()
         .map(|dt| (0..dt.width).map(|k| g.input((d + k) as u32)).collect())
         .unwrap_or_default();
-    let mut objective: Option<(Id, String, Span)> = None;
+    let mut objective: Option<(Id, Ident, Span)> = None;
     let mut noise: Option<(Noise, Span)> = None;
     let mut starts: Vec<Start> = Vec::new();
     let mut horizon: Option<(f64, Span)> = None;
@@ -586,7 +590,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     )
                     .hint("use fewer rows")
                 })?;
-                objective = Some((f, var.name.clone(), item.span));
+                objective = Some((f, var.clone(), item.span));
             }
             PItemKind::Noise {
                 model,
@@ -771,7 +775,15 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
             PItemKind::Data { .. } => {}
         }
     }
-    let Some((f, var, _)) = objective else {
+    let Some((
+        f,
+        Ident {
+            name: var,
+            span: var_span,
+        },
+        _,
+    )) = objective
+    else {
         return Err(err(Code::Declaration, file.header, "no objective given")
             .label("this problem")
             .hint("add `objective f(x) = ...`, e.g. `objective f(x) = sum(x^4/4 - x^2/2)`"));
@@ -786,7 +798,10 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
             .label("this problem")
             .hint("add `horizon 1`: the time T at which the laws are compared"));
     };
-    if !starts.iter().any(|s| s.name == var) {
+    // The parameter may be started under the rule's name for it (`start w` with `param
+    // w`): whether it is started is checked once the rule is known
+    // ([`crate::sim::compile::check_names`]).
+    if starts.is_empty() {
         return Err(err(
             Code::Declaration,
             file.header,
@@ -821,6 +836,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
         settings,
         etas,
         var,
+        var_span,
         constants: consts,
         header: file.header,
     })

@@ -853,7 +853,59 @@ pub fn state_scope(
         };
         scope.insert(name.clone(), v);
     }
+    // The objective's variable (`x` in `f(x)`) names the rule's parameter too, unless
+    // the rule has a variable of that name (checked in `compile_observables`).
+    if let (Some(param), false) = (
+        layout.vars.first().map(|v| v.0.clone()),
+        scope.contains_key(&problem.var),
+    ) {
+        if let Some(v) = scope.get(&param).cloned() {
+            scope.insert(problem.var.clone(), v);
+        }
+    }
     scope
+}
+
+/// The problem's names against the rule's: the objective's variable stands for the
+/// parameter (`start x` and `observe … x …` with `param w`), so the rule may have no
+/// other variable of that name, and the parameter must be started under one name or
+/// the other.
+pub fn check_names(
+    problem: &problem::Problem,
+    layout: &Layout,
+) -> Result<(), Box<crate::Diagnostic>> {
+    let param = layout.vars.first().map_or("x", |v| v.0.as_str());
+    if let Some((name, _, _)) = layout.vars.iter().skip(1).find(|v| v.0 == problem.var) {
+        return Err(Box::new(
+            crate::Diagnostic::new(
+                crate::Code::Redeclared,
+                problem.var_span,
+                format!(
+                    "the objective's variable `{name}` is also the name of a state of the rule"
+                ),
+            )
+            .label("the parameter here")
+            .hint(format!(
+                "name the objective's variable as the rule names its parameter: `f({param})`"
+            )),
+        ));
+    }
+    if !problem
+        .starts
+        .iter()
+        .any(|s| s.name == problem.var || s.name == param)
+    {
+        return Err(Box::new(
+            crate::Diagnostic::new(
+                crate::Code::Declaration,
+                problem.header,
+                format!("no start value for the parameter `{param}`"),
+            )
+            .label("this problem")
+            .hint(format!("add `start {param} = ...`")),
+        ));
+    }
+    Ok(())
 }
 
 /// Test functions φ over the layout's state: one tape, inputs the state slots.
@@ -861,6 +913,7 @@ pub fn compile_observables(
     problem: &problem::Problem,
     layout: &Layout,
 ) -> Result<(Tape, Graph, Vec<Id>), Box<crate::Diagnostic>> {
+    check_names(problem, layout)?;
     let mut g = Graph::new();
     let scope = state_scope(problem, layout, &mut g);
     let mut outs = Vec::new();

@@ -339,6 +339,7 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
                             .is_none()
                         {
                             bad[lane] = true;
+                            any_bad = true;
                             continue;
                         }
                         for i in 0..d {
@@ -368,7 +369,8 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
             .iter()
             .fold(false, |acc, &v| acc | (v >= 0.0) | v.is_nan())
             | (oldest >= max)
-            | any_bad;
+            | any_bad
+            | state.iter().fold(false, |acc, &v| acc | !v.is_finite());
         if !any {
             continue;
         }
@@ -379,7 +381,10 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
             }
             let v = vals[lane];
             let k = now - begin[lane];
-            if bad[lane] || !v.is_finite() {
+            // A state that overflowed where the region does not read it (a component
+            // the region ignores) has diverged all the same.
+            let finite = (0..n).all(|i| state[i * LANES + lane].is_finite());
+            if bad[lane] || !v.is_finite() || !finite {
                 if bad[lane] {
                     out.undefined += 1;
                 }

@@ -197,6 +197,19 @@ fn precheck(source: &str) -> ParseResult<()> {
                 depth = depth.saturating_sub(1);
             }
             c if c.is_whitespace() || c == '\u{feff}' => {}
+            // A NUL or another control character (a binary file, a bad copy) would split
+            // a word and be reported as a misspelled one.
+            c if c.is_control() && c != '\t' && c != '\r' => {
+                return Err(Box::new(
+                    Diagnostic::new(
+                        Code::Syntax,
+                        Span::new(i, i + c.len_utf8()),
+                        format!("unexpected control character U+{:04X} in the text", c as u32),
+                    )
+                    .label("this character")
+                    .hint("files are plain text: remove the character (is this a binary file, or a bad copy?)"),
+                ));
+            }
             _ => blank = false,
         }
     }
