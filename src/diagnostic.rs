@@ -174,6 +174,15 @@ fn to_codespan(d: &Diagnostic, len: usize) -> CsDiagnostic<()> {
         .with_notes(notes)
 }
 
+/// The result of a phase that stops at its first diagnostic.
+pub type Fallible<T> = Result<T, Box<Diagnostic>>;
+
+/// A boxed diagnostic, for [`Fallible`] results (the builder methods follow through
+/// [`Boxed`]).
+pub fn boxed(code: Code, span: Span, message: impl Into<String>) -> Box<Diagnostic> {
+    Box::new(Diagnostic::new(code, span, message))
+}
+
 /// The builder methods of [`Diagnostic`] on a boxed one, so that code returning
 /// `Result<_, Box<Diagnostic>>` can build errors in place.
 pub trait Boxed {

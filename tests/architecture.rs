@@ -22,14 +22,9 @@ use std::path::{Path, PathBuf};
 const KNOWN: &[&[&str]] = &[
     // The binary: cli calls the commands' `run`, they take `Outcome` and `load` back.
     &["cli.rs", "escape_cmd.rs", "verify_cmd.rs"],
-    // The derivation's shared context (`Ctx`, `Failure`) sits in derive/mod.rs, which
-    // also calls into its children.
-    &["derive/expand.rs", "derive/mod.rs", "derive/moments.rs"],
     // numeric's tape runs in the generator's AVX2 dispatch (sim::rng); problems build
     // numeric graphs, and sim reads problems.
     &["numeric", "problem", "sim"],
-    // problem/mod.rs and its data reader share types both ways.
-    &["problem/data.rs", "problem/mod.rs"],
 ];
 
 /// A crate's modules: module path (`crate::a::b`) → file.

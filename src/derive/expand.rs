@@ -1,7 +1,7 @@
 //! The discrete side: one step of the rule as a series in the small parameter, with
 //! the noise still random, then its expectation with the declared noise moments.
 
-use super::{Ctx, Failure};
+use super::ctx::{Ctx, Failure};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::elem::FExpr;
 use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Shape, Target, Version};

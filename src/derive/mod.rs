@@ -15,6 +15,7 @@
 //! through `ε^{(p+1)q − 1}`. All of it runs on [`crate::tensor`] expressions, in `d`
 //! dimensions and for any number of state variables.
 
+mod ctx;
 mod expand;
 mod moments;
 
@@ -23,8 +24,9 @@ use crate::ir::{Optimizer, Shape};
 use crate::poly::{Poly, Sym, Symbols};
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
-use crate::syntax::NoiseKind;
-use crate::tensor::{Atom, Kind, Label, Part, TExpr};
+use crate::tensor::{Atom, Kind, TExpr};
+pub use ctx::PRODUCT_FACTOR;
+use ctx::{tuple_labels, Ctx, Failure};
 use expand::Expander;
 use moments::{Discrete, Sde};
 
@@ -95,120 +97,6 @@ impl Eq for Progress {}
 pub const MAX_ORDER: u32 = 6;
 /// The default of [`Options::max_terms`].
 pub const MAX_TERMS: usize = 200_000;
-/// A product may form this many times [`Options::max_terms`] combinations of terms.
-pub const PRODUCT_FACTOR: usize = 20;
-
-/// Why a derivation stopped.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    Diagnostic(Box<Diagnostic>),
-    Internal(String),
-}
-
-impl From<Failure> for crate::Error {
-    fn from(f: Failure) -> crate::Error {
-        match f {
-            Failure::Diagnostic(d) => crate::Error::Invalid(vec![*d]),
-            Failure::Internal(msg) => crate::Error::Internal(msg),
-        }
-    }
-}
-
-/// Shared state of one derivation.
-pub(crate) struct Ctx {
-    pub syms: Symbols,
-    pub eps: Sym,
-    pub dim: Sym,
-    pub var_names: Vec<String>,
-    pub var_scalar: Vec<bool>,
-    pub sample_names: Vec<String>,
-    pub sample_kind: Vec<NoiseKind>,
-    /// Displacements of the points at which noise is evaluated (0: the parameter).
-    pub points: Vec<TExpr>,
-    /// The highest power of ε any expansion needs.
-    pub work: i32,
-    /// The time of one step, `c ε^q`, and `q`.
-    pub time: Poly,
-    pub time_power: i32,
-    /// The clock `t`, a scalar state added when the rule reads the step counter.
-    pub clock: Option<u8>,
-    /// Remarks on the validity of the expansion, for the result.
-    pub notes: Vec<String>,
-    /// Only the quadratic part: f quadratic, Σ constant ([`derive_quadratic`]).
-    pub quadratic: bool,
-    /// [`Options::max_terms`].
-    pub max_terms: usize,
-}
-
-impl Ctx {
-    pub fn var_id(&self, name: &str) -> u8 {
-        self.var_names
-            .iter()
-            .position(|n| n == name)
-            .expect("lowering resolved every variable") as u8
-    }
-
-    pub fn sample_id(&self, name: &str) -> u8 {
-        self.sample_names
-            .iter()
-            .position(|n| n == name)
-            .expect("lowering resolved every noise sample") as u8
-    }
-
-    pub fn check_size(&self, e: &TExpr, span: Span) -> Result<(), Failure> {
-        if e.len() > self.max_terms {
-            return Err(self.too_large(
-                span,
-                format!("the expansion grew beyond {} terms", self.max_terms),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The error of a derivation that reached its size limit.
-    fn too_large(&self, span: Span, what: String) -> Failure {
-        Failure::Diagnostic(Box::new(
-            Diagnostic::new(Code::TooLarge, span, what)
-                .label("while expanding this")
-                .hint(format!(
-                    "ask for a lower order, or raise the limit with `--max-terms` (now {}; `Options::max_terms` in the library): time and memory grow with it",
-                    self.max_terms
-                )),
-        ))
-    }
-
-    /// [`crate::tensor::product_into`] under the limits of [`Options::max_terms`].
-    pub fn product_into(
-        &self,
-        out: &mut TExpr,
-        parts: &[Part],
-        keep: &dyn crate::tensor::Truncation,
-    ) -> Result<(), Failure> {
-        let limit = self.max_terms.saturating_mul(PRODUCT_FACTOR);
-        crate::tensor::product_into(out, parts, keep, self.dim, limit).map_err(|_| {
-            self.too_large(
-                Span::default(),
-                format!(
-                    "a product of the expansion formed more than {limit} combinations of terms ({PRODUCT_FACTOR} × the limit of {} terms)",
-                    self.max_terms
-                ),
-            )
-        })?;
-        self.check_size(out, Span::default())
-    }
-
-    fn nvars(&self) -> usize {
-        self.var_names.len()
-    }
-
-    fn slots(&self, v: usize) -> u8 {
-        if self.var_scalar[v] {
-            0
-        } else {
-            1
-        }
-    }
-}
 
 /// Derives the SME of the given weak order.
 pub fn derive(opt: &Optimizer, options: &Options) -> Result<Sme, crate::Error> {
@@ -805,24 +693,6 @@ fn multisets(n: usize, s: usize) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     go(n, s, 0, &mut Vec::new(), &mut out);
     out
-}
-
-/// Output labels of each factor of a moment over `tuple`: vector variables get the next
-/// free index, scalar ones none.
-pub(super) fn tuple_labels(ctx: &Ctx, tuple: &[usize]) -> (Vec<Vec<Label>>, u8) {
-    let mut next = 0u8;
-    let labels = tuple
-        .iter()
-        .map(|&v| {
-            if ctx.var_scalar[v] {
-                vec![]
-            } else {
-                next += 1;
-                vec![next - 1]
-            }
-        })
-        .collect();
-    (labels, next)
 }
 
 /// Transposition never contracts a δ with itself, so no dimension symbol arises.

@@ -16,7 +16,7 @@
 //! displacements than the remaining applications of `L` can remove before the last
 //! power are dropped.
 
-use super::{Ctx, Failure};
+use super::ctx::{Ctx, Failure};
 use crate::poly::{Poly, Sym};
 use crate::tensor::{derivative, Keep, Kind, Label, Part, TExpr, Term, Vars};
 use num_rational::BigRational;
@@ -322,7 +322,7 @@ impl Sde {
             return psi.clone();
         }
         let tuple = &self.tuples[id];
-        let (labels, free) = super::tuple_labels(ctx, tuple);
+        let (labels, free) = super::ctx::tuple_labels(ctx, tuple);
         let atoms = tuple
             .iter()
             .zip(&labels)

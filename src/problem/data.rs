@@ -7,11 +7,25 @@
 //! sigmoid(a_i · x_true)`, `x_true = (1, −1, 1, …)`, from the named seed with smelt's
 //! generator ([`crate::sim::rng`]), so it is the same on every machine.
 
-use super::{err, expr, Data, R};
-use crate::diagnostic::{Boxed as _, Code};
-use crate::numeric::graph::Graph;
+use super::expr;
+use crate::diagnostic::{boxed as err, Boxed as _, Code, Fallible as R};
+use crate::numeric::graph::{Graph, Id};
 use crate::syntax::{DataArg, Ident};
 use std::collections::BTreeMap;
+
+/// The rows of a finite-sum problem and its loss per sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Data {
+    /// The names a row binds, with their widths (a vector of `d`, or a scalar).
+    pub columns: Vec<(String, usize)>,
+    /// The total width of a row.
+    pub width: usize,
+    pub rows: Vec<Vec<f64>>,
+    /// The loss of one sample: a node over x (inputs `0..d`) and the row (`d..d+width`).
+    pub loss: Id,
+    /// Where the data came from, for reports.
+    pub source: String,
+}
 
 /// The most rows a data set may have (the objective is summed over them symbolically).
 pub const MAX_ROWS: usize = 10_000;

@@ -36,16 +36,12 @@ impl PV {
 /// The names an expression may read.
 pub type Scope = BTreeMap<String, PV>;
 
-type R<T> = Result<T, Box<Diagnostic>>;
+use crate::diagnostic::{boxed as err, Fallible as R};
 
 pub const FUNCTIONS: &[&str] = &[
     "sum", "mean", "dot", "norm", "diag", "outer", "sqrt", "exp", "log", "sin", "cos", "tanh",
     "abs", "softplus", "sigmoid",
 ];
-
-fn err(code: Code, span: Span, msg: impl Into<String>) -> Box<Diagnostic> {
-    Box::new(Diagnostic::new(code, span, msg))
-}
 
 /// A number literal or constant expression as f64 (every node constant).
 pub fn constant(g: &mut Graph, e: &Expr, scope: &Scope, what: &str) -> R<f64> {

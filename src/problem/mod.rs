@@ -28,6 +28,7 @@
 )]
 
 pub mod data;
+pub use data::Data;
 pub mod expr;
 
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
@@ -37,7 +38,7 @@ use crate::syntax::{self, Ident, PItemKind};
 use expr::{Scope, PV};
 use std::collections::{BTreeMap, HashMap};
 
-type R<T> = Result<T, Box<Diagnostic>>;
+use crate::diagnostic::{boxed as err, Fallible as R};
 
 /// The largest dimension a problem may have.
 pub const MAX_DIM: usize = 64;
@@ -89,20 +90,6 @@ pub enum Noise {
     /// The gradient of a minibatch of `batch` rows drawn uniformly with replacement,
     /// minus the full gradient: `Σ(x) = Cov_i(∇ℓ_i(x)) / batch`.
     Minibatch { batch: usize },
-}
-
-/// The rows of a finite-sum problem and its loss per sample.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Data {
-    /// The names a row binds, with their widths (a vector of `d`, or a scalar).
-    pub columns: Vec<(String, usize)>,
-    /// The total width of a row.
-    pub width: usize,
-    pub rows: Vec<Vec<f64>>,
-    /// The loss of one sample: a node over x (inputs `0..d`) and the row (`d..d+width`).
-    pub loss: Id,
-    /// Where the data came from, for reports.
-    pub source: String,
 }
 
 /// The objective and the noise as graph nodes over the `d` inputs `x₁ … x_d`, with
@@ -421,10 +408,6 @@ fn multi_index(flat: usize, d: usize, r: usize) -> Vec<usize> {
         rest /= d;
     }
     idx
-}
-
-fn err(code: Code, span: Span, msg: impl Into<String>) -> Box<Diagnostic> {
-    Box::new(Diagnostic::new(code, span, msg))
 }
 
 /// Parses and checks a problem file (data files are read relative to the current
