@@ -113,7 +113,7 @@ enum Command {
         #[arg(long)]
         exact: bool,
         /// Cap on simulated path-steps (paths × optimizer steps over all step sizes) within
-        /// which the grid extends to smaller steps until every verdict settles (default: 4×
+        /// which the grid extends to smaller steps until every verdict settles (default: 8×
         /// the given grid's; 0 or the grid's own count: no extension)
         #[arg(long)]
         budget: Option<u64>,

@@ -547,7 +547,7 @@ pub fn summarize(
                     std_err: p.std_err,
                 })
                 .collect();
-            let fit = report::fit_asymptotic(&fit_pts);
+            let fit = report::fit_sampled(&fit_pts);
             out.push(Series::judge(
                 (order, reached.0, reached.1),
                 name.clone(),

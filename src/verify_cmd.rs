@@ -150,7 +150,7 @@ pub fn run(a: Args) -> Outcome {
     let budget = match a.budget {
         Some(b) => b,
         None => match verify::path_steps(&mut prepared, &etas, a.paths) {
-            Ok(n) => n.saturating_mul(4),
+            Ok(n) => n.saturating_mul(8),
             Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
         },
     };

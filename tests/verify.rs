@@ -27,6 +27,18 @@ fn prepare(opt: &str, problem: &str, orders: &[u32], set: &[(&str, f64)]) -> Pre
     }
 }
 
+/// The run `smelt verify` makes at its defaults: 65 536 paths, and the grid extended to
+/// smaller steps within 8× the given grid's path-steps while a verdict is unsettled.
+fn run_defaults(p: &mut Prepared, seed: u64) -> Vec<Series> {
+    let etas = p.problem.etas.clone().unwrap();
+    let paths = 65536;
+    let budget = 8 * verify::path_steps(p, &etas, paths).unwrap();
+    let mut sim = |plan: &smelt::sim::weak::Plan| smelt::sim::weak::run(plan, paths, seed, &|_| {});
+    let (_, s, ext) = verify::run_extending(p, &etas, paths, 8, budget, &mut sim).unwrap();
+    eprintln!("{ext:?}");
+    s
+}
+
 fn series<'a>(all: &'a [Series], order: u32, obs: &str) -> &'a Series {
     all.iter()
         .find(|s| s.order == order && s.observable == obs)
@@ -74,8 +86,7 @@ fn sgd_double_well_1d_has_orders_1_and_2() {
         &[1, 2],
         &[],
     );
-    let etas = p.problem.etas.clone().unwrap();
-    let (_, s) = verify::run(&mut p, &etas, 16384, 1, 8).unwrap();
+    let s = run_defaults(&mut p, 1);
     for obs in ["sq", "cos"] {
         assert_order(series(&s, 1, obs), "SGD 1-D");
         assert_order(series(&s, 2, obs), "SGD 1-D");
@@ -106,8 +117,7 @@ fn heavy_ball_has_orders_1_and_2() {
         &[1, 2],
         &[("lambda", 1.0)],
     );
-    let etas = p.problem.etas.clone().unwrap();
-    let (_, s) = verify::run(&mut p, &etas, 16384, 3, 8).unwrap();
+    let s = run_defaults(&mut p, 3);
     assert_order(series(&s, 1, "sq"), "heavy ball");
     assert_order(series(&s, 2, "sq"), "heavy ball");
 }
