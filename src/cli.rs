@@ -113,6 +113,11 @@ enum Command {
         /// exactly on both sides, no sampling
         #[arg(long)]
         exact: bool,
+        /// Cap on simulated path-steps (paths × optimizer steps over all step sizes) within
+        /// which the grid extends to smaller steps until every verdict settles (default: 8×
+        /// the given grid's; 0 or the grid's own count: no extension)
+        #[arg(long)]
+        budget: Option<u64>,
         /// No progress bar
         #[arg(long, short)]
         quiet: bool,
@@ -236,9 +241,11 @@ pub fn main() -> ExitCode {
             format,
             plot,
             exact,
+            budget,
             quiet,
         } => crate::verify_cmd::run(crate::verify_cmd::Args {
             exact,
+            budget,
             file,
             problem,
             orders,

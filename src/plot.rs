@@ -98,7 +98,7 @@ const PALETTE: [&str; 7] = [
 const MARKERS: usize = 6;
 const LEGEND_LABEL_CHARS: usize = 24;
 const FLOOR_LABEL_CHARS: usize = 40;
-const NOTE_CHARS: usize = 32;
+const NOTE_CHARS: usize = 36;
 /// The height of one legend note line.
 const NOTE_LINE: f64 = 12.0;
 

@@ -14,7 +14,7 @@
 use crate::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::ir::Optimizer;
 use crate::problem::Problem;
-use crate::report::{self, Fit, Point, Status, Verdict};
+use crate::report::{self, Fit, Point, Status};
 use crate::sim::compile::{self, Layout, Numbers};
 use crate::sim::weak::{self, EtaStats, Plan};
 use crate::sme::Sme;
@@ -204,6 +204,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
     let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)
         .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
     let mut sdes = Vec::new();
+    let mut refused = Vec::new();
     let mut tau = f64::NAN;
     for (sme, &order) in p.smes.iter().zip(&p.orders) {
         let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
@@ -211,8 +212,17 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)
             .map_err(|e| Error::Other(format!("compiling the order-{order} SME: {e}")))?;
         tau = sde.tau;
-        check_psd(&sde, &p.start, &p.layout, order, eta)?;
-        sdes.push((order, sde));
+        // A truncated series need not be an SDE at every step size: that order is left
+        // out here (and says why), the others run.
+        match not_psd(&sde, &p.start, &p.layout) {
+            None => {
+                refused.push(None);
+                sdes.push((order, sde));
+            }
+            Some(why) => refused.push(Some(format!(
+                "D is not positive semidefinite at the start ({why}): no SDE at this step size"
+            ))),
+        }
     }
     if !(tau > 0.0 && tau.is_finite()) {
         return Err(Error::Other(format!(
@@ -251,6 +261,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         layout: p.layout.clone(),
         step,
         sdes,
+        refused,
         observables,
         start,
         substeps: substeps.max(4).div_ceil(4) * 4,
@@ -266,29 +277,42 @@ pub(crate) fn check_psd(
     order: u32,
     eta: f64,
 ) -> Result<(), Error> {
+    match not_psd(sde, start, layout) {
+        Some(why) => Err(Error::Other(format!(
+            "the order-{order} SME's diffusion matrix D is not positive semidefinite at the start \
+             ({why}) at step size {eta}: \
+             the truncated series is not an SDE there; check a lower order, or smaller step sizes"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// When `D` at `start` is not positive semidefinite: its negative eigenvalue, the
+/// largest one, and the variables its direction lives on, in words.
+fn not_psd(
+    sde: &crate::sim::compile::SdeProgram,
+    start: &[f64],
+    layout: &Layout,
+) -> Option<String> {
     let n = sde.n;
     let d = sde.graph.eval(&sde.diffusion, start);
     let m: Vec<Vec<f64>> = (0..n).map(|i| d[i * n..(i + 1) * n].to_vec()).collect();
     let (lam, vecs) = crate::numeric::exact::eigh(&m);
     let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
-    if let Some(k) = (0..n).find(|&k| lam[k] < -1e-9 * top) {
-        // The variables the offending direction lives on.
-        let mut on: Vec<&str> = Vec::new();
-        for (name, off, len) in &layout.vars {
-            if (*off..off + len).any(|i| vecs[i][k].abs() > 0.1) && !on.contains(&name.as_str()) {
-                on.push(name);
-            }
+    let k = (0..n).find(|&k| lam[k] < -1e-9 * top)?;
+    // The variables the offending direction lives on.
+    let mut on: Vec<&str> = Vec::new();
+    for (name, off, len) in &layout.vars {
+        if (*off..off + len).any(|i| vecs[i][k].abs() > 0.1) && !on.contains(&name.as_str()) {
+            on.push(name);
         }
-        return Err(Error::Other(format!(
-            "the order-{order} SME's diffusion matrix D is not positive semidefinite at the start \
-             (eigenvalue {:.3e}, largest {:.3e}, in the direction of {}) at step size {eta}: \
-             the truncated series is not an SDE there; check a lower order, or smaller step sizes",
-            lam[k],
-            top,
-            on.join(", ")
-        )));
     }
-    Ok(())
+    Some(format!(
+        "eigenvalue {:.3e}, largest {:.3e}, in the direction of {}",
+        lam[k],
+        top,
+        on.join(", ")
+    ))
 }
 
 /// One point of one order and test function.
@@ -312,6 +336,10 @@ pub struct ErrorPoint {
     pub diverged: Option<(usize, usize)>,
     /// Which run was not finite: "optimizer" or "SME".
     pub diverged_in: Option<&'static str>,
+    /// Why this order was not simulated at this step size (its diffusion matrix is not
+    /// positive semidefinite there): the point is left out of the fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The result for one order and one test function.
@@ -336,22 +364,54 @@ pub struct Series {
     pub dropped: usize,
     /// The verdict in words, by [`report::judge`].
     pub verdict: String,
-    /// What the verdict says: confirms, contradicts, steeper or inconclusive.
+    /// What the verdict says: confirmed, contradicted or undetermined.
     pub status: Status,
-    /// Whether the fit confirms the derived order (`status` is `confirms`).
+    /// Whether the fit confirms the derived order (`status` is `confirmed`).
     pub pass: bool,
+    /// What would resolve an undetermined verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
+    /// The verdict as the plot's legend words it (by the same rule).
+    #[serde(skip)]
+    pub short: String,
     #[serde(skip)]
     pub fit: Option<Fit>,
 }
 
 impl Series {
-    fn new(
-        (asked, (derived, judged)): (u32, (u32, u32)),
+    /// The series of one order and test function, its verdict by [`report::judge`]
+    /// (the one rule): `fit` is judged against `judged` (the order the derivation
+    /// reached on this problem), the sign test reads the resolved points.
+    pub fn judge(
+        (asked, derived, judged): (u32, u32, u32),
         observable: String,
         points: Vec<ErrorPoint>,
         fit: Option<Fit>,
-        verdict: Verdict,
+        mode: report::Mode,
     ) -> Series {
+        let signs = points
+            .iter()
+            .filter(|p| p.resolved)
+            .map(|p| p.error > 0.0)
+            .collect::<std::collections::BTreeSet<_>>();
+        let no_fit = match mode {
+            report::Mode::Sampled => "too few resolved points to fit a slope",
+            report::Mode::Exact => {
+                "too few points with a non-zero error to fit a slope (an exact SME?)"
+            }
+        };
+        let none_ran = !points.is_empty() && points.iter().all(|p| p.refused.is_some());
+        let no_fit = if none_ran {
+            "not simulated at any step size: its diffusion matrix D is not positive semidefinite at the start"
+        } else {
+            no_fit
+        };
+        let mut verdict = report::judge(fit.as_ref(), judged, signs.len() <= 1, no_fit, mode);
+        if none_ran {
+            // Neither paths nor anything but a step size where D is PSD can help.
+            verdict.resolve = Some("a step size at which D is positive semidefinite".into());
+            verdict.text = format!("{no_fit}; would resolve it: a step size at which it is");
+        }
         Series {
             order: asked,
             asked,
@@ -364,7 +424,9 @@ impl Series {
             dropped: fit.as_ref().map_or(0, |f| f.dropped),
             verdict: verdict.text,
             status: verdict.status,
-            pass: verdict.status == Status::Confirms,
+            pass: verdict.status == Status::Confirmed,
+            resolve: verdict.resolve,
+            short: verdict.short,
             points,
             fit,
         }
@@ -393,7 +455,7 @@ impl Series {
     }
 
     pub fn contradicts(&self) -> bool {
-        self.status == Status::Contradicts
+        self.status == Status::Contradicted
     }
 }
 
@@ -452,6 +514,7 @@ pub fn summarize(
             let mut points = Vec::new();
             for st in stats {
                 let o = &st.orders[oi][j];
+                let refused = st.refused.get(oi).cloned().flatten();
                 let (diverged, diverged_in) = match (st.opt_divergence, st.sde_divergence[oi]) {
                     (Some(d), _) => (Some((d.step, d.paths)), Some("optimizer")),
                     (None, Some(d)) => (Some((d.step, d.paths)), Some("SME")),
@@ -469,9 +532,10 @@ pub fn summarize(
                     discretization: o.disc.mean() / 3.0,
                     discretization_se: o.disc.se() / 3.0,
                     coupling_gain: indep / se,
-                    resolved: err.abs() > 2.0 * se && diverged.is_none(),
+                    resolved: err.abs() > 2.0 * se && diverged.is_none() && refused.is_none(),
                     diverged,
                     diverged_in,
+                    refused: refused.clone(),
                 });
             }
             let fit_pts: Vec<Point> = points
@@ -483,24 +547,13 @@ pub fn summarize(
                     std_err: p.std_err,
                 })
                 .collect();
-            let fit = report::fit_asymptotic(&fit_pts);
-            let signs = points
-                .iter()
-                .filter(|p| p.resolved)
-                .map(|p| p.error > 0.0)
-                .collect::<std::collections::BTreeSet<_>>();
-            let verdict = report::judge(
-                fit.as_ref(),
-                reached.1,
-                signs.len() <= 1,
-                "too few resolved points to fit a slope",
-            );
-            out.push(Series::new(
-                (order, reached),
+            let fit = report::fit_sampled(&fit_pts);
+            out.push(Series::judge(
+                (order, reached.0, reached.1),
                 name.clone(),
                 points,
                 fit,
-                verdict,
+                report::Mode::Sampled,
             ));
         }
     }
@@ -517,6 +570,13 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
             "   step η  time τ  steps        error    ± s.e.   SDE bias est.  coupling gain\n",
         );
         for p in &se.points {
+            if let Some(why) = &p.refused {
+                s.push_str(&format!(
+                    "{:>9.3e} {:>7.1e} {:>6}   not simulated: {why}: left out of the fit\n",
+                    p.eta, p.tau, p.steps
+                ));
+                continue;
+            }
             if let Some((step, paths)) = p.diverged {
                 s.push_str(&format!(
                     "{:>9.3e} {:>7.1e} {:>6}   the {} is not finite from step {step} on ({paths} paths): left out of the fit\n",
@@ -580,6 +640,93 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
     s
 }
 
+/// The plot of a verification: each series' points, fitted line and legend, whose
+/// verdict is the series' own ([`Series::short`], by the one rule).
+pub fn plot(p: &Prepared, series: &[Series]) -> crate::plot::Plot {
+    plot_named(&p.rule.name, &p.problem.name, &p.rule.small.name, series)
+}
+
+/// [`plot`] from the names alone.
+pub fn plot_named(rule: &str, problem: &str, small: &str, series: &[Series]) -> crate::plot::Plot {
+    use crate::plot::{FitLine, Plot, PlotPoint, Series as Line};
+    let mut out = Vec::new();
+    for s in series {
+        let points: Vec<PlotPoint> = s
+            .points
+            .iter()
+            .filter(|q| q.diverged.is_none() && q.refused.is_none())
+            .map(|q| PlotPoint {
+                step: q.tau,
+                error: q.error.abs(),
+                std_err: q.std_err,
+            })
+            .collect();
+        let fit = s.fit.as_ref().and_then(|f| {
+            let used: Vec<&ErrorPoint> = s
+                .points
+                .iter()
+                .filter(|q| q.resolved)
+                .skip(f.dropped)
+                .collect();
+            let lo = used.iter().map(|q| q.tau).fold(f64::INFINITY, f64::min);
+            let hi = used.iter().map(|q| q.tau).fold(0.0, f64::max);
+            // log C from the weighted mean of log e − p log η over the used points.
+            let n = used.len() as f64;
+            let log_c = used
+                .iter()
+                .map(|q| q.error.abs().ln() - f.slope * q.tau.ln())
+                .sum::<f64>()
+                / n;
+            (n > 0.0).then_some(FitLine {
+                slope: f.slope,
+                log_c,
+                step_lo: lo,
+                step_hi: hi,
+            })
+        });
+        let mut notes = Vec::new();
+        if s.asked != s.derived {
+            let mut note = if s.derived == 0 {
+                format!("order {} asked, none derived", s.asked)
+            } else {
+                format!("order {} asked, order {} derived", s.asked, s.derived)
+            };
+            if s.judged != s.derived {
+                note = format!("{note}; {} here", s.judged);
+            }
+            notes.push(note);
+        }
+        notes.push(s.short.clone());
+        out.push(Line {
+            label: format!("SME-{} · {}", s.order, s.observable),
+            points,
+            fit,
+            notes,
+            alarm: s.contradicts(),
+        });
+    }
+    // The slope is read against the time per step τ; say so when τ is not the small
+    // parameter itself.
+    let same = series
+        .iter()
+        .flat_map(|s| &s.points)
+        .all(|q| (q.tau - q.eta).abs() <= 1e-12 * q.eta);
+    let x_label = if same {
+        small.to_string()
+    } else {
+        format!("time per step τ (a power of {small})")
+    };
+    Plot {
+        title: format!("{rule} on {problem}: weak error of each SME"),
+        x_label,
+        y_label: "|E φ(optimizer) − E φ(SME)|".into(),
+        series: out,
+        // The SDE's bias estimates are in the table; one line for all step sizes
+        // would mislead, as they shrink with the step.
+        floors: Vec::new(),
+    }
+}
+
 /// Simulates every step size on the current thread pool and fits the results: the
 /// whole verification, for callers that need no progress reports.
 pub fn run(
@@ -602,6 +749,166 @@ pub fn run(
         .collect();
     let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
     Ok((stats, series))
+}
+
+/// How a run extended the grid of step sizes to smaller steps by itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Extension {
+    /// The step sizes added, largest first.
+    pub added: Vec<f64>,
+    /// Path-steps simulated (paths × optimizer steps, summed over every step size).
+    pub used: u64,
+    /// The cap on `used`.
+    pub budget: u64,
+    /// Whether every verdict that smaller steps could settle is settled.
+    pub resolved: bool,
+}
+
+impl Extension {
+    /// One line for the report's header.
+    pub fn describe(&self, small: &str) -> String {
+        let m = |x: u64| format!("{:.1} M", x as f64 / 1e6);
+        if self.added.is_empty() && self.resolved {
+            format!(
+                "grid: every verdict settled on the given step sizes ({} path-steps of a budget of {})",
+                m(self.used),
+                m(self.budget)
+            )
+        } else {
+            let added = if self.added.is_empty() {
+                "no smaller step fits in it".to_string()
+            } else {
+                format!(
+                    "{small} = {} added",
+                    self.added
+                        .iter()
+                        .map(|e| format!("{e:.3e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            format!(
+                "grid extended to smaller steps for unsettled verdicts: {added}; {} path-steps of a budget of {}{}",
+                m(self.used),
+                m(self.budget),
+                if self.resolved { "" } else { ", spent before every verdict settled" }
+            )
+        }
+    }
+}
+
+/// Whether smaller steps might settle a series: it has an order to check, is not
+/// confirmed, and is not contradicted by errors far past its pre-asymptotic range (a
+/// slope off by more than half an order, with an interval of at most ±0.1, is a wrong
+/// SME, not a curved power law: smaller steps will not change it).
+fn unsettled(s: &Series) -> bool {
+    if s.judged == 0 || s.status == Status::Confirmed {
+        return false;
+    }
+    if s.status == Status::Contradicted {
+        if let (Some(slope), Some(hw)) = (s.slope, s.half_width) {
+            return (slope - s.judged as f64).abs() < 0.5 && hw <= report::TOLERANCE;
+        }
+    }
+    true
+}
+
+/// The next smaller step size: the grid's smallest times the ratio of its two smallest
+/// (halving for a grid of one).
+pub fn next_eta(etas: &[f64]) -> f64 {
+    let mut e: Vec<f64> = etas.to_vec();
+    e.sort_by(|a, b| b.total_cmp(a));
+    let n = e.len();
+    let ratio = if n >= 2 && e[n - 2] > e[n - 1] {
+        e[n - 1] / e[n - 2]
+    } else {
+        0.5
+    };
+    e[n - 1] * ratio
+}
+
+/// [`run`] that extends the grid by itself: after the given step sizes, while some
+/// verdict is unsettled (undetermined, or contradicted by a slope near its order, which
+/// pre-asymptotic steps produce), it adds the next smaller step size ([`next_eta`]) if
+/// its path-steps fit in `budget` (the given grid's count included). `simulate` runs
+/// one plan (the caller's thread pool and progress). Deterministic for a given seed.
+pub fn run_extending(
+    p: &mut Prepared,
+    etas: &[f64],
+    paths: usize,
+    substeps: usize,
+    budget: u64,
+    simulate: &mut dyn FnMut(&Plan) -> EtaStats,
+) -> Result<(Vec<EtaStats>, Vec<Series>, Extension), Error> {
+    let names: Vec<String> = p
+        .problem
+        .observables
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    let rounded =
+        (paths.div_ceil(crate::numeric::tape::LANES) * crate::numeric::tape::LANES) as u64;
+    let mut stats = Vec::new();
+    let mut grid = etas.to_vec();
+    let mut used = 0u64;
+    for &eta in etas {
+        let plan = plan(p, eta, substeps)?;
+        used += rounded * plan.steps as u64;
+        stats.push(simulate(&plan));
+    }
+    let mut added = Vec::new();
+    loop {
+        let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
+        let resolved = !series.iter().any(unsettled);
+        let done = |added, used| Extension {
+            added,
+            used,
+            budget,
+            resolved,
+        };
+        if resolved {
+            return Ok((stats, series, done(added, used)));
+        }
+        let eta = next_eta(&grid);
+        let Ok(next) = plan(p, eta, substeps) else {
+            return Ok((stats, series, done(added, used)));
+        };
+        let cost = rounded * next.steps as u64;
+        if used + cost > budget {
+            return Ok((stats, series, done(added, used)));
+        }
+        used += cost;
+        stats.push(simulate(&next));
+        grid.push(eta);
+        added.push(eta);
+    }
+}
+
+/// The path-steps of a grid: paths (whole blocks) × optimizer steps, summed.
+pub fn path_steps(p: &mut Prepared, etas: &[f64], paths: usize) -> Result<u64, Error> {
+    let rounded =
+        (paths.div_ceil(crate::numeric::tape::LANES) * crate::numeric::tape::LANES) as u64;
+    let mut total = 0;
+    for &eta in etas {
+        let tau = plan_tau(p, eta)?;
+        total += rounded * (p.problem.horizon / tau).round().max(1.0) as u64;
+    }
+    Ok(total)
+}
+
+/// The time per step at `eta` (from the first SME, as [`plan`] reads it).
+fn plan_tau(p: &Prepared, eta: f64) -> Result<f64, Error> {
+    let nums = Numbers {
+        small: eta,
+        hypers: p.hypers.clone(),
+    };
+    let sme = p
+        .smes
+        .first()
+        .ok_or_else(|| Error::Other("no SME to check".into()))?;
+    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
+        .map_err(Error::Other)?;
+    Ok(compile::time_per_step(sme, &syms))
 }
 
 /// Exact mode: on a linear-Gaussian problem (quadratic f, constant Gaussian noise, a
@@ -690,6 +997,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                     resolved: err.is_finite() && err.abs() > 1e-13,
                     diverged: None,
                     diverged_in: None,
+                    refused: None,
                 });
             }
         }
@@ -704,23 +1012,12 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 })
                 .collect();
             let fit = report::fit_corrected(&fit_pts).or_else(|| report::fit(&fit_pts));
-            let signs = points
-                .iter()
-                .filter(|q| q.resolved)
-                .map(|q| q.error > 0.0)
-                .collect::<std::collections::BTreeSet<_>>();
-            let verdict = report::judge(
-                fit.as_ref(),
-                reached.1,
-                signs.len() <= 1,
-                "too few points with a non-zero error to fit a slope (an exact SME?)",
-            );
-            out.push(Series::new(
-                (order, reached),
+            out.push(Series::judge(
+                (order, reached.0, reached.1),
                 names[j].clone(),
                 points,
                 fit,
-                verdict,
+                report::Mode::Exact,
             ));
         }
     }

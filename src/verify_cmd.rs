@@ -19,6 +19,7 @@ pub struct Args {
     pub json: bool,
     pub plot: Option<PathBuf>,
     pub exact: bool,
+    pub budget: Option<u64>,
     pub quiet: bool,
 }
 
@@ -146,14 +147,17 @@ pub fn run(a: Args) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let started = std::time::Instant::now();
-    let mut stats = Vec::new();
-    let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for &eta in &etas {
-        let plan = match verify::plan(&mut prepared, eta, a.substeps) {
-            Ok(p) => p,
+    let budget = match a.budget {
+        Some(b) => b,
+        None => match verify::path_steps(&mut prepared, &etas, a.paths) {
+            Ok(n) => n.saturating_mul(8),
             Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
-        };
+        },
+    };
+    let started = std::time::Instant::now();
+    let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let small = prepared.rule.small.name.clone();
+    let mut simulate = |plan: &smelt::sim::weak::Plan| {
         let blocks = a.paths.div_ceil(smelt::numeric::tape::LANES) as u64;
         let bar = if show {
             let b = indicatif::ProgressBar::new(blocks);
@@ -164,7 +168,7 @@ pub fn run(a: Args) -> Outcome {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            b.set_prefix(format!("{} = {eta:.3e}", prepared.rule.small.name));
+            b.set_prefix(format!("{small} = {:.3e}", plan.eta));
             Some(b)
         } else {
             None
@@ -174,24 +178,28 @@ pub fn run(a: Args) -> Outcome {
                 b.set_position(k as u64);
             }
         };
-        let st = pool.install(|| smelt::sim::weak::run(&plan, a.paths, a.seed, &progress));
+        let st = pool.install(|| smelt::sim::weak::run(plan, a.paths, a.seed, &progress));
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        stats.push(st);
-    }
+        st
+    };
+    let (stats, series, extension) = match verify::run_extending(
+        &mut prepared,
+        &etas,
+        a.paths,
+        a.substeps,
+        budget,
+        &mut simulate,
+    ) {
+        Ok(r) => r,
+        Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
+    };
     let elapsed = started.elapsed().as_secs_f64();
-    let names: Vec<String> = prepared
-        .problem
-        .observables
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
-    let series = verify::summarize(&prepared.orders, &prepared.derived_orders(), &names, &stats);
     let header = format!(
         "{} on {} (d = {}, T = {}): {} paths per step size, seed {}, {} substeps, {:.1} s\n\
          SDE: Euler–Maruyama with Richardson extrapolation; noise coupled to the optimizer's\n\
-         generator: {}\n",
+         generator: {}\n{}\n",
         prepared.rule.name,
         prepared.problem.name,
         prepared.problem.dim,
@@ -200,7 +208,8 @@ pub fn run(a: Args) -> Outcome {
         a.seed,
         a.substeps,
         elapsed,
-        smelt::sim::rng::NAME
+        smelt::sim::rng::NAME,
+        extension.describe(&prepared.rule.small.name)
     );
     let run = serde_json::json!({
         "paths": stats.first().map_or(0, |s| s.paths),
@@ -208,6 +217,7 @@ pub fn run(a: Args) -> Outcome {
         "substeps": a.substeps,
         "generator": smelt::sim::rng::NAME,
         "seconds": elapsed,
+        "extension": extension,
     });
     output(&a, &prepared, &series, &header, Some(run))
 }
@@ -220,7 +230,7 @@ fn output(
     run: Option<serde_json::Value>,
 ) -> Outcome {
     if let Some(path) = &a.plot {
-        let svg = smelt::plot::svg(&plot_of(prepared, series));
+        let svg = smelt::plot::svg(&verify::plot(prepared, series));
         if let Err(e) = std::fs::write(path, svg) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return Outcome::Usage;
@@ -258,106 +268,6 @@ fn output(
         Outcome::Contradicted
     } else {
         Outcome::Ok
-    }
-}
-
-fn plot_of(p: &verify::Prepared, series: &[verify::Series]) -> smelt::plot::Plot {
-    use smelt::plot::{FitLine, Plot, PlotPoint, Series};
-    let mut out = Vec::new();
-    for s in series {
-        let points: Vec<PlotPoint> = s
-            .points
-            .iter()
-            .filter(|q| q.diverged.is_none())
-            .map(|q| PlotPoint {
-                step: q.tau,
-                error: q.error.abs(),
-                std_err: q.std_err,
-            })
-            .collect();
-        let fit = s.fit.as_ref().and_then(|f| {
-            let used: Vec<&verify::ErrorPoint> = s
-                .points
-                .iter()
-                .filter(|q| q.resolved)
-                .skip(f.dropped)
-                .collect();
-            let lo = used.iter().map(|q| q.tau).fold(f64::INFINITY, f64::min);
-            let hi = used.iter().map(|q| q.tau).fold(0.0, f64::max);
-            // log C from the weighted mean of log e − p log η over the used points.
-            let n = used.len() as f64;
-            let log_c = used
-                .iter()
-                .map(|q| q.error.abs().ln() - f.slope * q.tau.ln())
-                .sum::<f64>()
-                / n;
-            (n > 0.0).then_some(FitLine {
-                slope: f.slope,
-                log_c,
-                step_lo: lo,
-                step_hi: hi,
-            })
-        });
-        let mut notes = Vec::new();
-        if s.asked != s.derived {
-            let mut note = if s.derived == 0 {
-                format!("order {} asked, none derived", s.asked)
-            } else {
-                format!("order {} asked, order {} derived", s.asked, s.derived)
-            };
-            if s.judged != s.derived {
-                note = format!("{note}; {} here", s.judged);
-            }
-            notes.push(note);
-        }
-        notes.push(legend_verdict(s));
-        out.push(Series {
-            label: format!("SME-{} · {}", s.order, s.observable),
-            points,
-            fit,
-            notes,
-            alarm: s.contradicts(),
-        });
-    }
-    // The slope is read against the time per step τ; say so when τ is not the small
-    // parameter itself.
-    let same = series
-        .iter()
-        .flat_map(|s| &s.points)
-        .all(|q| (q.tau - q.eta).abs() <= 1e-12 * q.eta);
-    let x_label = if same {
-        p.rule.small.name.clone()
-    } else {
-        format!("time per step τ (a power of {})", p.rule.small.name)
-    };
-    Plot {
-        title: format!(
-            "{} on {}: weak error of each SME",
-            p.rule.name, p.problem.name
-        ),
-        x_label,
-        y_label: "|E φ(optimizer) − E φ(SME)|".into(),
-        series: out,
-        // The SDE's bias estimates are in the table; one line for all step sizes
-        // would mislead, as they shrink with the step.
-        floors: Vec::new(),
-    }
-}
-
-/// The verdict, short enough for the plot's legend (the table's, by the same rule).
-fn legend_verdict(s: &verify::Series) -> String {
-    use smelt::report::Status;
-    let verb = match s.status {
-        Status::Confirms => "confirms",
-        Status::Contradicts => "contradicts",
-        Status::Steeper => "steeper than",
-        Status::Inconclusive => "inconclusive for",
-    };
-    match (s.slope, s.half_width) {
-        (Some(p), Some(h)) if p.is_finite() && h.is_finite() => {
-            format!("{p:.2} ± {h:.2} {verb} order {}", s.judged)
-        }
-        _ => format!("{verb} order {}", s.judged),
     }
 }
 

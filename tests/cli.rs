@@ -300,7 +300,7 @@ fn verify_labels_an_order_the_derivation_capped() {
     assert!(!capped.is_empty());
     for s in capped {
         assert_eq!(s["derived"], 2, "{s}");
-        assert_eq!(s["status"], "confirms", "{s}");
+        assert_eq!(s["status"], "confirmed", "{s}");
         assert_eq!(s["pass"], true, "{s}");
     }
 }

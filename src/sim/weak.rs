@@ -39,8 +39,12 @@ pub struct Plan {
     pub tau: f64,
     pub layout: Layout,
     pub step: StepProgram,
-    /// Per SME order: the program and its coupling.
+    /// Per SME order that is an SDE at this step size: the program and its coupling.
     pub sdes: Vec<(u32, SdeProgram, Coupling)>,
+    /// Per SME order asked (in order): why it is no SDE at this step size (its
+    /// diffusion matrix not positive semidefinite), or `None` when it is in `sdes`.
+    /// Empty means every order is in `sdes`.
+    pub refused: Vec<Option<String>>,
     pub observables: Tape,
     /// The start state (layout slots; the clock at `counter0 τ`).
     pub start: Vec<f64>,
@@ -233,6 +237,9 @@ pub struct EtaStats {
     pub opt_divergence: Option<Divergence>,
     /// Per order.
     pub sde_divergence: Vec<Option<Divergence>>,
+    /// Per order: why it was not simulated at this step size (see [`Plan::refused`]);
+    /// its `orders` and `sde_divergence` entries are then empty placeholders.
+    pub refused: Vec<Option<String>>,
     pub paths: usize,
 }
 
@@ -296,6 +303,17 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
             note(d, *bad);
         }
     }
+    // Orders refused at this step size keep their place, empty.
+    let mut refused = plan.refused.clone();
+    if refused.is_empty() {
+        refused = vec![None; plan.sdes.len()];
+    }
+    for (i, r) in refused.iter().enumerate() {
+        if r.is_some() {
+            orders.insert(i, vec![OrderStats::default(); n_obs]);
+            sde_div.insert(i, None);
+        }
+    }
     EtaStats {
         eta: plan.eta,
         tau: plan.tau,
@@ -304,6 +322,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
         orders,
         opt_divergence: opt_div,
         sde_divergence: sde_div,
+        refused,
         paths: blocks * LANES,
     }
 }
