@@ -8,7 +8,7 @@ use crate::span::Span;
 use crate::syntax::NoiseKind;
 use crate::tensor::{Label, Part, TExpr};
 
-/// A product may form this many times [`Options::max_terms`] combinations of terms.
+/// A product may form this many times [`super::Options::max_terms`] combinations of terms.
 pub const PRODUCT_FACTOR: usize = 20;
 
 /// Why a derivation stopped.
