@@ -411,6 +411,23 @@ pub fn fit_corrected(points: &[Point]) -> Option<Fit> {
             half_width = half_width.max(2.0 * (theta[1] - r.slope).abs());
         }
     }
+    // Exact data: the corrections need not be powers of the time per step (a rule in
+    // time h² has corrections in h = √τ), and then the local slopes still drift by a
+    // geometric tail after the last one. With corrections in √τ or faster and the
+    // grid's ratio of 2 in τ, the drift shrinks by r ≤ 1/√2 a step, so what is left after
+    // the last local slope is at most r/(1 − r) ≈ 2.4 times its last change; two
+    // corrections of opposite signs can make one change small, so the larger of the
+    // last two is taken.
+    if exact {
+        let changes: Vec<f64> = base.local.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+        if let (Some(&last), Some(change)) = (
+            base.local.last(),
+            changes.iter().rev().take(2).copied().reduce(f64::max),
+        ) {
+            let r = std::f64::consts::FRAC_1_SQRT_2;
+            half_width = half_width.max((theta[1] - last).abs() + change * r / (1.0 - r));
+        }
+    }
     theta[1].is_finite().then_some(Fit {
         slope: theta[1],
         half_width,
@@ -508,7 +525,10 @@ mod tests {
             plain.slope
         );
         assert!((f.slope - 1.0).abs() < 1e-6, "{}", f.slope);
-        assert!(f.half_width < 1e-3);
+        // The interval holds the local slopes' tail (they still drift at the end of
+        // this grid), not the model's exactness; it still confirms.
+        let v = judge(Some(&f), 1, true, "", Mode::Exact);
+        assert_eq!(v.status, Status::Confirmed, "{}", v.text);
     }
 
     fn f(slope: f64, half_width: f64) -> Fit {
@@ -542,8 +562,10 @@ mod tests {
                 f.slope,
                 f.half_width
             );
+            // A correct SME is never contradicted; a bend this strong (the h⁴ term is a
+            // third of the error at the largest step) may leave it undetermined.
             let v = judge(Some(&f), 2, true, "", Mode::Exact);
-            assert_eq!(v.status, Status::Confirmed, "{}", v.text);
+            assert_ne!(v.status, Status::Contradicted, "{}", v.text);
         }
     }
 
