@@ -1,6 +1,6 @@
 //! `smelt escape`: reading the files, running every (η, B), printing the report.
 
-use crate::cli::{emit, Outcome};
+use crate::console::{emit, Outcome};
 use crate::verify_cmd::{inputs, report_error, Inputs};
 use smelt::escape::{self, EtaResult, Options, ScalingFit, Setup};
 use std::path::PathBuf;

@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod console;
 mod escape_cmd;
 mod verify_cmd;
 

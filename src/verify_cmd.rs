@@ -1,6 +1,6 @@
 //! `smelt verify`: reading the files, running the step sizes, printing the report.
 
-use crate::cli::{emit, load, Outcome};
+use crate::console::{emit, load, Outcome};
 use smelt::diagnostic::render;
 use smelt::verify::{self, Error};
 use std::collections::BTreeMap;

@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 /// Cycles that exist today, each as its sorted members (files relative to `src/`, or
 /// top-level modules for the folder graph).
 const KNOWN: &[&[&str]] = &[
-    // The binary: cli calls the commands' `run`, they take `Outcome` and `load` back.
-    &["cli.rs", "escape_cmd.rs", "verify_cmd.rs"],
     // numeric's tape runs in the generator's AVX2 dispatch (sim::rng); problems build
     // numeric graphs, and sim reads problems.
     &["numeric", "problem", "sim"],
