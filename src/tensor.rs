@@ -77,6 +77,15 @@ impl Atom {
         }
     }
 
+    /// Where the slots' second symmetric group starts: a moment tensor's `r` moment
+    /// slots come before its derivative slots; every other factor has one group.
+    pub fn split(&self) -> usize {
+        match self.kind {
+            Kind::Moment { r, .. } => r as usize,
+            _ => self.idx.len(),
+        }
+    }
+
     /// A factor from its slots as a slice (copied inline).
     pub fn with(kind: Kind, idx: &[Label]) -> Atom {
         Atom {
@@ -427,10 +436,8 @@ impl Search<'_> {
         let free = self.free;
         self.encoding.extend_from_slice(&a.kind.code());
         self.encoding.push(a.idx.len() as u16);
-        let groups: [std::ops::Range<usize>; 2] = match a.kind {
-            Kind::Moment { r, .. } => [0..r as usize, r as usize..a.idx.len()],
-            _ => [0..a.idx.len(), 0..0],
-        };
+        let split = a.split();
+        let groups = [0..split, split..a.idx.len()];
         for range in groups {
             let slots = &a.idx[range];
             let start = self.assigned.len();
@@ -480,10 +487,7 @@ impl Search<'_> {
     fn fresh(&self, ai: usize) -> Vec<Label> {
         let a = &self.atoms[ai];
         let mut out: Vec<Label> = Vec::new();
-        let split = match a.kind {
-            Kind::Moment { r, .. } => r as usize,
-            _ => a.idx.len(),
-        };
+        let split = a.split();
         for group in [&a.idx[..split], &a.idx[split..]] {
             let start = out.len();
             for &l in group {
@@ -521,10 +525,7 @@ impl Search<'_> {
                 .map(|&ai| {
                     let a = &self.atoms[ai];
                     let mut idx: Slots = a.idx.iter().map(|&l| f(l)).collect();
-                    let split = match a.kind {
-                        Kind::Moment { r, .. } => r as usize,
-                        _ => idx.len(),
-                    };
+                    let split = a.split();
                     idx[..split].sort_unstable();
                     idx[split..].sort_unstable();
                     Atom { kind: a.kind, idx }
@@ -1159,10 +1160,7 @@ mod tests {
                     let a = &atoms[i];
                     enc.extend_from_slice(&a.kind.code());
                     enc.push(a.idx.len() as u16);
-                    let split = match a.kind {
-                        Kind::Moment { r, .. } => r as usize,
-                        _ => a.idx.len(),
-                    };
+                    let split = a.split();
                     for group in [&a.idx[..split], &a.idx[split..]] {
                         let mut g: Vec<u16> = group.iter().map(|&l| rename(l) as u16).collect();
                         g.sort_unstable();
@@ -1228,10 +1226,7 @@ mod tests {
                 .iter()
                 .rev()
                 .map(|a| {
-                    let split = match a.kind {
-                        Kind::Moment { r, .. } => r as usize,
-                        _ => a.idx.len(),
-                    };
+                    let split = a.split();
                     // Each symmetric group's slots reversed.
                     let idx: Vec<Label> = a.idx[..split]
                         .iter()

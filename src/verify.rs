@@ -846,8 +846,7 @@ pub fn run_extending(
         .iter()
         .map(|o| o.name.clone())
         .collect();
-    let rounded =
-        (paths.div_ceil(crate::numeric::tape::LANES) * crate::numeric::tape::LANES) as u64;
+    let rounded = whole_blocks(paths);
     let mut stats = Vec::new();
     let mut grid = etas.to_vec();
     let mut used = 0u64;
@@ -884,10 +883,14 @@ pub fn run_extending(
     }
 }
 
+/// The paths a run simulates for `paths` asked: whole blocks of the tapes' lanes.
+fn whole_blocks(paths: usize) -> u64 {
+    (paths.div_ceil(crate::numeric::tape::LANES) * crate::numeric::tape::LANES) as u64
+}
+
 /// The path-steps of a grid: paths (whole blocks) × optimizer steps, summed.
 pub fn path_steps(p: &mut Prepared, etas: &[f64], paths: usize) -> Result<u64, Error> {
-    let rounded =
-        (paths.div_ceil(crate::numeric::tape::LANES) * crate::numeric::tape::LANES) as u64;
+    let rounded = whole_blocks(paths);
     let mut total = 0;
     for &eta in etas {
         let tau = plan_tau(p, eta)?;
