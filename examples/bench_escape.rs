@@ -12,9 +12,9 @@
 //! `bench_sim`. Every figure is the best of 9 runs (3 rounds of 3, verify and escape alternated).
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
-use smelt::escape::{self, ModelSpec, Options};
+use smelt::experiment::escape::{self, ModelSpec, Options};
+use smelt::experiment::verify;
 use smelt::sim::weak;
-use smelt::verify;
 use std::collections::BTreeMap;
 use std::time::Instant;
 

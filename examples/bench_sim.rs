@@ -8,7 +8,7 @@
 //!   step and its order-2 SME EM substep, each with its own generator).
 //! * The whole experiment: SGD against its order-1 and order-2 SMEs on the 1-D double
 //!   well, six step sizes 2⁻²…2⁻⁷, φ = x² and cos x, coupled noise, the same number of
-//!   paths on both sides (`smelt::verify::run` against `numpy_weak_error.py --paths N`).
+//!   paths on both sides (`smelt::experiment::verify::run` against `numpy_weak_error.py --paths N`).
 //!
 //! ```sh
 //! cargo run --release --example bench_sim                   # 3 rounds, NumPy beside
@@ -24,8 +24,8 @@
 //! either side's rate.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
+use smelt::experiment::verify;
 use smelt::sim::weak;
-use smelt::verify;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +69,7 @@ fn time(plan: &weak::Plan, paths: usize, threads: usize) -> f64 {
 /// (each about 25 ms).
 fn generator_rate(threads: usize) -> f64 {
     let n = 100_000;
-    let streams = smelt::sim::rng::Streams::new(1);
+    let streams = smelt::numeric::rng::Streams::new(1);
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
@@ -282,8 +282,8 @@ fn main() {
     } else {
         Numpy::find(&dir)
     };
-    println!("generator: {}", smelt::sim::rng::NAME);
-    println!("  batch fast path: {}", smelt::sim::rng::fast_path());
+    println!("generator: {}", smelt::numeric::rng::NAME);
+    println!("  batch fast path: {}", smelt::numeric::rng::fast_path());
     match &numpy {
         Ok(n) => println!(
             "NumPy peer: {} ({}), {rounds} rounds\n",

@@ -12,10 +12,10 @@ fn main() {
     let rule = smelt::check(&src).unwrap();
     let prob = format!("problem b\n dim {d}\n objective f(x) = sum(x^4/4 - x^2/2)\n noise gaussian cov = 0.5\n start x = 0.5\n horizon 8\n observe sq = sum(x^2)\n");
     let p = smelt::problem::load(&prob).unwrap();
-    let mut prepared =
-        smelt::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap_or_else(|e| panic!("{e:?}"));
-    let mut plan =
-        smelt::verify::plan(&mut prepared, 1.0 / 32.0, 8).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut prepared = smelt::experiment::verify::prepare(rule, p, &[1], &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut plan = smelt::experiment::verify::plan(&mut prepared, 1.0 / 32.0, 8)
+        .unwrap_or_else(|e| panic!("{e:?}"));
     if std::env::var_os("SMELT_SME").is_none() {
         plan.sdes.clear();
     }

@@ -6,24 +6,35 @@
 //!
 //! ## Architecture
 //!
-//! One module per phase, in pipeline order:
+//! One folder per phase, in pipeline order. The deriving half:
 //!
 //! | module | phase |
 //! |---|---|
 //! | [`syntax`] | text → syntax tree with spans (pest grammar in `grammar/smelt.pest`, Pratt parser for precedence) |
 //! | [`ir`] | syntax tree → typed IR: names resolved, scalings substituted, shapes and versions checked; canonical printing |
 //! | [`mod@derive`] | IR → [`Sme`]: the step as a series in the small parameter, noise moments, the generator's moments, the order-by-order solve, conditions, certificate |
-//! | [`tensor`], [`poly`], [`elem`] | the algebra the derivation runs on: einsum terms in canonical form, exact Laurent coefficients, elementwise functions of the state |
+//! | [`algebra`] | what the derivation computes with: exact Laurent coefficients ([`algebra::poly`]), einsum terms in canonical form ([`algebra::tensor`]), elementwise functions of the state ([`algebra::elem`]), exact linear solves |
 //! | [`simplify`] | compact forms: gradient potentials (exact linear solve) and equality saturation (egg, private to this module) |
 //! | [`sme`] | the result: a plain value every later phase reads |
-//! | [`emit`] | text, LaTeX, JSON, SymPy, NumPy, components: pure functions of an [`Sme`] (or of a [`hasme::HaSme`]) |
-//! | [`scaling`], [`hasme`] | analyses of derived results: batch-size scaling rules, the Hessian-aware SME |
-//! | [`numeric`] | numeric evaluation of derived expressions (the reference the compiled simulation is tested against), hash-consed graphs and their tapes, exact moments of linear-Gaussian models |
+//! | [`emit`] | text, LaTeX, JSON, SymPy, NumPy, components: pure functions of an [`Sme`] (or of an [`analysis::hasme::HaSme`]) |
+//! | [`analysis`] | analyses of derived results: batch-size scaling rules, the Hessian-aware SME |
+//!
+//! The checking half:
+//!
+//! | module | phase |
+//! |---|---|
+//! | [`numeric`] | numbers: the seeded generator and its CPU dispatch, the reference evaluator of derived expressions (the compiled simulation is tested against it), hash-consed graphs and their tapes, dense linear algebra, exact moments of linear-Gaussian models |
 //! | [`problem`] | problem files: objective, noise (Gaussian Σ(x) or minibatches of data), starts, test functions |
-//! | [`sim`] | compiled simulation: the seeded generator, rules and SMEs compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state |
-//! | [`verify`], [`escape`] | the two checks against the optimizer: weak errors against the step size; exit times, scaling laws and their closed forms |
-//! | [`report`], [`plot`], [`escape_plot`] | weak-error fits (weighted least-squares slopes with confidence intervals); SVG plots |
-//! | [`Error`] (`error.rs`), [`diagnostic`], [`span`] | the one error type users see, the diagnostics it carries, their rendering with file, line, column and hint |
+//! | [`sim`] | compiled simulation: rules, SMEs and test functions compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state, the independent certificate |
+//! | [`experiment`] | the two checks against the optimizer, each prepare → plan → run: weak errors against the step size ([`experiment::verify`]); exit times, scaling laws and their closed forms ([`experiment::escape`]) |
+//! | [`report`] | fits and verdicts (weighted least-squares slopes with confidence intervals, one verdict rule); tables; plots ([`report::plot`], [`report::escape_plot`]) |
+//! | [`Error`], [`diagnostic`] (`error/`), [`span`] | the one error type users see, the diagnostics it carries, their rendering with file, line, column and hint |
+//!
+//! The binary's `cli/` parses arguments, calls the library and prints; nothing else.
+//! Imports run one way, down this list (numeric below problem below sim below
+//! experiment below report): `tests/architecture.rs` fails on any import cycle between
+//! files or folders, and on any top-level file beyond `lib`, `main`, `error`, `span`
+//! and `sme`.
 //!
 //! Architecture invariants:
 //! - `syntax` knows nothing of the IR or of later phases; pest's types never leave it.
@@ -48,32 +59,25 @@
 //! assert!(smelt::ir::canonical(&sgd).contains("x = x - eta*(grad f(x) + xi)"));
 //! ```
 
+pub mod algebra;
+pub mod analysis;
 pub mod derive;
-pub mod diagnostic;
-pub mod elem;
 pub mod emit;
 mod error;
-pub mod escape;
-pub mod escape_plot;
-pub mod hasme;
+pub mod experiment;
 pub mod ir;
-mod linear;
 pub mod numeric;
-pub mod plot;
-pub mod poly;
 pub mod problem;
 pub mod report;
-pub mod scaling;
 pub mod sim;
 pub mod simplify;
 pub mod sme;
 pub mod span;
 pub mod syntax;
-pub mod tensor;
-pub mod verify;
 
 pub use derive::Options;
-pub use diagnostic::{Code, Diagnostic};
+pub use error::diagnostic;
+pub use error::diagnostic::{Code, Diagnostic};
 pub use error::Error;
 pub use ir::Optimizer;
 pub use sme::Sme;

@@ -7,9 +7,6 @@
 )]
 
 mod cli;
-mod console;
-mod escape_cmd;
-mod verify_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -1,8 +1,8 @@
 //! The result of a derivation: a plain value that every emitter reads.
 
-use crate::poly::{Poly, Sym, Symbols};
+use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::tensor::TExpr;
 use crate::syntax::NoiseKind;
-use crate::tensor::TExpr;
 
 /// A stochastic modified equation `dZ = b(Z) dt + σ(Z) dW`, `D = σσᵀ`, of a given weak
 /// order, with the conditions it needs and the certificate of its moment matching.
@@ -40,8 +40,8 @@ pub struct Sme {
     pub conditions: Vec<Condition>,
     /// The residual of every matched moment.
     pub certificate: Vec<Residual>,
-    /// The elementwise functions the expressions refer to ([`crate::tensor::Kind::Elem`]).
-    pub elem: crate::elem::Table,
+    /// The elementwise functions the expressions refer to ([`crate::algebra::tensor::Kind::Elem`]).
+    pub elem: crate::algebra::elem::Table,
     /// The clock `t` among the state variables, added when the rule reads the step
     /// counter (`k = t/τ`); its drift is 1 and it has no noise.
     pub clock: Option<usize>,

@@ -10,20 +10,21 @@
 //! module's file, and from the file's top-level folder (or root file) to the module's.
 //! Strongly connected components of more than one node are cycles.
 //!
-//! `KNOWN` lists the cycles still to be removed (issue 17: the checking half rebuilt);
-//! the test fails when a cycle appears that is not listed, and when a listed one is gone
-//! (so the list only shrinks).
+//! `KNOWN` lists accepted cycles (none); the test fails when a cycle appears that is not
+//! listed, and when a listed one is gone (so the list only shrinks). A second test keeps
+//! the top of `src/` to the crate roots, the error type, spans and `Sme`: every other
+//! module lives in its phase's folder.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Cycles that exist today, each as its sorted members (files relative to `src/`, or
-/// top-level modules for the folder graph).
-const KNOWN: &[&[&str]] = &[
-    // numeric's tape runs in the generator's AVX2 dispatch (sim::rng); problems build
-    // numeric graphs, and sim reads problems.
-    &["numeric", "problem", "sim"],
-];
+/// top-level modules for the folder graph). Empty since issue 17: it stays empty.
+const KNOWN: &[&[&str]] = &[];
+
+/// The files allowed at the top of `src/`: the two crate roots, the error type, spans and
+/// the `Sme` value every phase reads. Everything else lives in a phase's folder.
+const TOP_FILES: &[&str] = &["lib.rs", "main.rs", "span.rs", "sme.rs"];
 
 /// A crate's modules: module path (`crate::a::b`) → file.
 type Modules = BTreeMap<String, PathBuf>;
@@ -561,4 +562,36 @@ fn no_import_cycles_between_files_or_folders() {
     );
     // The reader sees the crate: a sanity check that edges were found at all.
     assert!(lib_edges.len() > 50, "only {} edges read", lib_edges.len());
+}
+
+#[test]
+fn the_top_of_src_holds_only_the_roots_error_span_and_sme() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stray = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src/") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if path.is_file() && name.ends_with(".rs") && !TOP_FILES.contains(&name.as_str()) {
+            stray.push(name);
+        }
+    }
+    stray.sort();
+    assert!(
+        stray.is_empty(),
+        "top-level files outside a phase's folder: {stray:?} (allowed: {TOP_FILES:?} and error/)"
+    );
+    // Every folder with Rust files is a module of the library or of the binary.
+    let lib = modules(&src.join("lib.rs"));
+    let bin = modules(&src.join("main.rs"));
+    for entry in std::fs::read_dir(&src).expect("src/") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() && path.join("mod.rs").exists() {
+            let m = path.join("mod.rs");
+            assert!(
+                lib.values().chain(bin.values()).any(|f| *f == m),
+                "{} is not declared as a module",
+                path.display()
+            );
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! (shared/FORMULAS.md, cited per test) and pinned as text snapshots.
 
 use num_rational::BigRational;
-use smelt::poly::Poly;
-use smelt::tensor::{Atom, Kind, TExpr};
+use smelt::algebra::poly::Poly;
+use smelt::algebra::tensor::{Atom, Kind, TExpr};
 use smelt::{Options, Sme};
 
 fn derive(file: &str, order: u32) -> Sme {

@@ -1,7 +1,9 @@
 //! Exit times (`smelt escape`): the statistics the escape issue asks for, pinned with
 //! seeded runs and tolerances sized from their own standard errors.
 
-use smelt::escape::{self, EtaResult, ModelResult, Options, Predictions, ScalingFit, Setup};
+use smelt::experiment::escape::{
+    self, EtaResult, ModelResult, Options, Predictions, ScalingFit, Setup,
+};
 use std::collections::BTreeMap;
 
 struct Run {

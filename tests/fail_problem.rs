@@ -12,8 +12,8 @@ fn render_rejection(path: &Path) -> String {
         Err(d) => d,
         Ok(problem) => {
             let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
-            match smelt::verify::prepare(rule, problem, &[1], &BTreeMap::new()) {
-                Err(smelt::verify::Error::Problem(d)) => d,
+            match smelt::experiment::verify::prepare(rule, problem, &[1], &BTreeMap::new()) {
+                Err(smelt::experiment::verify::Error::Problem(d)) => d,
                 Err(e) => panic!("{name}: not a problem-file diagnostic: {e:?}"),
                 Ok(_) => panic!("{name} was accepted, but it is malformed"),
             }
@@ -60,15 +60,15 @@ const HEAVY_BALL: &str = "optimizer HB\n  param x\n  state v\n  small h\n  time 
 fn bind(
     rule: &str,
     problem: &str,
-) -> Result<smelt::verify::Prepared, (smelt::verify::Error, String)> {
+) -> Result<smelt::experiment::verify::Prepared, (smelt::experiment::verify::Error, String)> {
     let rule = smelt::check(rule).unwrap();
     let p = smelt::problem::load(problem).map_err(|d| {
         let shown = smelt::diagnostic::render(&[*d.clone()], "p.prob", problem);
-        (smelt::verify::Error::Problem(d), shown)
+        (smelt::experiment::verify::Error::Problem(d), shown)
     })?;
-    smelt::verify::prepare(rule, p, &[1], &BTreeMap::new()).map_err(|e| {
+    smelt::experiment::verify::prepare(rule, p, &[1], &BTreeMap::new()).map_err(|e| {
         let shown = match &e {
-            smelt::verify::Error::Problem(d) => {
+            smelt::experiment::verify::Error::Problem(d) => {
                 smelt::diagnostic::render(&[*d.clone()], "p.prob", problem)
             }
             other => format!("{other:?}"),

@@ -3,8 +3,8 @@
 //! closed forms' coefficients computed by hand.
 
 use num_rational::BigRational;
+use smelt::analysis::hasme::hessian_aware;
 use smelt::emit::hasme::text as render;
-use smelt::hasme::hessian_aware;
 
 fn q(n: i64, d: i64) -> BigRational {
     BigRational::new(n.into(), d.into())
@@ -46,7 +46,7 @@ mod support;
 use smelt::emit::hasme;
 use smelt::emit::json::{hasme_from_json, hasme_to_json};
 
-fn sgd(order: u32) -> smelt::hasme::HaSme {
+fn sgd(order: u32) -> smelt::analysis::hasme::HaSme {
     let opt = smelt::check(&source("sgd.opt")).unwrap();
     hessian_aware(&opt, order).unwrap()
 }

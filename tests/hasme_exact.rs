@@ -52,7 +52,7 @@ fn hessian_aware_sme_is_exact_on_quadratics() {
             .unwrap(),
     )
     .unwrap();
-    assert!(smelt::hasme::hessian_aware(&opt, 4)
+    assert!(smelt::analysis::hasme::hessian_aware(&opt, 4)
         .unwrap()
         .mismatches
         .is_empty());

@@ -14,8 +14,8 @@
     reason = "the test prints each example's figures for the log"
 )]
 
+use smelt::algebra::tensor::{Atom, Kind, TExpr};
 use smelt::sim::certify::{check, Check, Verdict};
-use smelt::tensor::{Atom, Kind, TExpr};
 use smelt::{Options, Sme};
 
 const SEED: u64 = 0x5EED_C4EC;
@@ -80,7 +80,7 @@ fn a_wrong_second_order_drift_fails() {
     let eta = sme.small;
     sme.drift[0] = sme.drift[0].map_coef(|c| {
         if c.min_power(eta) == Some(1) {
-            c.mul(&smelt::poly::Poly::int(2))
+            c.mul(&smelt::algebra::poly::Poly::int(2))
         } else {
             c.clone()
         }
@@ -113,7 +113,8 @@ fn extragradient_passes_and_its_old_mistake_fails() {
         Atom::new(Kind::DF(2), vec![1, 2]),
         Atom::new(Kind::DF(1), vec![2]),
     ];
-    let coef = smelt::poly::Poly::power(sme.small, 2).scale(&smelt::poly::rat(-1, 2));
+    let coef =
+        smelt::algebra::poly::Poly::power(sme.small, 2).scale(&smelt::algebra::poly::rat(-1, 2));
     let spurious = TExpr::from_atoms(atoms, 1, coef, sme.dim);
     sme.drift[0] = sme.drift[0].add(&spurious);
     let c = check(&opt, &sme, SEED);
@@ -132,8 +133,8 @@ fn the_root_of_a_square_is_checked_on_both_signs() {
     let c = check(&opt, &sme, SEED);
     assert!(matches!(c.verdict, Verdict::Pass), "{}", c.summary());
     let (opt, mut sme) = derive(SIGNED_STEP, 2);
-    fn strip(f: &smelt::elem::FExpr) -> smelt::elem::FExpr {
-        use smelt::elem::FExpr;
+    fn strip(f: &smelt::algebra::elem::FExpr) -> smelt::algebra::elem::FExpr {
+        use smelt::algebra::elem::FExpr;
         match f {
             FExpr::Abs(a) => strip(a),
             FExpr::Sum(v) => FExpr::Sum(v.iter().map(strip).collect()),

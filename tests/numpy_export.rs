@@ -16,10 +16,10 @@
 )]
 
 use serde_json::{json, Value as Json};
-use smelt::elem::FExpr;
+use smelt::algebra::elem::FExpr;
+use smelt::algebra::poly::Poly;
+use smelt::algebra::tensor::{Atom, Kind, TExpr, Term};
 use smelt::numeric::eval::{self, Env, Tensor, Value};
-use smelt::poly::Poly;
-use smelt::tensor::{Atom, Kind, TExpr, Term};
 use smelt::{Options, Sme};
 use support::python::python;
 

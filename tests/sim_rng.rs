@@ -1,4 +1,4 @@
-//! The simulation generator (`smelt::sim::rng`): that its bits are xoshiro256++, that it
+//! The simulation generator (`smelt::numeric::rng`): that its bits are xoshiro256++, that it
 //! is reproducible, and that the normals of `fill_normal` (the simulations' draws) are
 //! N(0, 1): moments and tails within five standard errors over 10^7 draws, a χ² test on
 //! binned draws and a Kolmogorov–Smirnov test against Φ, and no correlation within or
@@ -6,7 +6,7 @@
 //! with probability below 1e-3). The bit-for-bit checks against `rand_distr` and
 //! `rand_xoshiro`'s jumps are the unit tests of `src/sim/rng.rs`.
 
-use smelt::sim::rng::Streams;
+use smelt::numeric::rng::Streams;
 
 /// SplitMix64 and xoshiro256++ written from Blackman & Vigna's reference C code.
 fn reference(seed: u64, n: usize) -> Vec<u64> {

@@ -12,7 +12,7 @@
     reason = "the measured slopes are shown with --nocapture"
 )]
 
-use smelt::verify::{self, Prepared, Series};
+use smelt::experiment::verify::{self, Prepared, Series};
 use std::collections::BTreeMap;
 
 fn prepare(opt: &str, problem: &str, orders: &[u32], set: &[(&str, f64)]) -> Prepared {
@@ -194,7 +194,7 @@ fn a_wrong_sme_fails_its_order() {
     let mut changed = 0;
     for c in drift.terms.values_mut() {
         if c.min_power(small) == Some(1) {
-            *c = c.scale(&smelt::poly::rat(1, 2));
+            *c = c.scale(&smelt::algebra::poly::rat(1, 2));
             changed += 1;
         }
     }
@@ -403,7 +403,7 @@ fn text_json_and_plot_agree_on_every_verdict() {
     let text = verify::render_text("", &series);
     let json = serde_json::to_value(&series).unwrap();
     let plot = verify::plot_named("R", "P", "eta", &series);
-    let svg = smelt::plot::svg(&plot);
+    let svg = smelt::report::plot::svg(&plot);
     for (k, ((_, slope, hw, mode, want), s)) in cases.iter().zip(&series).enumerate() {
         assert_eq!(s.status, *want, "{}", s.verdict);
         let fig = format!("{slope:.2} ± {hw:.2}");

@@ -2,11 +2,11 @@
 //! ([`Failure`]), and the size limits every expansion and product runs under. The
 //! phases (`expand.rs`, `moments.rs`, `mod.rs`) read it; it reads none of them.
 
-use crate::diagnostic::{Code, Diagnostic};
-use crate::poly::{Poly, Sym, Symbols};
+use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::tensor::{Label, Part, TExpr};
+use crate::error::diagnostic::{Code, Diagnostic};
 use crate::span::Span;
 use crate::syntax::NoiseKind;
-use crate::tensor::{Label, Part, TExpr};
 
 /// A product may form this many times [`super::Options::max_terms`] combinations of terms.
 pub const PRODUCT_FACTOR: usize = 20;
@@ -90,15 +90,15 @@ impl Ctx {
         ))
     }
 
-    /// [`crate::tensor::product_into`] under the limits of [`super::Options::max_terms`].
+    /// [`crate::algebra::tensor::product_into`] under the limits of [`super::Options::max_terms`].
     pub fn product_into(
         &self,
         out: &mut TExpr,
         parts: &[Part],
-        keep: &dyn crate::tensor::Truncation,
+        keep: &dyn crate::algebra::tensor::Truncation,
     ) -> Result<(), Failure> {
         let limit = self.max_terms.saturating_mul(PRODUCT_FACTOR);
-        crate::tensor::product_into(out, parts, keep, self.dim, limit).map_err(|_| {
+        crate::algebra::tensor::product_into(out, parts, keep, self.dim, limit).map_err(|_| {
             self.too_large(
                 Span::default(),
                 format!(

@@ -2,15 +2,15 @@
 //! the noise still random, then its expectation with the declared noise moments.
 
 use super::ctx::{Ctx, Failure};
-use crate::diagnostic::{Code, Diagnostic};
-use crate::elem::FExpr;
-use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Shape, Target, Version};
-use crate::poly::Poly;
-use crate::span::Span;
-use crate::syntax::NoiseKind;
-use crate::tensor::{
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::Poly;
+use crate::algebra::tensor::{
     derivative, product, relabel, Atom, Keep, Kind, Label, Part, Slots, TExpr, Vars,
 };
+use crate::error::diagnostic::{Code, Diagnostic};
+use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Shape, Target, Version};
+use crate::span::Span;
+use crate::syntax::NoiseKind;
 use num_rational::BigRational;
 use num_traits::{One, ToPrimitive, Zero};
 use std::collections::HashMap;
@@ -309,8 +309,11 @@ impl<'a> Expander<'a> {
         let f0 = self.elementwise_function(&x0, free)?;
         self.check_domain(&map, &f0);
         // A root or logarithm of a quantity that is negative at leading order is not real.
-        let at0 = crate::elem::fingerprint(&map_derivative(&map, &f0, 0));
-        if at0[..crate::elem::POSITIVE].iter().any(|x| x.is_nan()) {
+        let at0 = crate::algebra::elem::fingerprint(&map_derivative(&map, &f0, 0));
+        if at0[..crate::algebra::elem::POSITIVE]
+            .iter()
+            .any(|x| x.is_nan())
+        {
             return Err(self.unsupported(
                 "a square root, fractional power or logarithm of a quantity that is negative at leading order",
                 "check the signs in the rule (a bias correction 1 - beta^(k+1), a second-moment estimate)",
@@ -408,7 +411,7 @@ impl<'a> Expander<'a> {
                 let here = a.idx.iter().all(|l| *l == 0) && a.idx.len() as u8 <= free;
                 match a.kind {
                     Kind::State(v) if here => factors.push(FExpr::Var(v)),
-                    Kind::Elem(id) if here => factors.push(crate::elem::get(id)),
+                    Kind::Elem(id) if here => factors.push(crate::algebra::elem::get(id)),
                     Kind::One if here => {}
                     _ => {
                         return Err(self.unsupported(
@@ -433,7 +436,7 @@ impl<'a> Expander<'a> {
                 TExpr::from_atoms(vec![Atom::new(Kind::State(v), idx)], free, Poly::one(), dim)
             }
             other => {
-                let id = crate::elem::intern(other);
+                let id = crate::algebra::elem::intern(other);
                 TExpr::from_atoms(vec![Atom::new(Kind::Elem(id), idx)], free, Poly::one(), dim)
             }
         }

@@ -12,19 +12,19 @@
 //!    moment's residual is zero through the matched power.
 //!
 //! Order `p` means a weak error `O(τ^p)`; with `τ = c ε^q` the moments must agree
-//! through `ε^{(p+1)q − 1}`. All of it runs on [`crate::tensor`] expressions, in `d`
+//! through `ε^{(p+1)q − 1}`. All of it runs on [`crate::algebra::tensor`] expressions, in `d`
 //! dimensions and for any number of state variables.
 
 mod ctx;
 mod expand;
 mod moments;
 
-use crate::diagnostic::{Code, Diagnostic};
+use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::tensor::{Atom, Kind, TExpr};
+use crate::error::diagnostic::{Code, Diagnostic};
 use crate::ir::{Optimizer, Shape};
-use crate::poly::{Poly, Sym, Symbols};
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
-use crate::tensor::{Atom, Kind, TExpr};
 pub use ctx::PRODUCT_FACTOR;
 use ctx::{tuple_labels, Ctx, Failure};
 use expand::Expander;
@@ -136,7 +136,7 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             .hint(format!("ask for an order between 1 and {MAX_ORDER}")),
         )));
     }
-    crate::elem::reset();
+    crate::algebra::elem::reset();
     let mut syms = Symbols::default();
     let dim = syms.intern("d");
     let eps = syms.intern(&opt.small.name);
@@ -482,9 +482,9 @@ fn prune_functions(
     Vec<TExpr>,
     Vec<DiffusionBlock>,
     Vec<Condition>,
-    crate::elem::Table,
+    crate::algebra::elem::Table,
 ) {
-    let old = crate::elem::snapshot();
+    let old = crate::algebra::elem::snapshot();
     let mut used: Vec<u32> = Vec::new();
     let mut note = |e: &TExpr| {
         for t in e.terms.keys() {
@@ -500,11 +500,11 @@ fn prune_functions(
     drift.iter().for_each(&mut note);
     diffusion.iter().for_each(|d| note(&d.expr));
     conditions.iter().for_each(|c| note(&c.residual));
-    let mut table = crate::elem::Table::default();
+    let mut table = crate::algebra::elem::Table::default();
     for id in &used {
         table.push(old.get(*id).clone());
     }
-    crate::elem::install(table.clone());
+    crate::algebra::elem::install(table.clone());
     let remap = |e: &TExpr| {
         let mut out = TExpr::zero(e.free);
         for (t, c) in &e.terms {
@@ -705,7 +705,7 @@ fn transpose(e: &TExpr, ra: u8, rc: u8) -> TExpr {
     }
     let mut out = TExpr::zero(e.free);
     for (t, c) in &e.terms {
-        let (atoms, _) = crate::tensor::relabel(t, 2, &[1, 0], 2);
+        let (atoms, _) = crate::algebra::tensor::relabel(t, 2, &[1, 0], 2);
         out.add_raw(atoms, c.clone(), DIM_UNUSED);
     }
     out

@@ -17,8 +17,8 @@
 //! power are dropped.
 
 use super::ctx::{Ctx, Failure};
-use crate::poly::{Poly, Sym};
-use crate::tensor::{derivative, Keep, Kind, Label, Part, TExpr, Term, Vars};
+use crate::algebra::poly::{Poly, Sym};
+use crate::algebra::tensor::{derivative, Keep, Kind, Label, Part, TExpr, Term, Vars};
 use num_rational::BigRational;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -326,7 +326,7 @@ impl Sde {
         let atoms = tuple
             .iter()
             .zip(&labels)
-            .map(|(&v, l)| crate::tensor::Atom::new(Kind::Disp(v as u8), l.clone()))
+            .map(|(&v, l)| crate::algebra::tensor::Atom::new(Kind::Disp(v as u8), l.clone()))
             .collect();
         let psi = Rc::new(TExpr::from_atoms(atoms, free, Poly::one(), ctx.dim));
         self.psi[id] = Some(psi.clone());

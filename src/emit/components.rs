@@ -19,9 +19,9 @@
 //! Indices are 0-based. The work is `d^(free + bound)` products per term, where `bound`
 //! is the number of summed indices of the term: meant for small `d`.
 
-use crate::poly::{Poly, Sym};
+use crate::algebra::poly::{Poly, Sym};
+use crate::algebra::tensor::{Kind, Label, TExpr};
 use crate::sme::Sme;
-use crate::tensor::{Kind, Label, TExpr};
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Zero};
@@ -156,7 +156,7 @@ fn all_tuples(n: usize, d: usize) -> Vec<Vec<usize>> {
 
 /// The factors of one term under an assignment of its labels, sorted; `None` when a δ
 /// of unequal indices removes it.
-fn product(term: &crate::tensor::Term, value: &[usize; 256]) -> Option<Vec<CFactor>> {
+fn product(term: &crate::algebra::tensor::Term, value: &[usize; 256]) -> Option<Vec<CFactor>> {
     let at = |l: &Label| value[*l as usize];
     let sorted = |ls: &[Label]| {
         let mut v: Vec<usize> = ls.iter().map(at).collect();
@@ -231,7 +231,7 @@ pub fn substitute_dim(p: &Poly, dim: Sym, d: usize) -> Poly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{Atom, Term};
+    use crate::algebra::tensor::{Atom, Term};
 
     fn sgd(order: u32) -> Sme {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
@@ -253,7 +253,7 @@ mod tests {
         // b_0 = -∂0 f - (η/2)(∂00 f ∂0 f + ∂01 f ∂1 f)
         let terms = &comps[0].1;
         assert_eq!(terms.len(), 3, "{terms:?}");
-        let half_eta = Poly::power(eta, 1).scale(&crate::poly::rat(-1, 2));
+        let half_eta = Poly::power(eta, 1).scale(&crate::algebra::poly::rat(-1, 2));
         assert_eq!(
             coef_of(terms, &[CFactor::DerivF(vec![0])]),
             Some(&Poly::int(-1))

@@ -12,7 +12,7 @@
 //! refuses the other formats for it.
 
 use super::notation::Style;
-use crate::hasme::HaSme;
+use crate::analysis::hasme::HaSme;
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Signed};

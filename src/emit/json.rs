@@ -71,11 +71,11 @@
 //! }
 //! ```
 
-use crate::hasme::HaSme;
-use crate::poly::{Poly, Symbols};
+use crate::algebra::poly::{Poly, Symbols};
+use crate::algebra::tensor::{Atom, Kind, TExpr};
+use crate::analysis::hasme::HaSme;
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::syntax::NoiseKind;
-use crate::tensor::{Atom, Kind, TExpr};
 use num_rational::BigRational;
 use serde::{Deserialize, Serialize};
 
@@ -324,8 +324,8 @@ fn texpr_j(e: &TExpr, sme: &Sme) -> TExprJ {
     }
 }
 
-fn fexpr_j(f: &crate::elem::FExpr, sme: &Sme) -> FExprJ {
-    use crate::elem::FExpr;
+fn fexpr_j(f: &crate::algebra::elem::FExpr, sme: &Sme) -> FExprJ {
+    use crate::algebra::elem::FExpr;
     match f {
         FExpr::Const(c) => FExprJ::Const(poly_j(c, &sme.symbols)),
         FExpr::Var(v) => FExprJ::Var(sme.vars[*v as usize].name.clone()),
@@ -491,8 +491,8 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
         f: &FExprJ,
         poly: &dyn Fn(&[MonoJ]) -> Result<Poly, String>,
         var: &dyn Fn(&str) -> Result<usize, String>,
-    ) -> Result<crate::elem::FExpr, String> {
-        use crate::elem::FExpr;
+    ) -> Result<crate::algebra::elem::FExpr, String> {
+        use crate::algebra::elem::FExpr;
         Ok(match f {
             FExprJ::Const(c) => FExpr::Const(poly(c)?),
             FExprJ::Var(v) => FExpr::Var(var(v)? as u8),
@@ -517,7 +517,7 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
             FExprJ::Abs(a) => FExpr::Abs(Box::new(fexpr(a, poly, var)?)),
         })
     }
-    let mut table = crate::elem::Table::default();
+    let mut table = crate::algebra::elem::Table::default();
     for f in &doc.functions {
         table.push(fexpr(f, &poly, &var)?);
     }

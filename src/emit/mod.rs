@@ -1,5 +1,5 @@
 //! Phase 5: the derived SME as text (and later LaTeX, JSON, SymPy, NumPy).
-//! Every emitter is a pure function of a [`crate::Sme`] (or of a [`crate::hasme::HaSme`]).
+//! Every emitter is a pure function of a [`crate::Sme`] (or of a [`crate::analysis::hasme::HaSme`]).
 
 pub mod components;
 pub mod hasme;
@@ -7,6 +7,7 @@ pub mod json;
 pub mod latex;
 pub mod notation;
 pub mod numpy;
+pub mod scaling;
 pub mod sympy;
 pub mod text;
 

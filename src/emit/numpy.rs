@@ -46,10 +46,10 @@
 
 use super::notation::Style;
 use super::text::{texpr, Names};
-use crate::elem::FExpr;
-use crate::poly::{Poly, Sym};
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::{Poly, Sym};
+use crate::algebra::tensor::{Kind, Label, TExpr, Term};
 use crate::sme::Sme;
-use crate::tensor::{Kind, Label, TExpr, Term};
 use num_rational::BigRational;
 use num_traits::{One, Signed};
 use std::collections::BTreeSet;

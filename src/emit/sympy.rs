@@ -44,8 +44,8 @@
 //!   `diffusion_from_next_order`, `dim`.
 
 use super::components::{components, substitute_dim, CFactor, CTerm, Components};
-use crate::elem::FExpr;
-use crate::poly::{Monomial, Poly, Sym};
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::{Monomial, Poly, Sym};
 use crate::sme::Sme;
 use num_bigint::BigInt;
 use num_rational::BigRational;
@@ -250,7 +250,7 @@ pub(super) const MAIN: &str = "\nif __name__ == '__main__':\n    for _name, _val
 pub(super) fn script(sme: &Sme, dim: Option<usize>) -> (String, String) {
     let n = dim.unwrap_or(1).max(1);
     let len = |v: usize| if sme.vars[v].scalar { 1 } else { n };
-    let value = |e: &crate::tensor::TExpr, vars: &[usize]| {
+    let value = |e: &crate::algebra::tensor::TExpr, vars: &[usize]| {
         let shape: Vec<usize> = if n == 1 {
             Vec::new()
         } else {

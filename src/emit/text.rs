@@ -4,10 +4,10 @@
 //! parameter; coefficients are written `η/2`, `λh²/3`.
 
 use super::notation::Style;
-use crate::poly::{Poly, Sym, Symbols};
+use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::tensor::{Atom, Kind, Label, TExpr, Term};
 use crate::simplify::Node;
 use crate::sme::Sme;
-use crate::tensor::{Atom, Kind, Label, TExpr, Term};
 use num_rational::BigRational;
 use num_traits::{One, Signed, Zero};
 use std::fmt::Write;
@@ -16,7 +16,7 @@ use std::fmt::Write;
 /// of the derivation and the coefficient symbols.
 pub struct Names<'a> {
     pub vars: Vec<String>,
-    pub elem: &'a crate::elem::Table,
+    pub elem: &'a crate::algebra::elem::Table,
     pub syms: &'a Symbols,
     pub small: Sym,
 }
@@ -62,7 +62,7 @@ pub fn atom_name(st: Style, a: &Atom, vars: &Names) -> String {
         Kind::Elem(id) => {
             let f = vars.elem.get(id);
             let text = fexpr(st, f, vars);
-            if matches!(f, crate::elem::FExpr::Var(_)) {
+            if matches!(f, crate::algebra::elem::FExpr::Var(_)) {
                 text
             } else {
                 st.paren(&text)
@@ -72,8 +72,8 @@ pub fn atom_name(st: Style, a: &Atom, vars: &Names) -> String {
 }
 
 /// An elementwise function as text: `1/(σ0 √u + ε0)`, `exp(-c1 t)`.
-pub fn fexpr(st: Style, f: &crate::elem::FExpr, names: &Names) -> String {
-    use crate::elem::FExpr;
+pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> String {
+    use crate::algebra::elem::FExpr;
     match f {
         FExpr::Const(c) => {
             let (neg, t) = coefficient(st, c, names.syms, names.small);
@@ -296,7 +296,7 @@ impl<'a> Net<'a> {
     /// matrices that hold it twice (`diag Σ`), and at most one longer chain; elementwise
     /// functions with a denominator divide (`∇f/(σ0 √u + ε0)`).
     fn elementwise(&mut self, label: Label, h: &[(usize, usize)]) -> Option<String> {
-        use crate::elem::FExpr;
+        use crate::algebra::elem::FExpr;
         let st = self.st;
         let mut top: Vec<String> = Vec::new();
         let mut bottom: Vec<String> = Vec::new();

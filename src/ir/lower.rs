@@ -1,7 +1,7 @@
 //! Name resolution, scalings, versions and shapes.
 
 use super::*;
-use crate::diagnostic::{Code, Diagnostic};
+use crate::error::diagnostic::{Code, Diagnostic};
 use crate::syntax::{self, ExprKind as Ast, File, ItemKind};
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use std::collections::HashMap;

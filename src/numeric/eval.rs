@@ -20,14 +20,14 @@
 //! | [`Kind::Elem`]`(id)` | `sme.elem.get(id)` evaluated with [`FExpr::eval`]: a vector state reads its component at the factor's index, a scalar state its value |
 //! | [`Kind::Noise`], [`Kind::Disp`] | an error: they never appear in a derived SME |
 //!
-//! Coefficients ([`crate::poly::Poly`]) are evaluated with the symbol values of
+//! Coefficients ([`crate::algebra::poly::Poly`]) are evaluated with the symbol values of
 //! [`Env::symbols`] (by name; the dimension symbol `d` is always `env.dim`). Every
 //! missing or ill-shaped input is an `Err` naming it; nothing panics on bad input.
 
-use crate::elem::FExpr;
-use crate::poly::{Poly, Sym};
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::{Poly, Sym};
+use crate::algebra::tensor::{Atom, Kind, Label, TExpr, Term};
 use crate::sme::Sme;
-use crate::tensor::{Atom, Kind, Label, TExpr, Term};
 use std::collections::BTreeMap;
 
 /// A dense tensor, row-major (the last index varies fastest). Rank 0 has `shape = []`
@@ -467,7 +467,7 @@ pub fn time_per_step(sme: &Sme, env: &Env) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{Atom, Kind, TExpr, Term};
+    use crate::algebra::tensor::{Atom, Kind, TExpr, Term};
 
     fn sgd() -> Sme {
         let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";

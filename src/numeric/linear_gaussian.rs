@@ -311,7 +311,7 @@ fn max_df(sme: &Sme) -> usize {
         .flat_map(|e| e.terms.keys())
         .flat_map(|t| t.atoms.iter())
         .filter_map(|a| match a.kind {
-            crate::tensor::Kind::DF(k) => Some(usize::from(k)),
+            crate::algebra::tensor::Kind::DF(k) => Some(usize::from(k)),
             _ => None,
         })
         .max()

@@ -1,6 +1,6 @@
 //! Numerics on update rules and derived SMEs.
 //!
-//! [`eval()`] is the reference evaluator of a derived SME: a [`crate::tensor::TExpr`] at a
+//! [`eval()`] is the reference evaluator of a derived SME: a [`crate::algebra::tensor::TExpr`] at a
 //! point ([`Env`]: the dimension, the states, the symbol values, the derivatives of f and
 //! the noise moments) by plain loops over every index, einsum semantics. [`step()`] is the
 //! reference interpreter of the update rule itself: one optimizer step at concrete values,
@@ -11,8 +11,10 @@ pub mod eval;
 pub mod exact;
 pub mod graph;
 pub mod linear_gaussian;
+pub mod rng;
 pub mod step;
 pub mod tape;
+mod ziggurat_tables;
 
 pub use eval::{eval, Env, Tensor, Value};
 pub use step::{step, Oracle, Values};

@@ -18,7 +18,7 @@
 //! ([`Tape::output_reg`]). [`Graph::eval`] is the reference the tape is tested against.
 
 use super::graph::{powi, Binary, Graph, Id, Op, Unary};
-use crate::sim::rng::{in_avx2, Job};
+use crate::numeric::rng::{in_avx2, Job};
 use std::collections::HashMap;
 
 /// Paths per register.

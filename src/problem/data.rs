@@ -5,10 +5,10 @@
 //! name to one column (so `a, y` is features and a label). The generated set draws the
 //! features `a_i ~ N(0, I_d)` and the labels `y_i = ±1` with `P(y_i = 1) =
 //! sigmoid(a_i · x_true)`, `x_true = (1, −1, 1, …)`, from the named seed with smelt's
-//! generator ([`crate::sim::rng`]), so it is the same on every machine.
+//! generator ([`crate::numeric::rng`]), so it is the same on every machine.
 
 use super::expr;
-use crate::diagnostic::{boxed as err, Boxed as _, Code, Fallible as R};
+use crate::error::diagnostic::{boxed as err, Boxed as _, Code, Fallible as R};
 use crate::numeric::graph::{Graph, Id};
 use crate::syntax::{DataArg, Ident};
 use std::collections::BTreeMap;
@@ -197,7 +197,7 @@ pub(super) fn read(
 
 /// Features `N(0, I_d)`, labels ±1 with `P(1) = sigmoid(a·x_true)`, `x_true = (1, −1, …)`.
 pub fn logistic(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
-    let mut rng = crate::sim::rng::Streams::new(seed).stream(0);
+    let mut rng = crate::numeric::rng::Streams::new(seed).stream(0);
     (0..n)
         .map(|_| {
             let a: Vec<f64> = (0..d).map(|_| rng.normal()).collect();

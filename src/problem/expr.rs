@@ -8,7 +8,7 @@
 //! (from 1, as papers count) and `[a, b]` writes a vector, `[[a, b], [c, d]]` a matrix
 //! by rows.
 
-use crate::diagnostic::{Boxed as _, Code, Diagnostic};
+use crate::error::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
 use crate::span::Span;
 use crate::syntax::{BinOp, Expr, ExprKind, UnOp};
@@ -36,7 +36,7 @@ impl PV {
 /// The names an expression may read.
 pub type Scope = BTreeMap<String, PV>;
 
-use crate::diagnostic::{boxed as err, Fallible as R};
+use crate::error::diagnostic::{boxed as err, Fallible as R};
 
 pub const FUNCTIONS: &[&str] = &[
     "sum", "mean", "dot", "norm", "diag", "outer", "sqrt", "exp", "log", "sin", "cos", "tanh",

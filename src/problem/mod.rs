@@ -31,14 +31,14 @@ pub mod data;
 pub use data::Data;
 pub mod expr;
 
-use crate::diagnostic::{Boxed as _, Code, Diagnostic};
+use crate::error::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
 use crate::span::Span;
 use crate::syntax::{self, Ident, PItemKind};
 use expr::{Scope, PV};
 use std::collections::{BTreeMap, HashMap};
 
-use crate::diagnostic::{boxed as err, Fallible as R};
+use crate::error::diagnostic::{boxed as err, Fallible as R};
 
 /// The largest dimension a problem may have.
 pub const MAX_DIM: usize = 64;
@@ -939,7 +939,7 @@ pub fn cholesky(g: &mut Graph, m: &[Vec<Id>]) -> Vec<Vec<Id>> {
 
 /// Renders a problem-file diagnostic.
 pub fn render(d: &Diagnostic, file: &str, source: &str) -> String {
-    crate::diagnostic::render(std::slice::from_ref(d), file, source)
+    crate::error::diagnostic::render(std::slice::from_ref(d), file, source)
 }
 
 /// The problem as the reference interpreter sees it ([`crate::numeric::Oracle`]): f, ∇f,

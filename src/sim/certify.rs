@@ -32,10 +32,10 @@
 use crate::ir::Optimizer;
 use crate::numeric::exact;
 use crate::numeric::graph::{Graph, Id};
+use crate::numeric::rng::{Stream, Streams};
 use crate::numeric::{self, Value, Values};
 use crate::problem::{Data, Model, Noise};
 use crate::sim::compile::{self, Layout, Numbers};
-use crate::sim::rng::{Stream, Streams};
 use crate::sme::Sme;
 pub use crate::sme::{Check, MomentFit, Verdict};
 use crate::syntax::NoiseKind;

@@ -13,16 +13,16 @@
     reason = "index loops over matrix rows and columns read as the formulas do"
 )]
 
-use crate::elem::FExpr;
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::Sym;
+use crate::algebra::tensor::{Kind, Label, TExpr};
 use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Target, Version};
 use crate::numeric::eval::advance;
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
 use crate::numeric::step;
 use crate::numeric::tape::Tape;
-use crate::poly::Sym;
 use crate::problem::{self, Model};
 use crate::sme::Sme;
-use crate::tensor::{Kind, Label, TExpr};
 use num_traits::ToPrimitive;
 use std::collections::{BTreeMap, HashMap};
 
@@ -129,7 +129,7 @@ pub struct StepProgram {
 impl StepProgram {
     /// Minibatch noise: writes into `regs` the rows of one minibatch per lane and noise
     /// sample (`batch` rows, uniform with replacement). Does nothing for Gaussian noise.
-    pub fn draw_minibatch(&self, regs: &mut [f64], rng: &mut crate::sim::rng::Stream) {
+    pub fn draw_minibatch(&self, regs: &mut [f64], rng: &mut crate::numeric::rng::Stream) {
         use crate::numeric::tape::LANES;
         let Some((rows, batch)) = &self.minibatch else {
             return;

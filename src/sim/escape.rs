@@ -18,8 +18,8 @@
 
 use super::compile::{SdeProgram, StepProgram};
 use super::ha::{HaProgram, Work};
-use super::rng::{in_avx2, Job, Stream, Streams};
 use super::weak::fill_input;
+use crate::numeric::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::tape::{Tape, LANES};
 use rayon::prelude::*;
 

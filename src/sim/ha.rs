@@ -6,7 +6,7 @@
 //! - diffusion `Q = V Q̃ Vᵀ` with `Q̃_ij = η h((1 − ηλ_i)(1 − ηλ_j)) (VᵀΣV)_ij`,
 //!   `h(s) = −log(s)/(1 − s)`,
 //!
-//! the closed forms of [`crate::hasme`] (there checked term by term against the derived
+//! the closed forms of [`crate::analysis::hasme`] (there checked term by term against the derived
 //! series). They exist while `1 − ηλ > 0` for every eigenvalue (saddles, λ < 0, are
 //! fine); a path that reaches a state where they do not has left the model's domain and
 //! is reported as such. `ℓ(u) = h(1 − u)`, so one function serves both.

@@ -1,11 +1,9 @@
 //! Simulation of optimizers and SDEs over many paths (DESIGN.md §4): the seeded
-//! generator every simulation draws from ([`rng`]), the compiler from rules, SMEs and
+//! generator every simulation draws from ([`crate::numeric::rng`]), the compiler from rules, SMEs and
 //! test functions to tapes ([`compile`]).
 
 pub mod certify;
 pub mod compile;
 pub mod escape;
 pub mod ha;
-pub mod rng;
 pub mod weak;
-mod ziggurat_tables;

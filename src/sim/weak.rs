@@ -26,9 +26,9 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
-use super::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::Graph;
+use crate::numeric::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::tape::{Registers, Stepper, Tape, LANES};
 use rayon::prelude::*;
 

@@ -11,8 +11,8 @@
 //! Every rule is checked by evaluating both sides at random points (see the tests), as
 //! ruler checks its rules. The module is private to `simplify`; egg does not leak.
 
-use crate::poly::{Sym, Symbols};
-use crate::tensor::{TExpr, Term};
+use crate::algebra::poly::{Sym, Symbols};
+use crate::algebra::tensor::{TExpr, Term};
 use egg::{
     define_language, Analysis, CostFunction, DidMerge, EGraph, Extractor, Id, Language, RecExpr,
     Rewrite, Runner, Symbol,

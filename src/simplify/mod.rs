@@ -12,8 +12,8 @@ mod egraph;
 
 pub use egraph::{Node, RULES};
 
-use crate::poly::{Poly, Sym, Symbols};
-use crate::tensor::{derivative, Atom, Kind, TExpr, Term, Vars};
+use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::tensor::{derivative, Atom, Kind, TExpr, Term, Vars};
 use num_rational::BigRational;
 use num_traits::Zero;
 use std::collections::BTreeMap;
@@ -108,7 +108,7 @@ pub fn potential(drift: &TExpr, dim: Sym) -> Option<TExpr> {
                 *l -= 1;
             }
         }
-        let (term, dims, factor) = crate::tensor::canonical(atoms, 0);
+        let (term, dims, factor) = crate::algebra::tensor::canonical(atoms, 0);
         if dims == 0 && factor.is_none() && !candidates.contains(&term) {
             candidates.push(term);
         }
@@ -152,7 +152,7 @@ pub fn potential(drift: &TExpr, dim: Sym) -> Option<TExpr> {
     for (t, c) in &drift.terms {
         b[rows[t]] = c.clone();
     }
-    let solution = crate::linear::eliminate(a, b, n);
+    let solution = crate::algebra::linear::eliminate(a, b, n);
     // Consistency: the rows without a pivot must have a zero right-hand side.
     if solution.inconsistent().is_some() {
         return None;

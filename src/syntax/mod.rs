@@ -11,7 +11,7 @@
 
 mod parser;
 
-use crate::diagnostic::Diagnostic;
+use crate::error::diagnostic::Diagnostic;
 use crate::span::Span;
 use num_rational::BigRational;
 

@@ -2,7 +2,7 @@
 //! errors into diagnostics. Nothing of pest leaves this file.
 
 use super::*;
-use crate::diagnostic::{Code, Diagnostic};
+use crate::error::diagnostic::{Code, Diagnostic};
 use num_bigint::BigInt;
 use num_traits::One;
 use pest::iterators::Pair;

@@ -19,11 +19,11 @@
 //! [`crate::emit::hasme`] writes the result in every format (text, components, LaTeX,
 //! SymPy, NumPy; JSON in [`crate::emit::json`]).
 
+use crate::algebra::poly::Poly;
+use crate::algebra::tensor::{Atom, Kind, Label, TExpr};
 use crate::ir::Optimizer;
-use crate::poly::Poly;
 use crate::sme::Sme;
 use crate::syntax::NoiseKind;
-use crate::tensor::{Atom, Kind, Label, TExpr};
 use num_rational::BigRational;
 use num_traits::Zero;
 
@@ -129,7 +129,7 @@ fn chain(left: usize, right: Option<usize>) -> Vec<Atom> {
 }
 
 /// The coefficient of a given term in `e` (a polynomial in η).
-fn coefficient(e: &TExpr, atoms: Vec<Atom>, dim: crate::poly::Sym) -> Poly {
+fn coefficient(e: &TExpr, atoms: Vec<Atom>, dim: crate::algebra::poly::Sym) -> Poly {
     let probe = TExpr::from_atoms(atoms, e.free, Poly::one(), dim);
     let (t, _) = probe.terms.iter().next().expect("a term");
     e.terms.get(t).cloned().unwrap_or_default()

@@ -1,8 +1,8 @@
 //! `smelt escape`: reading the files, running every (η, B), printing the report.
 
-use crate::console::{emit, Outcome};
-use crate::verify_cmd::{inputs, report_error, Inputs};
-use smelt::escape::{self, EtaResult, Options, ScalingFit, Setup};
+use crate::cli::console::{emit, Outcome};
+use crate::cli::verify::{inputs, report_error, Inputs};
+use smelt::experiment::escape::{self, EtaResult, Options, ScalingFit, Setup};
 use std::path::PathBuf;
 
 pub struct Args {
@@ -188,7 +188,7 @@ pub fn run(a: Args) -> Outcome {
                 "paths": results.first().map_or(0, |r| r.models.first().map_or(0, |m| m.exited + m.censored + m.diverged)),
                 "seed": a.seed,
                 "substeps": a.substeps,
-                "generator": smelt::sim::rng::NAME,
+                "generator": smelt::numeric::rng::NAME,
                 "seconds": elapsed,
             },
             "results": results,
@@ -216,7 +216,7 @@ pub fn run(a: Args) -> Outcome {
                 .map_or(0, |m| m.exited + m.censored + m.diverged),
             a.seed,
             elapsed,
-            smelt::sim::rng::NAME
+            smelt::numeric::rng::NAME
         );
         if let Err(o) = emit(&text) {
             return o;
@@ -225,7 +225,7 @@ pub fn run(a: Args) -> Outcome {
     // The plot after the report: a failure to write it loses nothing else.
     if let Some((path, mut file)) = plot_file {
         use std::io::Write as _;
-        let svg = smelt::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
+        let svg = smelt::report::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
         if let Err(e) = file
             .set_len(0)
             .and_then(|()| file.write_all(svg.as_bytes()))
@@ -242,8 +242,8 @@ fn plot_of(
     results: &[EtaResult],
     fits: &[ScalingFit],
     pr: &escape::Predictions,
-) -> smelt::escape_plot::EscapePlot {
-    use smelt::escape_plot::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+) -> smelt::report::escape_plot::EscapePlot {
+    use smelt::report::escape_plot::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
     // Survival curves at the first step size.
     let first = results.first();
     let curves = first

@@ -11,7 +11,7 @@
     reason = "index loops over matrix rows and columns read as the formulas do"
 )]
 
-use crate::diagnostic::{Boxed as _, Code, Diagnostic};
+use crate::error::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::ir::Optimizer;
 use crate::problem::Problem;
 use crate::report::{self, Fit, Point, Status};
@@ -477,7 +477,7 @@ impl Prepared {
 /// is that of the coefficients the SME keeps (those of order 1 when no order was
 /// reached, Adam's case under general noise), never more than asked.
 pub fn order_on_problem(sme: &Sme, gaussian_noise: bool) -> u32 {
-    use crate::tensor::Kind;
+    use crate::algebra::tensor::Kind;
     let kept = sme.order.max(1).min(sme.requested_order);
     let holds = |c: &crate::sme::Condition| {
         gaussian_noise
@@ -642,13 +642,18 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
 
 /// The plot of a verification: each series' points, fitted line and legend, whose
 /// verdict is the series' own ([`Series::short`], by the one rule).
-pub fn plot(p: &Prepared, series: &[Series]) -> crate::plot::Plot {
+pub fn plot(p: &Prepared, series: &[Series]) -> crate::report::plot::Plot {
     plot_named(&p.rule.name, &p.problem.name, &p.rule.small.name, series)
 }
 
 /// [`plot`] from the names alone.
-pub fn plot_named(rule: &str, problem: &str, small: &str, series: &[Series]) -> crate::plot::Plot {
-    use crate::plot::{FitLine, Plot, PlotPoint, Series as Line};
+pub fn plot_named(
+    rule: &str,
+    problem: &str,
+    small: &str,
+    series: &[Series],
+) -> crate::report::plot::Plot {
+    use crate::report::plot::{FitLine, Plot, PlotPoint, Series as Line};
     let mut out = Vec::new();
     for s in series {
         let points: Vec<PlotPoint> = s

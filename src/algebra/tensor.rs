@@ -12,7 +12,7 @@
 //! so a [`TExpr`] (a map from terms to [`Poly`] coefficients) collects like terms and
 //! drops those that cancel.
 
-use crate::poly::{Poly, Sym};
+use crate::algebra::poly::{Poly, Sym};
 use std::collections::BTreeMap;
 
 /// An index label: `< free` is an output slot, `>= free` is summed.
@@ -38,7 +38,7 @@ pub enum Kind {
     Disp(u8),
     /// Kronecker δ, two symmetric slots; contracted away unless both slots are free.
     Delta,
-    /// An elementwise function of the state ([`crate::elem`]), by number: one slot (the
+    /// An elementwise function of the state ([`crate::algebra::elem`]), by number: one slot (the
     /// component index it is applied at) or none (a function of the scalar states).
     Elem(u32),
 }
@@ -132,7 +132,7 @@ const MEMO_LIMIT: usize = 1 << 18;
 /// dimension `d` the contraction produced (`δ_aa = d`).
 pub fn canonical(mut atoms: Vec<Atom>, free: u8) -> Canon {
     // The memos hold ids of the elementwise functions' table: valid for one table only.
-    let generation = crate::elem::generation();
+    let generation = crate::algebra::elem::generation();
     if MEMO_GENERATION.with(|g| g.replace(generation)) != generation {
         clear_memo();
     }
@@ -174,7 +174,7 @@ fn relabel_in_order(atoms: &mut [Atom], free: u8) {
 }
 
 thread_local! {
-    /// The [`crate::elem::generation`] the memos were filled under.
+    /// The [`crate::algebra::elem::generation`] the memos were filled under.
     static MEMO_GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
@@ -311,7 +311,7 @@ type MergedMemo = rustc_hash::FxHashMap<Vec<Kind>, (Option<Poly>, Merged)>;
 
 thread_local! {
     /// Groups of elementwise factors already merged (sorted kinds → constant and
-    /// factor). The functions are the thread's [`crate::elem`] table's, so the memo is
+    /// factor). The functions are the thread's [`crate::algebra::elem`] table's, so the memo is
     /// cleared with the table ([`clear_memo`]).
     static MERGED: std::cell::RefCell<MergedMemo> = std::cell::RefCell::new(MergedMemo::default());
 }
@@ -319,7 +319,7 @@ thread_local! {
 /// The product of a group of elementwise factors, simplified: a constant (`None`: 1;
 /// zero when the product vanishes identically) and what is left.
 fn merge_group(group: &[Kind]) -> (Option<Poly>, Merged) {
-    use crate::elem::{self, FExpr};
+    use crate::algebra::elem::{self, FExpr};
     let product = FExpr::Prod(
         group
             .iter()
@@ -755,7 +755,7 @@ impl TExpr {
 
     /// Combines terms that differ only in their one elementwise function: for each power
     /// of `small`, `Σ_k c_k f_k` becomes a single function (and vanishes when it is
-    /// identically zero, which [`crate::elem`] decides numerically). Distinct functions
+    /// identically zero, which [`crate::algebra::elem`] decides numerically). Distinct functions
     /// can be linearly dependent (`σ0 √u/P + ε0/P = 1` for `P = σ0 √u + ε0`); after this
     /// a combination that is zero is zero.
     pub fn collect_elementwise(&self, small: Sym, dim: Sym) -> TExpr {
@@ -800,13 +800,13 @@ impl TExpr {
             powers.sort_unstable();
             powers.dedup();
             for p in powers {
-                let parts: Vec<(Poly, crate::elem::FExpr)> = members
+                let parts: Vec<(Poly, crate::algebra::elem::FExpr)> = members
                     .iter()
-                    .map(|(id, c)| (c.coeff(small, p), crate::elem::get(*id)))
+                    .map(|(id, c)| (c.coeff(small, p), crate::algebra::elem::get(*id)))
                     .filter(|(c, _)| !c.is_zero())
                     .collect();
-                if let Some(f) = crate::elem::combine(&parts) {
-                    let id = crate::elem::intern(f);
+                if let Some(f) = crate::algebra::elem::combine(&parts) {
+                    let id = crate::algebra::elem::intern(f);
                     let mut atoms = skeleton.atoms.clone();
                     atoms[pos].kind = Kind::Elem(id);
                     out.add_raw(atoms, Poly::power(small, p), dim);
@@ -1066,17 +1066,17 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                     }
                 }
                 Kind::Elem(id) => {
-                    let f = crate::elem::get(id);
+                    let f = crate::algebra::elem::get(id);
                     if !f.reads(v) {
                         None
                     } else {
                         let df = f.derivative(v).simplify();
-                        if matches!(&df, crate::elem::FExpr::Const(k) if k.is_zero()) {
+                        if matches!(&df, crate::algebra::elem::FExpr::Const(k) if k.is_zero()) {
                             continue;
                         }
                         // A constant derivative becomes a coefficient when the term is
                         // put in canonical form (merging elementwise factors).
-                        let id = crate::elem::intern(df);
+                        let id = crate::algebra::elem::intern(df);
                         let mut rep = vec![Atom::new(Kind::Elem(id), a.idx.clone())];
                         if !scalar {
                             if let Some(l) = a.idx.first() {
@@ -1320,7 +1320,7 @@ mod tests {
 
     #[test]
     fn linearly_dependent_elementwise_functions_cancel() {
-        use crate::elem::{self, FExpr};
+        use crate::algebra::elem::{self, FExpr};
         elem::reset();
         // σ0 √u/P ⊙ ∇f + ε0/P ⊙ ∇f - ∇f = 0 with P = σ0 √u + ε0 (symbols 1, 2; state 1).
         let (s0, e0) = (Poly::power(1, 1), Poly::power(2, 1));

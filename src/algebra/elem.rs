@@ -1,7 +1,7 @@
 //! Elementwise functions of the optimizer's state: `1/(σ0 √u + ε0)`, `exp(-c t)`.
 //!
 //! Adaptive methods divide by and take roots of their states componentwise. In a tensor
-//! term such a factor is an [`crate::tensor::Kind::Elem`] atom: a scalar function
+//! term such a factor is an [`crate::algebra::tensor::Kind::Elem`] atom: a scalar function
 //! applied to the components at one index (`φ(u_i, m_i)`), or to the scalar states (the
 //! clock `t`). The function itself is an [`FExpr`] over state variables and
 //! hyperparameter constants, kept in a per-derivation table ([`Table`]) and referred
@@ -13,7 +13,7 @@
 //! and `1 - ε0/(σ0 √u + ε0)` are one entry, and a combination that vanishes identically
 //! is recognised as zero, whatever form the algebra produced it in.
 
-use crate::poly::{Poly, Sym};
+use crate::algebra::poly::{Poly, Sym};
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use std::cell::RefCell;
@@ -481,7 +481,7 @@ thread_local! {
 
 /// A number that changes whenever this thread's table is replaced ([`reset`],
 /// [`install`]): what is cached about functions by id (the canonical forms of
-/// [`crate::tensor`]) is valid only while it stays the same.
+/// [`crate::algebra::tensor`]) is valid only while it stays the same.
 pub fn generation() -> u64 {
     GENERATION.with(std::cell::Cell::get)
 }

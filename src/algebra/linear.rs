@@ -2,7 +2,7 @@
 //! analyses (gradient potentials, scaling rules). The right-hand sides may be rationals
 //! or polynomials: anything that can be scaled by a rational and subtracted.
 
-use crate::poly::Poly;
+use crate::algebra::poly::Poly;
 use num_rational::BigRational;
 use num_traits::Zero;
 

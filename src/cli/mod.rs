@@ -2,8 +2,12 @@
 //! input (with a diagnostic on stderr), 2 bad usage, an unreadable file or output that
 //! cannot be written (a full disk; a closed pipe ends the output quietly instead).
 
-use crate::console::{emit, load, read, Outcome, ReadError};
+mod console;
+mod escape;
+mod verify;
+
 use clap::{Parser, Subcommand};
+use console::{emit, load, read, Outcome, ReadError};
 use smelt::diagnostic::render;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,7 +237,7 @@ pub fn main() -> ExitCode {
             exact,
             budget,
             quiet,
-        } => crate::verify_cmd::run(crate::verify_cmd::Args {
+        } => verify::run(verify::Args {
             exact,
             budget,
             file,
@@ -269,7 +273,7 @@ pub fn main() -> ExitCode {
             format,
             plot,
             quiet,
-        } => crate::escape_cmd::run(crate::escape_cmd::Args {
+        } => escape::run(escape::Args {
             em,
             file,
             problem,
@@ -306,7 +310,7 @@ pub fn main() -> ExitCode {
         } => {
             let dim = dim.map(|d| d as usize);
             if hessian_aware {
-                let order = order.unwrap_or(smelt::hasme::DEFAULT_ORDER);
+                let order = order.unwrap_or(smelt::analysis::hasme::DEFAULT_ORDER);
                 hessian(&file, order, format, standalone, dim)
             } else {
                 let options = smelt::Options {
@@ -458,7 +462,8 @@ fn hessian(
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
-    let result = smelt::check(&source).and_then(|opt| smelt::hasme::hessian_aware(&opt, order));
+    let result =
+        smelt::check(&source).and_then(|opt| smelt::analysis::hasme::hessian_aware(&opt, order));
     let h = match result {
         Ok(h) => h,
         Err(e) => {
@@ -518,11 +523,11 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
         }
     };
     let batch = match noise_scale {
-        Some(n) => smelt::scaling::NoiseScale::Named(n),
-        None => smelt::scaling::NoiseScale::Covariance,
+        Some(n) => smelt::analysis::scaling::NoiseScale::Named(n),
+        None => smelt::analysis::scaling::NoiseScale::Covariance,
     };
-    match smelt::scaling::rule(&opt, &sme, &batch) {
-        Ok(outcome) => match emit(&smelt::scaling::render(&opt, &batch, &outcome)) {
+    match smelt::analysis::scaling::rule(&opt, &sme, &batch) {
+        Ok(outcome) => match emit(&smelt::emit::scaling::render(&opt, &sme, &batch, &outcome)) {
             Ok(()) => Outcome::Ok,
             Err(o) => o,
         },

@@ -1,8 +1,8 @@
 //! `smelt verify`: reading the files, running the step sizes, printing the report.
 
-use crate::console::{emit, load, Outcome};
+use crate::cli::console::{emit, load, Outcome};
 use smelt::diagnostic::render;
-use smelt::verify::{self, Error};
+use smelt::experiment::verify::{self, Error};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -208,14 +208,14 @@ pub fn run(a: Args) -> Outcome {
         a.seed,
         a.substeps,
         elapsed,
-        smelt::sim::rng::NAME,
+        smelt::numeric::rng::NAME,
         extension.describe(&prepared.rule.small.name)
     );
     let run = serde_json::json!({
         "paths": stats.first().map_or(0, |s| s.paths),
         "seed": a.seed,
         "substeps": a.substeps,
-        "generator": smelt::sim::rng::NAME,
+        "generator": smelt::numeric::rng::NAME,
         "seconds": elapsed,
         "extension": extension,
     });
@@ -230,7 +230,7 @@ fn output(
     run: Option<serde_json::Value>,
 ) -> Outcome {
     if let Some(path) = &a.plot {
-        let svg = smelt::plot::svg(&verify::plot(prepared, series));
+        let svg = smelt::report::plot::svg(&verify::plot(prepared, series));
         if let Err(e) = std::fs::write(path, svg) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return Outcome::Usage;

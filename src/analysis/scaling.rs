@@ -14,11 +14,11 @@
 //! SGD gives the linear scaling rule (`η → κη`); Adam and RMSprop in Malladi et al.'s
 //! scaling give the square-root rule (`η → √κ η`, `1 - β → κ(1 - β)`, `ε → ε/√κ`).
 
-use crate::elem::FExpr;
+use crate::algebra::elem::FExpr;
+use crate::algebra::poly::{Poly, Sym};
+use crate::algebra::tensor::{Kind, TExpr};
 use crate::ir::{ExprKind, Optimizer};
-use crate::poly::{Poly, Sym};
 use crate::sme::Sme;
-use crate::tensor::{Kind, TExpr};
 use num_rational::BigRational;
 use num_traits::{One, Signed, Zero};
 
@@ -48,8 +48,18 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Rule(Rule),
-    /// No scaling keeps the SME unchanged; the text names the equation that fails.
-    Impossible(String),
+    /// No scaling keeps the SME unchanged: the equation that fails.
+    Impossible(Blocker),
+}
+
+/// Why no scaling keeps the first-order SME unchanged: the first equation of the system
+/// that cannot hold. [`crate::emit::scaling::render`] prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Blocker {
+    /// No scaling keeps this term of the drift or diffusion (`what`) unchanged.
+    Term { what: String, term: TExpr },
+    /// Any other equation, said in words.
+    Other(String),
 }
 
 /// A linear form in the exponents of the symbols: coefficients per symbol and a constant.
@@ -88,7 +98,7 @@ impl Form {
 
 struct System {
     n: usize,
-    rows: Vec<(Form, String)>,
+    rows: Vec<(Form, Blocker)>,
 }
 
 impl System {
@@ -110,7 +120,9 @@ impl System {
                 for g in forms.iter().skip(1) {
                     self.rows.push((
                         g.sub(&forms[0]),
-                        format!("no scaling keeps the terms of a constant in {what} in proportion"),
+                        Blocker::Other(format!(
+                            "no scaling keeps the terms of a constant in {what} in proportion"
+                        )),
                     ));
                 }
                 forms
@@ -124,7 +136,7 @@ impl System {
                 for g in forms.iter().skip(1) {
                     self.rows.push((
                         g.sub(&forms[0]),
-                        format!("no scaling keeps the summands of an elementwise function in {what} in proportion"),
+                        Blocker::Other(format!("no scaling keeps the summands of an elementwise function in {what} in proportion")),
                     ));
                 }
                 forms
@@ -145,7 +157,9 @@ impl System {
                 let g = self.function(a, dim, what);
                 self.rows.push((
                     g,
-                    format!("no scaling keeps the argument of an exp or log in {what} unchanged"),
+                    Blocker::Other(format!(
+                        "no scaling keeps the argument of an exp or log in {what} unchanged"
+                    )),
                 ));
                 Form::zero(self.n)
             }
@@ -172,22 +186,20 @@ impl System {
                 let row = base.add(&self.monomial(m, sme.dim));
                 self.rows.push((
                     row,
-                    format!(
-                        "no scaling keeps {what}: {} unchanged",
-                        term_text(sme, t, e.free, c)
-                    ),
+                    Blocker::Term {
+                        what: what.to_string(),
+                        term: one_term(t, e.free, c),
+                    },
                 ));
             }
         }
     }
 }
 
-fn term_text(sme: &Sme, t: &crate::tensor::Term, free: u8, c: &Poly) -> String {
-    let names = crate::emit::text::Names::of(sme);
-    let st = crate::emit::notation::Style::Text;
+fn one_term(t: &crate::algebra::tensor::Term, free: u8, c: &Poly) -> TExpr {
     let mut one = TExpr::zero(free);
     one.add_term(t.clone(), c);
-    crate::emit::text::texpr(st, &one, &sme.symbols, sme.small, &names)
+    one
 }
 
 /// Solves for the exponents that keep the first-order SME of `opt` unchanged.
@@ -227,7 +239,9 @@ pub fn rule(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, S
         row.constant += BigRational::new(1.into(), 2.into());
         sys.rows.push((
             row,
-            format!("`{name}` cannot go as κ^(-1/2) while the first-order SME stays unchanged"),
+            Blocker::Other(format!(
+                "`{name}` cannot go as κ^(-1/2) while the first-order SME stays unchanged"
+            )),
         ));
     }
     let solved = solve(&sys.rows, n);
@@ -354,10 +368,10 @@ fn scaling_exponent(
 
 /// Gaussian elimination over the rationals: the exponents (free ones 0) and the free
 /// variables, or the first equation that cannot hold.
-fn solve(rows: &[(Form, String)], n: usize) -> Result<(Vec<BigRational>, Vec<usize>), String> {
+fn solve(rows: &[(Form, Blocker)], n: usize) -> Result<(Vec<BigRational>, Vec<usize>), Blocker> {
     let a: Vec<Vec<BigRational>> = rows.iter().map(|(f, _)| f.coef.clone()).collect();
     let b: Vec<BigRational> = rows.iter().map(|(f, _)| -f.constant.clone()).collect();
-    let solution = crate::linear::eliminate(a, b, n);
+    let solution = crate::algebra::linear::eliminate(a, b, n);
     if let Some(i) = solution.inconsistent() {
         return Err(rows[i].1.clone());
     }
@@ -380,55 +394,4 @@ pub fn power_text(q: &BigRational) -> String {
         let sign = if q.is_negative() { "-" } else { "" };
         format!("× κ^({sign}{})", q.abs())
     }
-}
-
-/// The rule as text.
-pub fn render(opt: &Optimizer, batch: &NoiseScale, outcome: &Outcome) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let what = match batch {
-        NoiseScale::Covariance => "the noise covariance Σ ∝ 1/κ".to_string(),
-        NoiseScale::Named(n) => format!("the noise scale `{n}` ∝ κ^(-1/2)"),
-    };
-    let _ = writeln!(
-        out,
-        "scaling rule for {} when the batch grows by a factor κ ({what}):",
-        opt.name
-    );
-    match outcome {
-        Outcome::Impossible(why) => {
-            let _ = writeln!(out, "  none: {why}");
-            let _ = writeln!(
-                out,
-                "  (the first-order SME changes with the batch size whatever the hyperparameters do)"
-            );
-        }
-        Outcome::Rule(r) => {
-            for (h, e) in &r.hypers {
-                let _ = writeln!(out, "  {h:<10} {}", power_text(e));
-            }
-            if !r.derived.is_empty() {
-                out.push_str(
-                    "  so that
-",
-                );
-                for (h, e) in &r.derived {
-                    let _ = writeln!(out, "  {h:<10} {}", power_text(e));
-                }
-            }
-            let _ = writeln!(
-                out,
-                "  steps to a fixed time horizon {}",
-                power_text(&r.steps)
-            );
-            if !r.free.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  not constrained by the first-order SME (left unchanged above): {}",
-                    r.free.join(", ")
-                );
-            }
-        }
-    }
-    out
 }

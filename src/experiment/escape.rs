@@ -1,7 +1,7 @@
 //! `smelt escape`: first exit times of an optimizer and of its SDEs from a region around
 //! a stationary point, side by side, and the scaling laws they follow.
 //!
-//! [`prepare`] binds a rule to a problem (as [`crate::verify::prepare`] does), finds the
+//! [`prepare`] binds a rule to a problem (as [`crate::experiment::verify::prepare`] does), finds the
 //! stationary point the run starts from (Newton from the given point) and classifies it
 //! by its Hessian, and checks the models asked for. [`plan`] compiles every model for
 //! one step size and batch size: the optimizer's step; each SME by Euler–Maruyama with
@@ -17,6 +17,7 @@
     reason = "index loops over matrix rows and columns read as the formulas do"
 )]
 
+use crate::experiment::verify::{self, Error, Prepared};
 use crate::numeric::exact::{eigh, M};
 use crate::numeric::graph::{Graph, Id};
 use crate::numeric::linear_gaussian::{self, LinearSde, Quadratic};
@@ -25,7 +26,6 @@ use crate::problem::Model;
 use crate::sim::compile::{self, Numbers};
 use crate::sim::escape::{self as sim, EscapeModel, EscapePlan, ExitTimes, Sampler, Survival};
 use crate::sim::ha::HaProgram;
-use crate::verify::{self, Error, Prepared};
 use std::collections::BTreeMap;
 
 /// A model to run.
@@ -317,7 +317,7 @@ pub fn prepare(
     }
     // Whether the rule is x ← x − η(∇f + ξ) to all orders on quadratics: the HA-SME's
     // closed forms, checked term by term.
-    let ha = crate::hasme::hessian_aware(&rule, 4);
+    let ha = crate::analysis::hasme::hessian_aware(&rule, 4);
     let sgd_form = matches!(&ha, Ok(h) if h.mismatches.is_empty());
     if opts.models.contains(&ModelSpec::Ha) {
         let h = ha.map_err(Error::Derive)?;

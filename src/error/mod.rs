@@ -1,6 +1,8 @@
 //! The library's error: what every fallible entry point returns.
 
-use crate::diagnostic::Diagnostic;
+pub mod diagnostic;
+
+use diagnostic::Diagnostic;
 
 /// Why smelt could not process an input.
 #[derive(Debug, thiserror::Error)]

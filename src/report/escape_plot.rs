@@ -28,7 +28,7 @@
 //! text is XML-escaped. The output is a pure function of the input, with coordinates
 //! printed with at most two decimals, so equal inputs give byte-identical documents.
 
-use crate::plot::{esc, num, open_svg, truncate};
+use crate::report::plot::{esc, num, open_svg, truncate};
 use std::f64::consts::LN_10;
 use std::fmt::Write;
 
@@ -205,7 +205,7 @@ fn decade_label(d: i32, plain: bool) -> String {
             format!("0.{}1", "0".repeat((-d - 1) as usize))
         };
     }
-    crate::plot::decade_label(d)
+    crate::report::plot::decade_label(d)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1216,7 +1216,7 @@ fn scaling_panel(out: &mut String, s: &Scaling, f: Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plot::testing::{attr_of, well_formed};
+    use crate::report::plot::testing::{attr_of, well_formed};
 
     /// The `d` attributes of the survival curves' paths.
     fn curve_paths(doc: &str) -> Vec<String> {

@@ -1,0 +1,5 @@
+//! The two checks against the optimizer itself: weak errors against the step size
+//! ([`verify`]) and exit times with their scaling laws ([`escape`]).
+
+pub mod escape;
+pub mod verify;
