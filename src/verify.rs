@@ -849,7 +849,13 @@ impl Extension {
     }
 
     fn describe_grid(&self, small: &str, unit: &str) -> String {
-        let m = |x: u64| format!("{:.1} M", x as f64 / 1e6);
+        let m = |x: u64| {
+            if unit == "steps" {
+                x.to_string()
+            } else {
+                format!("{:.1} M", x as f64 / 1e6)
+            }
+        };
         if self.added.is_empty() && self.resolved {
             format!(
                 "grid: every verdict {}settled on the given step sizes ({} {unit} of a budget of {})",
