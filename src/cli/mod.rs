@@ -88,9 +88,14 @@ enum Command {
         /// The SME orders to check
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         orders: Vec<u32>,
-        /// Values of the small parameter (default: the problem's `etas`, else 2^-2 … 2^-7)
+        /// Values of the small parameter (default: the problem's `etas`, else times per
+        /// step 2^-2 … 2^-7)
         #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number)]
         etas: Option<Vec<f64>>,
+        /// The grid as times per step τ (`2^-3,2^-4,…`), converted to the small parameter
+        /// through the rule's `time` (a power of it); instead of `--etas`
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, value_parser = number, conflicts_with = "etas")]
+        time_steps: Option<Vec<f64>>,
         /// Paths per step size (rounded up to a multiple of 64)
         #[arg(long, default_value_t = 65536)]
         paths: usize,
@@ -118,7 +123,8 @@ enum Command {
         exact: bool,
         /// Cap on simulated path-steps (paths × optimizer steps over all step sizes) within
         /// which the grid extends to smaller steps until every verdict settles (default: 8×
-        /// the given grid's; 0 or the grid's own count: no extension)
+        /// the given grid's; 0 or the grid's own count: no extension; with --exact, a cap
+        /// on optimizer steps)
         #[arg(long)]
         budget: Option<u64>,
         /// No progress bar
@@ -227,6 +233,7 @@ pub fn main() -> ExitCode {
             problem,
             orders,
             etas,
+            time_steps,
             paths,
             seed,
             substeps,
@@ -244,6 +251,7 @@ pub fn main() -> ExitCode {
             problem,
             orders,
             etas,
+            time_steps,
             paths,
             seed,
             substeps,

@@ -11,6 +11,7 @@ pub struct Args {
     pub problem: PathBuf,
     pub orders: Vec<u32>,
     pub etas: Option<Vec<f64>>,
+    pub time_steps: Option<Vec<f64>>,
     pub paths: usize,
     pub seed: u64,
     pub substeps: usize,
@@ -108,34 +109,59 @@ pub fn run(a: Args) -> Outcome {
         eprintln!("error: `--substeps` must be a multiple of 4 between 4 and 1024");
         return Outcome::Usage;
     }
-    let etas = a
-        .etas
-        .clone()
-        .or_else(|| problem.etas.clone())
-        .unwrap_or_else(|| (2..=7).map(|k| 0.5f64.powi(k)).collect());
-    if etas.is_empty() || etas.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-        eprintln!("error: `--etas`: give positive step sizes, e.g. `--etas 0.25,0.125,0.0625`");
-        return Outcome::Usage;
+    for (flag, given) in [("--etas", &a.etas), ("--time-steps", &a.time_steps)] {
+        if let Some(g) = given {
+            if g.is_empty() || g.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
+                eprintln!(
+                    "error: `{flag}`: give positive step sizes, e.g. `{flag} 0.25,0.125,0.0625`"
+                );
+                return Outcome::Usage;
+            }
+        }
     }
+    let problem_etas = problem.etas.clone();
     let mut prepared = match verify::prepare(rule, problem, &a.orders, &overrides) {
         Ok(p) => p,
         Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
     };
+    // The grid: `--etas`, else `--time-steps`, else the problem's `etas`, else times per
+    // step 2^-2 … 2^-7 (the same values of the small parameter when it is the time).
+    let default_times: Vec<f64> = (2..=7).map(|k| 0.5f64.powi(k)).collect();
+    let etas = match (&a.etas, &a.time_steps, problem_etas) {
+        (Some(e), _, _) => Ok(e.clone()),
+        (None, Some(t), _) => verify::etas_for_times(&prepared, t),
+        (None, None, Some(e)) => Ok(e),
+        (None, None, None) if verify::time_is_small(&prepared) => Ok(default_times),
+        (None, None, None) => verify::etas_for_times(&prepared, &default_times),
+    };
+    let etas = match etas {
+        Ok(e) => e,
+        Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
+    };
     if a.exact {
         let started = std::time::Instant::now();
-        let series = match verify::exact(&mut prepared, &etas) {
+        let budget = match a.budget {
+            Some(b) => b,
+            None => match verify::exact_steps(&prepared, &etas) {
+                Ok(n) => n.saturating_mul(8),
+                Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
+            },
+        };
+        let (series, extension) = match verify::exact_extending(&mut prepared, &etas, budget) {
             Ok(s) => s,
             Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
         };
         let header = format!(
-            "{} on {} (d = {}, T = {}): exact mode, laws propagated exactly (no sampling), {:.2} s\n",
+            "{} on {} (d = {}, T = {}): exact mode, laws propagated exactly (no sampling), {:.2} s\n{}\n",
             prepared.rule.name,
             prepared.problem.name,
             prepared.problem.dim,
             prepared.problem.horizon,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            extension.describe_exact(&prepared.rule.small.name)
         );
-        return output(&a, &prepared, &series, &header, None);
+        let run = serde_json::json!({ "extension": extension });
+        return output(&a, &prepared, &series, &header, Some(run), "exact");
     }
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
@@ -219,7 +245,7 @@ pub fn run(a: Args) -> Outcome {
         "seconds": elapsed,
         "extension": extension,
     });
-    output(&a, &prepared, &series, &header, Some(run))
+    output(&a, &prepared, &series, &header, Some(run), "simulation")
 }
 
 fn output(
@@ -228,6 +254,7 @@ fn output(
     series: &[verify::Series],
     header: &str,
     run: Option<serde_json::Value>,
+    mode: &str,
 ) -> Outcome {
     if let Some(path) = &a.plot {
         let svg = smelt::report::plot::svg(&verify::plot(prepared, series));
@@ -245,7 +272,7 @@ fn output(
             "dim": prepared.problem.dim,
             "horizon": prepared.problem.horizon,
             "small": prepared.rule.small.name,
-            "mode": if run.is_some() { "simulation" } else { "exact" },
+            "mode": mode,
             "run": run,
             "contradicted": series.iter().any(verify::Series::contradicts),
             "series": series,

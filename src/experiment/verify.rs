@@ -230,7 +230,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
             p.rule.small.name
         )));
     }
-    let steps = (p.problem.horizon / tau).round().max(1.0) as usize;
+    let steps = steps_of(p.problem.horizon, tau);
     if steps > 100_000_000 {
         return Err(Error::Other(format!(
             "{} = {eta} needs {steps} steps to reach T = {}; choose larger step sizes",
@@ -266,6 +266,12 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         start,
         substeps: substeps.max(4).div_ceil(4) * 4,
     })
+}
+
+/// The optimizer steps that reach the horizon at `tau` per step: the one count that
+/// [`plan`], [`path_steps`] and [`exact`] use.
+pub fn steps_of(horizon: f64, tau: f64) -> usize {
+    (horizon / tau).round().max(1.0) as usize
 }
 
 /// A truncated series for `D` need not be positive semidefinite; such an SME is not an
@@ -340,6 +346,10 @@ pub struct ErrorPoint {
     /// positive semidefinite there): the point is left out of the fit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Why the test function is left out at this step size: it is not finite (NaN or
+    /// ±∞) on some paths although the states are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_finite: Option<String>,
 }
 
 /// The result for one order and one test function.
@@ -401,12 +411,24 @@ impl Series {
             }
         };
         let none_ran = !points.is_empty() && points.iter().all(|p| p.refused.is_some());
+        let none_finite = !points.is_empty() && points.iter().all(|p| p.not_finite.is_some());
+        let no_fit = if none_finite {
+            "the test function is not finite at any step size (see the rows): no fit; check its domain"
+        } else {
+            no_fit
+        };
         let no_fit = if none_ran {
             "not simulated at any step size: its diffusion matrix D is not positive semidefinite at the start"
         } else {
             no_fit
         };
         let mut verdict = report::judge(fit.as_ref(), judged, signs.len() <= 1, no_fit, mode);
+        if none_finite && !none_ran {
+            verdict.resolve = Some("a test function defined wherever the iterates go".into());
+            verdict.text = format!(
+                "{no_fit}; would resolve it: a test function defined wherever the iterates go"
+            );
+        }
         if none_ran {
             // Neither paths nor anything but a step size where D is PSD can help.
             verdict.resolve = Some("a step size at which D is positive semidefinite".into());
@@ -523,6 +545,11 @@ pub fn summarize(
                 let err = o.err.mean();
                 let se = o.err.se();
                 let indep = ((st.opt[j].var() + o.sde.var()) / o.err.n).sqrt();
+                // Paths lost with finite states: the test function itself is not finite
+                // there (weak::run leaves such paths out of the sums).
+                let not_finite = (diverged.is_none() && refused.is_none())
+                    .then(|| not_finite(name, st, j, oi))
+                    .flatten();
                 points.push(ErrorPoint {
                     eta: st.eta,
                     tau: st.tau,
@@ -532,10 +559,14 @@ pub fn summarize(
                     discretization: o.disc.mean() / 3.0,
                     discretization_se: o.disc.se() / 3.0,
                     coupling_gain: indep / se,
-                    resolved: err.abs() > 2.0 * se && diverged.is_none() && refused.is_none(),
+                    resolved: err.abs() > 2.0 * se
+                        && diverged.is_none()
+                        && refused.is_none()
+                        && not_finite.is_none(),
                     diverged,
                     diverged_in,
                     refused: refused.clone(),
+                    not_finite,
                 });
             }
             let fit_pts: Vec<Point> = points
@@ -560,6 +591,28 @@ pub fn summarize(
     out
 }
 
+/// Why test function `j` is left out of order `oi` at one step size: the paths on which
+/// it (or, with the others in one run, another test function) was not finite while the
+/// states were, on the optimizer's side or the SME's.
+fn not_finite(name: &str, st: &EtaStats, j: usize, oi: usize) -> Option<String> {
+    let paths = st.paths as f64;
+    let opt = st.opt.get(j)?;
+    let err = st.orders.get(oi)?.get(j)?;
+    let (lost, side) = if opt.n < paths {
+        (paths - opt.n, "optimizer")
+    } else if err.err.n < opt.n {
+        (opt.n - err.err.n, "SME")
+    } else if !(err.err.mean().is_finite() && err.err.se().is_finite()) {
+        (paths, "optimizer or SME")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "φ = {name} is not finite (NaN or ±∞) on {lost} of {} {side} paths at step size {:.3e}, where the states are",
+        st.paths, st.eta
+    ))
+}
+
 /// The verification as a table.
 pub fn render_text(header: &str, series: &[Series]) -> String {
     let mut s = String::new();
@@ -573,6 +626,13 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
             if let Some(why) = &p.refused {
                 s.push_str(&format!(
                     "{:>9.3e} {:>7.1e} {:>6}   not simulated: {why}: left out of the fit\n",
+                    p.eta, p.tau, p.steps
+                ));
+                continue;
+            }
+            if let Some(why) = &p.not_finite {
+                s.push_str(&format!(
+                    "{:>9.3e} {:>7.1e} {:>6}   {why}: left out of the fit\n",
                     p.eta, p.tau, p.steps
                 ));
                 continue;
@@ -659,7 +719,7 @@ pub fn plot_named(
         let points: Vec<PlotPoint> = s
             .points
             .iter()
-            .filter(|q| q.diverged.is_none() && q.refused.is_none())
+            .filter(|q| q.diverged.is_none() && q.refused.is_none() && q.not_finite.is_none())
             .map(|q| PlotPoint {
                 step: q.tau,
                 error: q.error.abs(),
@@ -742,9 +802,10 @@ pub fn run(
     substeps: usize,
 ) -> Result<(Vec<EtaStats>, Vec<Series>), Error> {
     let mut stats = Vec::new();
+    let mut sim = |plan: &Plan| weak::run(plan, paths, seed, &|_| {});
     for &eta in etas {
-        let plan = plan(p, eta, substeps)?;
-        stats.push(weak::run(&plan, paths, seed, &|_| {}));
+        let mut plan = plan(p, eta, substeps)?;
+        stats.push(simulate_checked(p, &mut plan, &mut sim)?.0);
     }
     let names: Vec<String> = p
         .problem
@@ -767,15 +828,47 @@ pub struct Extension {
     pub budget: u64,
     /// Whether every verdict that smaller steps could settle is settled.
     pub resolved: bool,
+    /// The unsettled series smaller steps were not tried for, and why (not simulable at
+    /// the smallest step size, which shrinking has not changed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 impl Extension {
     /// One line for the report's header.
     pub fn describe(&self, small: &str) -> String {
-        let m = |x: u64| format!("{:.1} M", x as f64 / 1e6);
+        self.describe_in(small, "path-steps")
+    }
+
+    /// [`Extension::describe`] for exact mode, whose budget counts optimizer steps.
+    pub fn describe_exact(&self, small: &str) -> String {
+        self.describe_in(small, "steps")
+    }
+
+    fn describe_in(&self, small: &str, unit: &str) -> String {
+        let mut line = self.describe_grid(small, unit);
+        for s in &self.skipped {
+            line.push_str(&format!("\ngrid: not extended for {s}"));
+        }
+        line
+    }
+
+    fn describe_grid(&self, small: &str, unit: &str) -> String {
+        let m = |x: u64| {
+            if unit == "steps" {
+                x.to_string()
+            } else {
+                format!("{:.1} M", x as f64 / 1e6)
+            }
+        };
         if self.added.is_empty() && self.resolved {
             format!(
-                "grid: every verdict settled on the given step sizes ({} path-steps of a budget of {})",
+                "grid: every verdict {}settled on the given step sizes ({} {unit} of a budget of {})",
+                if self.skipped.is_empty() {
+                    ""
+                } else {
+                    "that smaller steps could settle is "
+                },
                 m(self.used),
                 m(self.budget)
             )
@@ -793,7 +886,7 @@ impl Extension {
                 )
             };
             format!(
-                "grid extended to smaller steps for unsettled verdicts: {added}; {} path-steps of a budget of {}{}",
+                "grid extended to smaller steps for unsettled verdicts: {added}; {} {unit} of a budget of {}{}",
                 m(self.used),
                 m(self.budget),
                 if self.resolved { "" } else { ", spent before every verdict settled" }
@@ -807,7 +900,7 @@ impl Extension {
 /// slope off by more than half an order, with an interval of at most ±0.1, is a wrong
 /// SME, not a curved power law: smaller steps will not change it).
 fn unsettled(s: &Series) -> bool {
-    if s.judged == 0 || s.status == Status::Confirmed {
+    if s.judged == 0 || s.status == Status::Confirmed || stuck(s).is_some() {
         return false;
     }
     if s.status == Status::Contradicted {
@@ -816,6 +909,43 @@ fn unsettled(s: &Series) -> bool {
         }
     }
     true
+}
+
+/// Why smaller steps cannot help a series: at the smallest step size so far it was not
+/// simulated (its D is not positive semidefinite: a series that is no SDE at any step
+/// size, or whose refusals have not stopped as the step shrank) or its test function
+/// was not finite.
+fn stuck(s: &Series) -> Option<String> {
+    let last = s.points.iter().min_by(|a, b| a.eta.total_cmp(&b.eta))?;
+    let all = |f: &dyn Fn(&ErrorPoint) -> bool| s.points.iter().all(f);
+    if last.refused.is_some() {
+        Some(format!(
+            "order {} (φ = {}): not simulated {} (D is not positive semidefinite), so smaller steps are not tried",
+            s.asked,
+            s.observable,
+            if all(&|q| q.refused.is_some()) {
+                "at any step size"
+            } else {
+                "at the smallest step size"
+            }
+        ))
+    } else if last.not_finite.is_some() {
+        Some(format!(
+            "order {} (φ = {}): the test function is not finite at the smallest step size, so smaller steps are not tried",
+            s.asked, s.observable
+        ))
+    } else {
+        None
+    }
+}
+
+/// The unsettled verdicts smaller steps are not tried for, in words ([`stuck`]).
+fn not_extended(series: &[Series]) -> Vec<String> {
+    series
+        .iter()
+        .filter(|s| s.judged != 0 && s.status != Status::Confirmed)
+        .filter_map(stuck)
+        .collect()
 }
 
 /// The next smaller step size: the grid's smallest times the ratio of its two smallest
@@ -856,36 +986,81 @@ pub fn run_extending(
     let mut grid = etas.to_vec();
     let mut used = 0u64;
     for &eta in etas {
-        let plan = plan(p, eta, substeps)?;
-        used += rounded * plan.steps as u64;
-        stats.push(simulate(&plan));
+        let mut plan = plan(p, eta, substeps)?;
+        let (st, runs) = simulate_checked(p, &mut plan, simulate)?;
+        used += runs * rounded * plan.steps as u64;
+        stats.push(st);
     }
     let mut added = Vec::new();
     loop {
         let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
         let resolved = !series.iter().any(unsettled);
+        let skipped = not_extended(&series);
         let done = |added, used| Extension {
             added,
             used,
             budget,
             resolved,
+            skipped: skipped.clone(),
         };
         if resolved {
             return Ok((stats, series, done(added, used)));
         }
         let eta = next_eta(&grid);
-        let Ok(next) = plan(p, eta, substeps) else {
+        let Ok(mut next) = plan(p, eta, substeps) else {
             return Ok((stats, series, done(added, used)));
         };
         let cost = rounded * next.steps as u64;
         if used + cost > budget {
             return Ok((stats, series, done(added, used)));
         }
-        used += cost;
-        stats.push(simulate(&next));
+        let (st, runs) = simulate_checked(p, &mut next, simulate)?;
+        used += runs * cost;
+        stats.push(st);
         grid.push(eta);
         added.push(eta);
     }
+}
+
+/// Runs one plan; when some test function was not finite on paths whose states were
+/// (weak::run then leaves the path out for every test function, which would bias the
+/// others), runs each test function on its own, so each keeps every path on which it is
+/// finite and the one that is not is named ([`not_finite`]). Returns the statistics and
+/// how many runs it took.
+fn simulate_checked(
+    p: &Prepared,
+    plan: &mut Plan,
+    simulate: &mut dyn FnMut(&Plan) -> EtaStats,
+) -> Result<(EtaStats, u64), Error> {
+    let mut st = simulate(plan);
+    let n_obs = p.problem.observables.len();
+    let paths = st.paths as f64;
+    let diverged = st.opt_divergence.is_some() || st.sde_divergence.iter().any(Option::is_some);
+    let lost = st.opt.iter().any(|a| a.n < paths)
+        || st
+            .orders
+            .iter()
+            .zip(&st.refused)
+            .filter(|(_, r)| r.is_none())
+            .any(|(o, _)| o.iter().zip(&st.opt).any(|(s, a)| s.err.n < a.n));
+    if diverged || !lost || n_obs < 2 {
+        return Ok((st, 1));
+    }
+    let mut runs = 1;
+    for j in 0..n_obs {
+        let mut one = p.problem.clone();
+        one.observables = vec![p.problem.observables[j].clone()];
+        let (tape, _, _) = compile::compile_observables(&one, &p.layout)?;
+        let all = std::mem::replace(&mut plan.observables, tape);
+        let sj = simulate(plan);
+        plan.observables = all;
+        runs += 1;
+        st.opt[j] = sj.opt[0];
+        for (o, so) in st.orders.iter_mut().zip(&sj.orders) {
+            o[j] = so[0].clone();
+        }
+    }
+    Ok((st, runs))
 }
 
 /// The paths a run simulates for `paths` asked: whole blocks of the tapes' lanes.
@@ -899,9 +1074,121 @@ pub fn path_steps(p: &mut Prepared, etas: &[f64], paths: usize) -> Result<u64, E
     let mut total = 0;
     for &eta in etas {
         let tau = plan_tau(p, eta)?;
-        total += rounded * (p.problem.horizon / tau).round().max(1.0) as u64;
+        total += rounded * steps_of(p.problem.horizon, tau) as u64;
     }
     Ok(total)
+}
+
+/// The optimizer steps of a grid in exact mode (what its budget counts).
+pub fn exact_steps(p: &Prepared, etas: &[f64]) -> Result<u64, Error> {
+    let mut total = 0;
+    for &eta in etas {
+        total += steps_of(p.problem.horizon, plan_tau(p, eta)?) as u64;
+    }
+    Ok(total)
+}
+
+/// [`exact`] that extends the grid by itself as [`run_extending`] does: while some
+/// verdict is unsettled it adds the next smaller step size ([`next_eta`]) if its
+/// optimizer steps fit in `budget` (the given grid's count included). Exact errors are
+/// cheap; only the laws' propagation over more steps costs.
+pub fn exact_extending(
+    p: &mut Prepared,
+    etas: &[f64],
+    budget: u64,
+) -> Result<(Vec<Series>, Extension), Error> {
+    let mut grid = etas.to_vec();
+    let mut used = exact_steps(p, etas)?;
+    let mut added = Vec::new();
+    loop {
+        let series = exact(p, &grid)?;
+        let resolved = !series.iter().any(unsettled);
+        let done = |added, used| Extension {
+            added,
+            used,
+            budget,
+            resolved,
+            skipped: not_extended(&series),
+        };
+        if resolved {
+            let ext = done(added, used);
+            return Ok((series, ext));
+        }
+        let eta = next_eta(&grid);
+        let cost = match plan_tau(p, eta) {
+            Ok(tau) if tau > 0.0 && tau.is_finite() => steps_of(p.problem.horizon, tau) as u64,
+            _ => {
+                let ext = done(added, used);
+                return Ok((series, ext));
+            }
+        };
+        if used + cost > budget {
+            let ext = done(added, used);
+            return Ok((series, ext));
+        }
+        used += cost;
+        grid.push(eta);
+        added.push(eta);
+    }
+}
+
+/// Values of the small parameter whose time per step is each of `taus`: the rule's
+/// time per step is `c · small^q` (one power, [`crate::ir::Optimizer::time`]), read off
+/// the SME at three values of the small parameter and inverted. An error when it is
+/// not a monomial (or not positive).
+pub fn etas_for_times(p: &Prepared, taus: &[f64]) -> Result<Vec<f64>, Error> {
+    let small = &p.rule.small.name;
+    let not = |why: String| {
+        Error::Other(format!(
+            "--time-steps: the time per step of {} is not a power of `{small}` that can be inverted ({why}); give `--etas` instead",
+            p.rule.name
+        ))
+    };
+    let at = |e: f64| -> Result<f64, Error> {
+        let t = plan_tau(p, e)?;
+        if t > 0.0 && t.is_finite() {
+            Ok(t)
+        } else {
+            Err(not(format!("at {small} = {e} it is {t}")))
+        }
+    };
+    let (t1, t2, t3) = (at(1.0)?, at(0.5)?, at(0.25)?);
+    let q = (t1 / t2).log2();
+    let q2 = (t2 / t3).log2();
+    if !(q > 0.0 && (q - q2).abs() <= 1e-9 * q) {
+        return Err(not(format!(
+            "it falls by 2^{q:.3} and then 2^{q2:.3} as `{small}` halves"
+        )));
+    }
+    // Whole and half powers are read exactly.
+    let q = if ((2.0 * q).round() - 2.0 * q).abs() < 1e-9 {
+        (2.0 * q).round() / 2.0
+    } else {
+        q
+    };
+    let mut out = Vec::new();
+    for &tau in taus {
+        if !(tau > 0.0 && tau.is_finite()) {
+            return Err(Error::Other(format!(
+                "--time-steps: `{tau}` is not a positive time"
+            )));
+        }
+        let e = (tau / t1).powf(1.0 / q);
+        let back = at(e)?;
+        if (back - tau).abs() > 1e-9 * tau {
+            return Err(not(format!("{small} = {e} gives τ = {back}, not {tau}")));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// Whether the rule's time per step is its small parameter itself (then a grid of
+/// step sizes is a grid of times).
+pub fn time_is_small(p: &Prepared) -> bool {
+    [1.0, 0.5, 0.25]
+        .iter()
+        .all(|&e| plan_tau(p, e).is_ok_and(|t| (t - e).abs() <= 1e-12 * e))
 }
 
 /// The time per step at `eta` (from the first SME, as [`plan`] reads it).
@@ -978,7 +1265,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 .collect();
             let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e))?;
             let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e))?;
-            let steps = (p.problem.horizon / sde.tau).round().max(1.0) as usize;
+            let steps = steps_of(p.problem.horizon, sde.tau);
             let (a, b) = laws(&step, &sde, &p.start, steps);
             for (j, &o) in outs.iter().enumerate() {
                 let e = |law: &crate::numeric::linear_gaussian::Gaussian| {
@@ -1006,6 +1293,14 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                     diverged: None,
                     diverged_in: None,
                     refused: None,
+                    not_finite: (!err.is_finite()).then(|| {
+                        format!(
+                            "φ = {} is not finite ({}) at {} = {eta:e}",
+                            names[j],
+                            if err.is_nan() { "NaN" } else { "infinite" },
+                            p.rule.small.name
+                        )
+                    }),
                 });
             }
         }
