@@ -225,10 +225,18 @@ pub fn run(a: Args) -> Outcome {
     // The plot after the report: a failure to write it loses nothing else.
     if let Some((path, mut file)) = plot_file {
         use std::io::Write as _;
-        let svg = smelt::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
+        let plot = plot_of(&setup, &results, &fits, &pr);
+        let bytes = match smelt::plot::Format::of_path(path) {
+            smelt::plot::Format::Svg => Ok(smelt::plot::escape::svg(&plot).into_bytes()),
+            smelt::plot::Format::Png => smelt::plot::escape::png(&plot),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => return usage(format!("cannot draw `{}`: {e}", path.display())),
+        };
         if let Err(e) = file
             .set_len(0)
-            .and_then(|()| file.write_all(svg.as_bytes()))
+            .and_then(|()| file.write_all(&bytes))
             .and_then(|()| file.flush())
         {
             return usage(format!("cannot write `{}`: {e}", path.display()));
@@ -242,8 +250,8 @@ fn plot_of(
     results: &[EtaResult],
     fits: &[ScalingFit],
     pr: &escape::Predictions,
-) -> smelt::escape_plot::EscapePlot {
-    use smelt::escape_plot::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+) -> smelt::plot::escape::EscapePlot {
+    use smelt::plot::escape::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
     // Survival curves at the first step size.
     let first = results.first();
     let curves = first

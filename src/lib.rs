@@ -22,7 +22,7 @@
 //! | [`problem`] | problem files: objective, noise (Gaussian Σ(x) or minibatches of data), starts, test functions |
 //! | [`sim`] | compiled simulation: the seeded generator, rules and SMEs compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state |
 //! | [`verify`], [`escape`] | the two checks against the optimizer: weak errors against the step size; exit times, scaling laws and their closed forms |
-//! | [`report`], [`plot`], [`escape_plot`] | weak-error fits (weighted least-squares slopes with confidence intervals); SVG plots |
+//! | [`report`], [`plot`] | weak-error fits (weighted least-squares slopes with confidence intervals); the plots of `verify` and `escape` (SVG or PNG, drawn through plotters) |
 //! | [`Error`] (`error.rs`), [`diagnostic`], [`span`] | the one error type users see, the diagnostics it carries, their rendering with file, line, column and hint |
 //!
 //! Architecture invariants:
@@ -54,7 +54,6 @@ pub mod elem;
 pub mod emit;
 mod error;
 pub mod escape;
-pub mod escape_plot;
 pub mod hasme;
 pub mod ir;
 mod linear;

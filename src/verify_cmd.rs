@@ -230,8 +230,19 @@ fn output(
     run: Option<serde_json::Value>,
 ) -> Outcome {
     if let Some(path) = &a.plot {
-        let svg = smelt::plot::svg(&verify::plot(prepared, series));
-        if let Err(e) = std::fs::write(path, svg) {
+        let plot = verify::plot(prepared, series);
+        let bytes = match smelt::plot::Format::of_path(path) {
+            smelt::plot::Format::Svg => Ok(smelt::plot::svg(&plot).into_bytes()),
+            smelt::plot::Format::Png => smelt::plot::png(&plot),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot draw `{}`: {e}", path.display());
+                return Outcome::Usage;
+            }
+        };
+        if let Err(e) = std::fs::write(path, bytes) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return Outcome::Usage;
         }
