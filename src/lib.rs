@@ -27,7 +27,7 @@
 //! | [`problem`] | problem files: objective, noise (Gaussian Σ(x) or minibatches of data), starts, test functions |
 //! | [`sim`] | compiled simulation: rules, SMEs and test functions compiled to tapes, weak-error runs, exit-time runs, the HA-SME per state, the independent certificate |
 //! | [`experiment`] | the two checks against the optimizer, each prepare → plan → run: weak errors against the step size ([`experiment::verify`]); exit times, scaling laws and their closed forms ([`experiment::escape`]) |
-//! | [`report`] | fits and verdicts (weighted least-squares slopes with confidence intervals, one verdict rule); tables; plots ([`report::plot`], [`report::escape_plot`]) |
+//! | [`report`] | fits and verdicts (weighted least-squares slopes with confidence intervals, one verdict rule); tables; plots for both commands, SVG and PNG through plotters ([`report::plot`]) |
 //! | [`Error`], [`diagnostic`] (`error/`), [`span`] | the one error type users see, the diagnostics it carries, their rendering with file, line, column and hint |
 //!
 //! The binary's `cli/` parses arguments, calls the library and prints; nothing else.

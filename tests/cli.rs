@@ -283,10 +283,10 @@ fn verify_labels_an_order_the_derivation_capped() {
     assert!(text.contains("confirms order 2"), "{text}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(
-        plot.contains(">order 3 asked, order 2 derived</text>"),
+        plot.contains("\norder 3 asked, order 2 derived\n</text>"),
         "{plot}"
     );
-    assert!(plot.contains("confirms order 2</text>"), "{plot}");
+    assert!(plot.contains("confirms order 2\n</text>"), "{plot}");
     let out = args(true);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

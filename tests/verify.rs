@@ -404,7 +404,7 @@ fn text_json_and_plot_agree_on_every_verdict() {
     let text = verify::render_text("", &series);
     let json = serde_json::to_value(&series).unwrap();
     let plot = verify::plot_named("R", "P", "eta", &series);
-    let svg = smelt::report::plot::svg(&plot);
+    let svg = smelt::report::plot::verify::svg(&plot);
     for (k, ((_, slope, hw, mode, want), s)) in cases.iter().zip(&series).enumerate() {
         assert_eq!(s.status, *want, "{}", s.verdict);
         let fig = format!("{slope:.2} ± {hw:.2}");
@@ -556,7 +556,7 @@ fn an_order_1_sme_with_a_wrong_drift_is_contradicted() {
     let mut changed = 0;
     for c in p.smes[0].drift[0].terms.values_mut() {
         if c.min_power(small) == Some(0) {
-            *c = c.scale(&smelt::poly::rat(11, 10));
+            *c = c.scale(&smelt::algebra::poly::rat(11, 10));
             changed += 1;
         }
     }

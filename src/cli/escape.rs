@@ -225,10 +225,20 @@ pub fn run(a: Args) -> Outcome {
     // The plot after the report: a failure to write it loses nothing else.
     if let Some((path, mut file)) = plot_file {
         use std::io::Write as _;
-        let svg = smelt::report::escape_plot::svg(&plot_of(&setup, &results, &fits, &pr));
+        let plot = plot_of(&setup, &results, &fits, &pr);
+        let bytes = match smelt::report::plot::Format::of_path(path) {
+            smelt::report::plot::Format::Svg => {
+                Ok(smelt::report::plot::escape::svg(&plot).into_bytes())
+            }
+            smelt::report::plot::Format::Png => smelt::report::plot::escape::png(&plot),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => return usage(format!("cannot draw `{}`: {e}", path.display())),
+        };
         if let Err(e) = file
             .set_len(0)
-            .and_then(|()| file.write_all(svg.as_bytes()))
+            .and_then(|()| file.write_all(&bytes))
             .and_then(|()| file.flush())
         {
             return usage(format!("cannot write `{}`: {e}", path.display()));
@@ -242,8 +252,8 @@ fn plot_of(
     results: &[EtaResult],
     fits: &[ScalingFit],
     pr: &escape::Predictions,
-) -> smelt::report::escape_plot::EscapePlot {
-    use smelt::report::escape_plot::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+) -> smelt::report::plot::escape::EscapePlot {
+    use smelt::report::plot::escape::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
     // Survival curves at the first step size.
     let first = results.first();
     let curves = first

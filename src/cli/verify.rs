@@ -257,8 +257,21 @@ fn output(
     mode: &str,
 ) -> Outcome {
     if let Some(path) = &a.plot {
-        let svg = smelt::report::plot::svg(&verify::plot(prepared, series));
-        if let Err(e) = std::fs::write(path, svg) {
+        let plot = verify::plot(prepared, series);
+        let bytes = match smelt::report::plot::Format::of_path(path) {
+            smelt::report::plot::Format::Svg => {
+                Ok(smelt::report::plot::verify::svg(&plot).into_bytes())
+            }
+            smelt::report::plot::Format::Png => smelt::report::plot::verify::png(&plot),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot draw `{}`: {e}", path.display());
+                return Outcome::Usage;
+            }
+        };
+        if let Err(e) = std::fs::write(path, bytes) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return Outcome::Usage;
         }

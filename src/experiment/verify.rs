@@ -702,7 +702,7 @@ pub fn render_text(header: &str, series: &[Series]) -> String {
 
 /// The plot of a verification: each series' points, fitted line and legend, whose
 /// verdict is the series' own ([`Series::short`], by the one rule).
-pub fn plot(p: &Prepared, series: &[Series]) -> crate::report::plot::Plot {
+pub fn plot(p: &Prepared, series: &[Series]) -> crate::report::plot::verify::Plot {
     plot_named(&p.rule.name, &p.problem.name, &p.rule.small.name, series)
 }
 
@@ -712,8 +712,8 @@ pub fn plot_named(
     problem: &str,
     small: &str,
     series: &[Series],
-) -> crate::report::plot::Plot {
-    use crate::report::plot::{FitLine, Plot, PlotPoint, Series as Line};
+) -> crate::report::plot::verify::Plot {
+    use crate::report::plot::verify::{FitLine, Plot, PlotPoint, Series as Line};
     let mut out = Vec::new();
     for s in series {
         let points: Vec<PlotPoint> = s

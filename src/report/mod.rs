@@ -8,7 +8,6 @@
 //! largest step sizes are often pre-asymptotic (DESIGN.md §4), so [`fit_asymptotic`]
 //! drops leading points while the local slopes disagree with the fit.
 
-pub mod escape_plot;
 pub mod plot;
 
 /// One measured point: step size, weak error, its standard error.
