@@ -436,26 +436,12 @@ pub fn fit_corrected(points: &[Point]) -> Option<Fit> {
     })
 }
 
-/// Solves a 3×3 system by Cramer's rule (None when singular).
+/// Solves a 3×3 system by nalgebra's LU with partial pivoting (None when singular or
+/// not finite).
 fn solve3(m: &[[f64; 3]; 3], b: &[f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: &[[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(m);
-    if d == 0.0 || !d.is_finite() {
-        return None;
-    }
-    let mut out = [0.0; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut mk = *m;
-        for r in 0..3 {
-            mk[r][k] = b[r];
-        }
-        *o = det(&mk) / d;
-    }
-    Some(out)
+    let a = nalgebra::Matrix3::from_fn(|i, j| m[i][j]);
+    let x = a.lu().solve(&nalgebra::Vector3::from(*b))?;
+    x.iter().all(|v| v.is_finite()).then(|| [x[0], x[1], x[2]])
 }
 
 #[cfg(test)]
