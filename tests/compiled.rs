@@ -217,7 +217,7 @@ fn compiled_smes_match_the_reference_evaluator() {
                 // L Lᵀ = D wherever D is positive semidefinite (a truncated series need
                 // not be: verify refuses such an SME, see `tests/verify.rs`).
                 let l = prog.graph.eval(&prog.factor, &z);
-                let dm: Vec<Vec<f64>> = (0..n).map(|i| dgot[i * n..(i + 1) * n].to_vec()).collect();
+                let dm = smelt::numeric::exact::from_row_major(n, &dgot);
                 let (lam, _) = smelt::numeric::exact::eigh(&dm);
                 let top = lam.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 let psd = lam.iter().all(|&x| x >= -1e-12 * top);
@@ -348,7 +348,11 @@ fn logistic_grad(x: &[f64], row: &[f64]) -> Vec<f64> {
 #[test]
 fn minibatch_noise_matches_a_direct_computation() {
     let mut p = problem::load(MINIBATCH).unwrap();
-    let rows = smelt::problem::data::logistic(24, 2, 3);
+    let rows: Vec<Vec<f64>> = smelt::problem::data::logistic(24, 2, 3)
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
     let x = [0.3, -0.7];
     // ∇f: the mean of the per-row gradients.
     let mut full = [0.0; 2];
@@ -412,7 +416,11 @@ fn compiled_minibatch_steps_match_the_interpreter() {
     for name in ["sgd", "momentum", "adam_ballistic"] {
         let rule = load(name);
         let mut p = problem::load(MINIBATCH).unwrap();
-        let rows = smelt::problem::data::logistic(24, 2, 3);
+        let rows: Vec<Vec<f64>> = smelt::problem::data::logistic(24, 2, 3)
+            .rows()
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
         let oracle = p.model.oracle();
         let layout = Layout::new(&rule, 2, None);
         let nums = Numbers {

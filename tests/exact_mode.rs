@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use ndarray::array;
 use smelt::numeric::exact::{add, expm, identity, mul, mv, zeros, M};
 use smelt::numeric::linear_gaussian::*;
 use smelt::numeric::step::Values;
@@ -26,17 +27,9 @@ fn source(name: &str) -> String {
 }
 
 fn problem() -> Quadratic {
-    let h = vec![
-        vec![2.0, 0.6, -0.3],
-        vec![0.6, 1.0, 0.4],
-        vec![-0.3, 0.4, 0.7],
-    ];
-    let sigma = vec![
-        vec![1.0, 0.3, 0.2],
-        vec![0.3, 0.7, -0.1],
-        vec![0.2, -0.1, 0.5],
-    ];
-    Quadratic::new(h, vec![0.3, -0.2, 0.1], sigma).unwrap()
+    let h = array![[2.0, 0.6, -0.3], [0.6, 1.0, 0.4], [-0.3, 0.4, 0.7]];
+    let sigma = array![[1.0, 0.3, 0.2], [0.3, 0.7, -0.1], [0.2, -0.1, 0.5]];
+    Quadratic::new(h, array![0.3, -0.2, 0.1], sigma).unwrap()
 }
 
 /// The weak errors of E|x|² and E x₁ at time T = 1 for each step size.
@@ -160,15 +153,15 @@ fn sgd_reads_off_the_known_recursion_and_sde() {
     symbols.insert("eta".to_string(), eta);
     let sde = linear_sde(&sme, &q, &symbols, &like).unwrap();
     let id = identity(3);
-    let hx: Vec<f64> = mv(&q.h, &q.x_star);
+    let hx = mv(&q.h, &q.x_star.to_vec());
     for i in 0..3 {
         assert!((s.c[i] - eta * hx[i]).abs() < 1e-14);
         assert!((sde.g[i] - hx[i]).abs() < 1e-14);
         for j in 0..3 {
-            assert!((s.a[i][j] - (id[i][j] - eta * q.h[i][j])).abs() < 1e-14);
-            assert!((s.bbt[i][j] - eta * eta * q.sigma[i][j]).abs() < 1e-14);
-            assert!((sde.f[i][j] + q.h[i][j]).abs() < 1e-14);
-            assert!((sde.d[i][j] - eta * q.sigma[i][j]).abs() < 1e-14);
+            assert!((s.a[[i, j]] - (id[[i, j]] - eta * q.h[[i, j]])).abs() < 1e-14);
+            assert!((s.bbt[[i, j]] - eta * eta * q.sigma[[i, j]]).abs() < 1e-14);
+            assert!((sde.f[[i, j]] + q.h[[i, j]]).abs() < 1e-14);
+            assert!((sde.d[[i, j]] - eta * q.sigma[[i, j]]).abs() < 1e-14);
         }
     }
     assert_eq!(sde.tau, eta);
@@ -189,10 +182,11 @@ fn sgd_reads_off_the_known_recursion_and_sde() {
         let term = mul(&mul(&e(s), &sde.d), &e(s));
         integral = add(&integral, &term, w * eta / (3.0 * n as f64));
     }
-    let (phi, q_int) = (t.phi.concat(), integral.concat());
-    for (i, (a, b)) in e(eta).concat().iter().zip(&phi).enumerate() {
+    let flat = |m: &M| m.iter().copied().collect::<Vec<f64>>();
+    let (phi, q_int) = (flat(&t.phi), flat(&integral));
+    for (i, (a, b)) in flat(&e(eta)).iter().zip(&phi).enumerate() {
         assert!((a - b).abs() < 1e-14);
-        let (x, y) = (t.q.concat()[i], q_int[i]);
+        let (x, y) = (flat(&t.q)[i], q_int[i]);
         assert!((x - y).abs() < 1e-12, "{x} vs {y}");
     }
 }
@@ -221,13 +215,13 @@ fn nonlinear_rules_are_refused_with_a_reason() {
 #[test]
 fn matrix_exponential_of_huge_or_non_finite_matrices_ends() {
     for x in [f64::NAN, f64::INFINITY, 1e308, 1e200] {
-        let m: M = vec![vec![x, 0.0], vec![0.0, -1.0]];
-        let e = expm(&m).concat();
+        let m: M = array![[x, 0.0], [0.0, -1.0]];
+        let e = expm(&m);
         assert!(e.iter().any(|v| !v.is_finite()), "{x}: {e:?}");
     }
     // And a rotation generator, whose exponential is known: e^{[[0, −θ], [θ, 0]]}.
     let th = 7.5f64;
-    let e = expm(&vec![vec![0.0, -th], vec![th, 0.0]]).concat();
+    let e = expm(&array![[0.0, -th], [th, 0.0]]);
     let want = [th.cos(), -th.sin(), th.sin(), th.cos()];
     for (a, b) in e.iter().zip(want) {
         assert!((a - b).abs() < 1e-13, "{a} vs {b}");

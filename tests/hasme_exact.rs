@@ -19,26 +19,21 @@ fn max_abs(a: &[f64]) -> f64 {
 }
 
 /// The largest error of the mean and covariance over k ≤ T/η steps.
-fn error(model: &Ou, l: &[f64], v: &M, h: &M, sigma: &M, eta: f64, steps: usize) -> f64 {
-    let d = h.len();
+fn error(model: &Ou, l: &V, v: &M, h: &M, sigma: &M, eta: f64, steps: usize) -> f64 {
+    let d = h.nrows();
     let id = identity(d);
     let step = add(&id, h, -eta);
-    let (mut mu_s, mut c_s) = (vec![1.0, -0.5, 0.8], zeros(d));
+    let (mut mu_s, mut c_s) = (ndarray::array![1.0, -0.5, 0.8], zeros(d));
     let (mut mu_o, mut c_o) = (mu_s.clone(), c_s.clone());
     let mut worst: f64 = 0.0;
     for _ in 0..steps {
-        mu_s = mv(&step, &mu_s);
+        mu_s = mv(&step, &mu_s.to_vec());
         c_s = add(&mul(&mul(&step, &c_s), &step), sigma, eta * eta);
         let (m2, c2) = ou_step(model, l, v, eta, &mu_o, &c_o);
         mu_o = m2;
         c_o = c2;
         let dm: Vec<f64> = mu_s.iter().zip(&mu_o).map(|(a, b)| a - b).collect();
-        let dc: Vec<f64> = c_s
-            .iter()
-            .flatten()
-            .zip(c_o.iter().flatten())
-            .map(|(a, b)| a - b)
-            .collect();
+        let dc: Vec<f64> = c_s.iter().zip(c_o.iter()).map(|(a, b)| a - b).collect();
         worst = worst.max(max_abs(&dm)).max(max_abs(&dc));
     }
     worst
@@ -58,16 +53,8 @@ fn hessian_aware_sme_is_exact_on_quadratics() {
         .is_empty());
 
     // Non-diagonal H (one negative eigenvalue: a saddle) and a Σ that does not commute with it.
-    let h: M = vec![
-        vec![2.0, 0.6, -0.3],
-        vec![0.6, 1.0, 0.4],
-        vec![-0.3, 0.4, -0.5],
-    ];
-    let sigma: M = vec![
-        vec![1.0, 0.3, 0.2],
-        vec![0.3, 0.7, -0.1],
-        vec![0.2, -0.1, 0.5],
-    ];
+    let h: M = ndarray::array![[2.0, 0.6, -0.3], [0.6, 1.0, 0.4], [-0.3, 0.4, -0.5]];
+    let sigma: M = ndarray::array![[1.0, 0.3, 0.2], [0.3, 0.7, -0.1], [0.2, -0.1, 0.5]];
     let (l, v) = eigh(&h);
     let mut results = Vec::new();
     for &eta in &[0.2, 0.1, 0.05] {
@@ -80,7 +67,8 @@ fn hessian_aware_sme_is_exact_on_quadratics() {
         for i in 0..3 {
             for j in 0..3 {
                 let (ri, rj) = (1.0 - eta * l[i], 1.0 - eta * l[j]);
-                q_eig[i][j] = eta * eta * s_eig[i][j] * (a_of(l[i]) + a_of(l[j])) / (1.0 - ri * rj);
+                q_eig[[i, j]] =
+                    eta * eta * s_eig[[i, j]] * (a_of(l[i]) + a_of(l[j])) / (1.0 - ri * rj);
             }
         }
         let q = mul(&mul(&v, &q_eig), &st);

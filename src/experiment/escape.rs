@@ -18,7 +18,7 @@
 )]
 
 use crate::experiment::verify::{self, Error, Prepared};
-use crate::numeric::exact::{eigh, M};
+use crate::numeric::exact::{eigh, M, V};
 use crate::numeric::graph::{Graph, Id};
 use crate::numeric::linear_gaussian::{self, LinearSde, Quadratic};
 use crate::numeric::tape::Tape;
@@ -174,8 +174,10 @@ pub struct Stationary {
     pub f: f64,
     pub grad_norm: f64,
     /// Ascending.
-    pub eigenvalues: Vec<f64>,
-    /// `vectors[i][k]`: component i of the eigenvector of eigenvalue k.
+    #[serde(serialize_with = "crate::numeric::exact::serialize_vector")]
+    pub eigenvalues: V,
+    /// `vectors[[i, k]]`: component i of the eigenvector of eigenvalue k.
+    #[serde(serialize_with = "crate::numeric::exact::serialize_rows")]
     pub vectors: M,
     /// The number of negative eigenvalues (0: a minimum).
     pub index: usize,
@@ -201,7 +203,7 @@ pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Station
     let at = |g: &Graph, x: &[f64]| {
         let gr = g.eval(&grad, x);
         let h = g.eval(&hess, x);
-        let hm: M = h.chunks(d).map(<[f64]>::to_vec).collect();
+        let hm = crate::numeric::exact::from_row_major(d, &h);
         (gr, hm)
     };
     if refine {
@@ -217,9 +219,9 @@ pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Station
             }
             let mut step = vec![0.0; d];
             for k in 0..d {
-                let c: f64 = (0..d).map(|j| v[j][k] * g[j]).sum::<f64>() / lam[k];
+                let c: f64 = (0..d).map(|j| v[[j, k]] * g[j]).sum::<f64>() / lam[k];
                 for i in 0..d {
-                    step[i] -= v[i][k] * c;
+                    step[i] -= v[[i, k]] * c;
                 }
             }
             let size = step.iter().map(|s| s * s).sum::<f64>().sqrt();
@@ -242,14 +244,8 @@ pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Station
         }
     }
     let (g, h) = at(&model.graph, &x);
-    let (lam, v) = eigh(&h);
     // Ascending, the vectors with them.
-    let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&a, &b| lam[a].total_cmp(&lam[b]));
-    let lam: Vec<f64> = order.iter().map(|&k| lam[k]).collect();
-    let v: M = (0..d)
-        .map(|i| order.iter().map(|&k| v[i][k]).collect())
-        .collect();
+    let (lam, v) = eigh(&h);
     let f = model.graph.eval(&[model.f], &x)[0];
     Ok(Stationary {
         index: lam.iter().filter(|&&l| l < 0.0).count(),
@@ -575,7 +571,7 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
 /// The HA-SME on a quadratic: `dX = −A (X − x*) dt + Q^{1/2} dW` with
 /// `A = −log(I − ηH)/η` and the closed-form Q, as a linear SDE of time η per step.
 fn ha_linear(prog: &HaProgram, q: &Quadratic, eta: f64) -> Result<LinearSde, String> {
-    let d = q.h.len();
+    let d = q.h.nrows();
     let (lam, v) = eigh(&q.h);
     if let Some(l) = lam.iter().find(|&&l| 1.0 - eta * l <= 0.0) {
         return Err(format!(
@@ -586,7 +582,7 @@ fn ha_linear(prog: &HaProgram, q: &Quadratic, eta: f64) -> Result<LinearSde, Str
     let a = crate::numeric::exact::func(&lam, &v, |l| -(1.0 - eta * l).ln() / eta);
     let mut w = crate::sim::ha::Work::new(d);
     let (mut b, mut l) = (vec![0.0; d], vec![0.0; d * d]);
-    let flat = |m: &M| m.concat();
+    let flat = |m: &M| m.iter().copied().collect::<Vec<f64>>();
     prog.coefficients(
         &vec![0.0; d],
         &flat(&q.h),
@@ -596,14 +592,10 @@ fn ha_linear(prog: &HaProgram, q: &Quadratic, eta: f64) -> Result<LinearSde, Str
         &mut l,
     )
     .ok_or("the HA-SME's coefficients are not defined at the start")?;
-    let mut dm = vec![vec![0.0; d]; d];
-    for i in 0..d {
-        for j in 0..d {
-            dm[i][j] = (0..d).map(|k| l[i * d + k] * l[j * d + k]).sum();
-        }
-    }
-    let f: M = a.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
-    let g = crate::numeric::exact::mv(&a, &q.x_star);
+    let l = crate::numeric::exact::from_row_major(d, &l);
+    let dm = l.dot(&l.t());
+    let f: M = -&a;
+    let g = a.dot(&q.x_star);
     Ok(LinearSde {
         f,
         g,
@@ -615,14 +607,10 @@ fn ha_linear(prog: &HaProgram, q: &Quadratic, eta: f64) -> Result<LinearSde, Str
 /// The exact one-step transition of a linear SDE as a tape: inputs the state (`0..n`)
 /// and `n` standard normals (`n..2n`); outputs `Φ z + φ + L N` with `L Lᵀ = Q`.
 fn gauss_tape(sde: &LinearSde) -> Result<Tape, String> {
-    let n = sde.f.len();
+    let n = sde.f.nrows();
     let t = linear_gaussian::transition(sde);
-    let q = t.q.concat();
-    if !q
-        .iter()
-        .chain(t.phi.iter().flatten())
-        .all(|x| x.is_finite())
-    {
+    let q: Vec<f64> = t.q.iter().copied().collect();
+    if !q.iter().chain(t.phi.iter()).all(|x| x.is_finite()) {
         return Err("the one-step transition is not finite at this step size".into());
     }
     let mut l = vec![0.0; n * n];
@@ -633,8 +621,8 @@ fn gauss_tape(sde: &LinearSde) -> Result<Tape, String> {
         let mut terms: Vec<Id> = Vec::new();
         terms.push(g.constant(t.shift[i]));
         for j in 0..n {
-            if t.phi[i][j] != 0.0 {
-                let c = g.constant(t.phi[i][j]);
+            if t.phi[[i, j]] != 0.0 {
+                let c = g.constant(t.phi[[i, j]]);
                 let z = g.input(j as u32);
                 terms.push(g.mul(c, z));
             }
@@ -679,7 +667,7 @@ fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
         RegionSpec::Past(_) => {
             let sd = s.saddle.as_ref().expect("a past region has its saddle");
             // The unstable direction, pointing away from the start.
-            let v: Vec<f64> = (0..len).map(|i| sd.vectors[i][0]).collect();
+            let v: Vec<f64> = (0..len).map(|i| sd.vectors[[i, 0]]).collect();
             let side: f64 = (0..len).map(|i| (s.point.x[i] - sd.x[i]) * v[i]).sum();
             if side.abs() <= 1e-12 {
                 return Err(Error::Other(
@@ -1009,7 +997,7 @@ pub fn predictions(s: &mut Setup) -> Predictions {
             );
             return pr;
         }
-        let det = |l: &[f64]| l.iter().product::<f64>();
+        let det = |l: &V| l.iter().product::<f64>();
         let lam_s = -sd.eigenvalues[0];
         pr.barrier = Some(sd.f - s.point.f);
         pr.noise = Some(s2);
@@ -1021,7 +1009,7 @@ pub fn predictions(s: &mut Setup) -> Predictions {
         }
     } else if s.point.index == 1 {
         let lam = -s.point.eigenvalues[0];
-        let v: Vec<f64> = (0..d).map(|i| s.point.vectors[i][0]).collect();
+        let v: Vec<f64> = (0..d).map(|i| s.point.vectors[[i, 0]]).collect();
         let vsv: f64 = (0..d)
             .map(|i| {
                 (0..d)
@@ -1174,7 +1162,7 @@ pub fn render_text(
         pt.kind(),
         pt.f,
         pt.grad_norm,
-        fmt_vec(&pt.eigenvalues)
+        fmt_vec(&pt.eigenvalues.to_vec())
     );
     if let Some(sd) = &s.saddle {
         let _ = writeln!(
@@ -1182,7 +1170,7 @@ pub fn render_text(
             "saddle    = {} : f = {:.6}, eigenvalues {}",
             fmt_vec(&sd.x),
             sd.f,
-            fmt_vec(&sd.eigenvalues)
+            fmt_vec(&sd.eigenvalues.to_vec())
         );
     }
     let _ = writeln!(

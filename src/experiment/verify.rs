@@ -302,14 +302,14 @@ fn not_psd(
 ) -> Option<String> {
     let n = sde.n;
     let d = sde.graph.eval(&sde.diffusion, start);
-    let m: Vec<Vec<f64>> = (0..n).map(|i| d[i * n..(i + 1) * n].to_vec()).collect();
+    let m = crate::numeric::exact::from_row_major(n, &d);
     let (lam, vecs) = crate::numeric::exact::eigh(&m);
     let top = lam.iter().fold(0.0f64, |a, x| a.max(x.abs()));
     let k = (0..n).find(|&k| lam[k] < -1e-9 * top)?;
     // The variables the offending direction lives on.
     let mut on: Vec<&str> = Vec::new();
     for (name, off, len) in &layout.vars {
-        if (*off..off + len).any(|i| vecs[i][k].abs() > 0.1) && !on.contains(&name.as_str()) {
+        if (*off..off + len).any(|i| vecs[[i, k]].abs() > 0.1) && !on.contains(&name.as_str()) {
             on.push(name);
         }
     }
@@ -1269,11 +1269,11 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
             let (a, b) = laws(&step, &sde, &p.start, steps);
             for (j, &o) in outs.iter().enumerate() {
                 let e = |law: &crate::numeric::linear_gaussian::Gaussian| {
-                    let at = og.eval(&[o], &law.mean)[0];
+                    let at = og.eval(&[o], &law.mean.to_vec())[0];
                     let tr: f64 = (0..n)
                         .map(|i| {
                             (0..n)
-                                .map(|k| hess_phi[j][i][k] * law.cov[i][k])
+                                .map(|k| hess_phi[j][i][k] * law.cov[[i, k]])
                                 .sum::<f64>()
                         })
                         .sum();
@@ -1339,7 +1339,7 @@ pub fn quadratic(
         return Err("the objective is not quadratic (∇³f ≠ 0)".into());
     }
     let hess = model.df(2);
-    let h = constant_matrix(&model.graph, &hess, d);
+    let h = crate::numeric::exact::from_rows(&constant_matrix(&model.graph, &hess, d));
     if !model.constant_noise() {
         return Err("the noise covariance depends on x".into());
     }
@@ -1351,15 +1351,15 @@ pub fn quadratic(
     if lam.iter().any(|l| l.abs() <= 1e-12 * top.max(1e-300)) {
         return Err("the Hessian is singular, so f has no unique stationary point".into());
     }
-    let x_star: Vec<f64> = (0..d)
+    let x_star: crate::numeric::exact::V = (0..d)
         .map(|i| {
             -(0..d)
-                .map(|k| v[i][k] / lam[k] * (0..d).map(|j| v[j][k] * grad0[j]).sum::<f64>())
+                .map(|k| v[[i, k]] / lam[k] * (0..d).map(|j| v[[j, k]] * grad0[j]).sum::<f64>())
                 .sum::<f64>()
         })
         .collect();
     let sig_ids = model.sigma();
-    let sigma = constant_matrix(&model.graph, &sig_ids, d);
+    let sigma = crate::numeric::exact::from_rows(&constant_matrix(&model.graph, &sig_ids, d));
     crate::numeric::linear_gaussian::Quadratic::new(h, x_star, sigma)
 }
 

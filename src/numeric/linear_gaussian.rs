@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use super::eval::{diffusion, drift, time_per_step, Env, Tensor, Value};
-use super::exact::{add, expm, mul, mv, norm1, transpose, zeros, M};
+use super::exact::{expm, mv, norm1, to_na, zeros, M, V};
 use super::step::{step, Oracle, Values};
 use crate::ir::Optimizer;
 use crate::sme::Sme;
@@ -34,46 +34,44 @@ use crate::sme::Sme;
 #[derive(Debug, Clone)]
 pub struct Quadratic {
     pub h: M,
-    pub x_star: Vec<f64>,
+    pub x_star: V,
     pub sigma: M,
     /// The lower Cholesky factor of Σ.
     chol: M,
 }
 
 impl Quadratic {
-    /// Errors when H or Σ is not symmetric, or Σ not positive definite.
-    pub fn new(h: M, x_star: Vec<f64>, sigma: M) -> Result<Quadratic, String> {
-        let d = h.len();
-        if sigma.len() != d || sigma.iter().chain(&h).any(|r| r.len() != d) || x_star.len() != d {
+    /// Errors when H or Σ is not symmetric, or Σ not positive definite (nalgebra's
+    /// Cholesky factorization fails).
+    pub fn new(h: M, x_star: V, sigma: M) -> Result<Quadratic, String> {
+        let d = h.nrows();
+        if h.dim() != (d, d) || sigma.dim() != (d, d) || x_star.len() != d {
             return Err("H, Σ and x* must have one dimension".to_string());
         }
         for (name, m) in [("H", &h), ("Σ", &sigma)] {
-            if norm1(&add(m, &transpose(m), -1.0)) > 1e-12 * (1.0 + norm1(m)) {
+            if norm1(&(m - &m.t())) > 1e-12 * (1.0 + norm1(m)) {
                 return Err(format!("{name} must be symmetric"));
             }
         }
-        let mut l = zeros(d);
-        for j in 0..d {
-            let s = sigma[j][j] - (0..j).map(|k| l[j][k].powi(2)).sum::<f64>();
-            if s <= 0.0 {
-                return Err("Σ must be positive definite".to_string());
-            }
-            l[j][j] = s.sqrt();
-            for i in j + 1..d {
-                let v = (sigma[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>()) / l[j][j];
-                l[i][j] = v;
-            }
+        if !sigma.iter().all(|x| x.is_finite()) {
+            return Err("Σ must be positive definite".to_string());
         }
+        let chol =
+            nalgebra::Cholesky::new(to_na(sigma.view())).ok_or("Σ must be positive definite")?;
+        let chol = super::exact::from_na(&chol.l());
         Ok(Quadratic {
             h,
             x_star,
             sigma,
-            chol: l,
+            chol,
         })
     }
 
     fn shifted(&self, x: &[f64]) -> Vec<f64> {
-        x.iter().zip(&self.x_star).map(|(a, b)| a - b).collect()
+        x.iter()
+            .zip(self.x_star.iter())
+            .map(|(a, b)| a - b)
+            .collect()
     }
 
     /// The point of the derived SME's terms: ∇^k f for k ≤ `max_df` (at least 4; zero
@@ -85,11 +83,11 @@ impl Quadratic {
             Value::Vector(x) => x.clone(),
             Value::Scalar(_) => vec![0.0; d],
         };
-        let sigma = |i: usize, j: usize| self.sigma[i][j];
+        let sigma = |i: usize, j: usize| self.sigma[[i, j]];
         let grad_f = vec![
             Tensor::scalar(Oracle::value(self, &x)),
             Tensor::vector(Oracle::grad(self, &x)),
-            Tensor::from_fn(d, 2, |i| self.h[i[0]][i[1]]),
+            Tensor::from_fn(d, 2, |i| self.h[[i[0], i[1]]]),
         ]
         .into_iter()
         .chain((3..=max_df.max(4)).map(|k| Tensor::zeros(vec![d; k])))
@@ -123,7 +121,7 @@ impl Quadratic {
 
 impl Oracle for Quadratic {
     fn dim(&self) -> usize {
-        self.h.len()
+        self.h.nrows()
     }
     fn value(&self, x: &[f64]) -> f64 {
         let y = self.shifted(x);
@@ -134,13 +132,13 @@ impl Oracle for Quadratic {
             / 2.0
     }
     fn grad(&self, x: &[f64]) -> Vec<f64> {
-        mv(&self.h, &self.shifted(x))
+        mv(&self.h, &self.shifted(x)).to_vec()
     }
     fn hess(&self, _x: &[f64]) -> Vec<f64> {
-        self.h.concat()
+        self.h.iter().copied().collect()
     }
     fn noise(&self, _index: usize, _x: &[f64], draw: &[f64]) -> Vec<f64> {
-        mv(&self.chol, draw)
+        mv(&self.chol, draw).to_vec()
     }
 }
 
@@ -148,7 +146,7 @@ impl Oracle for Quadratic {
 /// takes d entries, a scalar one 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gaussian {
-    pub mean: Vec<f64>,
+    pub mean: V,
     pub cov: M,
 }
 
@@ -156,7 +154,7 @@ impl Gaussian {
     /// `E|x|²` of the parameter block (the first d entries).
     pub fn second_moment(&self, d: usize) -> f64 {
         (0..d)
-            .map(|i| self.cov[i][i] + self.mean[i] * self.mean[i])
+            .map(|i| self.cov[[i, i]] + self.mean[i] * self.mean[i])
             .sum()
     }
 }
@@ -221,7 +219,7 @@ fn close(a: &[f64], b: &[f64]) -> bool {
 pub struct AffineStep {
     pub a: M,
     pub bbt: M,
-    pub c: Vec<f64>,
+    pub c: V,
 }
 
 /// Reads the rule's step on the problem as an affine map, by probing the interpreter.
@@ -258,15 +256,15 @@ pub fn affine_step(
         e[j] = 1.0;
         let col = column(e, vec![0.0; m])?;
         for (i, v) in col.into_iter().enumerate() {
-            a[i][j] = v;
+            a[[i, j]] = v;
         }
     }
-    let mut b = vec![vec![0.0; m]; n];
+    let mut b = ndarray::Array2::zeros((n, m));
     for j in 0..m {
         let mut e = vec![0.0; m];
         e[j] = 1.0;
         for (i, v) in column(vec![0.0; n], e)?.into_iter().enumerate() {
-            b[i][j] = v;
+            b[[i, j]] = v;
         }
     }
     // Affine, not merely probed: check at random states and draws.
@@ -274,7 +272,7 @@ pub fn affine_step(
         let (z, w) = (probe(n, seed), probe(m, seed + 100));
         let got = run(&z, &w);
         let want: Vec<f64> = (0..n)
-            .map(|i| mv(&a, &z)[i] + (0..m).map(|j| b[i][j] * w[j]).sum::<f64>() + c[i])
+            .map(|i| mv(&a, &z)[i] + (0..m).map(|j| b[[i, j]] * w[j]).sum::<f64>() + c[i])
             .collect();
         if !got.is_ok_and(|got| close(&got, &want)) {
             return Err(format!(
@@ -283,19 +281,18 @@ pub fn affine_step(
             ));
         }
     }
-    let mut bbt = zeros(n);
-    for i in 0..n {
-        for j in 0..n {
-            bbt[i][j] = (0..m).map(|k| b[i][k] * b[j][k]).sum();
-        }
-    }
-    Ok(AffineStep { a, bbt, c })
+    let bbt = b.dot(&b.t());
+    Ok(AffineStep {
+        a,
+        bbt,
+        c: V::from(c),
+    })
 }
 
 /// A linear SDE `dZ = (F Z + g) dt + σ dW` with `σσᵀ = D`, and the time τ of one step.
 pub struct LinearSde {
     pub f: M,
-    pub g: Vec<f64>,
+    pub g: V,
     pub d: M,
     pub tau: f64,
 }
@@ -358,8 +355,8 @@ pub fn linear_sde(
             for i in 0..sizes[r] {
                 for j in 0..sizes[c] {
                     let v = t.data[i * sizes[c] + j];
-                    out[or + i][oc + j] = v;
-                    out[oc + j][or + i] = v;
+                    out[[or + i, oc + j]] = v;
+                    out[[oc + j, or + i]] = v;
                 }
             }
         }
@@ -371,7 +368,7 @@ pub fn linear_sde(
         let mut e = vec![0.0; n];
         e[j] = 1.0;
         for (i, v) in b(&e)?.into_iter().enumerate() {
-            f[i][j] = v - g[i];
+            f[[i, j]] = v - g[i];
         }
     }
     let d0 = big_d(&vec![0.0; n])?;
@@ -384,22 +381,23 @@ pub fn linear_sde(
                     .to_string(),
             );
         }
-        if !close(&big_d(&z)?.concat(), &d0.concat()) {
+        if !close(&flat(&big_d(&z)?), &flat(&d0)) {
             return Err("the SME's diffusion is not constant on this problem: exact mode needs a linear SDE".to_string());
         }
     }
     let tau = time_per_step(sme, &at(&vec![0.0; n]))?;
-    Ok(LinearSde { f, g, d: d0, tau })
+    Ok(LinearSde {
+        f,
+        g: V::from(g),
+        d: d0,
+        tau,
+    })
 }
 
 /// The law after one optimizer step.
 pub fn step_law(s: &AffineStep, p: &Gaussian) -> Gaussian {
-    let mean = mv(&s.a, &p.mean)
-        .iter()
-        .zip(&s.c)
-        .map(|(a, b)| a + b)
-        .collect();
-    let cov = add(&mul(&mul(&s.a, &p.cov), &transpose(&s.a)), &s.bbt, 1.0);
+    let mean = s.a.dot(&p.mean) + &s.c;
+    let cov = s.a.dot(&p.cov).dot(&s.a.t()) + &s.bbt;
     Gaussian { mean, cov }
 }
 
@@ -407,59 +405,38 @@ pub fn step_law(s: &AffineStep, p: &Gaussian) -> Gaussian {
 /// `μ ↦ Φ μ + φ` and `C ↦ Φ C Φᵀ + Q`.
 pub struct Transition {
     pub phi: M,
-    pub shift: Vec<f64>,
+    pub shift: V,
     pub q: M,
 }
 
 pub fn transition(sde: &LinearSde) -> Transition {
-    let n = sde.f.len();
+    use ndarray::s;
+    let n = sde.f.nrows();
     let tau = sde.tau;
     // Mean: e^{[[F, g], [0, 0]] τ} = [[Φ, ∫₀^τ e^{Fs} ds g], [0, 1]].
     let mut aug = zeros(n + 1);
-    for i in 0..n {
-        for j in 0..n {
-            aug[i][j] = sde.f[i][j] * tau;
-        }
-        aug[i][n] = sde.g[i] * tau;
-    }
+    aug.slice_mut(s![..n, ..n]).assign(&(&sde.f * tau));
+    aug.slice_mut(s![..n, n]).assign(&(&sde.g * tau));
     let e = expm(&aug);
-    let shift = (0..n).map(|i| e[i][n]).collect();
+    let shift = e.slice(s![..n, n]).to_owned();
     // Covariance (Van Loan): e^{[[−F, D], [0, Fᵀ]] τ} = [[·, G₁₂], [0, G₂₂]], Φ = G₂₂ᵀ, Q = Φ G₁₂.
     let mut vl = zeros(2 * n);
-    for i in 0..n {
-        for j in 0..n {
-            vl[i][j] = -sde.f[i][j] * tau;
-            vl[i][n + j] = sde.d[i][j] * tau;
-            vl[n + i][n + j] = sde.f[j][i] * tau;
-        }
-    }
+    vl.slice_mut(s![..n, ..n]).assign(&(&sde.f * -tau));
+    vl.slice_mut(s![..n, n..]).assign(&(&sde.d * tau));
+    vl.slice_mut(s![n.., n..]).assign(&(&sde.f.t() * tau));
     let g = expm(&vl);
-    let mut g12 = zeros(n);
-    let mut phi = zeros(n);
-    for i in 0..n {
-        for j in 0..n {
-            g12[i][j] = g[i][n + j];
-            phi[j][i] = g[n + i][n + j];
-        }
-    }
+    let g12 = g.slice(s![..n, n..]);
+    let phi = g.slice(s![n.., n..]).t().to_owned();
     // Φ G₁₂ is symmetric up to rounding; keep it exactly so.
-    let q = mul(&phi, &g12);
-    let q = add(&q, &transpose(&q), 1.0);
-    let q = q
-        .iter()
-        .map(|r| r.iter().map(|x| x / 2.0).collect())
-        .collect();
+    let q = phi.dot(&g12);
+    let q = (&q + &q.t()) / 2.0;
     Transition { phi, shift, q }
 }
 
 /// The law after one SDE step of time τ.
 pub fn transition_law(t: &Transition, p: &Gaussian) -> Gaussian {
-    let mean = mv(&t.phi, &p.mean)
-        .iter()
-        .zip(&t.shift)
-        .map(|(a, b)| a + b)
-        .collect();
-    let cov = add(&mul(&mul(&t.phi, &p.cov), &transpose(&t.phi)), &t.q, 1.0);
+    let mean = t.phi.dot(&p.mean) + &t.shift;
+    let cov = t.phi.dot(&p.cov).dot(&t.phi.t()) + &t.q;
     Gaussian { mean, cov }
 }
 
@@ -468,7 +445,7 @@ pub fn transition_law(t: &Transition, p: &Gaussian) -> Gaussian {
 pub fn laws(s: &AffineStep, sde: &LinearSde, z0: &[f64], steps: usize) -> (Gaussian, Gaussian) {
     let n = z0.len();
     let start = Gaussian {
-        mean: z0.to_vec(),
+        mean: V::from(z0.to_vec()),
         cov: zeros(n),
     };
     let t = transition(sde);
@@ -478,4 +455,9 @@ pub fn laws(s: &AffineStep, sde: &LinearSde, z0: &[f64], steps: usize) -> (Gauss
         b = transition_law(&t, &b);
     }
     (a, b)
+}
+
+/// A matrix's entries, row by row.
+fn flat(m: &M) -> Vec<f64> {
+    m.iter().copied().collect()
 }

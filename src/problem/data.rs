@@ -11,6 +11,7 @@ use super::expr;
 use crate::error::diagnostic::{boxed as err, Boxed as _, Code, Fallible as R};
 use crate::numeric::graph::{Graph, Id};
 use crate::syntax::{DataArg, Ident};
+use ndarray::{Array2, ArrayView1};
 use std::collections::BTreeMap;
 
 /// The rows of a finite-sum problem and its loss per sample.
@@ -20,11 +21,41 @@ pub struct Data {
     pub columns: Vec<(String, usize)>,
     /// The total width of a row.
     pub width: usize,
-    pub rows: Vec<Vec<f64>>,
+    /// The samples, one a row (`rows × width`), the columns in the order of `columns`.
+    pub rows: Array2<f64>,
     /// The loss of one sample: a node over x (inputs `0..d`) and the row (`d..d+width`).
     pub loss: Id,
     /// Where the data came from, for reports.
     pub source: String,
+}
+
+impl Data {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.rows.nrows()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.rows.nrows() == 0
+    }
+
+    /// Sample `i` (panics when `i ≥ len()`, as slice indexing does).
+    pub fn row(&self, i: usize) -> ArrayView1<'_, f64> {
+        self.rows.row(i)
+    }
+
+    /// The columns of the name `name` (`None` if the data has no such name).
+    pub fn column(&self, name: &str) -> Option<ndarray::ArrayView2<'_, f64>> {
+        let mut at = 0;
+        for (n, w) in &self.columns {
+            if n == name {
+                return Some(self.rows.slice(ndarray::s![.., at..at + w]));
+            }
+            at += w;
+        }
+        None
+    }
 }
 
 /// The most rows a data set may have (the objective is summed over them symbolically).
@@ -172,7 +203,7 @@ pub(super) fn read(
             let full = dir.join(path);
             let text = read_limited(&full, *span)?;
             (
-                parse_csv(&text, width, *span, path)?,
+                crate::numeric::exact::from_rows(&parse_csv(&text, width, *span, path)?),
                 format!("csv(\"{path}\")"),
             )
         }
@@ -196,9 +227,9 @@ pub(super) fn read(
 }
 
 /// Features `N(0, I_d)`, labels ±1 with `P(1) = sigmoid(a·x_true)`, `x_true = (1, −1, …)`.
-pub fn logistic(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+pub fn logistic(n: usize, d: usize, seed: u64) -> Array2<f64> {
     let mut rng = crate::numeric::rng::Streams::new(seed).stream(0);
-    (0..n)
+    let rows: Vec<Vec<f64>> = (0..n)
         .map(|_| {
             let a: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
             let z: f64 = a
@@ -212,7 +243,8 @@ pub fn logistic(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
             row.push(y);
             row
         })
-        .collect()
+        .collect();
+    crate::numeric::exact::from_rows(&rows)
 }
 
 /// Rows of numbers separated by commas (or blanks); a first line that is not numbers is

@@ -163,8 +163,8 @@ impl Model {
             .map(|dt| dt.rows.clone())
             .unwrap_or_default();
         let template = self.graph.clone();
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut out = Vec::with_capacity(rows.nrows());
+        for row in rows.rows() {
             let mut at: Vec<Id> = (0..d as u32).map(|i| self.graph.input(i)).collect();
             at.extend(row.iter().map(|&v| self.graph.constant(v)));
             let gi = self.graph.import(&template, &lg, &at);
@@ -554,14 +554,14 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     Some(dt) => {
                         dt.loss = f;
                         let template = g.clone();
-                        let mut terms = Vec::with_capacity(dt.rows.len());
-                        for row in &dt.rows {
+                        let mut terms = Vec::with_capacity(dt.len());
+                        for row in dt.rows.rows() {
                             let mut at = inputs.clone();
                             at.extend(row.iter().map(|&v| g.constant(v)));
                             terms.push(g.import(&template, &[f], &at)[0]);
                         }
                         let sum = g.sum(terms);
-                        let c = g.constant(1.0 / dt.rows.len() as f64);
+                        let c = g.constant(1.0 / dt.len() as f64);
                         g.mul(c, sum)
                     }
                 };
@@ -606,11 +606,11 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     };
                     let scope = const_scope(&mut g, &consts);
                     let b = expr::constant(&mut g, value, &scope, "the batch size")?;
-                    if b != b.trunc() || b < 1.0 || b > dt.rows.len() as f64 {
+                    if b != b.trunc() || b < 1.0 || b > dt.len() as f64 {
                         return Err(err(
                             Code::Misuse,
                             value.span,
-                            format!("the batch size must be a whole number from 1 to the number of rows ({}), this is {b}", dt.rows.len()),
+                            format!("the batch size must be a whole number from 1 to the number of rows ({}), this is {b}", dt.len()),
                         )
                         .label("not a batch size"));
                     }

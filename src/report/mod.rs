@@ -452,32 +452,15 @@ pub fn fit_corrected(points: &[Point]) -> Option<Fit> {
     })
 }
 
-/// Solves a small dense system by Gaussian elimination with partial pivoting (None
-/// when singular).
-fn solve_dense(mut m: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+/// Solves a small dense system by nalgebra's LU with partial pivoting (None when
+/// singular or not finite).
+fn solve_dense(m: Vec<Vec<f64>>, b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
-    for c in 0..n {
-        let piv = (c..n).max_by(|&i, &j| m[i][c].abs().total_cmp(&m[j][c].abs()))?;
-        if m[piv][c] == 0.0 || !m[piv][c].is_finite() {
-            return None;
-        }
-        m.swap(c, piv);
-        b.swap(c, piv);
-        for r in c + 1..n {
-            let f = m[r][c] / m[c][c];
-            let pivot_row = m[c].clone();
-            for (x, p) in m[r].iter_mut().zip(&pivot_row).skip(c) {
-                *x -= f * p;
-            }
-            b[r] -= f * b[c];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for c in (0..n).rev() {
-        let s: f64 = (c + 1..n).map(|k| m[c][k] * x[k]).sum();
-        x[c] = (b[c] - s) / m[c][c];
-    }
-    x.iter().all(|v| v.is_finite()).then_some(x)
+    let a = nalgebra::DMatrix::from_fn(n, n, |i, j| m[i][j]);
+    let x = a.lu().solve(&nalgebra::DVector::from_vec(b))?;
+    x.iter()
+        .all(|v| v.is_finite())
+        .then(|| x.iter().copied().collect())
 }
 
 /// Fits `e = C h^p (1 + c₁ h + … + c_k h^k)` by weighted Gauss–Newton on the
@@ -546,26 +529,12 @@ fn fit_powers(points: &[Point], k: usize) -> Option<(f64, f64)> {
     (theta[1].is_finite() && hw.is_finite()).then_some((theta[1], hw))
 }
 
-/// Solves a 3×3 system by Cramer's rule (None when singular).
+/// Solves a 3×3 system by nalgebra's LU with partial pivoting (None when singular or
+/// not finite).
 fn solve3(m: &[[f64; 3]; 3], b: &[f64; 3]) -> Option<[f64; 3]> {
-    let det = |m: &[[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(m);
-    if d == 0.0 || !d.is_finite() {
-        return None;
-    }
-    let mut out = [0.0; 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let mut mk = *m;
-        for r in 0..3 {
-            mk[r][k] = b[r];
-        }
-        *o = det(&mk) / d;
-    }
-    Some(out)
+    let a = nalgebra::Matrix3::from_fn(|i, j| m[i][j]);
+    let x = a.lu().solve(&nalgebra::Vector3::from(*b))?;
+    x.iter().all(|v| v.is_finite()).then(|| [x[0], x[1], x[2]])
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ impl RandomProblem {
             let data = Data {
                 columns: vec![("r".to_string(), width)],
                 width,
-                rows: rows.clone(),
+                rows: crate::numeric::exact::from_rows(&rows),
                 loss,
                 source: "a random skewed law".to_string(),
             };
@@ -288,14 +288,14 @@ pub fn gauss_hermite(n: usize) -> Vec<(f64, f64)> {
     let mut j = exact::zeros(n);
     for k in 1..n {
         let b = (k as f64).sqrt();
-        j[k - 1][k] = b;
-        j[k][k - 1] = b;
+        j[[k - 1, k]] = b;
+        j[[k, k - 1]] = b;
     }
     let (nodes, v) = exact::eigh(&j);
     let mut out: Vec<(f64, f64)> = nodes
         .iter()
         .enumerate()
-        .map(|(k, &x)| (x, v[0][k] * v[0][k]))
+        .map(|(k, &x)| (x, v[[0, k]] * v[[0, k]]))
         .collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out

@@ -120,7 +120,7 @@ pub struct StepProgram {
     pub draws: usize,
     /// Minibatch noise: the data rows and the batch size (the draws are `batch` rows,
     /// chosen uniformly with replacement); `None` for Gaussian noise (standard normals).
-    pub minibatch: Option<(std::sync::Arc<Vec<Vec<f64>>>, usize)>,
+    pub minibatch: Option<(std::sync::Arc<ndarray::Array2<f64>>, usize)>,
     pub samples: usize,
     pub graph: Graph,
     pub outputs: Vec<Id>,
@@ -142,8 +142,8 @@ impl StepProgram {
                     .collect();
                 for lane in 0..LANES {
                     let u = rng.next_u64();
-                    let i = ((u as u128 * rows.len() as u128) >> 64) as usize;
-                    for (v, r) in rows[i].iter().zip(&regs_of) {
+                    let i = ((u as u128 * rows.nrows() as u128) >> 64) as usize;
+                    for (v, r) in rows.row(i).iter().zip(&regs_of) {
                         if let Some(r) = r {
                             regs[r * LANES + lane] = *v;
                         }

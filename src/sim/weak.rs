@@ -26,7 +26,11 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
-use crate::numeric::exact::{eigh, M};
+
+use crate::numeric::exact::{eigh, from_rows};
+
+/// A dense matrix, row by row.
+type M = Vec<Vec<f64>>;
 use crate::numeric::graph::Graph;
 use crate::numeric::rng::{in_avx2, Job, Stream, Streams};
 use crate::numeric::tape::{Registers, Stepper, Tape, LANES};
@@ -97,7 +101,7 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
                 .collect()
         })
         .collect();
-    let (lam, v) = eigh(&ltl);
+    let (lam, v) = eigh(&from_rows(&ltl));
     let top = lam.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     let pinv: M = (0..n)
         .map(|a| {
@@ -105,7 +109,7 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
                 .map(|b| {
                     (0..n)
                         .filter(|&k| lam[k] > 1e-12 * top && top > 0.0)
-                        .map(|k| v[a][k] * v[b][k] / lam[k])
+                        .map(|k| v[[a, k]] * v[[b, k]] / lam[k])
                         .sum()
                 })
                 .collect()
@@ -134,7 +138,7 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
                 .collect()
         })
         .collect();
-    let (s2, u) = eigh(&cct);
+    let (s2, u) = eigh(&from_rows(&cct));
     let shrink: Vec<f64> = s2
         .iter()
         .map(|&x| if x > 1.0 { 1.0 / x.sqrt() } else { 1.0 })
@@ -147,7 +151,7 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
         (0..n)
             .map(|a| {
                 (0..n)
-                    .map(|b| (0..n).map(|k| u[a][k] * w[k] * u[b][k]).sum())
+                    .map(|b| (0..n).map(|k| u[[a, k]] * w[k] * u[[b, k]]).sum())
                     .collect()
             })
             .collect()
