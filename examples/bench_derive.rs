@@ -84,7 +84,7 @@ fn smelt_ms(source: &str, order: u32, runs: usize) -> f64 {
     let mut times = Vec::new();
     for _ in 0..runs {
         // Every run starts cold, as a fresh process would (derive resets its tables).
-        smelt::algebra::tensor::clear_memo();
+        smelt::internals::algebra::tensor::clear_memo();
         let t = Instant::now();
         let sme = smelt::derive(source, &opts).expect("the example derives");
         std::hint::black_box(&sme);
@@ -134,7 +134,7 @@ fn child(file: &str, order: u32) {
     let mut times = Vec::new();
     let started = Instant::now();
     while times.is_empty() || (started.elapsed().as_secs_f64() < 0.2 && times.len() < 21) {
-        smelt::algebra::tensor::clear_memo();
+        smelt::internals::algebra::tensor::clear_memo();
         let t = Instant::now();
         let sme = smelt::derive(&source, &smelt::Options::order(order));
         std::hint::black_box(&sme);

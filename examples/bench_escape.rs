@@ -14,7 +14,7 @@
 
 use smelt::experiment::escape::{self, ModelSpec, Options};
 use smelt::experiment::verify;
-use smelt::sim::weak;
+use smelt::internals::sim::weak;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -25,7 +25,7 @@ fn problem(d: usize, cov: f64, start: f64, horizon: f64) -> smelt::problem::Prob
     smelt::problem::load(&prob).unwrap()
 }
 
-fn rule() -> smelt::ir::Optimizer {
+fn rule() -> smelt::Optimizer {
     let src = std::fs::read_to_string("examples/sgd.opt").expect("run from the repository root");
     smelt::check(&src).unwrap()
 }
@@ -90,7 +90,7 @@ fn main() {
             for _ in 0..3 {
                 t_verify = t_verify.min(best(threads, || weak::run(&plan, paths, 1, &|_| {})));
                 t_escape = t_escape.min(best(threads, || {
-                    smelt::sim::escape::run(&ep.plan, paths, 1)
+                    smelt::internals::sim::escape::run(&ep.plan, paths, 1)
                 }));
             }
             let rate_v = (paths * steps) as f64 / t_verify;
@@ -131,7 +131,7 @@ fn main() {
     for threads in [1, 2] {
         let mut lane_steps = 0;
         let t = best(threads, || {
-            lane_steps = smelt::sim::escape::run(&ep.plan, 4096, 1).1;
+            lane_steps = smelt::internals::sim::escape::run(&ep.plan, 4096, 1).1;
         });
         println!(
             "{:<44} {:>3} {:>8} {:>14.1} {:>10}",

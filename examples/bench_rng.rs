@@ -1,4 +1,4 @@
-//! Generator benchmark: raw throughput of the simulation generator (`smelt::numeric::rng`),
+//! Generator benchmark: raw throughput of the simulation generator (`smelt::internals::numeric::rng`),
 //! 64-bit words and standard normals per second on one thread: one at a time from a
 //! stream's scalar generator (`next_u64`, `normal`), and in batches (`fill_normal`, the
 //! simulations' draws, slices of 128 and 4096). The batch rate is the bound that the
@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use smelt::numeric::rng::{fast_path, Streams, NAME};
+use smelt::internals::numeric::rng::{fast_path, Streams, NAME};
 
 fn rate(n: usize, mut f: impl FnMut() -> f64) -> (f64, f64) {
     // Best of 5 runs of n draws; the checksum keeps the work from being optimized away.

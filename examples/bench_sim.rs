@@ -25,7 +25,7 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use smelt::experiment::verify;
-use smelt::sim::weak;
+use smelt::internals::sim::weak;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +69,7 @@ fn time(plan: &weak::Plan, paths: usize, threads: usize) -> f64 {
 /// (each about 25 ms).
 fn generator_rate(threads: usize) -> f64 {
     let n = 100_000;
-    let streams = smelt::numeric::rng::Streams::new(1);
+    let streams = smelt::internals::numeric::rng::Streams::new(1);
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
@@ -77,7 +77,7 @@ fn generator_rate(threads: usize) -> f64 {
             for k in 0..threads {
                 let mut g = streams.stream(k as u64);
                 s.spawn(move || {
-                    let mut buf = vec![0.0; smelt::numeric::tape::LANES];
+                    let mut buf = vec![0.0; smelt::internals::numeric::tape::LANES];
                     for _ in 0..n {
                         g.fill_normal(&mut buf);
                     }
@@ -87,7 +87,7 @@ fn generator_rate(threads: usize) -> f64 {
         });
         best = best.min(t.elapsed().as_secs_f64());
     }
-    (threads * n * smelt::numeric::tape::LANES) as f64 / best
+    (threads * n * smelt::internals::numeric::tape::LANES) as f64 / best
 }
 
 /// One row of the micro-benchmark table: what, d, threads, path-steps/s, normals/s, and
@@ -282,8 +282,11 @@ fn main() {
     } else {
         Numpy::find(&dir)
     };
-    println!("generator: {}", smelt::numeric::rng::NAME);
-    println!("  batch fast path: {}", smelt::numeric::rng::fast_path());
+    println!("generator: {}", smelt::internals::numeric::rng::NAME);
+    println!(
+        "  batch fast path: {}",
+        smelt::internals::numeric::rng::fast_path()
+    );
     match &numpy {
         Ok(n) => println!(
             "NumPy peer: {} ({}), {rounds} rounds\n",

@@ -2,8 +2,8 @@
 //! checked against their SDEs as restated in shared/FORMULAS.md §6.2 (RMSprop) and §6.3
 //! (Adam), by evaluating the derived coefficients in one dimension at random points.
 
-use smelt::algebra::poly::Sym;
-use smelt::algebra::tensor::{Kind, TExpr};
+use smelt::internals::algebra::poly::Sym;
+use smelt::internals::algebra::tensor::{Kind, TExpr};
 use smelt::{Options, Sme};
 
 fn derive(file: &str, order: u32, gaussian: bool) -> Sme {

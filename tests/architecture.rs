@@ -595,3 +595,39 @@ fn the_top_of_src_holds_only_the_roots_error_span_and_sme() {
         }
     }
 }
+
+/// The paths into the phases' insides: `smelt::internals` and the hidden modules.
+const INSIDES: &[&str] = &[
+    "smelt::internals",
+    "smelt::algebra",
+    "smelt::derive::",
+    "smelt::ir::",
+    "smelt::numeric",
+    "smelt::sim::",
+    "smelt::simplify",
+    "smelt::span::",
+    "smelt::syntax",
+];
+
+#[test]
+fn the_binary_and_the_api_test_use_only_the_curated_surface() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("src/main.rs"), root.join("tests/api.rs")];
+    for entry in std::fs::read_dir(root.join("src/cli")).expect("src/cli") {
+        files.push(entry.expect("entry").path());
+    }
+    let mut found = Vec::new();
+    for f in &files {
+        let code = strip(&std::fs::read_to_string(f).expect("readable"));
+        for inside in INSIDES {
+            if code.contains(inside) {
+                found.push(format!("{}: {inside}", f.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the binary and tests/api.rs must use only what src/lib.rs re-exports:\n{}",
+        found.join("\n")
+    );
+}

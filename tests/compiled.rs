@@ -1,9 +1,9 @@
 //! The compiled tapes against the slow references, on every example optimizer.
 //!
 //! - One optimizer step compiled to a tape ([`compile_step`]) against the tree-walking
-//!   interpreter of the rule ([`smelt::numeric::step`]) reading the same problem.
+//!   interpreter of the rule ([`smelt::internals::numeric::step`]) reading the same problem.
 //! - A derived SME compiled ([`compile_sde`]) against the reference evaluator of its
-//!   drift and diffusion ([`smelt::numeric::eval`]).
+//!   drift and diffusion ([`smelt::internals::numeric::eval`]).
 //! - The problem's symbolic derivatives (∇f, ∇²f, ∂Σ) against finite differences.
 //!
 //! The problem is two-dimensional, with a coupled objective and a covariance that
@@ -17,10 +17,10 @@
 
 mod support;
 
-use smelt::numeric::tape::LANES;
-use smelt::numeric::{Oracle, Value, Values};
+use smelt::internals::numeric::tape::LANES;
+use smelt::internals::numeric::{Oracle, Value, Values};
+use smelt::internals::sim::compile::{compile_sde, compile_step, symbol_values, Layout, Numbers};
 use smelt::problem::{self, Model};
-use smelt::sim::compile::{compile_sde, compile_step, symbol_values, Layout, Numbers};
 use std::collections::BTreeMap;
 use support::Rng;
 
@@ -142,7 +142,7 @@ fn compiled_steps_match_the_interpreter() {
                 hypers: hypers(),
                 counter: k as u64,
             };
-            smelt::numeric::step(&rule, &mut state, &oracle, &values, &draws).unwrap();
+            smelt::internals::numeric::step(&rule, &mut state, &oracle, &values, &draws).unwrap();
             let want: Vec<f64> = state
                 .into_iter()
                 .flat_map(|v| match v {
@@ -168,7 +168,7 @@ fn compiled_smes_match_the_reference_evaluator() {
     for name in EXAMPLES {
         let rule = load(name);
         for order in [1, 2] {
-            let Ok(sme) = smelt::derive::derive(&rule, &smelt::Options::order(order)) else {
+            let Ok(sme) = smelt::derive_checked(&rule, &smelt::Options::order(order)) else {
                 continue;
             };
             let mut p = problem::load(PROBLEM).unwrap();
@@ -189,7 +189,7 @@ fn compiled_smes_match_the_reference_evaluator() {
                     .model
                     .env(values_of(&layout, &z), names.clone(), 4, 2)
                     .unwrap();
-                let drift = smelt::numeric::eval::drift(&sme, &env).unwrap();
+                let drift = smelt::internals::numeric::eval::drift(&sme, &env).unwrap();
                 let want: Vec<f64> = drift.into_iter().flat_map(|t| t.data).collect();
                 let got = prog.graph.eval(&prog.drift, &z);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -200,7 +200,7 @@ fn compiled_smes_match_the_reference_evaluator() {
                 }
                 let n = layout.n;
                 let dgot = prog.graph.eval(&prog.diffusion, &z);
-                for ((a, c), t) in smelt::numeric::eval::diffusion(&sme, &env).unwrap() {
+                for ((a, c), t) in smelt::internals::numeric::eval::diffusion(&sme, &env).unwrap() {
                     let (ra, la) = (layout.vars[a].1, layout.vars[a].2);
                     let (rc, lc) = (layout.vars[c].1, layout.vars[c].2);
                     for i in 0..la {
@@ -217,8 +217,8 @@ fn compiled_smes_match_the_reference_evaluator() {
                 // L Lᵀ = D wherever D is positive semidefinite (a truncated series need
                 // not be: verify refuses such an SME, see `tests/verify.rs`).
                 let l = prog.graph.eval(&prog.factor, &z);
-                let dm = smelt::numeric::exact::from_row_major(n, &dgot);
-                let (lam, _) = smelt::numeric::exact::eigh(&dm);
+                let dm = smelt::internals::numeric::exact::from_row_major(n, &dgot);
+                let (lam, _) = smelt::internals::numeric::exact::eigh(&dm);
                 let top = lam.iter().fold(0.0f64, |m, x| m.max(x.abs()));
                 let psd = lam.iter().all(|&x| x >= -1e-12 * top);
                 for i in (0..n).filter(|_| psd) {
@@ -455,7 +455,7 @@ fn compiled_minibatch_steps_match_the_interpreter() {
                 hypers: hypers(),
                 counter: 2,
             };
-            smelt::numeric::step(&rule, &mut state, &oracle, &values, &[draw]).unwrap();
+            smelt::internals::numeric::step(&rule, &mut state, &oracle, &values, &[draw]).unwrap();
             let want: Vec<f64> = state
                 .into_iter()
                 .flat_map(|v| match v {

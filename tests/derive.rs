@@ -2,8 +2,8 @@
 //! (shared/FORMULAS.md, cited per test) and pinned as text snapshots.
 
 use num_rational::BigRational;
-use smelt::algebra::poly::Poly;
-use smelt::algebra::tensor::{Atom, Kind, TExpr};
+use smelt::internals::algebra::poly::Poly;
+use smelt::internals::algebra::tensor::{Atom, Kind, TExpr};
 use smelt::{Options, Sme};
 
 fn derive(file: &str, order: u32) -> Sme {
@@ -324,7 +324,7 @@ fn limits_and_progress() {
     let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = steps.clone();
     let options = Options {
-        progress: Some(smelt::derive::Progress(std::sync::Arc::new(move |s| {
+        progress: Some(smelt::Progress(std::sync::Arc::new(move |s| {
             seen.lock().unwrap().push(s.clone());
         }))),
         ..Options::order(3)

@@ -48,7 +48,7 @@ fn run(
                 Ok(p) => p,
                 Err(e) => panic!("{e:?}"),
             };
-            let (times, lane_steps) = smelt::sim::escape::run(&ep.plan, paths, 11);
+            let (times, lane_steps) = smelt::internals::sim::escape::run(&ep.plan, paths, 11);
             results.push(escape::summarize(&ep, b, &times, lane_steps, 1.0));
         }
     }

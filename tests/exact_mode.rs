@@ -3,7 +3,7 @@
     clippy::needless_range_loop,
     reason = "the test reports the slopes it measured; indices read as the formulas"
 )]
-//! Exact weak errors on a linear-Gaussian problem (`smelt::numeric::linear_gaussian`):
+//! Exact weak errors on a linear-Gaussian problem (`smelt::internals::numeric::linear_gaussian`):
 //! the optimizer's and the derived SME's laws propagated exactly, so the log–log slope
 //! of the weak error against the step size is the weak order itself, to two decimals,
 //! with no Monte Carlo error. H is non-diagonal, Σ does not commute with it, the minimum
@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 
 use ndarray::array;
-use smelt::numeric::exact::{add, expm, identity, mul, mv, zeros, M};
-use smelt::numeric::linear_gaussian::*;
-use smelt::numeric::step::Values;
-use smelt::numeric::Value;
+use smelt::internals::numeric::exact::{add, expm, identity, mul, mv, zeros, M};
+use smelt::internals::numeric::linear_gaussian::*;
+use smelt::internals::numeric::step::Values;
+use smelt::internals::numeric::Value;
 use smelt::report::{fit, Point};
 
 fn source(name: &str) -> String {

@@ -10,6 +10,6 @@ fn canonical_forms() {
                 smelt::diagnostic::render(e.diagnostics(), &path.display().to_string(), &source)
             )
         });
-        insta::assert_snapshot!(smelt::ir::canonical(&opt));
+        insta::assert_snapshot!(smelt::canonical(&opt));
     });
 }

@@ -102,7 +102,8 @@ fn the_rules_parameter_name_works_everywhere_in_the_problem_file() {
         };
         assert_eq!(p.start, vec![1.0, 2.0], "{source}");
         // The test function reads the parameter's slots.
-        let (_, g, outs) = smelt::sim::compile::compile_observables(&p.problem, &p.layout).unwrap();
+        let (_, g, outs) =
+            smelt::internals::sim::compile::compile_observables(&p.problem, &p.layout).unwrap();
         assert_eq!(g.eval(&outs, &[3.0, 4.0]), vec![43.0], "{source}");
     }
     // A name that is neither is still an error, at its place.

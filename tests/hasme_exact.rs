@@ -12,7 +12,7 @@
 //! Gauss–Legendre quadrature (not from the closed form). H and Σ are non-diagonal and do
 //! not commute.
 
-use smelt::numeric::exact::*;
+use smelt::internals::numeric::exact::*;
 
 fn max_abs(a: &[f64]) -> f64 {
     a.iter().fold(0.0, |m, x| m.max(x.abs()))

@@ -1,4 +1,4 @@
-//! The independent certificate ([`smelt::sim::certify`]) on every example, and on SMEs
+//! The independent certificate ([`smelt::internals::sim::certify`]) on every example, and on SMEs
 //! broken on purpose.
 //!
 //! What makes the two sides independent: the optimizer's moments come from running the
@@ -14,15 +14,15 @@
     reason = "the test prints each example's figures for the log"
 )]
 
-use smelt::algebra::tensor::{Atom, Kind, TExpr};
-use smelt::sim::certify::{check, Check, Verdict};
+use smelt::internals::algebra::tensor::{Atom, Kind, TExpr};
+use smelt::internals::sim::certify::{check, Check, Verdict};
 use smelt::{Options, Sme};
 
 const SEED: u64 = 0x5EED_C4EC;
 
 fn derive(source: &str, order: u32) -> (smelt::Optimizer, Sme) {
     let opt = smelt::check(source).expect("valid rule");
-    let sme = smelt::derive::derive(&opt, &Options::order(order)).expect("derivable");
+    let sme = smelt::derive_checked(&opt, &Options::order(order)).expect("derivable");
     (opt, sme)
 }
 
@@ -80,7 +80,7 @@ fn a_wrong_second_order_drift_fails() {
     let eta = sme.small;
     sme.drift[0] = sme.drift[0].map_coef(|c| {
         if c.min_power(eta) == Some(1) {
-            c.mul(&smelt::algebra::poly::Poly::int(2))
+            c.mul(&smelt::internals::algebra::poly::Poly::int(2))
         } else {
             c.clone()
         }
@@ -113,8 +113,8 @@ fn extragradient_passes_and_its_old_mistake_fails() {
         Atom::new(Kind::DF(2), vec![1, 2]),
         Atom::new(Kind::DF(1), vec![2]),
     ];
-    let coef =
-        smelt::algebra::poly::Poly::power(sme.small, 2).scale(&smelt::algebra::poly::rat(-1, 2));
+    let coef = smelt::internals::algebra::poly::Poly::power(sme.small, 2)
+        .scale(&smelt::internals::algebra::poly::rat(-1, 2));
     let spurious = TExpr::from_atoms(atoms, 1, coef, sme.dim);
     sme.drift[0] = sme.drift[0].add(&spurious);
     let c = check(&opt, &sme, SEED);
@@ -133,8 +133,8 @@ fn the_root_of_a_square_is_checked_on_both_signs() {
     let c = check(&opt, &sme, SEED);
     assert!(matches!(c.verdict, Verdict::Pass), "{}", c.summary());
     let (opt, mut sme) = derive(SIGNED_STEP, 2);
-    fn strip(f: &smelt::algebra::elem::FExpr) -> smelt::algebra::elem::FExpr {
-        use smelt::algebra::elem::FExpr;
+    fn strip(f: &smelt::internals::algebra::elem::FExpr) -> smelt::internals::algebra::elem::FExpr {
+        use smelt::internals::algebra::elem::FExpr;
         match f {
             FExpr::Abs(a) => strip(a),
             FExpr::Sum(v) => FExpr::Sum(v.iter().map(strip).collect()),

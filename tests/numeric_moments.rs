@@ -13,8 +13,8 @@
 
 #![allow(clippy::print_stdout, clippy::needless_range_loop)]
 
-use smelt::algebra::poly::Poly;
-use smelt::algebra::tensor::{Kind, TExpr};
+use smelt::internals::algebra::poly::Poly;
+use smelt::internals::algebra::tensor::{Kind, TExpr};
 use smelt::Sme;
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -10,7 +10,7 @@
 //!   far below the residual.
 //! - SDE side: `E ψ(Z_τ) = Σ_{m ≤ M} τ^m/m! (Lᵐψ)(z)`, `L = b·∇ + ½ D:∇²`, `ψ = Π (y −
 //!   z)`. The drift b and diffusion D are evaluated by the reference evaluator
-//!   [`smelt::numeric::eval`] at concrete points; their second-order Taylor polynomial
+//!   [`smelt::internals::numeric::eval`] at concrete points; their second-order Taylor polynomial
 //!   at z comes from central finite differences (step h, the derivatives of f and Σ
 //!   re-evaluated at every shifted point), and the series is summed with exact
 //!   polynomial arithmetic. The finite-difference error is estimated by repeating with
@@ -33,8 +33,8 @@
     reason = "a numeric experiment: it prints its slopes, and index loops mirror the formulas"
 )]
 
-use smelt::numeric::eval::{diffusion, drift, time_per_step};
-use smelt::numeric::{Env, Tensor, Value};
+use smelt::internals::numeric::eval::{diffusion, drift, time_per_step};
+use smelt::internals::numeric::{Env, Tensor, Value};
 use smelt::Sme;
 use std::collections::BTreeMap;
 

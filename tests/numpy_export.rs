@@ -1,5 +1,5 @@
 //! The NumPy export ([`smelt::emit::numpy`]) against the reference evaluator
-//! ([`smelt::numeric::eval`]), and the evaluator against hand-written formulas.
+//! ([`smelt::internals::numeric::eval`]), and the evaluator against hand-written formulas.
 //!
 //! For every case (SGD orders 1–3, heavy ball and Nesterov at order 2, Adam at order 1)
 //! in d = 1 and d = 3: random concrete values (states, positive symbols, symmetric
@@ -16,10 +16,10 @@
 )]
 
 use serde_json::{json, Value as Json};
-use smelt::algebra::elem::FExpr;
-use smelt::algebra::poly::Poly;
-use smelt::algebra::tensor::{Atom, Kind, TExpr, Term};
-use smelt::numeric::eval::{self, Env, Tensor, Value};
+use smelt::internals::algebra::elem::FExpr;
+use smelt::internals::algebra::poly::Poly;
+use smelt::internals::algebra::tensor::{Atom, Kind, TExpr, Term};
+use smelt::internals::numeric::eval::{self, Env, Tensor, Value};
 use smelt::{Options, Sme};
 use support::python::python;
 

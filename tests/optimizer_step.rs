@@ -1,4 +1,4 @@
-//! The reference interpreter of update rules (`smelt::numeric::step`) against the
+//! The reference interpreter of update rules (`smelt::internals::numeric::step`) against the
 //! optimizers written out by hand in their usual textbook forms, which are not the
 //! rescaled forms of the example files: Adam and AdamW as in PyTorch (the state `v`, not
 //! `u = v/σ²`), Nesterov as `x' = y − lr ∇f(y)`, `y' = x' + μ (x' − x)` (no velocity), heavy
@@ -8,8 +8,8 @@
 
 mod support;
 
-use smelt::numeric::step::{step, variables, Oracle, Values};
-use smelt::numeric::Value;
+use smelt::internals::numeric::step::{step, variables, Oracle, Values};
+use smelt::internals::numeric::Value;
 use support::Rng;
 
 /// f(x) = Σ a_i x_i⁴/4 + ½ xᵀ H x, noise Σ(x)^{1/2} draw with Σ(x)^{1/2} = L + diag(x²).
@@ -81,7 +81,7 @@ impl Oracle for Problem {
     }
 }
 
-fn rule(name: &str) -> smelt::ir::Optimizer {
+fn rule(name: &str) -> smelt::Optimizer {
     let path = format!("{}/examples/{name}.opt", env!("CARGO_MANIFEST_DIR"));
     smelt::check(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -19,7 +19,7 @@ fn examples_round_trip_through_the_canonical_form() {
                 smelt::diagnostic::render(e.diagnostics(), &name, &source)
             )
         });
-        let text = smelt::ir::canonical(&ir1);
+        let text = smelt::canonical(&ir1);
         let ir2 = smelt::check(&text).unwrap_or_else(|e| {
             panic!(
                 "the canonical form of {name} is rejected:\n{}",
@@ -31,7 +31,7 @@ fn examples_round_trip_through_the_canonical_form() {
             "{name}: the canonical form checks to another IR\n{text}"
         );
         assert_eq!(
-            smelt::ir::canonical(&ir2),
+            smelt::canonical(&ir2),
             text,
             "{name}: canonical is not a fixed point"
         );

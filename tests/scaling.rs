@@ -9,7 +9,7 @@ fn sme_and_rule(file: &str, batch: NoiseScale) -> (smelt::Sme, Outcome) {
     let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(path).unwrap();
     let opt = smelt::check(&source).unwrap();
-    let sme = smelt::derive::derive(&opt, &smelt::Options::order(1)).unwrap();
+    let sme = smelt::derive_checked(&opt, &smelt::Options::order(1)).unwrap();
     let outcome = rule(&opt, &sme, &batch).unwrap();
     (sme, outcome)
 }

@@ -1,4 +1,4 @@
-//! The simulation generator (`smelt::numeric::rng`): that its bits are xoshiro256++, that it
+//! The simulation generator (`smelt::internals::numeric::rng`): that its bits are xoshiro256++, that it
 //! is reproducible, and that the normals of `fill_normal` (the simulations' draws) are
 //! N(0, 1): moments and tails within five standard errors over 10^7 draws, a χ² test on
 //! binned draws and a Kolmogorov–Smirnov test against Φ, and no correlation within or
@@ -6,7 +6,7 @@
 //! with probability below 1e-3). The bit-for-bit checks against `rand_distr` and
 //! `rand_xoshiro`'s jumps are the unit tests of `src/sim/rng.rs`.
 
-use smelt::numeric::rng::Streams;
+use smelt::internals::numeric::rng::Streams;
 
 /// SplitMix64 and xoshiro256++ written from Blackman & Vigna's reference C code.
 fn reference(seed: u64, n: usize) -> Vec<u64> {
@@ -77,7 +77,7 @@ fn filled(seed: u64, block: u64, n: usize) -> Vec<f64> {
 /// Φ, the standard normal distribution function, from smelt's erfc (relative error
 /// < 1.2e-7: Numerical Recipes' Chebyshev fit, ample for counts of 10^7 draws).
 fn phi(x: f64) -> f64 {
-    0.5 * smelt::sim::escape::erfc(-x / std::f64::consts::SQRT_2)
+    0.5 * smelt::internals::sim::escape::erfc(-x / std::f64::consts::SQRT_2)
 }
 
 const N: usize = 10_000_000;

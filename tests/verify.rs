@@ -33,7 +33,9 @@ fn run_defaults(p: &mut Prepared, seed: u64) -> Vec<Series> {
     let etas = p.problem.etas.clone().unwrap();
     let paths = 65536;
     let budget = 8 * verify::path_steps(p, &etas, paths).unwrap();
-    let mut sim = |plan: &smelt::sim::weak::Plan| smelt::sim::weak::run(plan, paths, seed, &|_| {});
+    let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
+        smelt::internals::sim::weak::run(plan, paths, seed, &|_| {})
+    };
     let (_, s, ext) = verify::run_extending(p, &etas, paths, 8, budget, &mut sim).unwrap();
     eprintln!("{ext:?}");
     s
@@ -168,7 +170,7 @@ fn results_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| smelt::sim::weak::run(&plan, 64 * 40, 9, &|_| {}))
+        pool.install(|| smelt::internals::sim::weak::run(&plan, 64 * 40, 9, &|_| {}))
     };
     let (a, b) = (run(1), run(2));
     for (x, y) in a.opt.iter().zip(&b.opt) {
@@ -194,7 +196,7 @@ fn a_wrong_sme_fails_its_order() {
     let mut changed = 0;
     for c in drift.terms.values_mut() {
         if c.min_power(small) == Some(1) {
-            *c = c.scale(&smelt::algebra::poly::rat(1, 2));
+            *c = c.scale(&smelt::internals::algebra::poly::rat(1, 2));
             changed += 1;
         }
     }
@@ -512,8 +514,9 @@ fn the_grid_extends_within_its_budget_deterministically() {
     let grid = verify::path_steps(&mut p, &etas, paths).unwrap();
     assert_eq!(grid, 128 * (4 + 8 + 16));
     let mut run = |budget: u64| {
-        let mut sim =
-            |plan: &smelt::sim::weak::Plan| smelt::sim::weak::run(plan, paths, 7, &|_| {});
+        let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
+            smelt::internals::sim::weak::run(plan, paths, 7, &|_| {})
+        };
         verify::run_extending(&mut p, &etas, paths, 8, budget, &mut sim).unwrap()
     };
     let (_, _, none) = run(grid);
@@ -556,7 +559,7 @@ fn an_order_1_sme_with_a_wrong_drift_is_contradicted() {
     let mut changed = 0;
     for c in p.smes[0].drift[0].terms.values_mut() {
         if c.min_power(small) == Some(0) {
-            *c = c.scale(&smelt::algebra::poly::rat(11, 10));
+            *c = c.scale(&smelt::internals::algebra::poly::rat(11, 10));
             changed += 1;
         }
     }
@@ -624,7 +627,9 @@ fn a_series_that_is_never_simulable_does_not_extend_the_grid() {
     let etas = p.problem.etas.clone().unwrap();
     let paths = 1024;
     let budget = 8 * verify::path_steps(&mut p, &etas, paths).unwrap();
-    let mut sim = |plan: &smelt::sim::weak::Plan| smelt::sim::weak::run(plan, paths, 5, &|_| {});
+    let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
+        smelt::internals::sim::weak::run(plan, paths, 5, &|_| {})
+    };
     let (_, s, ext) = verify::run_extending(&mut p, &etas, paths, 8, budget, &mut sim).unwrap();
     eprintln!("{ext:?}");
     assert!(series(&s, 2, "sq")
@@ -704,7 +709,7 @@ fn path_steps_count_the_plans_steps() {
         &[],
     );
     let etas = p.problem.etas.clone().unwrap();
-    let lanes = smelt::numeric::tape::LANES;
+    let lanes = smelt::internals::numeric::tape::LANES;
     let mut want = 0;
     for &e in &etas {
         want += lanes as u64 * verify::plan(&mut p, e, 8).unwrap().steps as u64;

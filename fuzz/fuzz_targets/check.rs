@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = smelt::diagnostic::render(e.diagnostics(), "fuzz.opt", source);
         }
         Ok(ir1) => {
-            let text = smelt::ir::canonical(&ir1);
+            let text = smelt::canonical(&ir1);
             let ir2 = match smelt::check(&text) {
                 Ok(ir2) => ir2,
                 Err(e) => panic!(
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
                 "canonical form checks to another IR:\n{text}"
             );
             assert_eq!(
-                smelt::ir::canonical(&ir2),
+                smelt::canonical(&ir2),
                 text,
                 "canonical is not a fixed point"
             );

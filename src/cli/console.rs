@@ -53,7 +53,7 @@ pub(crate) fn read(path: &Path) -> Result<String, ReadError> {
     let file = std::fs::File::open(path)
         .map_err(|e| ReadError::Usage(format!("cannot read `{shown}`: {}", io_reason(&e))))?;
     // Read at most one byte past the limit: enough to know the file is too large.
-    let limit = smelt::syntax::MAX_SOURCE_BYTES as u64;
+    let limit = smelt::MAX_SOURCE_BYTES as u64;
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -62,7 +62,7 @@ pub(crate) fn read(path: &Path) -> Result<String, ReadError> {
         let size = meta.len().max(bytes.len() as u64);
         let d = Diagnostic::new(
             Code::TooLarge,
-            smelt::span::Span::at(0),
+            smelt::Span::at(0),
             format!(
                 "file is too large ({:.1} MiB); smelt reads optimizer files of at most 1 MiB",
                 size as f64 / (1u64 << 20) as f64

@@ -153,8 +153,7 @@ pub fn run(a: Args) -> Outcome {
                 }
             };
             let t0 = std::time::Instant::now();
-            let (times, lane_steps) =
-                pool.install(|| smelt::sim::escape::run(&ep.plan, a.paths, a.seed));
+            let (times, lane_steps) = pool.install(|| escape::simulate(&ep, a.paths, a.seed));
             results.push(escape::summarize(
                 &ep,
                 b,
@@ -188,7 +187,7 @@ pub fn run(a: Args) -> Outcome {
                 "paths": results.first().map_or(0, |r| r.models.first().map_or(0, |m| m.exited + m.censored + m.diverged)),
                 "seed": a.seed,
                 "substeps": a.substeps,
-                "generator": smelt::numeric::rng::NAME,
+                "generator": smelt::experiment::GENERATOR,
                 "seconds": elapsed,
             },
             "results": results,
@@ -216,7 +215,7 @@ pub fn run(a: Args) -> Outcome {
                 .map_or(0, |m| m.exited + m.censored + m.diverged),
             a.seed,
             elapsed,
-            smelt::numeric::rng::NAME
+            smelt::experiment::GENERATOR
         );
         if let Err(o) = emit(&text) {
             return o;

@@ -72,7 +72,7 @@ enum Command {
         check_seed: u64,
         /// The most terms one intermediate expression may hold; a derivation that needs
         /// more stops with an error (time and memory grow with the limit)
-        #[arg(long, value_name = "N", default_value_t = smelt::derive::MAX_TERMS)]
+        #[arg(long, value_name = "N", default_value_t = smelt::MAX_TERMS)]
         max_terms: usize,
         /// No progress bar (it shows on a terminal when a derivation takes over a second)
         #[arg(long, short)]
@@ -360,7 +360,7 @@ fn check(files: &[PathBuf]) -> Outcome {
         };
         match smelt::check(&source) {
             Ok(opt) => {
-                let text = smelt::ir::canonical(&opt);
+                let text = smelt::canonical(&opt);
                 let text = if files.len() > 1 {
                     format!("# {shown}\n{text}\n")
                 } else {
@@ -401,9 +401,9 @@ fn derive(
         .then(|| DeriveBar::new(&mut options));
     // `lower`, not `check`: the derivation makes the leading-order scan's finding itself.
     let result = smelt::lower(&source).and_then(|opt| {
-        let mut sme = smelt::derive::derive(&opt, &options)?;
+        let mut sme = smelt::derive_checked(&opt, &options)?;
         if let Some(seed) = checked {
-            sme.independent = Some(smelt::sim::certify::check(&opt, &sme, seed));
+            sme.independent = Some(smelt::certify(&opt, &sme, seed));
         }
         Ok(sme)
     });
@@ -523,7 +523,7 @@ fn scaling(path: &Path, noise_scale: Option<String>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let sme = match smelt::derive::derive(&opt, &smelt::Options::order(1)) {
+    let sme = match smelt::derive_checked(&opt, &smelt::Options::order(1)) {
         Ok(s) => s,
         Err(e) => {
             eprint!("{}", render(e.diagnostics(), &shown, &source));
@@ -566,8 +566,8 @@ impl DeriveBar {
         let started = std::time::Instant::now();
         let shown = std::sync::atomic::AtomicBool::new(false);
         let b = bar.clone();
-        options.progress = Some(smelt::derive::Progress(std::sync::Arc::new(
-            move |step: &smelt::derive::Step| {
+        options.progress = Some(smelt::Progress(std::sync::Arc::new(
+            move |step: &smelt::Step| {
                 if !shown.load(std::sync::atomic::Ordering::Relaxed)
                     && started.elapsed().as_secs_f64() >= 1.0
                 {

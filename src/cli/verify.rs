@@ -30,7 +30,7 @@ pub(crate) struct Inputs {
     pub source: String,
     pub pshown: String,
     pub psource: String,
-    pub rule: smelt::ir::Optimizer,
+    pub rule: smelt::Optimizer,
     pub problem: smelt::problem::Problem,
     pub overrides: BTreeMap<String, f64>,
 }
@@ -183,8 +183,8 @@ pub fn run(a: Args) -> Outcome {
     let started = std::time::Instant::now();
     let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let small = prepared.rule.small.name.clone();
-    let mut simulate = |plan: &smelt::sim::weak::Plan| {
-        let blocks = a.paths.div_ceil(smelt::numeric::tape::LANES) as u64;
+    let mut simulate = |plan: &verify::Plan| {
+        let blocks = a.paths.div_ceil(verify::BLOCK) as u64;
         let bar = if show {
             let b = indicatif::ProgressBar::new(blocks);
             b.set_style(
@@ -204,7 +204,7 @@ pub fn run(a: Args) -> Outcome {
                 b.set_position(k as u64);
             }
         };
-        let st = pool.install(|| smelt::sim::weak::run(plan, a.paths, a.seed, &progress));
+        let st = pool.install(|| verify::simulate(plan, a.paths, a.seed, &progress));
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -234,14 +234,14 @@ pub fn run(a: Args) -> Outcome {
         a.seed,
         a.substeps,
         elapsed,
-        smelt::numeric::rng::NAME,
+        smelt::experiment::GENERATOR,
         extension.describe(&prepared.rule.small.name)
     );
     let run = serde_json::json!({
         "paths": stats.first().map_or(0, |s| s.paths),
         "seed": a.seed,
         "substeps": a.substeps,
-        "generator": smelt::numeric::rng::NAME,
+        "generator": smelt::experiment::GENERATOR,
         "seconds": elapsed,
         "extension": extension,
     });

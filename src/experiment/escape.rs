@@ -408,6 +408,16 @@ impl Setup {
     }
 }
 
+/// Simulates one step size's plan: every model over `paths` paths on the current thread
+/// pool; the exit times per model and the lane-steps run.
+pub fn simulate(
+    plan: &EtaPlan,
+    paths: usize,
+    seed: u64,
+) -> (Vec<crate::sim::escape::ExitTimes>, u64) {
+    crate::sim::escape::run(&plan.plan, paths, seed)
+}
+
 /// One (η, B) compiled, with what could not be.
 pub struct EtaPlan {
     pub plan: EscapePlan,

@@ -3,3 +3,6 @@
 
 pub mod escape;
 pub mod verify;
+
+/// The simulations' generator, named for reports (JSON `generator`, the text footer).
+pub const GENERATOR: &str = crate::numeric::rng::NAME;

@@ -16,7 +16,8 @@ use crate::ir::Optimizer;
 use crate::problem::Problem;
 use crate::report::{self, Fit, Point, Status};
 use crate::sim::compile::{self, Layout, Numbers};
-use crate::sim::weak::{self, EtaStats, Plan};
+use crate::sim::weak;
+pub use crate::sim::weak::{EtaStats, Plan};
 use crate::sme::Sme;
 use std::collections::BTreeMap;
 
@@ -791,6 +792,20 @@ pub fn plot_named(
         floors: Vec::new(),
     }
 }
+
+/// Simulates one step size's plan over `paths` paths on the current thread pool,
+/// reporting the blocks of [`BLOCK`] paths done to `progress`.
+pub fn simulate(
+    plan: &Plan,
+    paths: usize,
+    seed: u64,
+    progress: &(dyn Fn(usize) + Sync),
+) -> EtaStats {
+    weak::run(plan, paths, seed, progress)
+}
+
+/// Paths per block: runs go in whole blocks, and [`simulate`] reports blocks done.
+pub const BLOCK: usize = crate::numeric::tape::LANES;
 
 /// Simulates every step size on the current thread pool and fits the results: the
 /// whole verification, for callers that need no progress reports.

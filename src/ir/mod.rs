@@ -1,6 +1,6 @@
 //! Phase 2: syntax tree → typed intermediate representation.
 //!
-//! [`lower`] resolves every name, substitutes the scalings (`let beta = 1 - c*eta`),
+//! `lower` resolves every name, substitutes the scalings (`let beta = 1 - c*eta`),
 //! gives every expression its [`Shape`], records for every read of the parameter or a
 //! state whether it sees the value at the start of the step ([`Version::Old`]) or the
 //! one this step has already written ([`Version::New`]), and checks the rule: every
