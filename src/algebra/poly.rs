@@ -24,6 +24,18 @@ pub struct Poly {
     terms: BTreeMap<Monomial, BigRational>,
 }
 
+/// Bounds on the size of a power, past which [`Poly::pow`] declines to expand it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowLimits {
+    /// The largest exponent of a sum of several terms (`(a + b)^k` has up to k+1 terms).
+    pub max_power: u64,
+    /// The most terms a partial product of such a sum may have.
+    pub max_terms: usize,
+    /// The most bits (of numerator or denominator) a single term's coefficient may
+    /// reach, estimated before it is computed.
+    pub max_bits: u64,
+}
+
 /// Names of symbols.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Symbols {
@@ -64,6 +76,11 @@ fn rat_mul(a: &BigRational, b: &BigRational) -> BigRational {
     } else {
         a * b
     }
+}
+
+/// The bits of the larger of a rational's numerator and denominator.
+fn rat_bits(c: &BigRational) -> u64 {
+    c.numer().bits().max(c.denom().bits())
 }
 
 pub fn rat(n: i64, d: i64) -> BigRational {
@@ -330,6 +347,52 @@ impl Poly {
         Some(Poly::from_term(inv, c.recip()))
     }
 
+    /// `self^k`, or `None` when it is not a Laurent polynomial (a negative power of a
+    /// sum or of zero) or exceeds `limits`. A single term raises its exponents and its
+    /// coefficient for any `k` whose coefficient stays within `limits.max_bits` (checked
+    /// from the base's size before any arithmetic) and whose exponents fit an `i32`; a
+    /// sum expands only up to `limits.max_power`, with at most `limits.max_terms` terms
+    /// along the way. `0^0 = 1`.
+    pub fn pow(&self, k: i64, limits: &PowLimits) -> Option<Poly> {
+        if self.terms.len() == 1 {
+            let (m, c) = self.terms.iter().next()?;
+            let k32 = i32::try_from(k).ok()?;
+            let mut mono = Monomial::with_capacity(m.len());
+            for (s, e) in m {
+                let e = e.checked_mul(k32)?;
+                if e != 0 {
+                    mono.push((*s, e));
+                }
+            }
+            if rat_bits(c).saturating_mul(k.unsigned_abs()) > limits.max_bits {
+                return None;
+            }
+            let c = if k >= 0 {
+                num_traits::pow(c.clone(), usize::try_from(k).ok()?)
+            } else {
+                num_traits::pow(c.recip(), usize::try_from(k.unsigned_abs()).ok()?)
+            };
+            return Some(Poly::from_term(mono, c));
+        }
+        if k.unsigned_abs() > limits.max_power {
+            return None;
+        }
+        let base = if k < 0 { self.inverse()? } else { self.clone() };
+        let mut out = Poly::one();
+        for _ in 0..k.unsigned_abs() {
+            out = out.mul(&base);
+            if out.len() > limits.max_terms {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
+    /// The most bits of a numerator or denominator among the coefficients (0 for zero).
+    pub fn max_bits(&self) -> u64 {
+        self.terms.values().map(rat_bits).max().unwrap_or(0)
+    }
+
     /// The constant, if this is one.
     pub fn as_constant(&self) -> Option<BigRational> {
         match self.terms.len() {
@@ -415,5 +478,38 @@ mod tests {
             Poly::power(a, 3).scale(&rat(2, 3)).inverse().unwrap(),
             Poly::power(a, -3).scale(&rat(3, 2))
         );
+    }
+
+    #[test]
+    fn powers_expand_within_the_limits() {
+        let limits = PowLimits {
+            max_power: 4,
+            max_terms: 4,
+            max_bits: 20,
+        };
+        let (a, b) = (0, 1);
+        let t = Poly::from_term(vec![(a, 1), (b, -2)], rat(2, 3));
+        // A single term: exponents and coefficient, for either sign of k.
+        assert_eq!(
+            t.pow(-3, &limits),
+            Some(Poly::from_term(vec![(a, -3), (b, 6)], rat(27, 8)))
+        );
+        assert_eq!(t.pow(0, &limits), Some(Poly::one()));
+        assert_eq!(t.pow(11, &limits), None, "2 bits × 11 > 20");
+        assert_eq!(Poly::power(a, 1).pow(20, &limits), Some(Poly::power(a, 20)));
+        assert_eq!(Poly::power(a, 1 << 20).pow(1 << 12, &limits), None);
+        // A sum: expanded up to max_power, never inverted.
+        let s = Poly::power(a, 1).add(&Poly::one());
+        assert_eq!(s.pow(2, &limits), Some(s.mul(&s)));
+        assert_eq!(s.pow(5, &limits), None);
+        assert_eq!(s.pow(-1, &limits), None);
+        assert_eq!(s.pow(0, &limits), Some(Poly::one()));
+        let three = s.add(&Poly::power(b, 1));
+        assert_eq!(three.pow(2, &limits), None, "6 terms > 4");
+        // Zero: 0^0 = 1, no negative powers.
+        assert_eq!(Poly::zero().pow(0, &limits), Some(Poly::one()));
+        assert_eq!(Poly::zero().pow(3, &limits), Some(Poly::zero()));
+        assert_eq!(Poly::zero().pow(-1, &limits), None);
+        assert_eq!(t.scale(&rat(1 << 20, 1)).max_bits(), 22, "2^21/3");
     }
 }

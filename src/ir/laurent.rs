@@ -8,142 +8,93 @@
 //! Anything else (`sqrt(c)`, `1/(1 + c*eta)`) is left as written.
 
 use super::*;
+use crate::algebra::poly::{Monomial, Poly, PowLimits, Symbols};
 use num_traits::{One, Signed, ToPrimitive, Zero};
-use std::collections::BTreeMap;
 
-/// A variable of a constant: a hyperparameter, or the small parameter (sorted last).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Sym {
-    Hyper(String),
-    Small,
-}
-
-/// A monomial: variables with non-zero integer exponents, sorted.
-type Monomial = Vec<(Sym, i32)>;
-
-/// A Laurent polynomial: monomial → non-zero coefficient.
-#[derive(Debug, Clone, PartialEq)]
-struct Laurent(BTreeMap<Monomial, BigRational>);
+/// The small parameter's name in a constant's symbol table: not an identifier, so no
+/// hyperparameter can take it.
+const SMALL: &str = "<small>";
 
 /// The largest exponent normalisation expands (`(a + b)^k` has up to k+1 terms).
-const MAX_POWER: i64 = 16;
+const MAX_POWER: u64 = 16;
 /// The most terms a normal form may have before the subtree is left as written.
 const MAX_TERMS: usize = 64;
 /// The largest coefficient (in bits of numerator or denominator) a normal form may hold,
 /// so that the canonical form prints every number within the literal limit.
 pub(super) const MAX_BITS: u64 = 300;
 
-impl Laurent {
-    fn constant(c: BigRational) -> Laurent {
-        let mut m = BTreeMap::new();
-        if !c.is_zero() {
-            m.insert(Vec::new(), c);
-        }
-        Laurent(m)
+/// The limits of [`Poly::pow`] in normalisation.
+const LIMITS: PowLimits = PowLimits {
+    max_power: MAX_POWER,
+    max_terms: MAX_TERMS,
+    max_bits: MAX_BITS,
+};
+
+/// A variable of a constant in print order: hyperparameters by name, then the small
+/// parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Var<'a> {
+    Hyper(&'a str),
+    Small,
+}
+
+/// A monomial with its variables named and in print order.
+type Named<'a> = Vec<(Var<'a>, i32)>;
+
+/// A constant's normal form: a polynomial over a local symbol table holding the
+/// hyperparameters and the small parameter (as [`SMALL`]).
+struct Normal {
+    poly: Poly,
+    syms: Symbols,
+}
+
+impl Normal {
+    /// The terms with their monomials named and sorted in print order.
+    fn named(&self) -> Vec<(Named<'_>, &BigRational)> {
+        let mut terms: Vec<(Named<'_>, &BigRational)> =
+            self.poly.terms().map(|(m, c)| (self.name(m), c)).collect();
+        terms.sort_by(|(a, _), (b, _)| a.cmp(b));
+        terms
     }
 
-    fn var(s: Sym) -> Laurent {
-        let mut m = BTreeMap::new();
-        m.insert(vec![(s, 1)], BigRational::one());
-        Laurent(m)
-    }
-
-    fn add(mut self, other: &Laurent, sign: i32) -> Laurent {
-        for (mono, c) in &other.0 {
-            let c = if sign < 0 { -c.clone() } else { c.clone() };
-            let entry = self.0.entry(mono.clone()).or_insert_with(BigRational::zero);
-            *entry += c;
-            if entry.is_zero() {
-                self.0.remove(mono);
-            }
-        }
-        self
-    }
-
-    fn mul(&self, other: &Laurent) -> Laurent {
-        let mut out = Laurent(BTreeMap::new());
-        for (m1, c1) in &self.0 {
-            for (m2, c2) in &other.0 {
-                let term = Laurent([(mono_mul(m1, m2), c1 * c2)].into_iter().collect());
-                out = out.add(&term, 1);
-            }
-        }
-        out
-    }
-
-    /// The inverse, when this is a single term.
-    fn inverse(&self) -> Option<Laurent> {
-        if self.0.len() != 1 {
-            return None;
-        }
-        let (mono, c) = self.0.iter().next()?;
-        let inv: Monomial = mono.iter().map(|(s, e)| (s.clone(), -e)).collect();
-        Some(Laurent([(inv, c.recip())].into_iter().collect()))
-    }
-
-    fn pow(&self, k: i64) -> Option<Laurent> {
-        // A single term: multiply the exponents (cheap for any k).
-        if self.0.len() == 1 {
-            let (mono, c) = self.0.iter().next()?;
-            let k32 = i32::try_from(k).ok()?;
-            let mono: Monomial = mono
-                .iter()
-                .map(|(s, e)| Some((s.clone(), e.checked_mul(k32)?)))
-                .collect::<Option<_>>()?;
-            if c.numer()
-                .bits()
-                .max(c.denom().bits())
-                .saturating_mul(k.unsigned_abs())
-                > MAX_BITS
-            {
-                return None;
-            }
-            let c = if k >= 0 {
-                num_traits::pow(c.clone(), k as usize)
-            } else {
-                num_traits::pow(c.recip(), k.unsigned_abs() as usize)
-            };
-            return Some(Laurent([(mono, c)].into_iter().collect()));
-        }
-        if k.abs() > MAX_POWER {
-            return None;
-        }
-        let base = if k < 0 { self.inverse()? } else { self.clone() };
-        let mut out = Laurent::constant(BigRational::one());
-        for _ in 0..k.abs() {
-            out = out.mul(&base);
-            if out.0.len() > MAX_TERMS {
-                return None;
-            }
-        }
-        Some(out)
+    fn name(&self, mono: &Monomial) -> Named<'_> {
+        let mut named: Named<'_> = mono
+            .iter()
+            .map(|&(s, e)| match self.syms.name(s) {
+                SMALL => (Var::Small, e),
+                h => (Var::Hyper(h), e),
+            })
+            .collect();
+        named.sort();
+        named
     }
 }
 
-fn mono_mul(a: &Monomial, b: &Monomial) -> Monomial {
-    let mut m: BTreeMap<Sym, i32> = BTreeMap::new();
-    for (s, e) in a.iter().chain(b) {
-        *m.entry(s.clone()).or_insert(0) += e;
-    }
-    m.into_iter().filter(|(_, e)| *e != 0).collect()
+/// The normal form of a constant expression, if it has one.
+fn to_normal(e: &Expr) -> Option<Normal> {
+    let mut syms = Symbols::default();
+    let poly = to_poly(e, &mut syms)?;
+    Some(Normal { poly, syms })
 }
 
-/// The Laurent form of a constant expression, if it has one.
-fn to_laurent(e: &Expr) -> Option<Laurent> {
-    let l = match &e.kind {
-        ExprKind::Num(n) => Laurent::constant(n.clone()),
-        ExprKind::Small => Laurent::var(Sym::Small),
-        ExprKind::Hyper(h) => Laurent::var(Sym::Hyper(h.clone())),
-        ExprKind::Neg(a) => Laurent::constant(BigRational::zero()).add(&to_laurent(a)?, -1),
+/// The polynomial of a constant expression over `syms`, if it has one within the limits.
+fn to_poly(e: &Expr, syms: &mut Symbols) -> Option<Poly> {
+    let p = match &e.kind {
+        ExprKind::Num(n) => Poly::constant(n.clone()),
+        ExprKind::Small => Poly::power(syms.intern(SMALL), 1),
+        ExprKind::Hyper(h) => Poly::power(syms.intern(h), 1),
+        ExprKind::Neg(a) => to_poly(a, syms)?.neg(),
         ExprKind::Bin(op, a, b) => {
-            let a = to_laurent(a)?;
+            let a = to_poly(a, syms)?;
             match op {
-                BinOp::Add => a.add(&to_laurent(b)?, 1),
-                BinOp::Sub => a.add(&to_laurent(b)?, -1),
-                BinOp::Mul => a.mul(&to_laurent(b)?),
-                BinOp::Div => a.mul(&to_laurent(b)?.inverse()?),
+                BinOp::Add => a.add(&to_poly(b, syms)?),
+                BinOp::Sub => a.sub(&to_poly(b, syms)?),
+                BinOp::Mul => a.mul(&to_poly(b, syms)?),
+                BinOp::Div => a.mul(&to_poly(b, syms)?.inverse()?),
                 BinOp::Pow => match &b.kind {
-                    ExprKind::Num(k) if k.is_integer() => a.pow(k.to_integer().to_i64()?)?,
+                    ExprKind::Num(k) if k.is_integer() => {
+                        a.pow(k.to_integer().to_i64()?, &LIMITS)?
+                    }
                     _ => return None,
                 },
                 BinOp::MatMul => return None,
@@ -151,10 +102,7 @@ fn to_laurent(e: &Expr) -> Option<Laurent> {
         }
         _ => return None,
     };
-    let small_enough =
-        l.0.values()
-            .all(|c| c.numer().bits().max(c.denom().bits()) <= MAX_BITS);
-    (l.0.len() <= MAX_TERMS && small_enough).then_some(l)
+    (p.len() <= MAX_TERMS && p.max_bits() <= MAX_BITS).then_some(p)
 }
 
 fn num(n: BigRational) -> Expr {
@@ -169,15 +117,15 @@ fn product(factors: Vec<Expr>) -> Option<Expr> {
     factors.into_iter().reduce(|a, b| bin(BinOp::Mul, a, b))
 }
 
-fn sym_expr(s: &Sym) -> Expr {
-    match s {
-        Sym::Small => Expr::new(ExprKind::Small, Shape::Scalar),
-        Sym::Hyper(h) => Expr::new(ExprKind::Hyper(h.clone()), Shape::Scalar),
+fn var_expr(v: Var<'_>) -> Expr {
+    match v {
+        Var::Small => Expr::new(ExprKind::Small, Shape::Scalar),
+        Var::Hyper(h) => Expr::new(ExprKind::Hyper(h.to_string()), Shape::Scalar),
     }
 }
 
-fn power(s: &Sym, e: i32) -> Expr {
-    let base = sym_expr(s);
+fn power(v: Var<'_>, e: i32) -> Expr {
+    let base = var_expr(v);
     if e == 1 {
         base
     } else {
@@ -187,7 +135,7 @@ fn power(s: &Sym, e: i32) -> Expr {
 
 /// One term `|c| * positive powers / negative powers`; with `signed`, the sign of `c`
 /// goes on the first factor (`-3*c/4`, `-c*eta`), else it is dropped.
-fn term(mono: &Monomial, c: &BigRational, signed: bool) -> Expr {
+fn term(mono: &Named<'_>, c: &BigRational, signed: bool) -> Expr {
     let negative = signed && c.is_negative();
     let c = c.abs();
     let numer_c = BigRational::from_integer(c.numer().clone());
@@ -200,11 +148,11 @@ fn term(mono: &Monomial, c: &BigRational, signed: bool) -> Expr {
     if !denom_c.is_one() {
         bottom.push(num(denom_c));
     }
-    for (s, e) in mono {
-        if *e > 0 {
-            top.push(power(s, *e));
+    for &(v, e) in mono {
+        if e > 0 {
+            top.push(power(v, e));
         } else {
-            bottom.push(power(s, -e));
+            bottom.push(power(v, -e));
         }
     }
     if top.is_empty() {
@@ -223,17 +171,18 @@ fn term(mono: &Monomial, c: &BigRational, signed: bool) -> Expr {
     }
 }
 
-/// The expression of a normal form: terms by ascending power of the small parameter.
-fn from_laurent(l: &Laurent) -> Expr {
-    let small_power = |m: &Monomial| {
+/// The expression of a normal form: terms by ascending power of the small parameter,
+/// then by monomial in print order.
+fn from_normal(n: &Normal) -> Expr {
+    let small_power = |m: &Named<'_>| {
         m.iter()
-            .find(|(s, _)| *s == Sym::Small)
+            .find(|(v, _)| *v == Var::Small)
             .map_or(0, |(_, e)| *e)
     };
-    let mut terms: Vec<(&Monomial, &BigRational)> = l.0.iter().collect();
+    let mut terms = n.named();
     terms.sort_by(|(a, _), (b, _)| small_power(a).cmp(&small_power(b)).then(a.cmp(b)));
     let mut out: Option<Expr> = None;
-    for (mono, c) in terms {
+    for (mono, c) in &terms {
         out = Some(match out {
             None => term(mono, c, true),
             Some(acc) if c.is_negative() => bin(BinOp::Sub, acc, term(mono, c, false)),
@@ -257,19 +206,20 @@ pub(super) fn terms(e: &Expr) -> Option<Vec<Term>> {
     if e.shape != Shape::Scalar || e.depends_on_step() {
         return None;
     }
-    let l = to_laurent(e)?;
+    let n = to_normal(e)?;
     Some(
-        l.0.iter()
+        n.named()
+            .into_iter()
             .map(|(mono, c)| {
                 let mut t = Term {
                     coef: c.clone(),
                     small: 0,
                     hypers: Vec::new(),
                 };
-                for (s, k) in mono {
-                    match s {
-                        Sym::Small => t.small = *k,
-                        Sym::Hyper(h) => t.hypers.push((h.clone(), *k)),
+                for (v, k) in mono {
+                    match v {
+                        Var::Small => t.small = k,
+                        Var::Hyper(h) => t.hypers.push((h.to_string(), k)),
                     }
                 }
                 t
@@ -298,8 +248,8 @@ pub(super) fn normalize(e: Expr) -> Expr {
     };
     let e = Expr { kind, shape };
     if shape == Shape::Scalar && !e.depends_on_step() {
-        if let Some(l) = to_laurent(&e) {
-            return from_laurent(&l);
+        if let Some(n) = to_normal(&e) {
+            return from_normal(&n);
         }
     }
     e
@@ -308,11 +258,12 @@ pub(super) fn normalize(e: Expr) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use num_bigint::BigInt;
 
     fn norm(src: &str) -> String {
         let text =
             format!("optimizer T\n param x\n small eta\n hyper c, s\n let q = {src}\n x = x*q\n");
-        let o = crate::check(&text).unwrap();
+        let o = crate::lower(&text).unwrap();
         canonical(&o)
             .lines()
             .find(|l| l.trim_start().starts_with("let q"))
@@ -330,5 +281,144 @@ mod tests {
         assert_eq!(norm("-3*c/4"), "let q = -3*c/4");
         assert_eq!(norm("1/(1 + c*eta)"), "let q = 1/(1 + c*eta)");
         assert_eq!(norm("sqrt(c)*eta"), "let q = sqrt(c)*eta");
+    }
+
+    #[test]
+    fn limits_leave_the_subtree_as_written() {
+        // A sum expands up to the 16th power; the 17th stays as written.
+        assert_eq!(norm("(c + s)^17"), "let q = (c + s)^17");
+        assert!(norm("(c + s)^16").starts_with("let q = 16*c*s^15 + 120*c^2*s^14 + "));
+        // Too many terms along the way (the 16th power of three terms has 153).
+        assert_eq!(norm("(1 + c + eta)^16"), "let q = (1 + c + eta)^16");
+        // A single term's coefficient beyond MAX_BITS, refused before it is computed.
+        assert_eq!(norm("(3*c)^200"), "let q = (3*c)^200");
+        assert_eq!(norm("(c*eta)^301"), "let q = (c*eta)^301");
+        assert_eq!(norm("(c*eta)^300"), "let q = c^300*eta^300");
+        assert_eq!(norm("(2*c/3)^-2"), "let q = 9/(4*c^2)");
+        // A product whose coefficient passes MAX_BITS keeps its (normalised) factors.
+        let big = format!("{}", BigInt::one() << 150);
+        assert_eq!(
+            norm(&format!("c*{big}*{big}")),
+            format!("let q = {big}*c*{big}")
+        );
+        assert_eq!(
+            norm(&format!("c*{big}*{}", BigInt::one() << 149)),
+            format!("let q = {}*c", BigInt::one() << 299)
+        );
+        // Huge exponents are refused, not computed; zeroth powers are 1.
+        assert_eq!(norm("eta^100000000000"), "let q = eta^1e11");
+        assert_eq!(norm("(c*eta)^0"), "let q = 1");
+        assert_eq!(norm("(1 + eta)^0"), "let q = 1");
+        assert_eq!(norm("(eta - eta)^0"), "let q = 1");
+        assert_eq!(norm("(1 + eta)^-1"), "let q = (1 + eta)^(-1)");
+    }
+
+    /// A xorshift generator, enough to draw expressions.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn scalar(kind: ExprKind) -> Expr {
+        Expr::new(kind, Shape::Scalar)
+    }
+
+    /// A random constant expression of numbers, `eta`, `c` and `s`.
+    fn random_expr(rng: &mut Rng, depth: u32) -> Expr {
+        if depth == 0 || rng.below(4) == 0 {
+            return match rng.below(5) {
+                0 => scalar(ExprKind::Small),
+                1 => scalar(ExprKind::Hyper("s".into())),
+                2 => scalar(ExprKind::Hyper("c".into())),
+                _ => {
+                    let n = rng.below(7) as i64 - 3;
+                    let d = rng.below(3) as i64 + 1;
+                    num(BigRational::new(n.into(), d.into()))
+                }
+            };
+        }
+        let a = random_expr(rng, depth - 1);
+        match rng.below(6) {
+            0 => scalar(ExprKind::Neg(Box::new(a))),
+            1 => bin(BinOp::Add, a, random_expr(rng, depth - 1)),
+            2 => bin(BinOp::Sub, a, random_expr(rng, depth - 1)),
+            3 => bin(BinOp::Mul, a, random_expr(rng, depth - 1)),
+            4 => bin(BinOp::Div, a, random_expr(rng, depth - 1)),
+            _ => {
+                // Mostly small exponents (negative and zero among them), some past the limits.
+                let k = if rng.below(5) == 0 {
+                    rng.below(41) as i64 - 20
+                } else {
+                    rng.below(7) as i64 - 3
+                };
+                bin(BinOp::Pow, a, num(BigRational::from_integer(k.into())))
+            }
+        }
+    }
+
+    /// The exact value of a constant expression, `None` where a denominator vanishes.
+    fn eval(e: &Expr, eta: &BigRational, c: &BigRational, s: &BigRational) -> Option<BigRational> {
+        let ev = |x: &Expr| eval(x, eta, c, s);
+        Some(match &e.kind {
+            ExprKind::Num(n) => n.clone(),
+            ExprKind::Small => eta.clone(),
+            ExprKind::Hyper(h) if h == "c" => c.clone(),
+            ExprKind::Hyper(h) if h == "s" => s.clone(),
+            ExprKind::Neg(a) => -ev(a)?,
+            ExprKind::Bin(op, a, b) => {
+                let (a, b) = (ev(a)?, ev(b)?);
+                match op {
+                    BinOp::Add => a + b,
+                    BinOp::Sub => a - b,
+                    BinOp::Mul => a * b,
+                    BinOp::Div if b.is_zero() => return None,
+                    BinOp::Div => a / b,
+                    BinOp::Pow => {
+                        let k = b.to_integer().to_i32().expect("integer exponent");
+                        if k < 0 && a.is_zero() {
+                            return None;
+                        }
+                        num_traits::pow::Pow::pow(a, k)
+                    }
+                    BinOp::MatMul => unreachable!(),
+                }
+            }
+            other => panic!("not a constant: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn normal_forms_keep_the_value() {
+        let values: Vec<BigRational> = [(-3, 2), (-2, 3), (-1, 3), (1, 2), (5, 4), (2, 1), (-7, 5)]
+            .iter()
+            .map(|&(n, d)| BigRational::new(BigInt::from(n), BigInt::from(d)))
+            .collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut compared, mut normalised) = (0, 0);
+        for _ in 0..3000 {
+            let e = random_expr(&mut rng, 5);
+            let n = normalize(e.clone());
+            if n != e {
+                normalised += 1;
+            }
+            for _ in 0..4 {
+                let mut pick = || values[rng.below(values.len() as u64) as usize].clone();
+                let (eta, c, s) = (pick(), pick(), pick());
+                if let Some(want) = eval(&e, &eta, &c, &s) {
+                    assert_eq!(eval(&n, &eta, &c, &s), Some(want), "{e:?} became {n:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert!(
+            compared > 5000 && normalised > 1000,
+            "{compared} {normalised}"
+        );
     }
 }
