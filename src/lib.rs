@@ -78,7 +78,7 @@ pub mod syntax;
 pub use derive::Options;
 pub use error::diagnostic;
 pub use error::diagnostic::{Code, Diagnostic};
-pub use error::Error;
+pub use error::{Error, Source};
 pub use ir::Optimizer;
 pub use sme::Sme;
 

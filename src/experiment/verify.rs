@@ -31,22 +31,9 @@ pub struct Prepared {
     pub start: Vec<f64>,
 }
 
-/// Why a verification cannot run.
-#[derive(Debug)]
-pub enum Error {
-    /// A problem-file diagnostic.
-    Problem(Box<Diagnostic>),
-    /// The derivation failed (diagnostics in the optimizer file).
-    Derive(crate::Error),
-    /// Anything else, in words.
-    Other(String),
-}
-
-impl From<Box<Diagnostic>> for Error {
-    fn from(d: Box<Diagnostic>) -> Error {
-        Error::Problem(d)
-    }
-}
+/// Why a verification cannot run: the library's one error ([`crate::Error`]), whose
+/// variants say which file a diagnostic points into.
+pub type Error = crate::Error;
 
 /// Binds `rule` to `problem` and derives the SME of each order. `overrides` set
 /// hyperparameters beyond (or instead of) the problem's `set` lines.
@@ -131,7 +118,7 @@ pub fn bind(
     // Derive.
     let mut smes = Vec::new();
     for &p in orders {
-        let sme = crate::derive::derive(&rule, &crate::Options::order(p)).map_err(Error::Derive)?;
+        let sme = crate::derive::derive(&rule, &crate::Options::order(p))?;
         smes.push(sme);
     }
     let clock_name = smes
