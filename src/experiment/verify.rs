@@ -188,8 +188,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         small: eta,
         hypers: p.hypers.clone(),
     };
-    let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)
-        .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
+    let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)?;
     let mut sdes = Vec::new();
     let mut refused = Vec::new();
     let mut tau = f64::NAN;

@@ -611,7 +611,8 @@ fn run(
             hypers: hypers.clone(),
         };
         let syms = compile::symbol_values(sme, DIM, &nums, &rule.small.name)?;
-        let sde = compile::compile_sde(sme, &mut problem.model, &layout, &syms)?;
+        let sde = compile::compile_sde(sme, &mut problem.model, &layout, &syms)
+            .map_err(|e| e.to_string())?;
         let tau = sde.tau;
         if !(tau > 0.0 && tau.is_finite()) {
             return Err(format!("the time per step is {tau}"));
