@@ -1249,8 +1249,8 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
             let symbols: BTreeMap<String, f64> = (0..syms.len())
                 .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                 .collect();
-            let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e))?;
-            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e))?;
+            let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e.to_string()))?;
+            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e.to_string()))?;
             let steps = steps_of(p.problem.horizon, sde.tau);
             let (a, b) = laws(&step, &sde, &p.start, steps);
             for (j, &o) in outs.iter().enumerate() {

@@ -421,7 +421,7 @@ fn each_step(
         // The rule's variables (the clock, when there is one, is the SME's alone).
         let mut state = layout.values(z);
         state.truncate(rule_vars);
-        numeric::step(rule, &mut state, oracle, values, &draws)?;
+        numeric::step(rule, &mut state, oracle, values, &draws).map_err(|e| e.to_string())?;
         for ((_, off, len), v) in layout.vars.iter().zip(&state) {
             match v {
                 Value::Scalar(s) => delta[*off] = s - z[*off],
