@@ -108,7 +108,7 @@ pub mod syntax;
 pub use derive::{Options, Progress, Step, MAX_ORDER, MAX_TERMS};
 pub use error::diagnostic;
 pub use error::diagnostic::{Code, Diagnostic};
-pub use error::Error;
+pub use error::{Error, Source};
 pub use ir::{canonical, Optimizer};
 pub use sim::certify::check as certify;
 pub use sme::Sme;

@@ -305,6 +305,52 @@ fn verify_labels_an_order_the_derivation_capped() {
     }
 }
 
+/// A rule that checks (and derives) but cannot be simulated: the failure is a
+/// diagnostic on the statement, rendered against the optimizer file; a problem-file
+/// mistake beside it still renders against the problem file.
+#[test]
+fn verify_points_a_rule_it_cannot_simulate_at_the_statement() {
+    let dir = TempDir::new("unsimulable");
+    let rule = dir.path().join("overflow.opt");
+    std::fs::write(
+        &rule,
+        "optimizer Overflow\n  param x\n  small eta\n  time eta\n  noise xi ~ general\n\n  x = x - eta*(grad f(x) + xi)*1e90*1e90*1e90*1e90\n",
+    )
+    .unwrap();
+    let rule = rule.to_str().unwrap();
+    let out = smelt(&["check", rule]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = smelt(&[
+        "verify",
+        rule,
+        "--problem",
+        "examples/problems/quadratic.prob",
+        "--etas",
+        "0.1",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error[bad-number]"), "{err}");
+    assert!(err.contains("overflow.opt:7:3"), "{err}");
+    assert!(
+        err.contains("the simulator cannot compile this statement"),
+        "{err}"
+    );
+    assert!(err.contains("= hint: "), "{err}");
+    let out = smelt(&[
+        "verify",
+        rule,
+        "--problem",
+        "tests/data/fail_problem/not_psd.prob",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("not_psd.prob:4:24"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn verify_reports_bad_input_with_its_exit_code() {
     // A problem-file mistake: exit 1 and a diagnostic naming the problem file.

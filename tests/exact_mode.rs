@@ -203,12 +203,16 @@ fn nonlinear_rules_are_refused_with_a_reason() {
     for k in ["c", "sigma0", "eps0"] {
         values.hypers.insert(k.to_string(), 1.0);
     }
-    let err = affine_step(&rule, &q, &values, &like).err().unwrap();
+    let err = affine_step(&rule, &q, &values, &like)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("not affine"), "{err}");
     let like = vec![Value::Vector(vec![0.0; 3]); 3];
     let err = affine_step(&smelt::check(&source("adam")).unwrap(), &q, &values, &like)
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(err.contains("counter"), "{err}");
 }
 

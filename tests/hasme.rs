@@ -254,7 +254,10 @@ fn json_reads_back_with_the_coefficients() {
         "\"version\": 1,\n  \"optimizer\"",
         "\"version\": 9,\n  \"optimizer\"",
     );
-    assert!(hasme_from_json(&other).unwrap_err().contains("version 9"));
+    assert!(hasme_from_json(&other)
+        .unwrap_err()
+        .to_string()
+        .contains("version 9"));
     let swapped = text.replacen(
         "\"left\": 0,\n      \"right\": 1",
         "\"left\": 2,\n      \"right\": 1",
@@ -262,6 +265,7 @@ fn json_reads_back_with_the_coefficients() {
     );
     assert!(hasme_from_json(&swapped)
         .unwrap_err()
+        .to_string()
         .contains("out of order"));
 }
 

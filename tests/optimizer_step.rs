@@ -328,7 +328,9 @@ fn bad_inputs_and_divergence_are_errors_not_panics() {
     };
     let dr = vec![vec![0.5, -0.5]];
     // No hyperparameter values.
-    let err = step(&opt, &mut good(), &p, &values, &dr).unwrap_err();
+    let err = step(&opt, &mut good(), &p, &values, &dr)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("hyperparameter"), "{err}");
     for (k, v) in [("c1", 1.0), ("c2", 1.0), ("sigma0", 1.0), ("eps0", 0.1)] {
         values.hypers.insert(k.to_string(), v);
@@ -337,14 +339,17 @@ fn bad_inputs_and_divergence_are_errors_not_panics() {
     // Wrong number of states, wrong dimension, wrong number of draws.
     assert!(step(&opt, &mut good()[..2].to_vec(), &p, &values, &dr)
         .unwrap_err()
+        .to_string()
         .contains("state variables"));
     let mut wrong_dim = good();
     wrong_dim[1] = Value::Vector(vec![0.0; 3]);
     assert!(step(&opt, &mut wrong_dim, &p, &values, &dr)
         .unwrap_err()
+        .to_string()
         .contains("d = 2"));
     assert!(step(&opt, &mut good(), &p, &values, &[])
         .unwrap_err()
+        .to_string()
         .contains("noise"));
 
     // SGD on the quartic with a step far too large overflows: reported at the step it
@@ -359,7 +364,7 @@ fn bad_inputs_and_divergence_are_errors_not_panics() {
     let failed = (0..100).find_map(|k| {
         step(&sgd, &mut state, &p, &values, &zero)
             .err()
-            .map(|e| (k, e))
+            .map(|e| (k, e.to_string()))
     });
     let (k, err) = failed.expect("the run must diverge");
     assert!(

@@ -203,7 +203,11 @@ fn one_term(t: &crate::algebra::tensor::Term, free: u8, c: &Poly) -> TExpr {
 }
 
 /// Solves for the exponents that keep the first-order SME of `opt` unchanged.
-pub fn rule(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, String> {
+pub fn rule(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, crate::Error> {
+    rule_inner(opt, sme, batch).map_err(crate::Error::Other)
+}
+
+fn rule_inner(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, String> {
     let n = (0..)
         .map_while(|i| sme.symbols.try_name(i).map(str::to_string))
         .count();

@@ -312,22 +312,6 @@ fn output(
 }
 
 pub(crate) fn report_error(e: Error, opt: (&str, &str), prob: (&str, &str)) -> Outcome {
-    match e {
-        Error::Problem(d) => {
-            eprint!("{}", render(&[*d], prob.0, prob.1));
-            Outcome::Invalid
-        }
-        Error::Derive(e) => {
-            if let smelt::Error::Internal(msg) = &e {
-                eprintln!("error: internal error in smelt: {msg}");
-            } else {
-                eprint!("{}", render(e.diagnostics(), opt.0, opt.1));
-            }
-            Outcome::Invalid
-        }
-        Error::Other(msg) => {
-            eprintln!("error: {msg}");
-            Outcome::Invalid
-        }
-    }
+    eprint!("{}", e.render(opt, prob));
+    Outcome::Invalid
 }

@@ -441,7 +441,11 @@ fn doc(sme: &Sme) -> Doc {
 }
 
 /// Reads a document written by [`to_json`] back into an [`Sme`].
-pub fn from_json(text: &str) -> Result<Sme, String> {
+pub fn from_json(text: &str) -> Result<Sme, crate::Error> {
+    from_json_inner(text).map_err(crate::Error::Other)
+}
+
+fn from_json_inner(text: &str) -> Result<Sme, String> {
     let doc: Doc =
         serde_json::from_str(text).map_err(|e| format!("not a smelt SME document: {e}"))?;
     sme_of(&doc)
@@ -731,7 +735,11 @@ pub fn hasme_to_json(h: &HaSme) -> String {
 }
 
 /// Reads a document written by [`hasme_to_json`] back into a [`HaSme`].
-pub fn hasme_from_json(text: &str) -> Result<HaSme, String> {
+pub fn hasme_from_json(text: &str) -> Result<HaSme, crate::Error> {
+    hasme_from_json_inner(text).map_err(crate::Error::Other)
+}
+
+fn hasme_from_json_inner(text: &str) -> Result<HaSme, String> {
     let doc: HaDoc = serde_json::from_str(text)
         .map_err(|e| format!("not a smelt Hessian-aware SME document: {e}"))?;
     if doc.schema != HASME_SCHEMA || doc.version != HASME_VERSION {

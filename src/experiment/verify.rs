@@ -32,22 +32,9 @@ pub struct Prepared {
     pub start: Vec<f64>,
 }
 
-/// Why a verification cannot run.
-#[derive(Debug)]
-pub enum Error {
-    /// A problem-file diagnostic.
-    Problem(Box<Diagnostic>),
-    /// The derivation failed (diagnostics in the optimizer file).
-    Derive(crate::Error),
-    /// Anything else, in words.
-    Other(String),
-}
-
-impl From<Box<Diagnostic>> for Error {
-    fn from(d: Box<Diagnostic>) -> Error {
-        Error::Problem(d)
-    }
-}
+/// Why a verification cannot run: the library's one error ([`crate::Error`]), whose
+/// variants say which file a diagnostic points into.
+pub type Error = crate::Error;
 
 /// Binds `rule` to `problem` and derives the SME of each order. `overrides` set
 /// hyperparameters beyond (or instead of) the problem's `set` lines.
@@ -132,7 +119,7 @@ pub fn bind(
     // Derive.
     let mut smes = Vec::new();
     for &p in orders {
-        let sme = crate::derive::derive(&rule, &crate::Options::order(p)).map_err(Error::Derive)?;
+        let sme = crate::derive::derive(&rule, &crate::Options::order(p))?;
         smes.push(sme);
     }
     let clock_name = smes
@@ -202,8 +189,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         small: eta,
         hypers: p.hypers.clone(),
     };
-    let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)
-        .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
+    let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)?;
     let mut sdes = Vec::new();
     let mut refused = Vec::new();
     let mut tau = f64::NAN;
@@ -1278,8 +1264,8 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
             let symbols: BTreeMap<String, f64> = (0..syms.len())
                 .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                 .collect();
-            let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e))?;
-            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e))?;
+            let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e.to_string()))?;
+            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e.to_string()))?;
             let steps = steps_of(p.problem.horizon, sde.tau);
             let (a, b) = laws(&step, &sde, &p.start, steps);
             for (j, &o) in outs.iter().enumerate() {

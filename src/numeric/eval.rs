@@ -428,7 +428,11 @@ fn add_term(
 /// Errors name the missing or ill-shaped input (a symbol without a value, a derivative
 /// of f or a noise moment that is not given or has the wrong shape, a state of the wrong
 /// length) or a factor that has no value (noise samples, displacements).
-pub fn eval(sme: &Sme, e: &TExpr, env: &Env) -> Result<Tensor, String> {
+pub fn eval(sme: &Sme, e: &TExpr, env: &Env) -> Result<Tensor, crate::Error> {
+    eval_inner(sme, e, env).map_err(crate::Error::Other)
+}
+
+fn eval_inner(sme: &Sme, e: &TExpr, env: &Env) -> Result<Tensor, String> {
     if env.dim == 0 {
         return Err("the dimension must be at least 1".into());
     }
@@ -443,8 +447,12 @@ pub fn eval(sme: &Sme, e: &TExpr, env: &Env) -> Result<Tensor, String> {
 
 /// The drift of every state variable (`sme.vars` order): shape `[d]` for a vector
 /// state, `[]` for a scalar one.
-pub fn drift(sme: &Sme, env: &Env) -> Result<Vec<Tensor>, String> {
-    sme.drift.iter().map(|b| eval(sme, b, env)).collect()
+pub fn drift(sme: &Sme, env: &Env) -> Result<Vec<Tensor>, crate::Error> {
+    drift_inner(sme, env).map_err(crate::Error::Other)
+}
+
+fn drift_inner(sme: &Sme, env: &Env) -> Result<Vec<Tensor>, String> {
+    sme.drift.iter().map(|b| eval_inner(sme, b, env)).collect()
 }
 
 /// A diffusion block's value with its pair of state variables `(a, c)`.
@@ -452,15 +460,23 @@ pub type Block = ((usize, usize), Tensor);
 
 /// The diffusion blocks `D^{ac}` (`a ≤ c`, the order of `sme.diffusion`), each with its
 /// pair of state variables.
-pub fn diffusion(sme: &Sme, env: &Env) -> Result<Vec<Block>, String> {
+pub fn diffusion(sme: &Sme, env: &Env) -> Result<Vec<Block>, crate::Error> {
+    diffusion_inner(sme, env).map_err(crate::Error::Other)
+}
+
+fn diffusion_inner(sme: &Sme, env: &Env) -> Result<Vec<Block>, String> {
     sme.diffusion
         .iter()
-        .map(|b| Ok(((b.rows, b.cols), eval(sme, &b.expr, env)?)))
+        .map(|b| Ok(((b.rows, b.cols), eval_inner(sme, &b.expr, env)?)))
         .collect()
 }
 
 /// The time one step represents, `sme.time` at the point's symbol values.
-pub fn time_per_step(sme: &Sme, env: &Env) -> Result<f64, String> {
+pub fn time_per_step(sme: &Sme, env: &Env) -> Result<f64, crate::Error> {
+    time_per_step_inner(sme, env).map_err(crate::Error::Other)
+}
+
+fn time_per_step_inner(sme: &Sme, env: &Env) -> Result<f64, String> {
     SymbolValues::new(sme, env).poly(&sme.time)
 }
 
@@ -580,11 +596,15 @@ mod tests {
         let sme = sgd();
         let mut env = env3();
         env.symbols.clear();
-        assert!(eval(&sme, &sme.drift[0], &env).unwrap_err().contains("eta"));
+        assert!(eval(&sme, &sme.drift[0], &env)
+            .unwrap_err()
+            .to_string()
+            .contains("eta"));
         let mut env = env3();
         env.grad_f.truncate(2);
         assert!(eval(&sme, &sme.drift[0], &env)
             .unwrap_err()
+            .to_string()
             .contains("∇^2 f"));
         let mut env = env3();
         env.moments[2][0] = Tensor::zeros(vec![2, 2]);

@@ -228,6 +228,15 @@ pub fn affine_step(
     q: &Quadratic,
     values: &Values,
     like: &[Value],
+) -> Result<AffineStep, crate::Error> {
+    affine_step_inner(rule, q, values, like).map_err(crate::Error::Other)
+}
+
+fn affine_step_inner(
+    rule: &Optimizer,
+    q: &Quadratic,
+    values: &Values,
+    like: &[Value],
 ) -> Result<AffineStep, String> {
     if rule.counter.is_some() {
         return Err("exact mode needs a rule that does not read the step counter".to_string());
@@ -243,7 +252,7 @@ pub fn affine_step(
         } else {
             draws
         };
-        step(rule, &mut state, q, values, &draws)?;
+        step(rule, &mut state, q, values, &draws).map_err(|e| e.to_string())?;
         Ok(stack(&state))
     };
     let c = run(&vec![0.0; n], &vec![0.0; m])?;
@@ -321,6 +330,15 @@ pub fn linear_sde(
     q: &Quadratic,
     symbols: &BTreeMap<String, f64>,
     like: &[Value],
+) -> Result<LinearSde, crate::Error> {
+    linear_sde_inner(sme, q, symbols, like).map_err(crate::Error::Other)
+}
+
+fn linear_sde_inner(
+    sme: &Sme,
+    q: &Quadratic,
+    symbols: &BTreeMap<String, f64>,
+    like: &[Value],
 ) -> Result<LinearSde, String> {
     if sme.clock.is_some() {
         return Err("exact mode needs an SME without a clock".to_string());
@@ -341,7 +359,8 @@ pub fn linear_sde(
         env.borrow()
     };
     let b = |z: &[f64]| -> Result<Vec<f64>, String> {
-        Ok(drift(sme, &at(z))?
+        Ok(drift(sme, &at(z))
+            .map_err(|e| e.to_string())?
             .into_iter()
             .flat_map(|t| t.data)
             .collect())
@@ -350,7 +369,7 @@ pub fn linear_sde(
         let mut out = zeros(n);
         let sizes = sizes(like);
         let offset = |v: usize| sizes[..v].iter().sum::<usize>();
-        for ((r, c), t) in diffusion(sme, &at(z))? {
+        for ((r, c), t) in diffusion(sme, &at(z)).map_err(|e| e.to_string())? {
             let (or, oc) = (offset(r), offset(c));
             for i in 0..sizes[r] {
                 for j in 0..sizes[c] {
@@ -385,7 +404,7 @@ pub fn linear_sde(
             return Err("the SME's diffusion is not constant on this problem: exact mode needs a linear SDE".to_string());
         }
     }
-    let tau = time_per_step(sme, &at(&vec![0.0; n]))?;
+    let tau = time_per_step(sme, &at(&vec![0.0; n])).map_err(|e| e.to_string())?;
     Ok(LinearSde {
         f,
         g: V::from(g),

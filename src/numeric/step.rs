@@ -87,6 +87,16 @@ pub fn step(
     oracle: &dyn Oracle,
     values: &Values,
     draws: &[Vec<f64>],
+) -> Result<(), crate::Error> {
+    step_inner(rule, state, oracle, values, draws).map_err(crate::Error::Other)
+}
+
+fn step_inner(
+    rule: &Optimizer,
+    state: &mut [Value],
+    oracle: &dyn Oracle,
+    values: &Values,
+    draws: &[Vec<f64>],
 ) -> Result<(), String> {
     let names = variables(rule);
     if state.len() != names.len() {

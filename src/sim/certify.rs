@@ -421,7 +421,7 @@ fn each_step(
         // The rule's variables (the clock, when there is one, is the SME's alone).
         let mut state = layout.values(z);
         state.truncate(rule_vars);
-        numeric::step(rule, &mut state, oracle, values, &draws)?;
+        numeric::step(rule, &mut state, oracle, values, &draws).map_err(|e| e.to_string())?;
         for ((_, off, len), v) in layout.vars.iter().zip(&state) {
             match v {
                 Value::Scalar(s) => delta[*off] = s - z[*off],
@@ -611,7 +611,8 @@ fn run(
             hypers: hypers.clone(),
         };
         let syms = compile::symbol_values(sme, DIM, &nums, &rule.small.name)?;
-        let sde = compile::compile_sde(sme, &mut problem.model, &layout, &syms)?;
+        let sde = compile::compile_sde(sme, &mut problem.model, &layout, &syms)
+            .map_err(|e| e.to_string())?;
         let tau = sde.tau;
         if !(tau > 0.0 && tau.is_finite()) {
             return Err(format!("the time per step is {tau}"));

@@ -16,6 +16,7 @@
 use crate::algebra::elem::FExpr;
 use crate::algebra::poly::Sym;
 use crate::algebra::tensor::{Kind, Label, TExpr};
+use crate::error::diagnostic::{Code, Diagnostic};
 use crate::ir::{BinOp, Expr, ExprKind, Func, Optimizer, Target, Version};
 use crate::numeric::eval::advance;
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
@@ -23,6 +24,7 @@ use crate::numeric::step;
 use crate::numeric::tape::Tape;
 use crate::problem::{self, Model};
 use crate::sme::Sme;
+use crate::Error;
 use num_traits::ToPrimitive;
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,13 +179,59 @@ struct StepBuilder<'a> {
     draws: usize,
 }
 
+/// Why a statement of the rule cannot be compiled, before it is pinned to the
+/// statement's span ([`Fail::at`]): the compiler's expressions carry no spans of their own.
+#[derive(Debug)]
+struct Fail {
+    code: Code,
+    message: String,
+    hint: Option<&'static str>,
+}
+
+impl Fail {
+    /// Operands whose shapes the simulator cannot combine.
+    fn shape(message: &str) -> Fail {
+        Fail {
+            code: Code::Shape,
+            message: message.into(),
+            hint: Some("make the operands' shapes fit: scalars with anything, vectors of one length, `@` between matrices and vectors"),
+        }
+    }
+
+    /// The failure as a diagnostic on the statement at `span` in the optimizer file.
+    fn at(self, span: crate::span::Span) -> Error {
+        Error::Invalid(vec![Diagnostic::new(self.code, span, self.message)
+            .label("the simulator cannot compile this statement")
+            .maybe_hint(self.hint.map(str::to_string))])
+    }
+}
+
+impl From<String> for Fail {
+    fn from(message: String) -> Fail {
+        Fail {
+            code: Code::Unsupported,
+            message,
+            hint: Some("rewrite the statement with what the simulator compiles: numbers, hyperparameters, the rule's variables, noise, `f`, `grad f`, `hess f`, arithmetic, `@`, `sqrt`, `exp`, `log`, `abs`, `norm` and `dot`"),
+        }
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(message: &str) -> Fail {
+        Fail::from(message.to_string())
+    }
+}
+
 /// Compiles one step of `rule` on the problem's model.
+///
+/// A statement the simulator cannot compile is an [`Error::Invalid`] diagnostic on the
+/// statement, in the optimizer file.
 pub fn compile_step(
     rule: &Optimizer,
     model: &mut Model,
     layout: &Layout,
     nums: &Numbers,
-) -> Result<StepProgram, String> {
+) -> Result<StepProgram, Error> {
     let d = model.dim;
     let mut g = Graph::new();
     let old: Vec<SV> = layout.vars[..step::variables(rule).len()]
@@ -210,8 +258,25 @@ pub fn compile_step(
         locals: HashMap::new(),
         draws,
     };
+    // The statement that last set each variable, for a failure found after the loop.
+    let mut set_by: Vec<Option<crate::span::Span>> = vec![None; b.new.len()];
     for s in &rule.steps {
-        let v = b.eval(&s.expr)?;
+        let before = b.g.len();
+        let v = b.eval(&s.expr).map_err(|f| f.at(s.span))?;
+        // Constants fold as the statement compiles: a product of large literals can
+        // overflow to an infinite constant, which the simulation would only show as
+        // non-finite paths.
+        if (before..b.g.len()).any(|i| b.g.value(i as Id).is_some_and(|c| !c.is_finite())) {
+            return Err(Fail {
+                code: Code::BadNumber,
+                message: "a constant in this statement is not finite in 64-bit floating point"
+                    .into(),
+                hint: Some(
+                    "scale the constants so that they and their products stay below about 1e308",
+                ),
+            }
+            .at(s.span));
+        }
         match &s.target {
             Target::Local(n) => {
                 b.locals.insert(n.clone(), v);
@@ -220,19 +285,36 @@ pub fn compile_step(
                 let j = step::variables(rule)
                     .iter()
                     .position(|v| v == n)
-                    .ok_or_else(|| format!("`{n}` is not a variable of the rule"))?;
+                    .ok_or_else(|| {
+                        Fail::from(format!("`{n}` is not a variable of the rule")).at(s.span)
+                    })?;
                 b.new[j] = v;
+                set_by[j] = Some(s.span);
             }
         }
-        b.g.check_size()
-            .map_err(|_| "the compiled step is too large".to_string())?;
+        b.g.check_size().map_err(|_| {
+            Fail {
+                code: Code::TooLarge,
+                message: "the compiled step is too large".into(),
+                hint: Some(
+                    "simulate in a smaller dimension, or split the update into fewer operations",
+                ),
+            }
+            .at(s.span)
+        })?;
     }
     let mut outputs = Vec::new();
-    for v in &b.new {
+    for (v, span) in b.new.iter().zip(&set_by) {
         match v {
             SV::S(x) => outputs.push(*x),
             SV::V(x) => outputs.extend(x),
-            SV::M(_) => return Err("a state evaluated to a matrix".into()),
+            SV::M(_) => {
+                let fail = Fail::shape("a state evaluated to a matrix");
+                return Err(match span {
+                    Some(span) => fail.at(*span),
+                    None => Error::Internal(fail.message),
+                });
+            }
         }
     }
     let n_state = layout.n_rule;
@@ -257,10 +339,10 @@ pub fn compile_step(
 }
 
 impl StepBuilder<'_> {
-    fn point(&mut self, e: &Expr) -> Result<Vec<Id>, String> {
+    fn point(&mut self, e: &Expr) -> Result<Vec<Id>, Fail> {
         match self.eval(e)? {
             SV::V(x) => Ok(x),
-            _ => Err("a point must be a vector".into()),
+            _ => Err(Fail::shape("a point must be a vector")),
         }
     }
 
@@ -272,7 +354,7 @@ impl StepBuilder<'_> {
         }
     }
 
-    fn eval(&mut self, e: &Expr) -> Result<SV, String> {
+    fn eval(&mut self, e: &Expr) -> Result<SV, Fail> {
         let d = self.d;
         Ok(match &e.kind {
             ExprKind::Num(r) => SV::S(
@@ -408,7 +490,7 @@ impl StepBuilder<'_> {
         }
     }
 
-    fn zip(&mut self, a: SV, b: SV, f: impl Fn(&mut Graph, Id, Id) -> Id) -> Result<SV, String> {
+    fn zip(&mut self, a: SV, b: SV, f: impl Fn(&mut Graph, Id, Id) -> Id) -> Result<SV, Fail> {
         let g = &mut self.g;
         Ok(match (a, b) {
             (SV::S(x), SV::S(y)) => SV::S(f(g, x, y)),
@@ -422,11 +504,11 @@ impl StepBuilder<'_> {
             (SV::M(x), SV::M(y)) if x.len() == y.len() => {
                 SV::M(x.into_iter().zip(y).map(|(x, y)| f(g, x, y)).collect())
             }
-            _ => return Err("operands of mismatched shapes".into()),
+            _ => return Err(Fail::shape("operands of mismatched shapes")),
         })
     }
 
-    fn binary(&mut self, op: BinOp, a: SV, b: SV) -> Result<SV, String> {
+    fn binary(&mut self, op: BinOp, a: SV, b: SV) -> Result<SV, Fail> {
         let d = self.d;
         match op {
             BinOp::Add => self.zip(a, b, |g, x, y| g.add(x, y)),
@@ -459,13 +541,13 @@ impl StepBuilder<'_> {
                             })
                             .collect(),
                     ),
-                    _ => return Err("`@` takes matrices and vectors".into()),
+                    _ => return Err(Fail::shape("`@` takes matrices and vectors")),
                 })
             }
         }
     }
 
-    fn call(&mut self, f: Func, mut args: Vec<SV>) -> Result<SV, String> {
+    fn call(&mut self, f: Func, mut args: Vec<SV>) -> Result<SV, Fail> {
         let one = args
             .pop()
             .ok_or_else(|| format!("`{}` needs an argument", f.name()))?;
@@ -480,14 +562,14 @@ impl StepBuilder<'_> {
                     let s = self.g.sum(sq);
                     SV::S(self.g.unary(Unary::Sqrt, s))
                 }
-                _ => return Err("`norm` takes a vector".into()),
+                _ => return Err(Fail::shape("`norm` takes a vector")),
             },
             Func::Dot => match (args.pop(), one) {
                 (Some(SV::V(a)), SV::V(b)) if a.len() == b.len() => {
                     let p: Vec<Id> = a.iter().zip(&b).map(|(&x, &y)| self.g.mul(x, y)).collect();
                     SV::S(self.g.sum(p))
                 }
-                _ => return Err("`dot` takes two vectors of one length".into()),
+                _ => return Err(Fail::shape("`dot` takes two vectors of one length")),
             },
         })
     }
@@ -562,12 +644,19 @@ pub fn time_per_step(sme: &Sme, syms: &[f64]) -> f64 {
 }
 
 /// Compiles a derived SME on the problem's model.
+///
+/// The SME has no source of its own, so a failure (a coefficient with no finite value,
+/// a graph too large) is an [`Error::Other`] in words.
 pub fn compile_sde(
     sme: &Sme,
     model: &mut Model,
     layout: &Layout,
     syms: &[f64],
-) -> Result<SdeProgram, String> {
+) -> Result<SdeProgram, Error> {
+    sde(sme, model, layout, syms).map_err(Error::Other)
+}
+
+fn sde(sme: &Sme, model: &mut Model, layout: &Layout, syms: &[f64]) -> Result<SdeProgram, String> {
     let d = model.dim;
     let n = layout.n;
     let mut g = Graph::new();
