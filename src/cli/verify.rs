@@ -119,145 +119,84 @@ pub fn run(a: Args) -> Outcome {
             }
         }
     }
-    let problem_etas = problem.etas.clone();
     let mut prepared = match verify::prepare(rule, problem, &a.orders, &overrides) {
         Ok(p) => p,
         Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
     };
-    // The grid: `--etas`, else `--time-steps`, else the problem's `etas`, else times per
-    // step 2^-2 … 2^-7 (the same values of the small parameter when it is the time).
-    let default_times: Vec<f64> = (2..=7).map(|k| 0.5f64.powi(k)).collect();
-    let etas = match (&a.etas, &a.time_steps, problem_etas) {
-        (Some(e), _, _) => Ok(e.clone()),
-        (None, Some(t), _) => verify::etas_for_times(&prepared, t),
-        (None, None, Some(e)) => Ok(e),
-        (None, None, None) if verify::time_is_small(&prepared) => Ok(default_times),
-        (None, None, None) => verify::etas_for_times(&prepared, &default_times),
-    };
-    let etas = match etas {
-        Ok(e) => e,
-        Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
-    };
-    if a.exact {
-        let started = std::time::Instant::now();
-        let budget = match a.budget {
-            Some(b) => b,
-            None => match verify::exact_steps(&prepared, &etas) {
-                Ok(n) => n.saturating_mul(8),
-                Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
-            },
-        };
-        let (series, extension) = match verify::exact_extending(&mut prepared, &etas, budget) {
-            Ok(s) => s,
-            Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
-        };
-        let header = format!(
-            "{} on {} (d = {}, T = {}): exact mode, laws propagated exactly (no sampling), {:.2} s\n{}\n",
-            prepared.rule.name,
-            prepared.problem.name,
-            prepared.problem.dim,
-            prepared.problem.horizon,
-            started.elapsed().as_secs_f64(),
-            extension.describe_exact(&prepared.rule.small.name)
-        );
-        let run = serde_json::json!({ "extension": extension });
-        return output(&a, &prepared, &series, &header, Some(run), "exact");
-    }
-    let pool = match rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot start worker threads: {e}");
-            return Outcome::Usage;
-        }
-    };
-    let budget = match a.budget {
-        Some(b) => b,
-        None => match verify::path_steps(&mut prepared, &etas, a.paths) {
-            Ok(n) => n.saturating_mul(8),
-            Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
+    // The plot's file is opened before the run: a path that cannot be written is said
+    // at once, not after minutes of simulation.
+    let plot_file = match &a.plot {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some((path, f)),
+            Err(e) => {
+                eprintln!("error: cannot write `{}`: {e}", path.display());
+                return Outcome::Usage;
+            }
         },
+        None => None,
     };
-    let started = std::time::Instant::now();
+    let config = verify::Config {
+        grid: match (&a.etas, &a.time_steps) {
+            (Some(e), _) => verify::Grid::Etas(e.clone()),
+            (None, Some(t)) => verify::Grid::Times(t.clone()),
+            (None, None) => verify::Grid::Default,
+        },
+        paths: a.paths,
+        seed: a.seed,
+        substeps: a.substeps,
+        budget: a.budget,
+        exact: a.exact,
+        threads: a.threads,
+    };
     let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let small = prepared.rule.small.name.clone();
-    let mut simulate = |plan: &verify::Plan| {
-        let blocks = a.paths.div_ceil(verify::BLOCK) as u64;
-        let bar = if show {
-            let b = indicatif::ProgressBar::new(blocks);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} blocks {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{small} = {:.3e}", plan.eta));
-            Some(b)
-        } else {
-            None
-        };
-        let progress = |k: usize| {
-            if let Some(b) = &bar {
-                b.set_position(k as u64);
-            }
-        };
-        let st = pool.install(|| verify::simulate(plan, a.paths, a.seed, &progress));
-        if let Some(b) = bar {
-            b.finish_and_clear();
+    let bar: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+    let progress = |event: verify::Event| {
+        if !show {
+            return;
         }
-        st
+        let Ok(mut bar) = bar.lock() else { return };
+        match event {
+            verify::Event::Start { eta, blocks } => {
+                let b = indicatif::ProgressBar::new(blocks);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {pos}/{len} blocks {elapsed}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(format!("{small} = {eta:.3e}"));
+                *bar = Some(b);
+            }
+            verify::Event::Blocks(k) => {
+                if let Some(b) = bar.as_ref() {
+                    b.set_position(k as u64);
+                }
+            }
+            verify::Event::Finish => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
     };
-    let (stats, series, extension) = match verify::run_extending(
-        &mut prepared,
-        &etas,
-        a.paths,
-        a.substeps,
-        budget,
-        &mut simulate,
-    ) {
+    let report = match verify::execute(&mut prepared, &config, &progress) {
         Ok(r) => r,
         Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
     };
-    let elapsed = started.elapsed().as_secs_f64();
-    let header = format!(
-        "{} on {} (d = {}, T = {}): {} paths per step size, seed {}, {} substeps, {:.1} s\n\
-         SDE: Euler–Maruyama with Richardson extrapolation; noise coupled to the optimizer's\n\
-         generator: {}\n{}\n",
-        prepared.rule.name,
-        prepared.problem.name,
-        prepared.problem.dim,
-        prepared.problem.horizon,
-        stats.first().map_or(0, |s| s.paths),
-        a.seed,
-        a.substeps,
-        elapsed,
-        smelt::experiment::GENERATOR,
-        extension.describe(&prepared.rule.small.name)
-    );
-    let run = serde_json::json!({
-        "paths": stats.first().map_or(0, |s| s.paths),
-        "seed": a.seed,
-        "substeps": a.substeps,
-        "generator": smelt::experiment::GENERATOR,
-        "seconds": elapsed,
-        "extension": extension,
-    });
-    output(&a, &prepared, &series, &header, Some(run), "simulation")
+    output(&a, &prepared, &report, plot_file)
 }
 
 fn output(
     a: &Args,
     prepared: &verify::Prepared,
-    series: &[verify::Series],
-    header: &str,
-    run: Option<serde_json::Value>,
-    mode: &str,
+    report: &verify::Report,
+    plot_file: Option<(&PathBuf, std::fs::File)>,
 ) -> Outcome {
-    if let Some(path) = &a.plot {
-        let plot = verify::plot(prepared, series);
+    if let Some((path, mut file)) = plot_file {
+        use std::io::Write as _;
+        let plot = verify::plot(prepared, &report.series);
         let bytes = match smelt::report::plot::Format::of_path(path) {
             smelt::report::plot::Format::Svg => {
                 Ok(smelt::report::plot::verify::svg(&plot).into_bytes())
@@ -271,26 +210,13 @@ fn output(
                 return Outcome::Usage;
             }
         };
-        if let Err(e) = std::fs::write(path, bytes) {
+        if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return Outcome::Usage;
         }
     }
     if a.json {
-        let doc = serde_json::json!({
-            "schema": "smelt-verify",
-            "version": 1,
-            "optimizer": prepared.rule.name,
-            "problem": prepared.problem.name,
-            "dim": prepared.problem.dim,
-            "horizon": prepared.problem.horizon,
-            "small": prepared.rule.small.name,
-            "mode": mode,
-            "run": run,
-            "contradicted": series.iter().any(verify::Series::contradicts),
-            "series": series,
-        });
-        match serde_json::to_string_pretty(&doc) {
+        match serde_json::to_string_pretty(&report.to_json(prepared)) {
             Ok(s) => {
                 if let Err(o) = emit(&format!("{s}\n")) {
                     return o;
@@ -301,10 +227,10 @@ fn output(
                 return Outcome::Invalid;
             }
         }
-    } else if let Err(o) = emit(&verify::render_text(header, series)) {
+    } else if let Err(o) = emit(&report.text(prepared)) {
         return o;
     }
-    if series.iter().any(verify::Series::contradicts) {
+    if report.contradicted() {
         Outcome::Contradicted
     } else {
         Outcome::Ok

@@ -1378,3 +1378,217 @@ fn constant_matrix(
         })
         .collect()
 }
+
+/// Where a run's step sizes come from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Grid {
+    /// Values of the small parameter.
+    Etas(Vec<f64>),
+    /// Times per step τ, converted through the rule's time scale ([`etas_for_times`]).
+    Times(Vec<f64>),
+    /// The problem's `etas`, else times per step 2^-2 … 2^-7 (the same values of the
+    /// small parameter when it is the time).
+    #[default]
+    Default,
+}
+
+/// How to run a verification: everything but the rule and the problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub grid: Grid,
+    /// Paths per step size (run in whole blocks of [`BLOCK`]).
+    pub paths: usize,
+    pub seed: u64,
+    /// Euler–Maruyama substeps of the SDE per optimizer step.
+    pub substeps: usize,
+    /// Cap on path-steps (exact mode: optimizer steps) within which the grid extends;
+    /// `None`: 8× the given grid's.
+    pub budget: Option<u64>,
+    /// Exact mode (linear-Gaussian problems): laws propagated exactly, no sampling.
+    pub exact: bool,
+    /// Worker threads (`None`: all cores); results do not depend on it.
+    pub threads: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            grid: Grid::Default,
+            paths: 65_536,
+            seed: 1,
+            substeps: 8,
+            budget: None,
+            exact: false,
+            threads: None,
+        }
+    }
+}
+
+/// What a run reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// A step size starts: `blocks` blocks of [`BLOCK`] paths to simulate.
+    Start { eta: f64, blocks: u64 },
+    /// Blocks done at the current step size.
+    Blocks(usize),
+    /// The current step size is done.
+    Finish,
+}
+
+/// A finished verification: the fits and verdicts, and how the run went.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub series: Vec<Series>,
+    pub extension: Extension,
+    pub exact: bool,
+    /// Paths per step size (0 in exact mode).
+    pub paths: usize,
+    pub seed: u64,
+    pub substeps: usize,
+    /// Wall-clock time of the run.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Whether some verdict contradicts its order (the CLI's exit code 3).
+    pub fn contradicted(&self) -> bool {
+        self.series.iter().any(Series::contradicts)
+    }
+
+    /// The lines above the tables: the run's settings and the grid's extension.
+    pub fn header(&self, p: &Prepared) -> String {
+        let small = &p.rule.small.name;
+        if self.exact {
+            format!(
+                "{} on {} (d = {}, T = {}): exact mode, laws propagated exactly (no sampling), {:.2} s\n{}\n",
+                p.rule.name,
+                p.problem.name,
+                p.problem.dim,
+                p.problem.horizon,
+                self.seconds,
+                self.extension.describe_exact(small)
+            )
+        } else {
+            format!(
+                "{} on {} (d = {}, T = {}): {} paths per step size, seed {}, {} substeps, {:.1} s\n\
+                 SDE: Euler–Maruyama with Richardson extrapolation; noise coupled to the optimizer's\n\
+                 generator: {}\n{}\n",
+                p.rule.name,
+                p.problem.name,
+                p.problem.dim,
+                p.problem.horizon,
+                self.paths,
+                self.seed,
+                self.substeps,
+                self.seconds,
+                super::GENERATOR,
+                self.extension.describe(small)
+            )
+        }
+    }
+
+    /// The report as text: the header, then one table per series with its verdict.
+    pub fn text(&self, p: &Prepared) -> String {
+        render_text(&self.header(p), &self.series)
+    }
+
+    /// The report as the JSON document `smelt verify --format json` prints.
+    pub fn to_json(&self, p: &Prepared) -> serde_json::Value {
+        let run = if self.exact {
+            serde_json::json!({ "extension": self.extension })
+        } else {
+            serde_json::json!({
+                "paths": self.paths,
+                "seed": self.seed,
+                "substeps": self.substeps,
+                "generator": super::GENERATOR,
+                "seconds": self.seconds,
+                "extension": self.extension,
+            })
+        };
+        serde_json::json!({
+            "schema": "smelt-verify",
+            "version": 1,
+            "optimizer": p.rule.name,
+            "problem": p.problem.name,
+            "dim": p.problem.dim,
+            "horizon": p.problem.horizon,
+            "small": p.rule.small.name,
+            "mode": if self.exact { "exact" } else { "simulation" },
+            "run": run,
+            "contradicted": self.contradicted(),
+            "series": self.series,
+        })
+    }
+}
+
+/// The step sizes a [`Grid`] gives for this rule and problem.
+pub fn grid(p: &Prepared, grid: &Grid) -> Result<Vec<f64>, Error> {
+    let default_times: Vec<f64> = (2..=7).map(|k| 0.5f64.powi(k)).collect();
+    match grid {
+        Grid::Etas(e) => Ok(e.clone()),
+        Grid::Times(t) => etas_for_times(p, t),
+        Grid::Default => match &p.problem.etas {
+            Some(e) => Ok(e.clone()),
+            None if time_is_small(p) => Ok(default_times),
+            None => etas_for_times(p, &default_times),
+        },
+    }
+}
+
+/// The whole verification: the grid, the budget, every step size (extending the grid
+/// until the verdicts settle or the budget is spent), the fits and verdicts. The one
+/// loop over step sizes; `progress` hears of each step size and block of paths.
+pub fn execute(
+    p: &mut Prepared,
+    config: &Config,
+    progress: &(dyn Fn(Event) + Sync),
+) -> Result<Report, Error> {
+    let etas = grid(p, &config.grid)?;
+    let started = std::time::Instant::now();
+    if config.exact {
+        let budget = match config.budget {
+            Some(b) => b,
+            None => exact_steps(p, &etas)?.saturating_mul(8),
+        };
+        let (series, extension) = exact_extending(p, &etas, budget)?;
+        return Ok(Report {
+            series,
+            extension,
+            exact: true,
+            paths: 0,
+            seed: config.seed,
+            substeps: config.substeps,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start worker threads: {e}")))?;
+    let budget = match config.budget {
+        Some(b) => b,
+        None => path_steps(p, &etas, config.paths)?.saturating_mul(8),
+    };
+    let (paths, seed) = (config.paths, config.seed);
+    let mut sim = |plan: &Plan| {
+        progress(Event::Start {
+            eta: plan.eta,
+            blocks: paths.div_ceil(BLOCK) as u64,
+        });
+        let st = pool.install(|| simulate(plan, paths, seed, &|k| progress(Event::Blocks(k))));
+        progress(Event::Finish);
+        st
+    };
+    let (stats, series, extension) =
+        run_extending(p, &etas, paths, config.substeps, budget, &mut sim)?;
+    Ok(Report {
+        series,
+        extension,
+        exact: false,
+        paths: stats.first().map_or(0, |s| s.paths),
+        seed,
+        substeps: config.substeps,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
