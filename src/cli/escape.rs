@@ -2,7 +2,8 @@
 
 use crate::cli::console::{emit, Outcome};
 use crate::cli::verify::{inputs, report_error, Inputs};
-use smelt::experiment::escape::{self, EtaResult, Options, ScalingFit, Setup};
+use smelt::experiment::escape::{self, EtaResult, Options, Progress, ScalingFit, Setup};
+use smelt::report::escape as report;
 use std::path::PathBuf;
 
 pub struct Args {
@@ -126,7 +127,6 @@ pub fn run(a: Args) -> Outcome {
         Err(e) => return usage(format!("cannot start worker threads: {e}")),
     };
     let started = std::time::Instant::now();
-    let mut results = Vec::new();
     let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let b = indicatif::ProgressBar::new((batches.len() * etas.len()) as u64);
         b.set_style(
@@ -138,38 +138,32 @@ pub fn run(a: Args) -> Outcome {
         );
         b
     });
-    for &b in &batches {
-        for &eta in &etas {
-            if let Some(bar) = &bar {
-                bar.set_message(format!("η = {eta}, B = {b}"));
-            }
-            let ep = match escape::plan(&mut setup, eta, b) {
-                Ok(p) => p,
-                Err(e) => {
-                    if let Some(bar) = &bar {
-                        bar.finish_and_clear();
-                    }
-                    return fail(e);
+    let mut progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            match p {
+                Progress::Starting { eta, batch } => {
+                    bar.set_message(format!("η = {eta}, B = {batch}"));
                 }
-            };
-            let t0 = std::time::Instant::now();
-            let (times, lane_steps) =
-                pool.install(|| smelt::sim::escape::run(&ep.plan, a.paths, a.seed));
-            results.push(escape::summarize(
-                &ep,
-                b,
-                &times,
-                lane_steps,
-                t0.elapsed().as_secs_f64(),
-            ));
-            if let Some(bar) = &bar {
-                bar.inc(1);
+                Progress::Done { .. } => bar.inc(1),
             }
         }
-    }
+    };
+    let results = escape::run(
+        &mut setup,
+        &etas,
+        &batches,
+        a.paths,
+        a.seed,
+        &pool,
+        &mut progress,
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let pr = escape::predictions(&mut setup);
     let fits = escape::scaling(&setup, &pr, &results);
     let elapsed = started.elapsed().as_secs_f64();
@@ -207,16 +201,14 @@ pub fn run(a: Args) -> Outcome {
             }
         }
     } else {
+        let paths = results
+            .first()
+            .and_then(|r| r.models.first())
+            .map_or(0, |m| m.exited + m.censored + m.diverged);
         let text = format!(
-            "{}{} paths per model and step size, seed {}, {:.1} s; generator: {}\n",
-            escape::render_text(&setup, &pr, &results, &fits),
-            results
-                .first()
-                .and_then(|r| r.models.first())
-                .map_or(0, |m| m.exited + m.censored + m.diverged),
-            a.seed,
-            elapsed,
-            smelt::numeric::rng::NAME
+            "{}{}",
+            report::render_text(&setup.header(), &pr, &results, &fits),
+            report::render_footer(paths, a.seed, elapsed, smelt::numeric::rng::NAME)
         );
         if let Err(o) = emit(&text) {
             return o;
