@@ -1051,3 +1051,180 @@ pub fn scaling(s: &Setup, pr: &Predictions, results: &[EtaResult]) -> Vec<Scalin
     }
     out
 }
+
+/// How a run was made, as its JSON report states it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo<'a> {
+    /// The region as given (`ball 1`, `past 0`, …).
+    pub region: &'a str,
+    pub seed: u64,
+    pub substeps: usize,
+    /// The whole run's wall time.
+    pub seconds: f64,
+}
+
+/// The paths per model and step size of a run (those of its first model at its first
+/// step size: every one has as many).
+pub fn paths(results: &[EtaResult]) -> usize {
+    results
+        .first()
+        .and_then(|r| r.models.first())
+        .map_or(0, |m| m.exited + m.censored + m.diverged)
+}
+
+/// The JSON report of a run (schema `smelt-escape`, version 1).
+pub fn json(
+    s: &Setup,
+    run: &RunInfo,
+    results: &[EtaResult],
+    fits: &[ScalingFit],
+    pr: &Predictions,
+) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "smelt-escape",
+        "version": 1,
+        "optimizer": s.prepared.rule.name,
+        "problem": s.prepared.problem.name,
+        "dim": s.prepared.problem.dim,
+        "region": run.region,
+        "start": s.point,
+        "saddle": s.saddle,
+        "horizon": s.horizon,
+        "run": {
+            "paths": paths(results),
+            "seed": run.seed,
+            "substeps": run.substeps,
+            "generator": crate::numeric::rng::NAME,
+            "seconds": run.seconds,
+        },
+        "results": results,
+        "scaling": fits,
+        "predictions": pr,
+    })
+}
+
+/// The plot of a run: the survival curves at the first step size, and the first family
+/// of fits against η with the SME-1's closed form beside them.
+pub fn plot(
+    s: &Setup,
+    results: &[EtaResult],
+    fits: &[ScalingFit],
+    pr: &Predictions,
+) -> crate::report::plot::escape::EscapePlot {
+    use crate::report::plot::escape::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+    // Survival curves at the first step size.
+    let first = results.first();
+    let curves = first
+        .map(|r| {
+            r.models
+                .iter()
+                .map(|m| Curve {
+                    label: m.model.clone(),
+                    points: m
+                        .survival
+                        .curve
+                        .iter()
+                        .map(|&(k, sv)| (f64::from(k) * r.tau, sv))
+                        .collect(),
+                    // Drawn to the horizon only where paths were censored there.
+                    horizon: (m.censored > 0).then_some(r.max_steps as f64 * r.tau),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The first family of fits against η (one batch size), one series per model.
+    let minimum = s.point.index == 0;
+    let family: Vec<&ScalingFit> = fits
+        .iter()
+        .filter(|f| f.against.contains('η'))
+        .filter(|f| fits.first().is_some_and(|g| g.at == f.at))
+        .collect();
+    let scaling = (!family.is_empty()).then(|| {
+        let batch = family[0].at;
+        let series = s
+            .models
+            .iter()
+            .map(|&m| {
+                let name = s.name(m);
+                let points = results
+                    .iter()
+                    .filter(|r| r.batch == batch)
+                    .filter_map(|r| {
+                        let mr = r.models.iter().find(|x| x.model == name)?;
+                        let x = if minimum {
+                            1.0 / r.eta
+                        } else {
+                            (1.0 / r.eta).ln()
+                        };
+                        Some(ScalePoint {
+                            x,
+                            y: mr.mean_time,
+                            lo: mr.mean_time - 1.96 * mr.mean_time_se,
+                            hi: mr.mean_time + 1.96 * mr.mean_time_se,
+                        })
+                    })
+                    .collect();
+                let fit = family
+                    .iter()
+                    .find(|f| f.model == name)
+                    .map(|f| (f.line.slope, f.line.intercept));
+                ScaleSeries {
+                    label: name,
+                    points,
+                    fit,
+                }
+            })
+            .collect();
+        // The prediction's line: through the optimizer's fitted level at the centre when
+        // only the slope is known in closed form.
+        let predicted = family.iter().find_map(|f| {
+            let (slope, _) = f.predicted.first()?;
+            let intercept = match (minimum, pr.kramers_prefactor) {
+                (true, Some(pf)) => pf.ln(),
+                _ => f.line.intercept + (f.line.slope - slope) * centre(results, minimum),
+            };
+            Some(("SME-1 closed form".to_string(), *slope, intercept))
+        });
+        Scaling {
+            title: if minimum {
+                "mean exit time against 1/η".into()
+            } else {
+                "mean exit time against log(1/η)".into()
+            },
+            x_label: if minimum {
+                "1/η".into()
+            } else {
+                "log(1/η)".into()
+            },
+            y_label: "E τ (time)".into(),
+            log_y: minimum,
+            series,
+            predicted,
+        }
+    });
+    EscapePlot {
+        title: format!(
+            "{} on {}: exit times",
+            s.prepared.rule.name, s.prepared.problem.name
+        ),
+        survival_title: first.map_or(String::new(), |r| format!("P(τ > t) at η = {}", r.eta)),
+        time_label: "t (time)".into(),
+        curves,
+        scaling,
+    }
+}
+
+/// The mean of the fits' x over the results.
+fn centre(results: &[EtaResult], minimum: bool) -> f64 {
+    let xs: Vec<f64> = results
+        .iter()
+        .map(|r| {
+            if minimum {
+                1.0 / r.eta
+            } else {
+                (1.0 / r.eta).ln()
+            }
+        })
+        .collect();
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
