@@ -6,9 +6,10 @@
 //! The paths are reduced from the default 65 536 to the fewest that still confirm
 //! (measured with seed 1; the fits' intervals narrow like 1/√paths, and order 2 needs a
 //! half-width ≤ 0.1). The exact-mode pairings take milliseconds. The sampled ones take
-//! tens of seconds each in the test profile (opt-level 1, dependencies unoptimized), so
-//! the two that cannot confirm within this file's minute are `#[ignore]`d with their
-//! figures, not run at fewer paths with a weaker assertion: run them with
+//! tens of seconds each in the test profile (opt-level 1, dependencies unoptimized): the
+//! file took 64 s on 2 cores at load 4.5. The heavy ball's order 2 confirms only at the
+//! default 65 536 paths, minutes there, so that pairing is `#[ignore]`d with its figures
+//! rather than run at fewer paths with a weaker assertion: run it with
 //! `cargo test --release --test pairings -- --ignored`.
 
 use serde_json::Value;
@@ -70,8 +71,8 @@ fn sgd_heavy_ball_and_nesterov_are_confirmed_exactly_on_the_quadratic() {
 }
 
 /// 16 384 paths: order 2 at 2.07 ± 0.08 (φ = x²), 2.08 ± 0.08 (cos x), after the grid
-/// extends by two step sizes; 35 s in the test profile on 2 busy cores. 4096 paths leave
-/// order 2 undetermined.
+/// extends by two step sizes; 35 s in the test profile on 2 cores at load 7. 4096 paths
+/// leave order 2 undetermined.
 #[test]
 fn sgd_is_confirmed_on_the_double_well() {
     assert_all_confirmed(&[
@@ -83,10 +84,10 @@ fn sgd_is_confirmed_on_the_double_well() {
     ]);
 }
 
-/// 16 384 paths: order 2 at 2.01 ± 0.08 (‖x‖²), 2.05 ± 0.09 (x₁); 83 s in the test profile
-/// on 2 busy cores, more than this file's minute.
+/// 16 384 paths: order 2 at 2.01 ± 0.08 (‖x‖²), 2.05 ± 0.09 (x₁); 33 s in the test
+/// profile on 2 cores at load 4 (83 s at load 7). 8192 paths would widen the order-2
+/// intervals past 0.1.
 #[test]
-#[ignore = "83 s in the test profile at the fewest paths that confirm (16 384)"]
 fn sgd_is_confirmed_on_the_correlated_2d_double_well() {
     assert_all_confirmed(&[
         "examples/sgd.opt",
@@ -99,7 +100,7 @@ fn sgd_is_confirmed_on_the_correlated_2d_double_well() {
 
 /// Order 2 is 1.95 ± 0.21 at 16 384 paths (undetermined, even after the grid extends):
 /// it needs the default 65 536, where it is 1.96 ± 0.09 (x²) and 1.95 ± 0.09 (cos x),
-/// in 338 s in the test profile on 2 busy cores.
+/// in 338 s in the test profile on 2 cores at load 7.
 #[test]
 #[ignore = "338 s in the test profile: order 2 needs the default 65 536 paths"]
 fn heavy_ball_is_confirmed_on_the_double_well() {
