@@ -2,7 +2,8 @@
 
 use crate::cli::console::{emit, Outcome};
 use crate::cli::verify::{inputs, report_error, Inputs};
-use smelt::experiment::escape::{self, EtaResult, Options, ScalingFit, Setup};
+use smelt::experiment::escape::{self, Options, Progress};
+use smelt::report::escape as report;
 use std::path::PathBuf;
 
 pub struct Args {
@@ -126,7 +127,6 @@ pub fn run(a: Args) -> Outcome {
         Err(e) => return usage(format!("cannot start worker threads: {e}")),
     };
     let started = std::time::Instant::now();
-    let mut results = Vec::new();
     let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let b = indicatif::ProgressBar::new((batches.len() * etas.len()) as u64);
         b.set_style(
@@ -138,62 +138,43 @@ pub fn run(a: Args) -> Outcome {
         );
         b
     });
-    for &b in &batches {
-        for &eta in &etas {
-            if let Some(bar) = &bar {
-                bar.set_message(format!("η = {eta}, B = {b}"));
-            }
-            let ep = match escape::plan(&mut setup, eta, b) {
-                Ok(p) => p,
-                Err(e) => {
-                    if let Some(bar) = &bar {
-                        bar.finish_and_clear();
-                    }
-                    return fail(e);
+    let mut progress = |p: Progress| {
+        if let Some(bar) = &bar {
+            match p {
+                Progress::Starting { eta, batch } => {
+                    bar.set_message(format!("η = {eta}, B = {batch}"));
                 }
-            };
-            let t0 = std::time::Instant::now();
-            let (times, lane_steps) = pool.install(|| escape::simulate(&ep, a.paths, a.seed));
-            results.push(escape::summarize(
-                &ep,
-                b,
-                &times,
-                lane_steps,
-                t0.elapsed().as_secs_f64(),
-            ));
-            if let Some(bar) = &bar {
-                bar.inc(1);
+                Progress::Done { .. } => bar.inc(1),
             }
         }
-    }
+    };
+    let results = escape::run(
+        &mut setup,
+        &etas,
+        &batches,
+        a.paths,
+        a.seed,
+        &pool,
+        &mut progress,
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let pr = escape::predictions(&mut setup);
     let fits = escape::scaling(&setup, &pr, &results);
     let elapsed = started.elapsed().as_secs_f64();
     if a.json {
-        let doc = serde_json::json!({
-            "schema": "smelt-escape",
-            "version": 1,
-            "optimizer": setup.prepared.rule.name,
-            "problem": setup.prepared.problem.name,
-            "dim": setup.prepared.problem.dim,
-            "region": a.region,
-            "start": setup.point,
-            "saddle": setup.saddle,
-            "horizon": setup.horizon,
-            "run": {
-                "paths": results.first().map_or(0, |r| r.models.first().map_or(0, |m| m.exited + m.censored + m.diverged)),
-                "seed": a.seed,
-                "substeps": a.substeps,
-                "generator": smelt::experiment::GENERATOR,
-                "seconds": elapsed,
-            },
-            "results": results,
-            "scaling": fits,
-            "predictions": pr,
-        });
+        let run = escape::RunInfo {
+            region: &a.region,
+            seed: a.seed,
+            substeps: a.substeps,
+            seconds: elapsed,
+        };
+        let doc = escape::json(&setup, &run, &results, &fits, &pr);
         match serde_json::to_string_pretty(&doc) {
             Ok(s) => {
                 if let Err(o) = emit(&format!("{s}\n")) {
@@ -206,16 +187,11 @@ pub fn run(a: Args) -> Outcome {
             }
         }
     } else {
+        let paths = escape::paths(&results);
         let text = format!(
-            "{}{} paths per model and step size, seed {}, {:.1} s; generator: {}\n",
-            escape::render_text(&setup, &pr, &results, &fits),
-            results
-                .first()
-                .and_then(|r| r.models.first())
-                .map_or(0, |m| m.exited + m.censored + m.diverged),
-            a.seed,
-            elapsed,
-            smelt::experiment::GENERATOR
+            "{}{}",
+            report::render_text(&setup.header(), &pr, &results, &fits),
+            report::render_footer(paths, a.seed, elapsed, smelt::experiment::GENERATOR)
         );
         if let Err(o) = emit(&text) {
             return o;
@@ -224,7 +200,7 @@ pub fn run(a: Args) -> Outcome {
     // The plot after the report: a failure to write it loses nothing else.
     if let Some((path, mut file)) = plot_file {
         use std::io::Write as _;
-        let plot = plot_of(&setup, &results, &fits, &pr);
+        let plot = escape::plot(&setup, &results, &fits, &pr);
         let bytes = match smelt::report::plot::Format::of_path(path) {
             smelt::report::plot::Format::Svg => {
                 Ok(smelt::report::plot::escape::svg(&plot).into_bytes())
@@ -244,128 +220,4 @@ pub fn run(a: Args) -> Outcome {
         }
     }
     Outcome::Ok
-}
-
-fn plot_of(
-    s: &Setup,
-    results: &[EtaResult],
-    fits: &[ScalingFit],
-    pr: &escape::Predictions,
-) -> smelt::report::plot::escape::EscapePlot {
-    use smelt::report::plot::escape::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
-    // Survival curves at the first step size.
-    let first = results.first();
-    let curves = first
-        .map(|r| {
-            r.models
-                .iter()
-                .map(|m| Curve {
-                    label: m.model.clone(),
-                    points: m
-                        .survival
-                        .curve
-                        .iter()
-                        .map(|&(k, sv)| (f64::from(k) * r.tau, sv))
-                        .collect(),
-                    // Drawn to the horizon only where paths were censored there.
-                    horizon: (m.censored > 0).then_some(r.max_steps as f64 * r.tau),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The first family of fits against η (one batch size), one series per model.
-    let minimum = s.point.index == 0;
-    let family: Vec<&ScalingFit> = fits
-        .iter()
-        .filter(|f| f.against.contains('η'))
-        .filter(|f| fits.first().is_some_and(|g| g.at == f.at))
-        .collect();
-    let scaling = (!family.is_empty()).then(|| {
-        let batch = family[0].at;
-        let series = s
-            .models
-            .iter()
-            .map(|&m| {
-                let name = s.name(m);
-                let points = results
-                    .iter()
-                    .filter(|r| r.batch == batch)
-                    .filter_map(|r| {
-                        let mr = r.models.iter().find(|x| x.model == name)?;
-                        let x = if minimum {
-                            1.0 / r.eta
-                        } else {
-                            (1.0 / r.eta).ln()
-                        };
-                        Some(ScalePoint {
-                            x,
-                            y: mr.mean_time,
-                            lo: mr.mean_time - 1.96 * mr.mean_time_se,
-                            hi: mr.mean_time + 1.96 * mr.mean_time_se,
-                        })
-                    })
-                    .collect();
-                let fit = family
-                    .iter()
-                    .find(|f| f.model == name)
-                    .map(|f| (f.line.slope, f.line.intercept));
-                ScaleSeries {
-                    label: name,
-                    points,
-                    fit,
-                }
-            })
-            .collect();
-        // The prediction's line: through the optimizer's fitted level at the centre when
-        // only the slope is known in closed form.
-        let predicted = family.iter().find_map(|f| {
-            let (slope, _) = f.predicted.first()?;
-            let intercept = match (minimum, pr.kramers_prefactor) {
-                (true, Some(pf)) => pf.ln(),
-                _ => f.line.intercept + (f.line.slope - slope) * centre(results, minimum),
-            };
-            Some(("SME-1 closed form".to_string(), *slope, intercept))
-        });
-        Scaling {
-            title: if minimum {
-                "mean exit time against 1/η".into()
-            } else {
-                "mean exit time against log(1/η)".into()
-            },
-            x_label: if minimum {
-                "1/η".into()
-            } else {
-                "log(1/η)".into()
-            },
-            y_label: "E τ (time)".into(),
-            log_y: minimum,
-            series,
-            predicted,
-        }
-    });
-    EscapePlot {
-        title: format!(
-            "{} on {}: exit times",
-            s.prepared.rule.name, s.prepared.problem.name
-        ),
-        survival_title: first.map_or(String::new(), |r| format!("P(τ > t) at η = {}", r.eta)),
-        time_label: "t (time)".into(),
-        curves,
-        scaling,
-    }
-}
-
-/// The mean of the fits' x over the results.
-fn centre(results: &[EtaResult], minimum: bool) -> f64 {
-    let xs: Vec<f64> = results
-        .iter()
-        .map(|r| {
-            if minimum {
-                1.0 / r.eta
-            } else {
-                (1.0 / r.eta).ln()
-            }
-        })
-        .collect();
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }

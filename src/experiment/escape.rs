@@ -9,8 +9,10 @@
 //! step, so that the comparison on the optimizer's grid carries no discretization error
 //! at all; the HA-SME from its closed forms. [`crate::sim::escape::run`] simulates them;
 //! [`summarize`] turns exit steps into Kaplan–Meier summaries, log-rank p-values against
-//! the optimizer, and [`scaling`] fits the laws of Hu, Li, Li & Liu and states the
-//! closed-form predictions of the order-1 SME beside them.
+//! the optimizer; [`run`] does all three for every (η, B). [`scaling`] fits the laws of
+//! Hu, Li, Li & Liu (by [`crate::report::wls`]) and [`predictions`] states the
+//! closed-form predictions of the order-1 SME beside them; [`crate::report::escape`]
+//! words the report.
 
 #![allow(
     clippy::needless_range_loop,
@@ -23,8 +25,11 @@ use crate::numeric::graph::{Graph, Id};
 use crate::numeric::linear_gaussian::{self, LinearSde, Quadratic};
 use crate::numeric::tape::Tape;
 use crate::problem::Model;
+use crate::report::escape::{round_sig, Header, Point};
+pub use crate::report::escape::{EtaResult, Line, ModelResult, Predictions, ScalingFit};
+use crate::report::wls;
 use crate::sim::compile::{self, Numbers};
-use crate::sim::escape::{self as sim, EscapeModel, EscapePlan, ExitTimes, Sampler, Survival};
+use crate::sim::escape::{self as sim, EscapeModel, EscapePlan, ExitTimes, Sampler};
 use crate::sim::ha::HaProgram;
 use std::collections::BTreeMap;
 
@@ -398,6 +403,35 @@ pub fn prepare(
 }
 
 impl Setup {
+    /// What the report states of the run before its results.
+    pub fn header(&self) -> Header {
+        let point = |p: &Stationary| Point {
+            x: p.x.clone(),
+            kind: p.kind(),
+            f: p.f,
+            grad_norm: p.grad_norm,
+            eigenvalues: p.eigenvalues.to_vec(),
+        };
+        let region = match &self.region {
+            RegionSpec::Ball(r) => format!("the ball |x − x₀| < {r}"),
+            RegionSpec::Level(c) => format!("the sublevel set f(x) < {c}"),
+            RegionSpec::Past(_) => {
+                "the half-space before the saddle's hyperplane (orthogonal to its unstable direction)"
+                    .into()
+            }
+            RegionSpec::Expr { source, .. } => format!("{{{source}}}"),
+        };
+        Header {
+            optimizer: self.prepared.rule.name.clone(),
+            problem: self.prepared.problem.name.clone(),
+            dim: self.prepared.problem.dim,
+            region,
+            start: point(&self.point),
+            saddle: self.saddle.as_ref().map(point),
+            horizon: self.horizon,
+        }
+    }
+
     /// The model's display name.
     pub fn name(&self, m: ModelSpec) -> String {
         match m {
@@ -406,16 +440,6 @@ impl Setup {
             ModelSpec::Ha => "HA-SME".into(),
         }
     }
-}
-
-/// Simulates one step size's plan: every model over `paths` paths on the current thread
-/// pool; the exit times per model and the lane-steps run.
-pub fn simulate(
-    plan: &EtaPlan,
-    paths: usize,
-    seed: u64,
-) -> (Vec<crate::sim::escape::ExitTimes>, u64) {
-    crate::sim::escape::run(&plan.plan, paths, seed)
 }
 
 /// One (η, B) compiled, with what could not be.
@@ -738,43 +762,44 @@ fn region_tape(s: &Setup, model: &mut Model) -> Result<Tape, Error> {
     Ok(Tape::compile(&g, &[out], n))
 }
 
-/// One model at one (η, B).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ModelResult {
-    pub model: String,
-    /// Kaplan–Meier summary in optimizer steps.
-    #[serde(skip)]
-    pub survival: Survival,
-    /// Restricted mean exit time (time units, `steps · τ`) and its standard error.
-    pub mean_time: f64,
-    pub mean_time_se: f64,
-    pub mean_steps: f64,
-    pub median_steps: Option<f64>,
-    pub exited: usize,
-    pub censored: usize,
-    pub diverged: usize,
-    pub undefined: usize,
-    pub first_divergence: Option<u32>,
-    /// Log-rank p-value against the optimizer's exit steps (None for the optimizer).
-    pub p_value: Option<f64>,
-    /// The survival curve `(t, P(τ > t))` at most 201 points: where it crosses each
-    /// level 1 − j/200 (and its end).
-    pub survival_curve: Vec<(f64, f64)>,
+/// Where [`run`] is: told before each (η, B) is compiled and after it is simulated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    Starting { eta: f64, batch: f64 },
+    Done { eta: f64, batch: f64 },
 }
 
-/// All models at one (η, B).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EtaResult {
-    pub eta: f64,
-    pub batch: f64,
-    pub tau: f64,
-    pub max_steps: usize,
-    pub stiffness: f64,
-    pub models: Vec<ModelResult>,
-    pub skipped: Vec<(String, String)>,
-    pub schemes: Vec<(String, String)>,
-    pub seconds: f64,
-    pub path_steps: f64,
+/// Every (η, B) of the run, batch sizes outer and step sizes inner: each compiled
+/// ([`plan`]), simulated over `paths` paths from `seed` on `pool`'s threads
+/// ([`crate::sim::escape::run`]) and summarized ([`summarize`]; its `seconds` the
+/// simulation's wall time). Stops at the first (η, B) that cannot be compiled.
+pub fn run(
+    s: &mut Setup,
+    etas: &[f64],
+    batches: &[f64],
+    paths: usize,
+    seed: u64,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<EtaResult>, Error> {
+    let mut results = Vec::with_capacity(etas.len() * batches.len());
+    for &batch in batches {
+        for &eta in etas {
+            progress(Progress::Starting { eta, batch });
+            let ep = plan(s, eta, batch)?;
+            let t0 = std::time::Instant::now();
+            let (times, lane_steps) = pool.install(|| sim::run(&ep.plan, paths, seed));
+            results.push(summarize(
+                &ep,
+                batch,
+                &times,
+                lane_steps,
+                t0.elapsed().as_secs_f64(),
+            ));
+            progress(Progress::Done { eta, batch });
+        }
+    }
+    Ok(results)
 }
 
 /// Kaplan–Meier summaries and log-rank tests of one run.
@@ -846,119 +871,6 @@ fn thin(curve: &[(u32, f64)], tau: f64) -> Vec<(f64, f64)> {
         }
     }
     out
-}
-
-/// A weighted least-squares line `y = a + b x` with the slope's standard error.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Line {
-    pub slope: f64,
-    pub intercept: f64,
-    pub slope_se: f64,
-    pub points: usize,
-}
-
-/// Weighted least squares on `(x, y, se)`; the slope's error is inflated by the
-/// residual scatter when it exceeds the points' own errors.
-pub fn wls(pts: &[(f64, f64, f64)]) -> Option<Line> {
-    let pts: Vec<_> = pts
-        .iter()
-        .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite() && p.2 > 0.0)
-        .collect();
-    if pts.len() < 2 {
-        return None;
-    }
-    let w: Vec<f64> = pts.iter().map(|p| 1.0 / (p.2 * p.2)).collect();
-    let sw: f64 = w.iter().sum();
-    let xm = pts.iter().zip(&w).map(|(p, w)| w * p.0).sum::<f64>() / sw;
-    let ym = pts.iter().zip(&w).map(|(p, w)| w * p.1).sum::<f64>() / sw;
-    let sxx: f64 = pts
-        .iter()
-        .zip(&w)
-        .map(|(p, w)| w * (p.0 - xm).powi(2))
-        .sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = pts
-        .iter()
-        .zip(&w)
-        .map(|(p, w)| w * (p.0 - xm) * (p.1 - ym))
-        .sum();
-    let slope = sxy / sxx;
-    let intercept = ym - slope * xm;
-    let dof = pts.len() as f64 - 2.0;
-    let chi2: f64 = pts
-        .iter()
-        .zip(&w)
-        .map(|(p, w)| w * (p.1 - intercept - slope * p.0).powi(2))
-        .sum();
-    let inflate = if dof > 0.0 {
-        (chi2 / dof).max(1.0)
-    } else {
-        1.0
-    };
-    Some(Line {
-        slope,
-        intercept,
-        slope_se: (inflate / sxx).sqrt(),
-        points: pts.len(),
-    })
-}
-
-/// One fitted scaling law of one model.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ScalingFit {
-    pub model: String,
-    /// "log E τ" or "E τ".
-    pub quantity: String,
-    /// "1/η", "log(1/η)", "B" or "log B".
-    pub against: String,
-    /// The other variable's value (the batch for fits against η, η for fits against B).
-    pub at: f64,
-    pub line: Line,
-    /// The points left out (censored: the restricted mean is only a lower bound).
-    pub left_out: usize,
-    /// Closed-form slopes, where there are any, and what each is.
-    pub predicted: Vec<(f64, String)>,
-}
-
-/// The closed-form predictions of the SME-1.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Predictions {
-    /// From a minimum: the barrier ΔF = f(saddle) − f(min) and the noise level s² (Σ =
-    /// s² I at B = 1), when Σ is constant and isotropic.
-    pub barrier: Option<f64>,
-    pub noise: Option<f64>,
-    /// Eyring–Kramers: E τ ≈ prefactor · exp(2ΔF B/(η s²)) (time to reach the saddle's
-    /// hyperplane: half the transition time).
-    pub kramers_prefactor: Option<f64>,
-    /// From a saddle: the unstable rate λ (−the negative eigenvalue) and vᵀΣv.
-    pub unstable_rate: Option<f64>,
-    pub unstable_noise: Option<f64>,
-    /// From a saddle through a ball: its radius (for the closed-form mean exit times).
-    pub radius: Option<f64>,
-    /// Why a prediction is missing.
-    pub notes: Vec<String>,
-}
-
-impl Predictions {
-    /// From an index-1 saddle of an SGD-form rule through a ball of radius r, the mean
-    /// exit times (time units, read on the grid) of the linearised SME-1 and of the
-    /// linearised HA-SME (SGD's own linear dynamics), asymptotic for small noise: the
-    /// unstable coordinate grows like `e^{λt} (y₀ + σ N)`, so
-    /// `E τ ≈ (log r − log σ + (γ + log 2)/2) / rate + τ/2`, with
-    /// rate λ and `σ² = τ vᵀΣv/(2λB)` for the SME-1, and rate `log(1 + τλ)/τ` and
-    /// `σ² = τ² vᵀΣv/(B((1 + τλ)² − 1))` for the HA-SME.
-    pub fn saddle_times(&self, tau: f64, batch: f64) -> Option<(f64, f64)> {
-        let (l, vsv, r) = (self.unstable_rate?, self.unstable_noise?, self.radius?);
-        let c = 0.5 * (0.577_215_664_901_532_9 + std::f64::consts::LN_2);
-        let sme = (r.ln() - 0.5 * (tau * vsv / (2.0 * l * batch)).ln() + c) / l + tau / 2.0;
-        let rho = 1.0 + tau * l;
-        let rate = rho.ln() / tau;
-        let ha = (r.ln() - 0.5 * (tau * tau * vsv / (batch * (rho * rho - 1.0))).ln() + c) / rate
-            + tau / 2.0;
-        Some((sme, ha))
-    }
 }
 
 /// What the order-1 SME predicts in closed form.
@@ -1140,214 +1052,179 @@ pub fn scaling(s: &Setup, pr: &Predictions, results: &[EtaResult]) -> Vec<Scalin
     out
 }
 
-/// The report as text.
-pub fn render_text(
+/// How a run was made, as its JSON report states it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunInfo<'a> {
+    /// The region as given (`ball 1`, `past 0`, …).
+    pub region: &'a str,
+    pub seed: u64,
+    pub substeps: usize,
+    /// The whole run's wall time.
+    pub seconds: f64,
+}
+
+/// The paths per model and step size of a run (those of its first model at its first
+/// step size: every one has as many).
+pub fn paths(results: &[EtaResult]) -> usize {
+    results
+        .first()
+        .and_then(|r| r.models.first())
+        .map_or(0, |m| m.exited + m.censored + m.diverged)
+}
+
+/// The JSON report of a run (schema `smelt-escape`, version 1).
+pub fn json(
     s: &Setup,
-    pr: &Predictions,
+    run: &RunInfo,
     results: &[EtaResult],
     fits: &[ScalingFit],
-) -> String {
-    use std::fmt::Write;
-    let p = &s.prepared;
-    let mut o = String::new();
-    let region = match &s.region {
-        RegionSpec::Ball(r) => format!("the ball |x − x₀| < {r}"),
-        RegionSpec::Level(c) => format!("the sublevel set f(x) < {c}"),
-        RegionSpec::Past(_) => {
-            "the half-space before the saddle's hyperplane (orthogonal to its unstable direction)"
-                .into()
-        }
-        RegionSpec::Expr { source, .. } => format!("{{{source}}}"),
-    };
-    let _ = writeln!(
-        o,
-        "Exit times of {} and its SDEs on {} (d = {}), from {region}",
-        p.rule.name, p.problem.name, p.problem.dim
-    );
-    let pt = &s.point;
-    let _ = writeln!(
-        o,
-        "start x₀ = {} : a {} of f (f = {:.6}, |∇f| = {:.1e}, eigenvalues of ∇²f {})",
-        fmt_vec(&pt.x),
-        pt.kind(),
-        pt.f,
-        pt.grad_norm,
-        fmt_vec(&pt.eigenvalues.to_vec())
-    );
-    if let Some(sd) = &s.saddle {
-        let _ = writeln!(
-            o,
-            "saddle    = {} : f = {:.6}, eigenvalues {}",
-            fmt_vec(&sd.x),
-            sd.f,
-            fmt_vec(&sd.eigenvalues.to_vec())
-        );
-    }
-    let _ = writeln!(
-        o,
-        "exit read on the optimizer's grid t = kτ; censored at T = {}; log-rank p-value of each SDE against {}",
-        s.horizon, p.rule.name
-    );
-    for r in results {
-        let _ = writeln!(
-            o,
-            "\nη = {}{}  (τ = {}, horizon {} steps, τ·max|λ| = {:.3}{}; {:.2} s, {:.0} M path-steps/s)",
-            r.eta,
-            if r.batch != 1.0 {
-                format!(", B = {}", r.batch)
-            } else {
-                String::new()
-            },
-            r.tau,
-            r.max_steps,
-            r.stiffness,
-            if r.stiffness > 0.1 {
-                ": not small, the SMEs' expansions are stretched here"
-            } else {
-                ""
-            },
-            r.seconds,
-            r.path_steps / r.seconds.max(1e-9) / 1e6
-        );
-        let _ = writeln!(
-            o,
-            "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  vs optimizer",
-            "model", "E τ (time) ± 2se", "E steps", "median", "exited", "censored"
-        );
-        for m in &r.models {
-            let mean = if m.exited + m.censored == 0 {
-                "—".to_string()
-            } else {
-                format!(
-                    "{}{:.4} ± {:.4}",
-                    if m.censored > 0 { "≥" } else { "" },
-                    m.mean_time,
-                    2.0 * m.mean_time_se
-                )
-            };
-            let _ = writeln!(
-                o,
-                "  {:<10} {:>22} {:>11} {:>9} {:>9} {:>9}  {}",
-                m.model,
-                mean,
-                if m.exited + m.censored == 0 {
-                    "—".to_string()
-                } else {
-                    format!("{:.2}", m.mean_steps)
-                },
-                m.median_steps.map_or("—".into(), |v| format!("{v:.0}")),
-                m.exited,
-                m.censored,
-                match m.p_value {
-                    Some(pv) if m.exited + m.censored > 0 => format!("p = {}", fmt_p(pv)),
-                    _ => "—".into(),
+    pr: &Predictions,
+) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "smelt-escape",
+        "version": 1,
+        "optimizer": s.prepared.rule.name,
+        "problem": s.prepared.problem.name,
+        "dim": s.prepared.problem.dim,
+        "region": run.region,
+        "start": s.point,
+        "saddle": s.saddle,
+        "horizon": s.horizon,
+        "run": {
+            "paths": paths(results),
+            "seed": run.seed,
+            "substeps": run.substeps,
+            "generator": super::GENERATOR,
+            "seconds": run.seconds,
+        },
+        "results": results,
+        "scaling": fits,
+        "predictions": pr,
+    })
+}
+
+/// The plot of a run: the survival curves at the first step size, and the first family
+/// of fits against η with the SME-1's closed form beside them.
+pub fn plot(
+    s: &Setup,
+    results: &[EtaResult],
+    fits: &[ScalingFit],
+    pr: &Predictions,
+) -> crate::report::plot::escape::EscapePlot {
+    use crate::report::plot::escape::{Curve, EscapePlot, ScalePoint, ScaleSeries, Scaling};
+    // Survival curves at the first step size.
+    let first = results.first();
+    let curves = first
+        .map(|r| {
+            r.models
+                .iter()
+                .map(|m| Curve {
+                    label: m.model.clone(),
+                    points: m
+                        .survival
+                        .curve
+                        .iter()
+                        .map(|&(k, sv)| (f64::from(k) * r.tau, sv))
+                        .collect(),
+                    // Drawn to the horizon only where paths were censored there.
+                    horizon: (m.censored > 0).then_some(r.max_steps as f64 * r.tau),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The first family of fits against η (one batch size), one series per model.
+    let minimum = s.point.index == 0;
+    let family: Vec<&ScalingFit> = fits
+        .iter()
+        .filter(|f| f.against.contains('η'))
+        .filter(|f| fits.first().is_some_and(|g| g.at == f.at))
+        .collect();
+    let scaling = (!family.is_empty()).then(|| {
+        let batch = family[0].at;
+        let series = s
+            .models
+            .iter()
+            .map(|&m| {
+                let name = s.name(m);
+                let points = results
+                    .iter()
+                    .filter(|r| r.batch == batch)
+                    .filter_map(|r| {
+                        let mr = r.models.iter().find(|x| x.model == name)?;
+                        let x = if minimum {
+                            1.0 / r.eta
+                        } else {
+                            (1.0 / r.eta).ln()
+                        };
+                        Some(ScalePoint {
+                            x,
+                            y: mr.mean_time,
+                            lo: mr.mean_time - 1.96 * mr.mean_time_se,
+                            hi: mr.mean_time + 1.96 * mr.mean_time_se,
+                        })
+                    })
+                    .collect();
+                let fit = family
+                    .iter()
+                    .find(|f| f.model == name)
+                    .map(|f| (f.line.slope, f.line.intercept));
+                ScaleSeries {
+                    label: name,
+                    points,
+                    fit,
                 }
-            );
-            if m.diverged > 0 {
-                let _ = writeln!(
-                    o,
-                    "  {:<10} {} paths {} (first at step {}): {}; not averaged in",
-                    "",
-                    m.diverged,
-                    if m.undefined > 0 {
-                        "stopped"
-                    } else {
-                        "diverged"
-                    },
-                    m.first_divergence.unwrap_or(0),
-                    if m.undefined > 0 {
-                        format!(
-                            "{} reached states where the model is not defined (1 − ηλ ≤ 0)",
-                            m.undefined
-                        )
-                    } else {
-                        "the state stopped being finite".into()
-                    }
-                );
-            }
-        }
-        for (m, why) in &r.skipped {
-            let _ = writeln!(o, "  {m:<10} not run: {why}");
-        }
-        if let Some((sme, ha)) = pr.saddle_times(r.tau, r.batch) {
-            let _ = writeln!(
-                o,
-                "  closed forms, linearised at the saddle (small noise): SME-1 E τ ≈ {sme:.4}, HA-SME (SGD's linear dynamics) E τ ≈ {ha:.4}"
-            );
-        }
-    }
-    if !fits.is_empty() {
-        let _ = writeln!(o, "\nScaling laws (weighted least squares, 95% intervals):");
-        for f in fits {
-            let other = if f.against.contains('η') {
-                if f.at != 1.0 {
-                    format!(" at B = {}", f.at)
-                } else {
-                    String::new()
-                }
-            } else {
-                format!(" at η = {}", f.at)
+            })
+            .collect();
+        // The prediction's line: through the optimizer's fitted level at the centre when
+        // only the slope is known in closed form.
+        let predicted = family.iter().find_map(|f| {
+            let (slope, _) = f.predicted.first()?;
+            let intercept = match (minimum, pr.kramers_prefactor) {
+                (true, Some(pf)) => pf.ln(),
+                _ => f.line.intercept + (f.line.slope - slope) * centre(results, minimum),
             };
-            let _ = write!(
-                o,
-                "  {:<10} {} against {}{}: slope {:.4} ± {:.4}",
-                f.model,
-                f.quantity,
-                f.against,
-                other,
-                f.line.slope,
-                1.96 * f.line.slope_se
-            );
-            for (v, how) in &f.predicted {
-                let _ = write!(
-                    o,
-                    "\n  {:<10}   predicted {v:.4} ({how}): off by {:+.1}%",
-                    "",
-                    100.0 * (f.line.slope / v - 1.0)
-                );
-            }
-            if f.left_out > 0 {
-                let _ = write!(o, " [{} censored points left out]", f.left_out);
-            }
-            let _ = writeln!(o);
+            Some(("SME-1 closed form".to_string(), *slope, intercept))
+        });
+        Scaling {
+            title: if minimum {
+                "mean exit time against 1/η".into()
+            } else {
+                "mean exit time against log(1/η)".into()
+            },
+            x_label: if minimum {
+                "1/η".into()
+            } else {
+                "log(1/η)".into()
+            },
+            y_label: "E τ (time)".into(),
+            log_y: minimum,
+            series,
+            predicted,
         }
-    }
-    if let Some(pf) = pr.kramers_prefactor {
-        let _ = writeln!(
-            o,
-            "Eyring–Kramers (SME-1, asymptotic as η → 0): E τ ≈ {pf:.4} · exp(2ΔF·B/(η s²)), ΔF = {:.4}, s² = {:.4}",
-            pr.barrier.unwrap_or(f64::NAN),
-            pr.noise.unwrap_or(f64::NAN)
-        );
-    }
-    for n in &pr.notes {
-        let _ = writeln!(o, "note: {n}");
-    }
-    o
-}
-
-fn fmt_vec(v: &[f64]) -> String {
-    let items: Vec<String> = v.iter().map(|x| format!("{}", round_sig(*x))).collect();
-    format!("[{}]", items.join(", "))
-}
-
-fn round_sig(x: f64) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    let e = 10f64.powi(6 - x.abs().log10().ceil() as i32);
-    let r = (x * e).round() / e;
-    if r == 0.0 {
-        0.0
-    } else {
-        r
+    });
+    EscapePlot {
+        title: format!(
+            "{} on {}: exit times",
+            s.prepared.rule.name, s.prepared.problem.name
+        ),
+        survival_title: first.map_or(String::new(), |r| format!("P(τ > t) at η = {}", r.eta)),
+        time_label: "t (time)".into(),
+        curves,
+        scaling,
     }
 }
 
-fn fmt_p(p: f64) -> String {
-    if p < 1e-4 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.4}")
-    }
+/// The mean of the fits' x over the results.
+fn centre(results: &[EtaResult], minimum: bool) -> f64 {
+    let xs: Vec<f64> = results
+        .iter()
+        .map(|r| {
+            if minimum {
+                1.0 / r.eta
+            } else {
+                (1.0 / r.eta).ln()
+            }
+        })
+        .collect();
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }

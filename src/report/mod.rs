@@ -8,6 +8,7 @@
 //! largest step sizes are often pre-asymptotic (DESIGN.md §4), so [`fit_asymptotic`]
 //! drops leading points while the local slopes disagree with the fit.
 
+pub mod escape;
 pub mod plot;
 
 /// One measured point: step size, weak error, its standard error.
@@ -228,34 +229,20 @@ fn log_data(points: &[Point]) -> LogData {
     LogData { pts, w, x, y }
 }
 
-/// Weighted least squares on all points (at least two with positive errors).
+/// Weighted least squares on all points (at least two with positive errors): the line
+/// of [`weighted_line`] through the logarithms, its slope's 95% interval from Student's
+/// t and the residual scatter (never below what the standard errors imply, except for
+/// exact data, which has only the scatter).
 pub fn fit(points: &[Point]) -> Option<Fit> {
     let LogData { pts, w, x, y } = log_data(points);
     if pts.len() < 2 {
         return None;
     }
-    let sw: f64 = w.iter().sum();
-    let xm = w.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() / sw;
-    let ym = w.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>() / sw;
-    let sxx: f64 = w.iter().zip(&x).map(|(a, b)| a * (b - xm).powi(2)).sum();
-    let sxy: f64 = w
-        .iter()
-        .zip(&x)
-        .zip(&y)
-        .map(|((a, b), c)| a * (b - xm) * (c - ym))
-        .sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let slope = sxy / sxx;
+    let line = weighted_line(&x, &y, &w)?;
+    let WeightedLine { slope, sxx, .. } = line;
     let n = pts.len();
     let half_width = if n > 2 {
-        let rss: f64 = w
-            .iter()
-            .zip(&x)
-            .zip(&y)
-            .map(|((a, b), c)| a * (c - ym - slope * (b - xm)).powi(2))
-            .sum();
+        let rss = line.rss(&x, &y, &w);
         // Residual scatter, but never below what the standard errors alone imply
         // (exact data, without standard errors, has only the scatter).
         let exact = pts.iter().all(|p| p.std_err == 0.0);
@@ -277,6 +264,99 @@ pub fn fit(points: &[Point]) -> Option<Fit> {
         half_width,
         local,
         dropped: 0,
+    })
+}
+
+/// A weighted least-squares line `y = a + b x` with the slope's standard error, as
+/// [`wls`] fits it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Line {
+    pub slope: f64,
+    pub intercept: f64,
+    pub slope_se: f64,
+    pub points: usize,
+}
+
+/// The weighted least-squares line through points `(x, y)` of weights `w`: the one line
+/// fit of the crate, under [`fit`] (logarithms of weak errors) and [`wls`] (escape's
+/// scaling laws), which differ only in their weights and their slope's uncertainty.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightedLine {
+    pub slope: f64,
+    /// The weighted means of x and y (the line passes through them).
+    pub x_mean: f64,
+    pub y_mean: f64,
+    /// `Σ w (x − x̄)²`: the slope's variance is σ²/Sxx.
+    pub sxx: f64,
+}
+
+impl WeightedLine {
+    /// The intercept `a = ȳ − b x̄`.
+    pub fn intercept(&self) -> f64 {
+        self.y_mean - self.slope * self.x_mean
+    }
+
+    /// The weighted residual sum of squares `Σ w (y − a − b x)²` (χ² when the weights
+    /// are inverse variances).
+    pub fn rss(&self, x: &[f64], y: &[f64], w: &[f64]) -> f64 {
+        let (xm, ym, slope) = (self.x_mean, self.y_mean, self.slope);
+        w.iter()
+            .zip(x)
+            .zip(y)
+            .map(|((a, b), c)| a * (c - ym - slope * (b - xm)).powi(2))
+            .sum()
+    }
+}
+
+/// Fits [`WeightedLine`]; None when the weighted x have no spread (or there is nothing).
+pub fn weighted_line(x: &[f64], y: &[f64], w: &[f64]) -> Option<WeightedLine> {
+    let sw: f64 = w.iter().sum();
+    let xm = w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>() / sw;
+    let ym = w.iter().zip(y).map(|(a, b)| a * b).sum::<f64>() / sw;
+    let sxx: f64 = w.iter().zip(x).map(|(a, b)| a * (b - xm).powi(2)).sum();
+    let sxy: f64 = w
+        .iter()
+        .zip(x)
+        .zip(y)
+        .map(|((a, b), c)| a * (b - xm) * (c - ym))
+        .sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    Some(WeightedLine {
+        slope: sxy / sxx,
+        x_mean: xm,
+        y_mean: ym,
+        sxx,
+    })
+}
+
+/// Weighted least squares on `(x, y, se)` (points with a non-finite value or no positive
+/// standard error left out; at least two kept), weights `1/se²`; the slope's error is
+/// inflated by the residual scatter when it exceeds the points' own errors.
+pub fn wls(pts: &[(f64, f64, f64)]) -> Option<Line> {
+    let pts: Vec<_> = pts
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite() && p.2 > 0.0)
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let x: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    let w: Vec<f64> = pts.iter().map(|p| 1.0 / (p.2 * p.2)).collect();
+    let line = weighted_line(&x, &y, &w)?;
+    let dof = pts.len() as f64 - 2.0;
+    let inflate = if dof > 0.0 {
+        (line.rss(&x, &y, &w) / dof).max(1.0)
+    } else {
+        1.0
+    };
+    Some(Line {
+        slope: line.slope,
+        intercept: line.intercept(),
+        slope_se: (inflate / line.sxx).sqrt(),
+        points: pts.len(),
     })
 }
 
