@@ -337,6 +337,22 @@ fn verify_points_a_rule_it_cannot_simulate_at_the_statement() {
         "{err}"
     );
     assert!(err.contains("= hint: "), "{err}");
+    // escape compiles the same rule the same way, and keeps the span too.
+    let out = smelt(&[
+        "escape",
+        rule,
+        "--problem",
+        "examples/problems/saddle.prob",
+        "--region",
+        "ball 1",
+        "--etas",
+        "0.1",
+        "-q",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error[bad-number]"), "{err}");
+    assert!(err.contains("overflow.opt:7:3"), "{err}");
     let out = smelt(&[
         "verify",
         rule,

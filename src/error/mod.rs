@@ -69,14 +69,6 @@ impl Error {
             Error::Internal(msg) => format!("error: internal error in smelt: {msg}\n"),
         }
     }
-
-    /// The error of a derivation, unchanged: kept so that callers written when
-    /// `experiment::verify` had its own error type (with a `Derive` variant) still read
-    /// `map_err(Error::Derive)`.
-    #[allow(non_snake_case)]
-    pub fn Derive(e: Error) -> Error {
-        e
-    }
 }
 
 impl From<Box<Diagnostic>> for Error {

@@ -321,7 +321,7 @@ pub fn prepare(
     let ha = crate::analysis::hasme::hessian_aware(&rule, 4);
     let sgd_form = matches!(&ha, Ok(h) if h.mismatches.is_empty());
     if opts.models.contains(&ModelSpec::Ha) {
-        let h = ha.map_err(Error::Derive)?;
+        let h = ha?;
         if !h.mismatches.is_empty() {
             return Err(Error::Other(format!(
                 "the HA-SME models rules of the form x ← x − η(∇f + ξ); the SME of {} does not match its closed forms ({}); drop `ha` from --models",
@@ -462,8 +462,12 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
         small: eta,
         hypers: p.hypers.clone(),
     };
-    let step = compile::compile_step(&p.rule, &mut model, &p.layout, &nums)
-        .map_err(|e| Error::Other(format!("compiling the update rule: {e}")))?;
+    // A diagnostic on the rule's statement keeps its span; other failures say where.
+    let step =
+        compile::compile_step(&p.rule, &mut model, &p.layout, &nums).map_err(|e| match e {
+            Error::Other(m) => Error::Other(format!("compiling the update rule: {m}")),
+            e => e,
+        })?;
     let linear = if s.em {
         None
     } else {
