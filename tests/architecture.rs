@@ -631,3 +631,54 @@ fn the_binary_and_the_api_test_use_only_the_curated_surface() {
         found.join("\n")
     );
 }
+
+/// The Rust files under a folder, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_public_function_fails_with_a_bare_string() {
+    // One error type for every phase: a `pub fn` returns `crate::Error` (or a module's
+    // typed error), never `Result<_, String>`; private helpers may, converted at the
+    // boundary. The binary (src/cli) is not the library and is not read.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(src.join("cli"))) {
+        let code = strip(&std::fs::read_to_string(f).expect("readable"));
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("pub fn ") {
+            let sig = &rest[at..];
+            let end = sig.find(['{', ';']).unwrap_or(sig.len());
+            let sig = &sig[..end];
+            if let Some(ret) = sig.split("->").nth(1) {
+                let ret: String = ret.split_whitespace().collect();
+                if ret.starts_with("Result<") && ret.ends_with(",String>") {
+                    let name = sig["pub fn ".len()..]
+                        .split(['(', '<'])
+                        .next()
+                        .unwrap_or("");
+                    found.push(format!(
+                        "{}: {name}",
+                        f.strip_prefix(&src).unwrap().display()
+                    ));
+                }
+            }
+            rest = &rest[at + "pub fn ".len()..];
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "public functions returning Result<_, String>:\n{}",
+        found.join("\n")
+    );
+}

@@ -319,7 +319,7 @@ fn regions_and_models_read_or_say_why_not() {
     }
     assert!(escape::parse_models("sgd,sme2,ha", "SGD").is_ok());
     let e = escape::parse_models("opt,sme7", "SGD").unwrap_err();
-    assert!(e.contains("sme7"), "{e}");
+    assert!(e.to_string().contains("sme7"), "{e}");
 }
 
 /// The HA-SME too (per-state coefficients on a non-quadratic f), at step sizes where

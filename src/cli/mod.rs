@@ -216,7 +216,7 @@ enum Format {
 
 /// A number on the command line, written as in a problem file (`0.1`, `2^-4`, `1/8`).
 fn number(s: &str) -> Result<f64, String> {
-    smelt::problem::expr::number(s)
+    smelt::problem::expr::number(s).map_err(|e| e.to_string())
 }
 
 pub fn main() -> ExitCode {

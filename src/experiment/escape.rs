@@ -43,7 +43,12 @@ pub enum ModelSpec {
 
 /// Reads `--models`: `opt` (or `optimizer`, or the rule's name, e.g. `sgd`), `sme1` …
 /// `sme3`, `ha`.
-pub fn parse_models(list: &str, rule_name: &str) -> Result<Vec<ModelSpec>, String> {
+pub fn parse_models(list: &str, rule_name: &str) -> Result<Vec<ModelSpec>, crate::Error> {
+    parse_models_words(list, rule_name).map_err(crate::Error::Other)
+}
+
+/// [`parse_models`]'s failures in words.
+fn parse_models_words(list: &str, rule_name: &str) -> Result<Vec<ModelSpec>, String> {
     let mut out = Vec::new();
     for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let lw = w.to_ascii_lowercase();
@@ -95,7 +100,12 @@ pub enum RegionSpec {
 
 /// Reads `--region`: `ball R`, `level C`, `past POINT` (a number or `[a, b, …]`), or
 /// `EXPR < C` / `EXPR > C` over the rule's variables (`x[1] < 0`, `sum(x^2) < 4`).
-pub fn parse_region(spec: &str) -> Result<RegionSpec, String> {
+pub fn parse_region(spec: &str) -> Result<RegionSpec, crate::Error> {
+    parse_region_words(spec).map_err(crate::Error::Other)
+}
+
+/// [`parse_region`]'s failures in words.
+fn parse_region_words(spec: &str) -> Result<RegionSpec, String> {
     let s = spec.trim();
     let word = |w: &str| {
         s.strip_prefix(w)
@@ -149,7 +159,12 @@ pub fn parse_region(spec: &str) -> Result<RegionSpec, String> {
 }
 
 /// A point: one number (every coordinate) or `[a, b, …]`.
-pub fn parse_point(s: &str) -> Result<Vec<f64>, String> {
+pub fn parse_point(s: &str) -> Result<Vec<f64>, crate::Error> {
+    parse_point_words(s).map_err(crate::Error::Other)
+}
+
+/// [`parse_point`]'s failures in words.
+fn parse_point_words(s: &str) -> Result<Vec<f64>, String> {
     let e = crate::syntax::parse_expr(s.trim()).map_err(|_| format!("`{s}` is not a point"))?;
     if let crate::syntax::ExprKind::List(items) = &e.kind {
         items
@@ -200,7 +215,12 @@ impl Stationary {
 }
 
 /// Newton's method on ∇f from `x0` (or just the point, if `refine` is off).
-pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Stationary, String> {
+pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Stationary, crate::Error> {
+    stationary_words(model, x0, refine).map_err(crate::Error::Other)
+}
+
+/// [`stationary`]'s failures in words.
+fn stationary_words(model: &mut Model, x0: &[f64], refine: bool) -> Result<Stationary, String> {
     let d = model.dim;
     let grad = model.df(1);
     let hess = model.df(2);
@@ -349,7 +369,7 @@ pub fn prepare(
         None => prepared.start[param.0..param.0 + param.1].to_vec(),
     };
     let model = &mut prepared.problem.model;
-    let point = stationary(model, &x0, opts.refine).map_err(Error::Other)?;
+    let point = stationary(model, &x0, opts.refine)?;
     let saddle_at = match (&opts.region, &opts.saddle) {
         (_, Some(s)) => Some(s.clone()),
         (RegionSpec::Past(s), None) => Some(s.clone()),
@@ -364,7 +384,7 @@ pub fn prepare(
                     s.len()
                 )));
             }
-            let st = stationary(model, &s, true).map_err(Error::Other)?;
+            let st = stationary(model, &s, true)?;
             if st.index != 1 {
                 return Err(Error::Other(format!(
                     "the point {:?} (Newton from {s:?}) is a {}, not a saddle with one unstable direction",
@@ -457,7 +477,7 @@ pub struct EtaPlan {
 pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
     let labels: Vec<String> = s.models.iter().map(|&m| s.name(m)).collect();
     let p = &mut s.prepared;
-    let mut model = p.problem.model.with_batch(batch).map_err(Error::Other)?;
+    let mut model = p.problem.model.with_batch(batch)?;
     let nums = Numbers {
         small: eta,
         hypers: p.hypers.clone(),
@@ -481,7 +501,7 @@ pub fn plan(s: &mut Setup, eta: f64, batch: f64) -> Result<EtaPlan, Error> {
     // The time per step, from the order-1 (or first) SME.
     let tau = compile::time_per_step(
         &p.smes[0],
-        &compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name).map_err(Error::Other)?,
+        &compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name)?,
     );
     if !(tau > 0.0 && tau.is_finite()) {
         return Err(Error::Other(format!(

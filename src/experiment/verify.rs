@@ -1202,8 +1202,7 @@ fn plan_tau(p: &Prepared, eta: f64) -> Result<f64, Error> {
         .smes
         .first()
         .ok_or_else(|| Error::Other("no SME to check".into()))?;
-    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
-        .map_err(Error::Other)?;
+    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)?;
     Ok(compile::time_per_step(sme, &syms))
 }
 
@@ -1220,7 +1219,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         ))
     };
     let d = p.problem.dim;
-    let q = quadratic(&mut p.problem.model).map_err(|e| not(&e))?;
+    let q = quadratic(&mut p.problem.model).map_err(|e| not(&e.to_string()))?;
     // Test functions: quadratic in the state.
     let (_, mut og, outs) = crate::sim::compile::compile_observables(&p.problem, &p.layout)?;
     let n = p.layout.n;
@@ -1259,8 +1258,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 small: eta,
                 hypers: p.hypers.clone(),
             };
-            let syms =
-                compile::symbol_values(sme, d, &nums, &p.rule.small.name).map_err(Error::Other)?;
+            let syms = compile::symbol_values(sme, d, &nums, &p.rule.small.name)?;
             let symbols: BTreeMap<String, f64> = (0..syms.len())
                 .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                 .collect();
@@ -1332,6 +1330,13 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
 /// Gaussian-noise covariance Σ; or why it is not one.
 pub fn quadratic(
     model: &mut crate::problem::Model,
+) -> Result<crate::numeric::linear_gaussian::Quadratic, crate::Error> {
+    quadratic_words(model).map_err(crate::Error::Other)
+}
+
+/// [`quadratic`]'s failures in words.
+fn quadratic_words(
+    model: &mut crate::problem::Model,
 ) -> Result<crate::numeric::linear_gaussian::Quadratic, String> {
     let d = model.dim;
     // f quadratic: ∇³f vanishes, ∇²f is a constant H.
@@ -1361,7 +1366,7 @@ pub fn quadratic(
         .collect();
     let sig_ids = model.sigma();
     let sigma = crate::numeric::exact::from_rows(&constant_matrix(&model.graph, &sig_ids, d));
-    crate::numeric::linear_gaussian::Quadratic::new(h, x_star, sigma)
+    crate::numeric::linear_gaussian::Quadratic::new(h, x_star, sigma).map_err(|e| e.to_string())
 }
 
 /// The values of a `d × d` row-major matrix of constant nodes (NaN where one is not).

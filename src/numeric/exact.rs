@@ -386,7 +386,10 @@ mod tests {
         // nalgebra's Cholesky refuses it (Σ is not definite) ...
         let psd =
             crate::numeric::linear_gaussian::Quadratic::new(zeros(3), V::zeros(3), sigma.clone());
-        assert_eq!(psd.err().as_deref(), Some("Σ must be positive definite"));
+        assert_eq!(
+            psd.err().map(|e| e.to_string()).as_deref(),
+            Some("Σ must be positive definite")
+        );
         // ... the semidefinite factor of the simulations takes it, with L Lᵀ = Σ.
         let mut f = vec![0.0; 9];
         let flat: Vec<f64> = sigma.iter().copied().collect();

@@ -43,7 +43,12 @@ pub struct Quadratic {
 impl Quadratic {
     /// Errors when H or Σ is not symmetric, or Σ not positive definite (nalgebra's
     /// Cholesky factorization fails).
-    pub fn new(h: M, x_star: V, sigma: M) -> Result<Quadratic, String> {
+    pub fn new(h: M, x_star: V, sigma: M) -> Result<Quadratic, crate::Error> {
+        Self::new_words(h, x_star, sigma).map_err(crate::Error::Other)
+    }
+
+    /// [`new`]'s failures in words.
+    fn new_words(h: M, x_star: V, sigma: M) -> Result<Quadratic, String> {
         let d = h.nrows();
         if h.dim() != (d, d) || sigma.dim() != (d, d) || x_star.len() != d {
             return Err("H, Σ and x* must have one dimension".to_string());

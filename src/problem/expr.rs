@@ -67,7 +67,12 @@ pub fn constant(g: &mut Graph, e: &Expr, scope: &Scope, what: &str) -> R<f64> {
 /// A number written as in a problem file (`0.25`, `2^-4`, `1/8`, `pi/10`), for command
 /// line values: the problem file's parser and evaluation, with the message of its
 /// diagnostic on failure.
-pub fn number(text: &str) -> Result<f64, String> {
+pub fn number(text: &str) -> Result<f64, crate::Error> {
+    number_words(text).map_err(crate::Error::Other)
+}
+
+/// [`number`]'s failures in words.
+fn number_words(text: &str) -> Result<f64, String> {
     let e = crate::syntax::parse_expr(text.trim())
         .map_err(|d| format!("`{text}` is not a number: {}", d.message))?;
     let mut g = Graph::new();

@@ -262,12 +262,17 @@ impl Model {
     /// zero odd moments and Isserlis' even ones; the mean ξ of a minibatch of B rows
     /// has `M₂ = C₂/B`, `M₃ = C₃/B²`, `M₄ = C₄/B³ + (B−1)/B³ (C₂⊗C₂ over its three
     /// pairings)`, with `C_r` the moments of one centred per-sample gradient.
-    pub fn moment(&mut self, r: usize, j: usize) -> Result<Vec<Id>, String> {
+    pub fn moment(&mut self, r: usize, j: usize) -> Result<Vec<Id>, crate::Error> {
+        self.moment_words(r, j).map_err(crate::Error::Other)
+    }
+
+    /// [`moment`]'s failures in words.
+    pub(crate) fn moment_words(&mut self, r: usize, j: usize) -> Result<Vec<Id>, String> {
         if let Some(v) = self.moments.get(&(r, j)) {
             return Ok(v.clone());
         }
         let out = if j > 0 {
-            let prev = self.moment(r, j - 1)?;
+            let prev = self.moment_words(r, j - 1)?;
             self.derivative(&prev)
         } else if let Noise::Minibatch { batch } = self.noise {
             let d = self.dim;
@@ -358,7 +363,12 @@ impl Model {
     /// The model with the noise of a batch of `batch` samples: Gaussian noise has its
     /// covariance divided by `batch` (its factor by `√batch`); minibatch noise draws
     /// `batch` rows per step (an integer then).
-    pub fn with_batch(&self, batch: f64) -> Result<Model, String> {
+    pub fn with_batch(&self, batch: f64) -> Result<Model, crate::Error> {
+        self.with_batch_words(batch).map_err(crate::Error::Other)
+    }
+
+    /// [`with_batch`]'s failures in words.
+    fn with_batch_words(&self, batch: f64) -> Result<Model, String> {
         if !(batch >= 1.0 && batch.is_finite()) {
             return Err(format!("a batch size must be at least 1, not {batch}"));
         }
@@ -998,6 +1008,18 @@ impl Model {
         symbols: BTreeMap<String, f64>,
         max_df: usize,
         max_dm: usize,
+    ) -> Result<crate::numeric::Env, crate::Error> {
+        self.env_words(state, symbols, max_df, max_dm)
+            .map_err(crate::Error::Other)
+    }
+
+    /// [`env`]'s failures in words.
+    fn env_words(
+        &mut self,
+        state: Vec<crate::numeric::Value>,
+        symbols: BTreeMap<String, f64>,
+        max_df: usize,
+        max_dm: usize,
     ) -> Result<crate::numeric::Env, String> {
         use crate::numeric::{Tensor, Value};
         let d = self.dim;
@@ -1021,7 +1043,7 @@ impl Model {
                         if r < 2 {
                             return Ok(Tensor::zeros(vec![d; r + j]));
                         }
-                        let ids = self.moment(r, j)?;
+                        let ids = self.moment_words(r, j)?;
                         Ok(Tensor {
                             shape: vec![d; r + j],
                             data: self.graph.eval(&ids, &x),

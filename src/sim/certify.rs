@@ -610,7 +610,8 @@ fn run(
             small: eps,
             hypers: hypers.clone(),
         };
-        let syms = compile::symbol_values(sme, DIM, &nums, &rule.small.name)?;
+        let syms =
+            compile::symbol_values(sme, DIM, &nums, &rule.small.name).map_err(|e| e.to_string())?;
         let sde = compile::compile_sde(sme, &mut problem.model, &layout, &syms)
             .map_err(|e| e.to_string())?;
         let tau = sde.tau;

@@ -583,6 +583,16 @@ pub fn symbol_values(
     dim: usize,
     nums: &Numbers,
     small_name: &str,
+) -> Result<Vec<f64>, crate::Error> {
+    symbol_values_words(sme, dim, nums, small_name).map_err(crate::Error::Other)
+}
+
+/// [`symbol_values`]'s failures in words.
+fn symbol_values_words(
+    sme: &Sme,
+    dim: usize,
+    nums: &Numbers,
+    small_name: &str,
 ) -> Result<Vec<f64>, String> {
     let mut out = Vec::new();
     for i in 0.. {
@@ -768,7 +778,7 @@ impl Scalarizer<'_> {
         }
         let t = match kind {
             Kind::DF(k) => self.model.df(k as usize),
-            Kind::Moment { r, d } => self.model.moment(r as usize, d as usize)?,
+            Kind::Moment { r, d } => self.model.moment_words(r as usize, d as usize)?,
             _ => return Err("not a tensor factor".into()),
         };
         let t = self.g.import(&self.model.graph, &t, self.x);
