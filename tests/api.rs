@@ -101,3 +101,33 @@ fn verify_confirms_sgd_exactly_on_a_linear_gaussian_problem() {
         assert!((fit.slope - s.order as f64).abs() < 0.05, "{}", fit.slope);
     }
 }
+
+#[test]
+fn an_sme_means_the_same_after_other_derivations() {
+    // Adaptive SMEs hold elementwise functions (1/(σ√u + ε)); an Sme carries its own
+    // table of them, so deriving another optimizer on the same thread must not change
+    // how an earlier result prints or what its scaling rule is.
+    use smelt::analysis::scaling::{rule, NoiseScale};
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{}/examples/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let adam = smelt::check(&read("adam.opt")).unwrap();
+    let sme = smelt::derive_checked(&adam, &smelt::Options::order(1)).unwrap();
+    let sigma = NoiseScale::Named("sigma".into());
+    let text = smelt::emit::text::render(&sme);
+    let scaling = format!("{:?}", rule(&adam, &sme, &sigma).unwrap());
+    assert!(
+        text.contains('√'),
+        "Adam's SME has elementwise functions: {text}"
+    );
+    for other in ["rmsprop.opt", "adamw.opt", "sgd.opt"] {
+        let o = smelt::check(&read(other)).unwrap();
+        smelt::derive_checked(&o, &smelt::Options::order(2)).unwrap();
+        assert_eq!(smelt::emit::text::render(&sme), text, "after {other}");
+        assert_eq!(
+            format!("{:?}", rule(&adam, &sme, &sigma).unwrap()),
+            scaling,
+            "after {other}"
+        );
+    }
+}
