@@ -120,6 +120,7 @@ fn an_sme_means_the_same_after_other_derivations() {
         text.contains('√'),
         "Adam's SME has elementwise functions: {text}"
     );
+    let json = smelt::emit::json::to_json(&sme);
     for other in ["rmsprop.opt", "adamw.opt", "sgd.opt"] {
         let o = smelt::check(&read(other)).unwrap();
         smelt::derive_checked(&o, &smelt::Options::order(2)).unwrap();
@@ -128,6 +129,13 @@ fn an_sme_means_the_same_after_other_derivations() {
             format!("{:?}", rule(&adam, &sme, &sigma).unwrap()),
             scaling,
             "after {other}"
+        );
+        // Read back from JSON on a thread that has derived something else since.
+        let back = smelt::emit::json::from_json(&json).expect("reads back");
+        assert_eq!(
+            smelt::emit::text::render(&back),
+            text,
+            "read back after {other}"
         );
     }
 }

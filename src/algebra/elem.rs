@@ -479,8 +479,8 @@ thread_local! {
     static GENERATION: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// A number that changes whenever this thread's table is replaced ([`reset`],
-/// [`install`]): what is cached about functions by id (the canonical forms of
+/// A number that changes whenever this thread's table is replaced ([`scoped`],
+/// `install`): what is cached about functions by id (the canonical forms of
 /// [`crate::algebra::tensor`]) is valid only while it stays the same.
 pub fn generation() -> u64 {
     GENERATION.with(std::cell::Cell::get)
@@ -490,19 +490,39 @@ fn next_generation() {
     GENERATION.with(|g| g.set(g.get() + 1));
 }
 
-/// Starts a fresh table for a new derivation.
-pub fn reset() {
-    TABLE.with(|t| *t.borrow_mut() = Table::default());
+/// Runs `f` with `table` as this thread's table and restores the table that was there
+/// before (also when `f` panics); returns `f`'s result and the table as `f` left it.
+///
+/// Every computation on expressions that hold elementwise functions runs in the scope
+/// of the table they were made with: a derivation in a fresh one ([`crate::derive`]),
+/// later work on a result in the result's own (`Sme::elem`). So an expression never
+/// depends on what another derivation left on the thread.
+pub fn scoped<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
+    struct Restore(Option<Table>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                TABLE.with(|t| *t.borrow_mut() = previous);
+                next_generation();
+            }
+        }
+    }
+    let previous = TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), table));
     next_generation();
+    let restore = Restore(Some(previous));
+    let out = f();
+    let left = TABLE.with(|t| t.borrow().clone());
+    drop(restore);
+    (out, left)
 }
 
 /// The current table (copied into the result at the end of a derivation).
-pub fn snapshot() -> Table {
+pub(crate) fn snapshot() -> Table {
     TABLE.with(|t| t.borrow().clone())
 }
 
-/// Installs `table` as the current table.
-pub fn install(table: Table) {
+/// Installs `table` as the current table (within a [`scoped`] run).
+pub(crate) fn install(table: Table) {
     TABLE.with(|t| *t.borrow_mut() = table);
     next_generation();
 }

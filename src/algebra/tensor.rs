@@ -1321,30 +1321,31 @@ mod tests {
     #[test]
     fn linearly_dependent_elementwise_functions_cancel() {
         use crate::algebra::elem::{self, FExpr};
-        elem::reset();
-        // σ0 √u/P ⊙ ∇f + ε0/P ⊙ ∇f - ∇f = 0 with P = σ0 √u + ε0 (symbols 1, 2; state 1).
-        let (s0, e0) = (Poly::power(1, 1), Poly::power(2, 1));
-        let minus_one = -BigRational::from_integer(1.into());
-        let p = FExpr::Var(1)
-            .sqrt()
-            .scale(&s0)
-            .plus(FExpr::Const(e0.clone()));
-        let a = elem::intern(FExpr::Var(1).sqrt().times(p.clone().pow(minus_one.clone())));
-        let b = elem::intern(p.pow(minus_one));
-        let mut e = TExpr::zero(1);
-        e.add_raw(
-            vec![Atom::new(Kind::Elem(a), vec![0]), df(1, &[0])],
-            s0,
-            DIM,
-        );
-        e.add_raw(
-            vec![Atom::new(Kind::Elem(b), vec![0]), df(1, &[0])],
-            e0,
-            DIM,
-        );
-        e.add_raw(vec![df(1, &[0])], Poly::int(-1), DIM);
-        assert_eq!(e.len(), 3, "three different terms before collecting");
-        let collected = e.collect_elementwise(0, DIM);
-        assert!(collected.is_zero(), "{collected:?}");
+        elem::scoped(elem::Table::default(), || {
+            // σ0 √u/P ⊙ ∇f + ε0/P ⊙ ∇f - ∇f = 0 with P = σ0 √u + ε0 (symbols 1, 2; state 1).
+            let (s0, e0) = (Poly::power(1, 1), Poly::power(2, 1));
+            let minus_one = -BigRational::from_integer(1.into());
+            let p = FExpr::Var(1)
+                .sqrt()
+                .scale(&s0)
+                .plus(FExpr::Const(e0.clone()));
+            let a = elem::intern(FExpr::Var(1).sqrt().times(p.clone().pow(minus_one.clone())));
+            let b = elem::intern(p.pow(minus_one));
+            let mut e = TExpr::zero(1);
+            e.add_raw(
+                vec![Atom::new(Kind::Elem(a), vec![0]), df(1, &[0])],
+                s0,
+                DIM,
+            );
+            e.add_raw(
+                vec![Atom::new(Kind::Elem(b), vec![0]), df(1, &[0])],
+                e0,
+                DIM,
+            );
+            e.add_raw(vec![df(1, &[0])], Poly::int(-1), DIM);
+            assert_eq!(e.len(), 3, "three different terms before collecting");
+            let collected = e.collect_elementwise(0, DIM);
+            assert!(collected.is_zero(), "{collected:?}");
+        });
     }
 }

@@ -204,7 +204,10 @@ fn one_term(t: &crate::algebra::tensor::Term, free: u8, c: &Poly) -> TExpr {
 
 /// Solves for the exponents that keep the first-order SME of `opt` unchanged.
 pub fn rule(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, crate::Error> {
-    rule_inner(opt, sme, batch).map_err(crate::Error::Other)
+    // In the result's own table of elementwise functions.
+    crate::algebra::elem::scoped(sme.elem.clone(), || rule_inner(opt, sme, batch))
+        .0
+        .map_err(crate::Error::Other)
 }
 
 fn rule_inner(opt: &Optimizer, sme: &Sme, batch: &NoiseScale) -> Result<Outcome, String> {

@@ -123,7 +123,16 @@ pub fn derive_quadratic(opt: &Optimizer, options: &Options) -> Result<Sme, crate
     derive_inner(opt, options, true).map_err(Into::into)
 }
 
+/// The derivation in a fresh table of elementwise functions ([`crate::algebra::elem::scoped`]):
+/// the thread's table is left as it was, and the result carries its own.
 fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<Sme, Failure> {
+    crate::algebra::elem::scoped(crate::algebra::elem::Table::default(), || {
+        derive_in_scope(opt, options, quadratic)
+    })
+    .0
+}
+
+fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<Sme, Failure> {
     let p = options.order;
     if p == 0 || p > MAX_ORDER {
         return Err(Failure::Diagnostic(Box::new(
@@ -136,7 +145,6 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
             .hint(format!("ask for an order between 1 and {MAX_ORDER}")),
         )));
     }
-    crate::algebra::elem::reset();
     let mut syms = Symbols::default();
     let dim = syms.intern("d");
     let eps = syms.intern(&opt.small.name);

@@ -526,7 +526,7 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
         table.push(fexpr(f, &poly, &var)?);
     }
     let nfun = table.functions.len() as u32;
-    let texpr = |e: &TExprJ| -> Result<TExpr, String> {
+    let texpr_in_scope = |e: &TExprJ| -> Result<TExpr, String> {
         let mut out = TExpr::zero(e.free);
         for t in &e.terms {
             let mut atoms = Vec::new();
@@ -562,6 +562,10 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
             out.add_raw(atoms, poly(&t.coefficient)?, dim);
         }
         Ok(out)
+    };
+    // The expressions are canonicalized in their own table of elementwise functions.
+    let texpr = |e: &TExprJ| -> Result<TExpr, String> {
+        crate::algebra::elem::scoped(table.clone(), || texpr_in_scope(e)).0
     };
     let vars_of = |names: &[String]| names.iter().map(|n| var(n)).collect::<Result<Vec<_>, _>>();
     Ok(Sme {

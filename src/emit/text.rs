@@ -971,7 +971,12 @@ impl Gradient {
         if drift.len() < 2 {
             return None;
         }
-        let phi = crate::simplify::potential(drift, sme.dim)?;
+        // In the result's own table of elementwise functions (the thread's may hold
+        // another derivation's).
+        let phi = crate::algebra::elem::scoped(sme.elem.clone(), || {
+            crate::simplify::potential(drift, sme.dim)
+        })
+        .0?;
         // The sign that makes f's own coefficient positive.
         let lead = phi
             .terms
