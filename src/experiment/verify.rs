@@ -794,7 +794,8 @@ pub fn simulate(
 pub const BLOCK: usize = crate::numeric::tape::LANES;
 
 /// Simulates every step size on the current thread pool and fits the results: the
-/// whole verification, for callers that need no progress reports.
+/// whole verification, for callers that need no progress reports: [`run_extending`]
+/// with no budget to extend the grid.
 pub fn run(
     p: &mut Prepared,
     etas: &[f64],
@@ -802,19 +803,9 @@ pub fn run(
     seed: u64,
     substeps: usize,
 ) -> Result<(Vec<EtaStats>, Vec<Series>), Error> {
-    let mut stats = Vec::new();
+    // The grid as given: no budget to extend it.
     let mut sim = |plan: &Plan| weak::run(plan, paths, seed, &|_| {});
-    for &eta in etas {
-        let mut plan = plan(p, eta, substeps)?;
-        stats.push(simulate_checked(p, &mut plan, &mut sim)?.0);
-    }
-    let names: Vec<String> = p
-        .problem
-        .observables
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
-    let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
+    let (stats, series, _) = run_extending(p, etas, paths, substeps, 0, &mut sim)?;
     Ok((stats, series))
 }
 
@@ -1004,7 +995,8 @@ pub fn run_extending(
             resolved,
             skipped: skipped.clone(),
         };
-        if resolved {
+        // A step size always costs path-steps: a spent budget needs no plan to say so.
+        if resolved || used >= budget {
             return Ok((stats, series, done(added, used)));
         }
         let eta = next_eta(&grid);
