@@ -34,8 +34,8 @@ pub struct Sme {
     /// Set when the order does not determine the diffusion and the one shown is the
     /// leading diffusion that the next order forces (as in Li–Tai–E's SME-1).
     pub diffusion_from_next_order: bool,
-    /// The gradient-noise samples of one step.
-    pub noise: Vec<(String, NoiseKind)>,
+    /// The noise samples of one step.
+    pub noise: Vec<NoiseInfo>,
     /// Moment conditions beyond the drift and diffusion; a failed one limits the order.
     pub conditions: Vec<Condition>,
     /// The residual of every matched moment.
@@ -50,6 +50,16 @@ pub struct Sme {
     /// The independent numeric check, when it was run ([`crate::sim::certify::check`]);
     /// the derivation itself leaves it `None`.
     pub independent: Option<Check>,
+}
+
+/// One noise sample of the step: its name, family and covariance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoiseInfo {
+    pub name: String,
+    pub kind: NoiseKind,
+    /// `None`: the problem's gradient-noise covariance Σ(x); `Some(c)`: covariance `c·I`
+    /// (a polynomial in the SME's symbols).
+    pub scale: Option<crate::algebra::poly::Poly>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,5 +57,6 @@ examples!(
     rmsprop_ballistic,
     sam,
     sam_sqrt,
-    sgd
+    sgd,
+    sgld
 );

@@ -36,6 +36,9 @@ pub(crate) struct Ctx {
     pub var_scalar: Vec<bool>,
     pub sample_names: Vec<String>,
     pub sample_kind: Vec<NoiseKind>,
+    /// The covariance of each sample: `None` for the problem's Σ(x), else the multiple
+    /// of the identity its law fixes (through [`Ctx::work`]).
+    pub sample_scale: Vec<Option<Poly>>,
     /// Displacements of the points at which noise is evaluated (0: the parameter).
     pub points: Vec<TExpr>,
     /// The highest power of ε any expansion needs.

@@ -453,7 +453,7 @@ impl<'a> Expander<'a> {
     }
 
     /// A constant subexpression as a Laurent polynomial, expanded through `upto`.
-    fn constant(&mut self, e: &Expr, upto: i32) -> Result<Poly, Failure> {
+    pub fn constant(&mut self, e: &Expr, upto: i32) -> Result<Poly, Failure> {
         let eps = self.ctx.eps;
         Ok(match &e.kind {
             ExprKind::Num(n) => Poly::constant(n.clone()),
@@ -682,9 +682,11 @@ impl<'a> Expander<'a> {
             }
             ExprKind::Noise { sample, at } => {
                 let s = self.ctx.sample_id(sample);
+                // A sample with a fixed law is the same vector wherever it is "evaluated".
+                let fixed = self.ctx.sample_scale[s as usize].is_some();
                 let point = match at {
-                    None => 0,
-                    Some(at) => self.noise_point(at)?,
+                    Some(at) if !fixed => self.noise_point(at)?,
+                    _ => 0,
                 };
                 TExpr::from_atoms(
                     vec![Atom::new(Kind::Noise { sample: s, point }, vec![0])],
@@ -728,7 +730,7 @@ impl<'a> Expander<'a> {
                 Func::Sqrt => self.apply_map(Map::Power(BigRational::new(1.into(), 2.into())), &args[0], upto)?,
                 Func::Exp => self.apply_map(Map::Exp, &args[0], upto)?,
                 Func::Log => self.apply_map(Map::Log, &args[0], upto)?,
-                Func::Abs | Func::Norm => {
+                Func::Abs | Func::Norm | Func::Sign | Func::Relu | Func::Min | Func::Max | Func::Clip => {
                     return Err(self.unsupported(
                         format!("`{}` of a quantity that changes from step to step", f.name()),
                         "absolute values and norms are not smooth where they vanish; smelt does not expand them yet",
@@ -1195,7 +1197,10 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
                 continue 'terms;
             }
             let kind = ctx.sample_kind[sample as usize];
-            let moment = moment_tensor(ctx, kind, r as u8);
+            let moment = match &ctx.sample_scale[sample as usize] {
+                Some(scale) => isotropic_moment(ctx, scale, r as u8),
+                None => moment_tensor(ctx, kind, r as u8),
+            };
             let moment = if point == 0 {
                 moment
             } else {
@@ -1262,6 +1267,27 @@ fn moment_tensor(ctx: &Ctx, kind: NoiseKind, r: u8) -> TExpr {
             out
         }
     }
+}
+
+/// `E z^{⊗r}` for a Gaussian sample of covariance `scale · I`: Isserlis' pairings of
+/// `scale · δ`.
+fn isotropic_moment(ctx: &Ctx, scale: &Poly, r: u8) -> TExpr {
+    let mut out = TExpr::zero(r);
+    if r % 2 == 1 {
+        return out;
+    }
+    let mut coef = Poly::one();
+    for _ in 0..r / 2 {
+        coef = coef.mul(scale).truncate(ctx.eps, ctx.work);
+    }
+    for pairing in pairings(&(0..r).collect::<Vec<_>>()) {
+        let atoms = pairing
+            .iter()
+            .map(|(a, b)| Atom::new(Kind::Delta, vec![*a, *b]))
+            .collect();
+        out.add_raw(atoms, coef.clone(), ctx.dim);
+    }
+    out
 }
 
 /// All perfect matchings of `items`.

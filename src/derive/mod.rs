@@ -165,6 +165,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         var_scalar,
         sample_names: opt.noises.iter().map(|n| n.name.clone()).collect(),
         sample_kind: opt.noises.iter().map(|n| n.kind).collect(),
+        sample_scale: vec![None; opt.noises.len()],
         points: vec![TExpr::zero(1)],
         work: 0,
         time: Poly::one(),
@@ -219,6 +220,12 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
     let n_match = (p as i32 + 1) * q - 1;
     let work = n_match + q;
     ctx.work = work;
+    for (i, n) in opt.noises.iter().enumerate() {
+        if let crate::ir::Law::Isotropic(scale) = &n.law {
+            let p = Expander::new(opt, &mut ctx).constant(scale, work)?;
+            ctx.sample_scale[i] = Some(p);
+        }
+    }
 
     // Increments through the power the matching needs so far: at first through that of
     // order 2 (with the leading diffusion's extra powers), deeper only when a higher
@@ -469,7 +476,12 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         noise: opt
             .noises
             .iter()
-            .map(|n| (n.name.clone(), n.kind))
+            .zip(&ctx.sample_scale)
+            .map(|(n, scale)| crate::sme::NoiseInfo {
+                name: n.name.clone(),
+                kind: n.kind,
+                scale: scale.clone(),
+            })
             .collect(),
         conditions,
         certificate,

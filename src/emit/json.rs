@@ -13,7 +13,8 @@
 //!   "small": "eta",                      // the small parameter
 //!   "time": Poly, "time_power": 1,       // one step = time c·small^q
 //!   "state": [{"name": "x", "shape": "vector" | "scalar"}],   // the parameter first
-//!   "noise": [{"name": "xi", "kind": "general" | "gaussian"}],
+//!   "noise": [{"name": "xi", "kind": "general" | "gaussian",
+//!              "covariance": Poly}],    // only for a fixed covariance c·I (absent: Σ(x))
 //!   "drift": [{"state": "x", "text": "-∇f - (η/2) ∇²f ∇f", "expr": TExpr}],
 //!   "diffusion": [{"rows": "x", "cols": "x", "text": "η Σ", "expr": TExpr}],   // blocks rows ≤ cols
 //!   "diffusion_from_next_order": false,  // the diffusion shown is the leading one order p+1 forces
@@ -196,6 +197,9 @@ struct StateJ {
 struct NoiseJ {
     name: String,
     kind: String,
+    /// A fixed covariance `c·I` (absent: the problem's Σ(x)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covariance: Option<Vec<MonoJ>>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -383,13 +387,14 @@ fn doc(sme: &Sme) -> Doc {
         noise: sme
             .noise
             .iter()
-            .map(|(n, k)| NoiseJ {
-                name: n.clone(),
-                kind: match k {
+            .map(|n| NoiseJ {
+                name: n.name.clone(),
+                kind: match n.kind {
                     NoiseKind::General => "general",
                     NoiseKind::Gaussian => "gaussian",
                 }
                 .to_string(),
+                covariance: n.scale.as_ref().map(|c| poly_j(c, &sme.symbols)),
             })
             .collect(),
         drift: sme
@@ -610,9 +615,13 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
                 } else {
                     NoiseKind::General
                 };
-                (n.name.clone(), kind)
+                Ok(crate::sme::NoiseInfo {
+                    name: n.name.clone(),
+                    kind,
+                    scale: n.covariance.as_deref().map(poly).transpose()?,
+                })
             })
-            .collect(),
+            .collect::<Result<_, String>>()?,
         conditions: doc
             .conditions
             .iter()

@@ -1058,15 +1058,15 @@ pub fn render(sme: &Sme) -> String {
     let noise: Vec<String> = sme
         .noise
         .iter()
-        .map(|(n, k)| {
-            format!(
-                "{} {}",
-                pretty_name(n),
-                match k {
-                    crate::syntax::NoiseKind::Gaussian => "Gaussian, covariance Σ",
-                    crate::syntax::NoiseKind::General => "mean 0, covariance Σ, third moment S",
+        .map(|n| {
+            let what = match (&n.scale, n.kind) {
+                (Some(c), _) => format!("Gaussian, covariance {}", scaled_identity(c, sme)),
+                (None, crate::syntax::NoiseKind::Gaussian) => "Gaussian, covariance Σ".to_string(),
+                (None, crate::syntax::NoiseKind::General) => {
+                    "mean 0, covariance Σ, third moment S".to_string()
                 }
-            )
+            };
+            format!("{} {what}", pretty_name(&n.name))
         })
         .collect();
     if !noise.is_empty() {
@@ -1310,4 +1310,14 @@ pub(super) fn components_body(sme: &Sme, d: usize) -> String {
         }
     }
     out
+}
+
+/// `c I` for a fixed noise covariance (`I` alone when c = 1).
+fn scaled_identity(c: &Poly, sme: &Sme) -> String {
+    let (neg, text) = coefficient(Style::Text, c, &sme.symbols, sme.small);
+    match (neg, text.is_empty()) {
+        (false, true) => "I".to_string(),
+        (true, true) => "-I".to_string(),
+        (neg, false) => format!("{}{text} I", if neg { "-" } else { "" }),
+    }
 }

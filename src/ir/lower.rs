@@ -221,13 +221,14 @@ impl Lowerer {
                         }
                     }
                 }
-                ItemKind::Noise { names, kind } => {
+                ItemKind::Noise { names, kind, .. } => {
                     for n in names {
                         if self.declare(n, Binding::Noise) {
                             self.noise_used.insert(n.name.clone(), false);
                             noises.push(Noise {
                                 name: n.name.clone(),
                                 kind: *kind,
+                                law: Law::Problem,
                                 span: n.span,
                             });
                         }
@@ -336,6 +337,20 @@ impl Lowerer {
                         steps.push(step);
                     }
                 }
+                ItemKind::Noise {
+                    names,
+                    kind,
+                    law: Some(law),
+                } => {
+                    if let Some(law) = self.law(*kind, law) {
+                        for n in noises
+                            .iter_mut()
+                            .filter(|n| names.iter().any(|m| m.name == n.name))
+                        {
+                            n.law = law.clone();
+                        }
+                    }
+                }
                 ItemKind::Time(e) => {
                     if let Ok(t) = self.expr(e).map(laurent::normalize) {
                         let small = small_decl.as_ref().map(|s| s.name.as_str());
@@ -422,6 +437,68 @@ impl Lowerer {
             ));
         }
         Ok(e)
+    }
+
+    /// The covariance written in a noise declaration, `I` or a constant times `I`.
+    fn law(&mut self, kind: NoiseKind, law: &syntax::Expr) -> Option<Law> {
+        if kind == NoiseKind::General {
+            self.error(
+                Diagnostic::new(
+                    Code::Misuse,
+                    law.span,
+                    "a covariance given for general noise",
+                )
+                .label("a fixed covariance")
+                .hint("a sample with a covariance of its own is Gaussian: write `noise z ~ gaussian(s^2*I)`"),
+            );
+            return None;
+        }
+        let Some(scale) = identity_multiple(law) else {
+            self.error(
+                Diagnostic::new(
+                    Code::Misuse,
+                    law.span,
+                    "a noise covariance smelt does not read",
+                )
+                .label("not a multiple of the identity")
+                .hint("write the covariance as `I` or a constant times `I`, e.g. `gaussian(2*T*I)`; leave the parentheses out for the problem's covariance Σ(x)"),
+            );
+            return None;
+        };
+        let scale = match scale {
+            None => Expr::new(ExprKind::Num(BigRational::one()), Shape::Scalar),
+            Some(e) => {
+                let lowered = self.expr(&e).map(laurent::normalize).ok()?;
+                if lowered.depends_on_step() || lowered.shape != Shape::Scalar {
+                    self.error(
+                        Diagnostic::new(
+                            Code::Misuse,
+                            e.span,
+                            "the covariance of a noise sample must be a constant times `I`",
+                        )
+                        .label("this is not a constant of the hyperparameters")
+                        .hint("write it in the small parameter and the hyperparameters, e.g. `gaussian(2*eta/beta*I)`"),
+                    );
+                    return None;
+                }
+                if let ExprKind::Num(n) = &lowered.kind {
+                    if !n.is_positive() {
+                        self.error(
+                            Diagnostic::new(
+                                Code::BadNumber,
+                                e.span,
+                                "a covariance that is not positive",
+                            )
+                            .label("this multiple of `I`")
+                            .hint("a covariance is positive: write `gaussian(s^2*I)` with s ≠ 0"),
+                        );
+                        return None;
+                    }
+                }
+                lowered
+            }
+        };
+        Some(Law::Isotropic(scale))
     }
 
     fn check_time(
@@ -772,6 +849,8 @@ impl Lowerer {
                         "dot" => "write `dot(a, b)` with two vectors",
                         "f" => "write `f(x)`: the objective at one point",
                         "old" => "write `old(v)` with the name of a state",
+                        "min" | "max" => "write `max(a, b)`: two scalars or vectors, a scalar broadcast against a vector",
+                        "clip" => "write `clip(v, lo, hi)`: the value and its two bounds, lo ≤ hi",
                         _ => "these functions take one argument, as in `sqrt(v)`",
                     }),
                 ))
@@ -839,13 +918,18 @@ impl Lowerer {
                     .hint("multiply with `*`: smelt does not read juxtaposition as a product"),
                 ));
             }
-            let near = ["sqrt", "exp", "log", "abs", "dot", "norm", "old"]
+            let near = crate::ir::FUNCTIONS
                 .iter()
                 .min_by_key(|b| strsim::damerau_levenshtein(fname, b))
-                .filter(|b| strsim::damerau_levenshtein(fname, b) <= 2);
+                .filter(|b| strsim::damerau_levenshtein(fname, b) <= 2 && fname.len() > 2);
+            let all = crate::ir::FUNCTIONS
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let hint = match near {
-                Some(b) => format!("did you mean `{b}`?"),
-                None => "the functions are `sqrt`, `exp`, `log`, `abs`, `dot`, `norm`, `old`, and `f` for the objective".to_string(),
+                Some(b) => format!("did you mean `{b}`? The functions are {all}, and `f` for the objective"),
+                None => format!("the functions of an update rule are {all}, and `f`, `grad f`, `hess f` for the objective"),
             };
             return Err(self.error(
                 Diagnostic::new(
@@ -858,7 +942,7 @@ impl Lowerer {
             ));
         };
         match f {
-            Func::Sqrt | Func::Exp | Func::Log | Func::Abs => {
+            Func::Sqrt | Func::Exp | Func::Log | Func::Abs | Func::Sign | Func::Relu => {
                 arity(self, 1)?;
                 let a = self.expr(&args[0])?;
                 if a.shape == Shape::Matrix {
@@ -892,6 +976,48 @@ impl Lowerer {
                 }
                 let shape = a.shape;
                 Ok(Expr::new(ExprKind::Call(f, vec![a]), shape))
+            }
+            Func::Min | Func::Max | Func::Clip => {
+                arity(self, if f == Func::Clip { 3 } else { 2 })?;
+                let mut vals = Vec::new();
+                for a in args {
+                    let v = self.expr(a)?;
+                    if v.shape == Shape::Matrix {
+                        return Err(self.error(
+                            Diagnostic::new(
+                                Code::Shape,
+                                a.span,
+                                format!("`{fname}` acts elementwise on scalars and vectors, not on a matrix"),
+                            )
+                            .label("a matrix")
+                            .hint("apply the matrix to a vector with `@` first"),
+                        ));
+                    }
+                    vals.push(v);
+                }
+                if f == Func::Clip {
+                    if let (ExprKind::Num(lo), ExprKind::Num(hi)) = (&vals[1].kind, &vals[2].kind) {
+                        if lo > hi {
+                            return Err(self.error(
+                                Diagnostic::new(
+                                    Code::BadNumber,
+                                    span,
+                                    format!(
+                                        "`clip` with a lower bound {lo} above its upper bound {hi}"
+                                    ),
+                                )
+                                .label("empty interval")
+                                .hint("write `clip(v, lo, hi)` with lo ≤ hi"),
+                            ));
+                        }
+                    }
+                }
+                let shape = if vals.iter().any(|v| v.shape == Shape::Vector) {
+                    Shape::Vector
+                } else {
+                    Shape::Scalar
+                };
+                Ok(Expr::new(ExprKind::Call(f, vals), shape))
             }
             Func::Norm => {
                 arity(self, 1)?;
@@ -1205,5 +1331,40 @@ fn small_power(small: &str, q: i32) -> String {
         small.to_string()
     } else {
         format!("{small}^{q}")
+    }
+}
+
+/// `I`, `c*I`, `I*c` or `I/c`: `Some(None)` for `I` alone, `Some(Some(c))` for a
+/// multiple (the factor as an expression), `None` for anything else.
+fn identity_multiple(e: &syntax::Expr) -> Option<Option<syntax::Expr>> {
+    use syntax::{BinOp as B, ExprKind as K};
+    match &e.kind {
+        K::Name(n) if n == "I" => Some(None),
+        K::Binary(B::Mul, a, b) => {
+            let (i, c) = match (identity_multiple(a), identity_multiple(b)) {
+                (Some(i), None) => (i, b),
+                (None, Some(i)) => (i, a),
+                _ => return None,
+            };
+            Some(Some(match i {
+                None => (**c).clone(),
+                Some(inner) => syntax::Expr {
+                    kind: K::Binary(B::Mul, Box::new(inner), c.clone()),
+                    span: e.span,
+                },
+            }))
+        }
+        K::Binary(B::Div, a, b) => {
+            let i = identity_multiple(a)?;
+            let one = syntax::Expr {
+                kind: K::Number(BigRational::one()),
+                span: a.span,
+            };
+            Some(Some(syntax::Expr {
+                kind: K::Binary(B::Div, Box::new(i.unwrap_or(one)), b.clone()),
+                span: e.span,
+            }))
+        }
+        _ => None,
     }
 }

@@ -104,11 +104,24 @@ pub struct Scaling {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Noise {
     pub name: String,
     pub kind: NoiseKind,
+    /// The covariance: the problem's, or fixed by the rule.
+    pub law: Law,
     pub span: Span,
+}
+
+/// The covariance of a noise sample. Every sample is drawn independently of the others.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Law {
+    /// The problem's gradient noise: covariance Σ(x) at the point it is evaluated at
+    /// (the minibatch noise).
+    Problem,
+    /// Gaussian with covariance `scale · I` at every point, `scale` a constant of the
+    /// hyperparameters (injected noise: Langevin dynamics, label noise).
+    Isotropic(Expr),
 }
 
 /// One statement of the step.
@@ -197,7 +210,10 @@ pub enum BinOp {
     Pow,
 }
 
-/// Built-in functions.
+/// Built-in functions. `sign`, `relu`, `min`, `max` and `clip` are elementwise and
+/// not smooth at their kinks: with a small perturbation away from a kink they are
+/// Taylor-expanded, with Gaussian noise of order one inside they are averaged in closed
+/// form (DESIGN.md §1.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Func {
     Sqrt,
@@ -206,6 +222,16 @@ pub enum Func {
     Abs,
     Dot,
     Norm,
+    /// `sign(a)`: −1, 0 or 1.
+    Sign,
+    /// `relu(a) = max(a, 0)`.
+    Relu,
+    /// `min(a, b)`, elementwise, a scalar broadcast against a vector.
+    Min,
+    /// `max(a, b)`, elementwise.
+    Max,
+    /// `clip(v, lo, hi) = min(max(v, lo), hi)`, elementwise; `lo ≤ hi` assumed.
+    Clip,
 }
 
 impl Func {
@@ -217,6 +243,11 @@ impl Func {
             Func::Abs => "abs",
             Func::Dot => "dot",
             Func::Norm => "norm",
+            Func::Sign => "sign",
+            Func::Relu => "relu",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Clip => "clip",
         }
     }
 
@@ -228,13 +259,25 @@ impl Func {
             "abs" => Func::Abs,
             "dot" => Func::Dot,
             "norm" => Func::Norm,
+            "sign" => Func::Sign,
+            "relu" => Func::Relu,
+            "min" => Func::Min,
+            "max" => Func::Max,
+            "clip" => Func::Clip,
             _ => return None,
         })
     }
 }
 
 /// Names with a fixed meaning in expressions; they cannot be declared.
-pub const BUILTIN_NAMES: &[&str] = &["sqrt", "exp", "log", "abs", "dot", "norm", "old", "f"];
+pub const BUILTIN_NAMES: &[&str] = &[
+    "sqrt", "exp", "log", "abs", "dot", "norm", "sign", "relu", "min", "max", "clip", "old", "f",
+];
+
+/// The functions an update rule may call, for hints.
+pub const FUNCTIONS: &[&str] = &[
+    "sqrt", "exp", "log", "abs", "dot", "norm", "sign", "relu", "min", "max", "clip", "old",
+];
 
 impl Expr {
     pub fn new(kind: ExprKind, shape: Shape) -> Expr {

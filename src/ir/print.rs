@@ -40,13 +40,17 @@ pub fn canonical(o: &Optimizer) -> String {
         let _ = writeln!(out, "  let {} = {}", s.name, p.expr(&s.expr));
     }
     let _ = writeln!(out, "  time {}", p.expr(&o.time));
-    for group in o.noises.chunk_by(|a, b| a.kind == b.kind) {
+    for group in o.noises.chunk_by(|a, b| a.kind == b.kind && a.law == b.law) {
         let names: Vec<&str> = group.iter().map(|n| n.name.as_str()).collect();
         let kind = match group[0].kind {
             NoiseKind::Gaussian => "gaussian",
             NoiseKind::General => "general",
         };
-        let _ = writeln!(out, "  noise {} ~ {kind}", names.join(", "));
+        let law = match &group[0].law {
+            crate::ir::Law::Problem => String::new(),
+            crate::ir::Law::Isotropic(s) => format!("(({})*I)", p.expr(s)),
+        };
+        let _ = writeln!(out, "  noise {} ~ {kind}{law}", names.join(", "));
     }
     if let Some(c) = &o.counter {
         let _ = writeln!(out, "  counter {}", c.name);

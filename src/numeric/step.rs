@@ -238,7 +238,25 @@ impl Run<'_> {
                     None => self.point_of_param()?,
                 };
                 let draw = &self.draws[i];
-                N::V(self.checked(self.oracle.noise(i, &x, draw), "noise sample", d)?)
+                match &self.rule.noises[i].law {
+                    // A covariance c·I of its own: √c times the standard normal draw.
+                    crate::ir::Law::Isotropic(scale) => {
+                        let c = match self.eval(scale)? {
+                            N::S(c) => c,
+                            _ => return Err("a noise covariance scale must be a scalar".into()),
+                        };
+                        if draw.len() < d {
+                            return Err(format!(
+                                "the noise sample `{sample}` needs {d} standard normals, {} drawn",
+                                draw.len()
+                            ));
+                        }
+                        N::V(draw[..d].iter().map(|w| c.sqrt() * w).collect())
+                    }
+                    crate::ir::Law::Problem => {
+                        N::V(self.checked(self.oracle.noise(i, &x, draw), "noise sample", d)?)
+                    }
+                }
             }
             ExprKind::Objective(p) => N::S(self.oracle.value(&self.point(p)?)),
             ExprKind::Grad(p) => {
@@ -333,6 +351,17 @@ fn pow(x: f64, y: f64) -> f64 {
     }
 }
 
+/// `sign(a)`: −1, 0 or 1 (0 at 0, as numpy's).
+fn sign(a: f64) -> f64 {
+    if a > 0.0 {
+        1.0
+    } else if a < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 fn call(f: Func, mut args: Vec<N>) -> Result<N, String> {
     let one = |args: &mut Vec<N>| {
         args.pop()
@@ -343,6 +372,23 @@ fn call(f: Func, mut args: Vec<N>) -> Result<N, String> {
         Func::Exp => map(one(&mut args)?, f64::exp),
         Func::Log => map(one(&mut args)?, f64::ln),
         Func::Abs => map(one(&mut args)?, f64::abs),
+        Func::Sign => map(one(&mut args)?, sign),
+        Func::Relu => map(one(&mut args)?, |a| a.max(0.0)),
+        Func::Min | Func::Max | Func::Clip => {
+            let mut it = args.into_iter();
+            let (Some(a), Some(b)) = (it.next(), it.next()) else {
+                return Err(format!("`{}` needs two arguments", f.name()));
+            };
+            match f {
+                Func::Min => zip(a, b, f64::min)?,
+                Func::Max => zip(a, b, f64::max)?,
+                _ => {
+                    let hi = it.next().ok_or("`clip` needs three arguments")?;
+                    // numpy's clip: the lower bound first, then the upper one.
+                    zip(zip(a, b, f64::max)?, hi, f64::min)?
+                }
+            }
+        }
         Func::Norm => match one(&mut args)? {
             N::V(x) => N::S(x.iter().map(|x| x * x).sum::<f64>().sqrt()),
             _ => return Err("`norm` takes a vector".to_string()),

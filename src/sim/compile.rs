@@ -211,7 +211,7 @@ impl From<String> for Fail {
         Fail {
             code: Code::Unsupported,
             message,
-            hint: Some("rewrite the statement with what the simulator compiles: numbers, hyperparameters, the rule's variables, noise, `f`, `grad f`, `hess f`, arithmetic, `@`, `sqrt`, `exp`, `log`, `abs`, `norm` and `dot`"),
+            hint: Some("rewrite the statement with what the simulator compiles: numbers, hyperparameters, the rule's variables, noise, `f`, `grad f`, `hess f`, arithmetic, `@` and the rule's functions (`sqrt`, `exp`, `log`, `abs`, `sign`, `relu`, `min`, `max`, `clip`, `norm`, `dot`)"),
         }
     }
 }
@@ -245,7 +245,17 @@ pub fn compile_step(
             }
         })
         .collect();
-    let draws = model.noise_draws();
+    // A sample with a covariance of its own draws d standard normals (beside Gaussian
+    // problem noise, whose factor has d columns or fewer).
+    let own_law = rule
+        .noises
+        .iter()
+        .any(|n| matches!(n.law, crate::ir::Law::Isotropic(_)));
+    let draws = if own_law && model.gaussian() {
+        model.noise_draws().max(d)
+    } else {
+        model.noise_draws()
+    };
     let mut b = StepBuilder {
         g,
         model,
@@ -400,16 +410,40 @@ impl StepBuilder<'_> {
                 };
                 let k = self.draws;
                 let base = self.layout.n_rule + 1 + i * k;
+                if let crate::ir::Law::Isotropic(scale) = &self.rule.noises[i].law {
+                    // Covariance c·I: √c times the sample's first d standard normals.
+                    let c = match self.eval(scale)? {
+                        SV::S(c) => c,
+                        _ => return Err(Fail::shape("a noise covariance scale must be a scalar")),
+                    };
+                    if k < d || !self.model.gaussian() {
+                        return Err(Fail::from(format!(
+                            "the noise sample `{sample}` has a covariance of its own; smelt simulates it beside Gaussian problem noise only (the problem's noise is a minibatch of data rows)"
+                        )));
+                    }
+                    let root = self.g.unary(Unary::Sqrt, c);
+                    return Ok(SV::V(
+                        (0..d)
+                            .map(|j| {
+                                let z = self.g.input((base + j) as u32);
+                                self.g.mul(root, z)
+                            })
+                            .collect(),
+                    ));
+                }
                 match self.model.noise.clone() {
                     problem::Noise::Gaussian { factor } => {
                         let roots: Vec<Id> = factor.iter().flatten().copied().collect();
                         let s = self.g.import(&self.model.graph, &roots, &x);
-                        let z: Vec<Id> = (0..k).map(|j| self.g.input((base + j) as u32)).collect();
+                        // The factor's columns (a sample with a law of its own may have
+                        // made the draws more).
+                        let kf = factor.first().map_or(0, |r| r.len()).min(k);
+                        let z: Vec<Id> = (0..kf).map(|j| self.g.input((base + j) as u32)).collect();
                         SV::V(
                             (0..d)
                                 .map(|r| {
                                     let prods: Vec<Id> =
-                                        (0..k).map(|j| self.g.mul(s[r * k + j], z[j])).collect();
+                                        (0..kf).map(|j| self.g.mul(s[r * kf + j], z[j])).collect();
                                     self.g.sum(prods)
                                 })
                                 .collect(),
@@ -548,6 +582,35 @@ impl StepBuilder<'_> {
     }
 
     fn call(&mut self, f: Func, mut args: Vec<SV>) -> Result<SV, Fail> {
+        if matches!(f, Func::Min | Func::Max | Func::Clip) {
+            let mut it = args.into_iter();
+            let (Some(a), Some(b)) = (it.next(), it.next()) else {
+                return Err(Fail::shape("`min`, `max` and `clip` need their arguments"));
+            };
+            // max(a, b) = a + relu(b − a), min(a, b) = a − relu(a − b), relu(u) = (u + |u|)/2
+            // (within an ulp of the exact max and min); clip as numpy's, max first.
+            let max = |g: &mut Graph, a: Id, b: Id| {
+                let d = g.sub(b, a);
+                let r = relu(g, d);
+                g.add(a, r)
+            };
+            let min = |g: &mut Graph, a: Id, b: Id| {
+                let d = g.sub(a, b);
+                let r = relu(g, d);
+                g.sub(a, r)
+            };
+            return match f {
+                Func::Max => self.zip(a, b, max),
+                Func::Min => self.zip(a, b, min),
+                _ => {
+                    let hi = it
+                        .next()
+                        .ok_or_else(|| Fail::shape("`clip` takes three arguments"))?;
+                    let lower = self.zip(a, b, max)?;
+                    self.zip(lower, hi, min)
+                }
+            };
+        }
         let one = args
             .pop()
             .ok_or_else(|| format!("`{}` needs an argument", f.name()))?;
@@ -556,6 +619,9 @@ impl StepBuilder<'_> {
             Func::Exp => self.map(one, |g, x| g.unary(Unary::Exp, x)),
             Func::Log => self.map(one, |g, x| g.unary(Unary::Log, x)),
             Func::Abs => self.map(one, |g, x| g.unary(Unary::Abs, x)),
+            Func::Sign => self.map(one, |g, x| g.unary(Unary::Sign, x)),
+            Func::Relu => self.map(one, relu),
+            Func::Min | Func::Max | Func::Clip => unreachable!("handled above"),
             Func::Norm => match one {
                 SV::V(x) => {
                     let sq: Vec<Id> = x.iter().map(|&c| self.g.powi(c, 2)).collect();
@@ -573,6 +639,14 @@ impl StepBuilder<'_> {
             },
         })
     }
+}
+
+/// `relu(u) = (u + |u|)/2`, exact in floating point.
+fn relu(g: &mut Graph, u: Id) -> Id {
+    let a = g.unary(Unary::Abs, u);
+    let s = g.add(u, a);
+    let half = g.constant(0.5);
+    g.mul(half, s)
 }
 
 /// The values of an SME's coefficient symbols, by symbol number: the dimension, the

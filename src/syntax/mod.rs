@@ -66,8 +66,13 @@ pub enum ItemKind {
     },
     /// `time eta^2`
     Time(Expr),
-    /// `noise xi ~ gaussian`
-    Noise { names: Vec<Ident>, kind: NoiseKind },
+    /// `noise xi ~ gaussian`, `noise z ~ gaussian(s^2*I)`: the samples, their family
+    /// and, when given, their covariance (an expression in `I`).
+    Noise {
+        names: Vec<Ident>,
+        kind: NoiseKind,
+        law: Option<Expr>,
+    },
     /// `counter k`
     Counter(Ident),
     /// `let name = expr`

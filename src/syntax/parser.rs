@@ -344,7 +344,17 @@ fn build_item(pair: Pair<Rule>) -> ParseResult<Item> {
             } else {
                 NoiseKind::General
             };
-            ItemKind::Noise { names, kind }
+            let law = match inner.next() {
+                Some(law) => {
+                    let e = law
+                        .into_inner()
+                        .find(|p| p.as_rule() == Rule::expr)
+                        .expect("the grammar puts an expression in a noise law");
+                    Some(build_expr(e)?)
+                }
+                None => None,
+            };
+            ItemKind::Noise { names, kind, law }
         }
         Rule::let_stmt => {
             let name = ident(next());

@@ -3,7 +3,7 @@ at a point that moves with x (stochastic extragradient, SAM), checked against sm
 
 Usage: python shifted_points.py RULE ORDER DIM EXPORTED_SCRIPT [poly]
 
-RULE is `extragradient`, `sam` or `sam_sqrt` (the rules of examples/*.opt) or
+RULE is `extragradient`, `sam`, `sam_sqrt` or `sgld` (the rules of examples/*.opt) or
 `sam_noise_at_y` (SAM with the same noise sample at the perturbed point), ORDER the
 weak order p, DIM 1 or 2, and EXPORTED_SCRIPT the output of
 `smelt derive examples/RULE.opt --order ORDER --format sympy --dim DIM`. With `poly`
@@ -57,7 +57,14 @@ RULES = {
                        -e * (grad(x + r * e * grad(x)) + xi(x + r * e * grad(x)))),
     # x' = x - h^2 (grad f(x + r h grad f(x)) + xi), time h^2
     'sam_sqrt': ('h', 2, lambda grad, x, xi, e, r: -e**2 * (grad(x + r * e * grad(x)) + xi(x))),
+    # SGLD (examples/sgld.opt): x' = x - h^2 (grad f(x) + xi) + h z, z ~ N(0, 2T I)
+    # independent of xi, time h^2 (INJECTED: standard normals of its own)
+    'sgld': ('h', 2, lambda grad, x, xi, e, r:
+             -e**2 * (grad(x) + xi(x)) + e * sp.sqrt(2 * TEMP) * sp.Matrix(INJECTED)),
 }
+# The temperature of SGLD and the injected noise's standard normals (one per coordinate).
+TEMP = sp.Symbol('T', positive=True)
+INJECTED = sp.symbols('v1:%d' % (DIM + 1))
 
 small_name, q, step = RULES[RULE]
 eps = sp.Symbol(small_name, positive=True)
@@ -249,6 +256,8 @@ def grad_fn(point):
 
 
 delta = step(grad_fn, xvec, xi_at, eps, r)
+if RULE == 'sgld':
+    ws = list(ws) + list(INJECTED)
 delta = [trunc(c) for c in delta]
 n = len(xs)
 
@@ -346,6 +355,7 @@ assert ns['conditions'] == [], ns['conditions']
 s_eps = ns[small_name]
 s_r = ns.get('r', r)
 assert s_eps == eps and s_r == r, 'the exported symbols are the same SymPy symbols'
+assert ns.get('T', TEMP) == TEMP, 'the exported temperature is the same SymPy symbol'
 assert sp.simplify(ns['time_step'] - eps**q) == 0, ns['time_step']
 
 if DIM == 1:
