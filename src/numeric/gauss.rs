@@ -21,9 +21,9 @@
 //! - [`gauss_hermite`]: nodes and weights of `E g(Z)`, Z ~ N(0, 1), and [`expect2`], a
 //!   product rule for a bivariate normal. They are spectrally accurate for smooth `g`
 //!   (exact for polynomials of degree < 2n), and poor for `g` with kinks or jumps:
-//!   the error then decays only like a power of `n` (about `n^-1` for a jump,
-//!   `n^-3/2` for a kink, measured in the tests). [`gauss_legendre`] is the rule on
-//!   [−1, 1].
+//!   the error then decays only like a small power of `n` (for `E relu(U)·sign(V)` in
+//!   the tests, 1.0e-2 with n = 20 and 7.1e-3 with n = 80). [`gauss_legendre`] is the
+//!   rule on [−1, 1].
 //! - [`PiecewiseLinear`] and [`expect_pl`], [`expect_pl_product`], [`expect_pl2`]:
 //!   exact expectations of piecewise-linear maps of Gaussians (`sign`, `abs`, `relu`,
 //!   `clip`, …) and of products of two of them, univariate or of two jointly normal
