@@ -33,6 +33,10 @@ pub enum Unary {
     Softplus,
     /// `1/(1 + exp(-a))`.
     Sigmoid,
+    /// Φ(a), the standard normal distribution function ([`super::gauss::ncdf`]).
+    Ncdf,
+    /// φ(a), the standard normal density ([`super::gauss::npdf`]).
+    Npdf,
 }
 
 /// Functions of two arguments.
@@ -59,17 +63,21 @@ pub enum Op {
     Binary(Binary, Id, Id),
     /// `a^n` for an integer `n`, by repeated multiplication.
     PowI(Id, i32),
+    /// Φ₂(h, k; ρ), the standard bivariate normal distribution function
+    /// ([`super::gauss::bvn`]), of the nodes `(h, k, ρ)`.
+    Bvn(Id, Id, Id),
 }
 
 impl Op {
     /// The nodes this operation reads, in order.
     pub fn children(self) -> impl Iterator<Item = Id> {
-        let (a, b) = match self {
-            Op::Const(_) | Op::Input(_) => (None, None),
-            Op::Unary(_, a) | Op::PowI(a, _) => (Some(a), None),
-            Op::Binary(_, a, b) => (Some(a), Some(b)),
+        let (a, b, c) = match self {
+            Op::Const(_) | Op::Input(_) => (None, None, None),
+            Op::Unary(_, a) | Op::PowI(a, _) => (Some(a), None, None),
+            Op::Binary(_, a, b) => (Some(a), Some(b), None),
+            Op::Bvn(h, k, r) => (Some(h), Some(k), Some(r)),
         };
-        a.into_iter().chain(b)
+        a.into_iter().chain(b).chain(c)
     }
 }
 
@@ -109,6 +117,8 @@ impl Unary {
                     e / (1.0 + e)
                 }
             }
+            Unary::Ncdf => super::gauss::ncdf(a),
+            Unary::Npdf => super::gauss::npdf(a),
         }
     }
 }
@@ -380,6 +390,14 @@ impl Graph {
         }
     }
 
+    /// Φ₂(h, k; ρ) ([`Op::Bvn`]), folded when all three are constants.
+    pub fn bvn(&mut self, h: Id, k: Id, rho: Id) -> Id {
+        if let (Some(x), Some(y), Some(r)) = (self.value(h), self.value(k), self.value(rho)) {
+            return self.constant(super::gauss::bvn(x, y, r));
+        }
+        self.intern(Op::Bvn(h, k, rho))
+    }
+
     pub fn add(&mut self, a: Id, b: Id) -> Id {
         self.binary(Binary::Add, a, b)
     }
@@ -483,6 +501,12 @@ impl Graph {
                         let c = self.sub(one, n);
                         self.mul(n, c)
                     }
+                    Unary::Ncdf => self.unary(Unary::Npdf, a),
+                    // φ'(a) = −a φ(a)
+                    Unary::Npdf => {
+                        let m = self.mul(a, n);
+                        self.neg(m)
+                    }
                 };
                 self.mul(inner, da)
             }
@@ -495,6 +519,47 @@ impl Graph {
                 let p = self.powi(a, k - 1);
                 let cp = self.mul(c, p);
                 self.mul(cp, da)
+            }
+            Op::Bvn(h, k, r) => {
+                let (dh, dk, dr) = (memo[&h], memo[&k], memo[&r]);
+                if (dh, dk, dr) == (zero, zero, zero) {
+                    return zero;
+                }
+                // With s = √(1−ρ²), A = (k − ρh)/s, B = (h − ρk)/s:
+                // ∂h = φ(h)Φ(A), ∂k = φ(k)Φ(B), ∂ρ = φ₂(h, k; ρ) = φ(k)φ(B)/s.
+                // (At |ρ| = 1 these divide by s = 0.)
+                let one = self.constant(1.0);
+                let r2 = self.powi(r, 2);
+                let s2 = self.sub(one, r2);
+                let s = self.unary(Unary::Sqrt, s2);
+                let mut terms = Vec::new();
+                if dh != zero {
+                    let rh = self.mul(r, h);
+                    let num = self.sub(k, rh);
+                    let a = self.div(num, s);
+                    let pa = self.unary(Unary::Ncdf, a);
+                    let ph = self.unary(Unary::Npdf, h);
+                    let p = self.mul(ph, pa);
+                    terms.push(self.mul(p, dh));
+                }
+                if dk != zero || dr != zero {
+                    let rk = self.mul(r, k);
+                    let num = self.sub(h, rk);
+                    let b = self.div(num, s);
+                    let pk = self.unary(Unary::Npdf, k);
+                    if dk != zero {
+                        let pb = self.unary(Unary::Ncdf, b);
+                        let p = self.mul(pk, pb);
+                        terms.push(self.mul(p, dk));
+                    }
+                    if dr != zero {
+                        let db = self.unary(Unary::Npdf, b);
+                        let p = self.mul(pk, db);
+                        let dens = self.div(p, s);
+                        terms.push(self.mul(dens, dr));
+                    }
+                }
+                self.sum(terms)
             }
             Op::Binary(b, x, y) => {
                 let (dx, dy) = (memo[&x], memo[&y]);
@@ -565,6 +630,7 @@ impl Graph {
                 Op::Unary(u, a) => self.unary(u, map[&a]),
                 Op::PowI(a, k) => self.powi(map[&a], k),
                 Op::Binary(b, x, y) => self.binary(b, map[&x], map[&y]),
+                Op::Bvn(h, k, r) => self.bvn(map[&h], map[&k], map[&r]),
             };
             map.insert(n, new);
         }
@@ -599,6 +665,7 @@ impl Graph {
                 Op::Unary(u, a) => u.apply(vals[&a]),
                 Op::PowI(a, k) => powi(vals[&a], k),
                 Op::Binary(b, x, y) => b.apply(vals[&x], vals[&y]),
+                Op::Bvn(h, k, r) => super::gauss::bvn(vals[&h], vals[&k], vals[&r]),
             };
             vals.insert(n, v);
         }
@@ -734,6 +801,57 @@ mod tests {
         let fd_xy = (dxv(&g, [at[0], at[1] + h]) - dxv(&g, [at[0], at[1] - h])) / (2.0 * h);
         let got = g.eval(&[dxy], &at)[0];
         assert!((got - fd_xy).abs() < 1e-7, "{got} vs {fd_xy}");
+    }
+
+    /// The derivative rules of Φ, φ and Φ₂ against central differences of the graph's
+    /// own values: f = Φ₂(x·y, Φ(y) − φ(x), ρ(x, y)) + φ(x)Φ(y) with a correlation
+    /// ρ = 0.9 tanh(x − y) that depends on both inputs.
+    #[test]
+    fn gaussian_functions_differentiate() {
+        let mut g = Graph::new();
+        let (x, y) = (g.input(0), g.input(1));
+        let h = g.mul(x, y);
+        let py = g.unary(Unary::Ncdf, y);
+        let dx = g.unary(Unary::Npdf, x);
+        let k = g.sub(py, dx);
+        let d = g.sub(x, y);
+        let t = g.unary(Unary::Tanh, d);
+        let c = g.constant(0.9);
+        let r = g.mul(c, t);
+        let b = g.bvn(h, k, r);
+        let prod = g.mul(dx, py);
+        let f = g.add(b, prod);
+        let grads = [g.diff(f, 0), g.diff(f, 1)];
+        let second = g.diff(grads[0], 1);
+        let e = 1e-5;
+        for at in [[0.7, 1.3], [-0.4, 0.2], [1.1, -0.9]] {
+            let fv = |p: [f64; 2]| g.eval(&[f], &p)[0];
+            let got = g.eval(&[grads[0], grads[1], second], &at);
+            let fd_x = (fv([at[0] + e, at[1]]) - fv([at[0] - e, at[1]])) / (2.0 * e);
+            let fd_y = (fv([at[0], at[1] + e]) - fv([at[0], at[1] - e])) / (2.0 * e);
+            assert!((got[0] - fd_x).abs() < 1e-9, "{at:?}: {} vs {fd_x}", got[0]);
+            assert!((got[1] - fd_y).abs() < 1e-9, "{at:?}: {} vs {fd_y}", got[1]);
+            let gx = |p: [f64; 2]| g.eval(&[grads[0]], &p)[0];
+            let fd_xy = (gx([at[0], at[1] + e]) - gx([at[0], at[1] - e])) / (2.0 * e);
+            assert!(
+                (got[2] - fd_xy).abs() < 1e-8,
+                "{at:?}: {} vs {fd_xy}",
+                got[2]
+            );
+        }
+        // The value is the functions' value; constants fold.
+        let v = g.eval(&[b], &[0.7, 1.3])[0];
+        let (kk, rr) = (
+            crate::numeric::gauss::ncdf(1.3) - crate::numeric::gauss::npdf(0.7),
+            0.9 * (-0.6f64).tanh(),
+        );
+        assert_eq!(v, crate::numeric::gauss::bvn(0.7 * 1.3, kk, rr));
+        let (p, q, z) = (g.constant(0.0), g.constant(0.0), g.constant(0.5));
+        let folded = g.bvn(p, q, z);
+        assert_eq!(
+            g.value(folded),
+            Some(crate::numeric::gauss::bvn(0.0, 0.0, 0.5))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod eval;
 pub mod exact;
+pub mod gauss;
 pub mod graph;
 pub mod linear_gaussian;
 pub mod rng;

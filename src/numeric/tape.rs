@@ -29,6 +29,9 @@ enum Instr {
     Un(Unary, u32, u32),
     Bin(Binary, u32, u32, u32),
     PowI(u32, u32, i32),
+    /// `dst = Φ₂(h, k; ρ)`, registers `[dst, h, k, ρ]` (a rare operation: a scalar loop
+    /// over [`super::gauss::bvn`]).
+    Bvn([u32; 4]),
     /// `second(t, c)` (or `second(c, t)` when not `left`) with `t = first(a, b)`,
     /// registers `[dst, a, b, c]`: two instructions in one pass, `t` never stored. Each
     /// operation rounds as it would alone, so the results are bit for bit those of the
@@ -247,6 +250,7 @@ impl Tape {
                 }
                 (Op::Unary(u, a), _) => Instr::Un(u, dst, reg_of[&a]),
                 (Op::PowI(a, k), _) => Instr::PowI(dst, reg_of[&a], k),
+                (Op::Bvn(h, k, r), _) => Instr::Bvn([dst, reg_of[&h], reg_of[&k], reg_of[&r]]),
                 (Op::Binary(b, x, y), None) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
                 _ => unreachable!("constants and inputs were skipped"),
             });
@@ -394,6 +398,15 @@ impl Tape {
                     binary(b, dst, x, y);
                 }
                 Instr::Fused(first, second, left, r) => fused(regs, first, second, left, r),
+                Instr::Bvn(r) => {
+                    let [d, h, k, c] = r.map(|x| x as usize);
+                    debug_assert!(d != h && d != k && d != c);
+                    let (dst, get) = split(regs, d);
+                    let (h, k, c) = (get(h), get(k), get(c));
+                    for (i, o) in dst.iter_mut().enumerate() {
+                        *o = super::gauss::bvn(h[i], k[i], c[i]);
+                    }
+                }
                 Instr::Copy(d, a) => {
                     let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
                     dst.copy_from_slice(x);
@@ -441,6 +454,7 @@ impl Stepper {
                 Instr::Bin(b, d, x, y) => Instr::Bin(b, m(d), m(x), m(y)),
                 Instr::PowI(d, a, k) => Instr::PowI(m(d), m(a), k),
                 Instr::Fused(f, s, left, r) => Instr::Fused(f, s, left, r.map(m)),
+                Instr::Bvn(r) => Instr::Bvn(r.map(m)),
                 Instr::Copy(d, a) => Instr::Copy(m(d), m(a)),
             })
             .collect();
@@ -830,6 +844,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Φ, φ and Φ₂ on a tape give the functions' numbers, also in a stepper's twin.
+    #[test]
+    fn tapes_evaluate_gaussian_functions() {
+        use crate::numeric::gauss::{bvn, ncdf, npdf};
+        let mut g = Graph::new();
+        let (x, y, r) = (g.input(0), g.input(1), g.input(2));
+        let px = g.unary(Unary::Ncdf, x);
+        let dy = g.unary(Unary::Npdf, y);
+        let b = g.bvn(x, y, r);
+        let s = g.add(b, px);
+        let outs = [px, dy, b, s];
+        let point = |lane: usize| {
+            let l = lane as f64;
+            [0.3 * l - 19.0, 4.0 - 0.05 * l, (0.1 * l).sin()]
+        };
+        let same = |got: f64, w: f64| got.to_bits() == w.to_bits();
+        let tape = check_against_reference(&g, &outs, point, same, 0);
+        let mut regs = tape.registers();
+        for i in 0..3 {
+            let reg = tape.input_reg(i).expect("every input is read");
+            for lane in 0..LANES {
+                regs[reg * LANES + lane] = point(lane)[i];
+            }
+        }
+        tape.run(&mut regs);
+        for lane in 0..LANES {
+            let [x, y, r] = point(lane);
+            let got: Vec<f64> = (0..4)
+                .map(|k| tape.lane(&regs, tape.output_reg(k))[lane])
+                .collect();
+            assert_eq!(
+                got,
+                [ncdf(x), npdf(y), bvn(x, y, r), bvn(x, y, r) + ncdf(x)]
+            );
+        }
+        // In a stepper, the state (x, y, r) ↦ (Φ(x), φ(y), Φ₂(x, y; r)) twice.
+        let step = Tape::compile(&g, &[px, dy, b], 3);
+        let stepper = Stepper::new(&step, 3);
+        let mut regs = step.registers();
+        for (i, v) in [0.4, -0.2, 0.5].into_iter().enumerate() {
+            let reg = stepper.state_reg(0, i);
+            regs[reg * LANES..(reg + 1) * LANES].fill(v);
+        }
+        let mut parity = 0;
+        stepper.step(&mut regs, &mut parity, true);
+        stepper.step(&mut regs, &mut parity, true);
+        let once = [ncdf(0.4), npdf(-0.2), bvn(0.4, -0.2, 0.5)];
+        let twice = [ncdf(once[0]), npdf(once[1]), bvn(once[0], once[1], once[2])];
+        let got: Vec<f64> = (0..3)
+            .map(|i| regs[stepper.state_reg(parity, i) * LANES])
+            .collect();
+        assert_eq!(got, twice);
     }
 
     #[test]

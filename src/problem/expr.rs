@@ -4,9 +4,20 @@
 //! expression becomes [`Graph`] nodes component by component. Vectors act elementwise,
 //! a scalar broadcasts, `@` multiplies matrices and vectors, and the built-ins are
 //! `sum`, `mean`, `dot`, `norm`, `diag`, `outer` and the elementwise `sqrt`, `exp`,
-//! `log`, `sin`, `cos`, `tanh`, `abs`, `softplus`, `sigmoid`. `x[i]` picks a component
-//! (from 1, as papers count) and `[a, b]` writes a vector, `[[a, b], [c, d]]` a matrix
-//! by rows.
+//! `log`, `sin`, `cos`, `tanh`, `abs`, `softplus`, `sigmoid`, `sign`, `relu`, `erf`,
+//! `ncdf` (Φ), `npdf` (φ), `min(a, b)`, `max(a, b)` and `clip(v, lo, hi)` (the last
+//! three broadcast a scalar against a vector, like the operators). `x[i]` picks a
+//! component (from 1, as papers count) and `[a, b]` writes a vector, `[[a, b], [c, d]]`
+//! a matrix by rows.
+//!
+//! The kinked functions are built from `abs`, so that the graph differentiates them
+//! (with `sign` as the derivative of `abs`, the one-sided slopes averaged at a kink):
+//! `relu(a) = (a + |a|)/2`, `max(a, b) = (a + b + |a − b|)/2`,
+//! `min(a, b) = (a + b − |a − b|)/2` and `clip(v, lo, hi) = (lo + hi + |v − lo| −
+//! |v − hi|)/2`, which is `min(max(v, lo), hi)` only when `lo ≤ hi`: constant bounds
+//! with `lo > hi` are an error; bounds that depend on the variables are assumed to
+//! satisfy it. `erf(a) = 2Φ(√2 a) − 1` (absolute error ~1e-16, so relative accuracy is
+//! lost for tiny `a`).
 
 use crate::error::diagnostic::{Boxed as _, Code, Diagnostic};
 use crate::numeric::graph::{Binary, Graph, Id, Unary};
@@ -40,7 +51,7 @@ use crate::error::diagnostic::{boxed as err, Fallible as R};
 
 pub const FUNCTIONS: &[&str] = &[
     "sum", "mean", "dot", "norm", "diag", "outer", "sqrt", "exp", "log", "sin", "cos", "tanh",
-    "abs", "softplus", "sigmoid",
+    "abs", "softplus", "sigmoid", "sign", "relu", "erf", "ncdf", "npdf", "min", "max", "clip",
 ];
 
 /// A number literal or constant expression as f64 (every node constant).
@@ -328,6 +339,40 @@ fn matmul(g: &mut Graph, a: PV, b: PV, span: Span) -> R<PV> {
     })
 }
 
+/// The components of a value, row by row.
+fn components(v: &PV) -> Vec<Id> {
+    match v {
+        PV::S(x) => vec![*x],
+        PV::V(x) => x.clone(),
+        PV::M(m) => m.iter().flatten().copied().collect(),
+    }
+}
+
+/// `clip`'s bounds where both are constants: `lo ≤ hi` component by component (a scalar
+/// bound pairs with every component of the other).
+fn check_bounds(g: &Graph, lo: &PV, hi: &PV, span: Span) -> R<()> {
+    let (l, h) = (components(lo), components(hi));
+    let pairs: Vec<(Id, Id)> = match (l.len(), h.len()) {
+        (1, _) => h.iter().map(|&b| (l[0], b)).collect(),
+        (_, 1) => l.iter().map(|&a| (a, h[0])).collect(),
+        _ => l.into_iter().zip(h).collect(),
+    };
+    for (a, b) in pairs {
+        if let (Some(a), Some(b)) = (g.value(a), g.value(b)) {
+            if a > b {
+                return Err(err(
+                    Code::Misuse,
+                    span,
+                    format!("`clip(v, lo, hi)` needs lo ≤ hi, here lo = {a} > hi = {b}"),
+                )
+                .label("the lower bound exceeds the upper one")
+                .hint("swap the bounds: `clip(v, lo, hi)` is `min(max(v, lo), hi)`"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn call(
     g: &mut Graph,
     func: &crate::syntax::Ident,
@@ -346,10 +391,15 @@ fn call(
         "abs" => Some(Unary::Abs),
         "softplus" => Some(Unary::Softplus),
         "sigmoid" => Some(Unary::Sigmoid),
+        "sign" => Some(Unary::Sign),
+        "ncdf" => Some(Unary::Ncdf),
+        "npdf" => Some(Unary::Npdf),
         _ => None,
     };
     let arity = match name {
-        "dot" | "outer" => 2,
+        "dot" | "outer" | "min" | "max" => 2,
+        "clip" => 3,
+        "relu" | "erf" => 1,
         _ if unary.is_some() => 1,
         "sum" | "mean" | "norm" | "diag" => 1,
         _ => {
@@ -396,7 +446,52 @@ fn call(
             .label("not a vector")),
         }
     };
+    let half = g.constant(0.5);
     Ok(match name {
+        "relu" => map(g, vals[0].clone(), |g, a| {
+            let m = g.unary(Unary::Abs, a);
+            let s = g.add(a, m);
+            g.mul(half, s)
+        }),
+        "erf" => {
+            let r2 = g.constant(std::f64::consts::SQRT_2);
+            let (two, one) = (g.constant(2.0), g.constant(1.0));
+            map(g, vals[0].clone(), |g, a| {
+                let t = g.mul(r2, a);
+                let p = g.unary(Unary::Ncdf, t);
+                let p2 = g.mul(two, p);
+                g.sub(p2, one)
+            })
+        }
+        "min" | "max" => {
+            let (a, b) = (vals[0].clone(), vals[1].clone());
+            zip(g, a, b, span, name, |g, a, b| {
+                let s = g.add(a, b);
+                let d = g.sub(a, b);
+                let m = g.unary(Unary::Abs, d);
+                let t = if name == "max" {
+                    g.add(s, m)
+                } else {
+                    g.sub(s, m)
+                };
+                g.mul(half, t)
+            })?
+        }
+        "clip" => {
+            let [v, lo, hi] = [0, 1, 2].map(|i| vals[i].clone());
+            check_bounds(g, &lo, &hi, args[1].span.to(args[2].span))?;
+            // (lo + hi + |v − lo| − |v − hi|)/2
+            let abs_diff = |g: &mut Graph, a: Id, b: Id| {
+                let d = g.sub(a, b);
+                g.unary(Unary::Abs, d)
+            };
+            let below = zip(g, v.clone(), lo.clone(), span, name, abs_diff)?;
+            let above = zip(g, v, hi.clone(), span, name, abs_diff)?;
+            let s = zip(g, lo, hi, span, name, |g, a, b| g.add(a, b))?;
+            let s = zip(g, s, below, span, name, |g, a, b| g.add(a, b))?;
+            let s = zip(g, s, above, span, name, |g, a, b| g.sub(a, b))?;
+            map(g, s, |g, a| g.mul(half, a))
+        }
         "sum" | "mean" => {
             let items: Vec<Id> = match &vals[0] {
                 PV::S(x) => vec![*x],
@@ -450,4 +545,161 @@ fn call(
         }
         _ => unreachable!("arity table covers every name"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::numeric::gauss;
+
+    /// The components of `text` with `x` bound to the inputs `x` (a scalar for one
+    /// value, a vector otherwise).
+    fn values(text: &str, x: &[f64]) -> Result<Vec<f64>, Box<Diagnostic>> {
+        let e = crate::syntax::parse_expr(text).expect("the test expressions parse");
+        let mut g = Graph::new();
+        let ids: Vec<Id> = (0..x.len() as u32).map(|i| g.input(i)).collect();
+        let mut scope = Scope::new();
+        let v = if ids.len() == 1 {
+            PV::S(ids[0])
+        } else {
+            PV::V(ids)
+        };
+        scope.insert("x".into(), v);
+        let out = components(&build(&mut g, &e, &scope)?);
+        Ok(g.eval(&out, x))
+    }
+
+    fn at(text: &str, x: f64) -> f64 {
+        values(text, &[x]).expect("the test expressions build")[0]
+    }
+
+    #[test]
+    fn kinked_functions_on_both_sides_of_every_kink() {
+        let cases: &[(&str, &[(f64, f64)])] = &[
+            (
+                "sign(x)",
+                &[
+                    (-2.0, -1.0),
+                    (-1e-300, -1.0),
+                    (0.0, 0.0),
+                    (1e-300, 1.0),
+                    (3.0, 1.0),
+                ],
+            ),
+            (
+                "relu(x)",
+                &[(-2.0, 0.0), (0.0, 0.0), (0.5, 0.5), (3.0, 3.0)],
+            ),
+            ("max(x, 0.5)", &[(-1.0, 0.5), (0.5, 0.5), (0.75, 0.75)]),
+            ("max(0.5, x)", &[(-1.0, 0.5), (2.0, 2.0)]),
+            ("min(x, 0.5)", &[(-1.0, -1.0), (0.5, 0.5), (0.75, 0.5)]),
+            ("min(-x, x)", &[(-1.5, -1.5), (0.0, 0.0), (2.0, -2.0)]),
+            (
+                "clip(x, -1, 2)",
+                &[
+                    (-3.0, -1.0),
+                    (-1.0, -1.0),
+                    (-0.25, -0.25),
+                    (2.0, 2.0),
+                    (5.0, 2.0),
+                ],
+            ),
+            ("clip(x, 1, 1)", &[(-3.0, 1.0), (1.0, 1.0), (4.0, 1.0)]),
+        ];
+        for (text, points) in cases {
+            for &(x, want) in *points {
+                assert_eq!(at(text, x), want, "{text} at x = {x}");
+            }
+        }
+        for x in [-2.5, -0.3, 0.0, 0.1, 1.7] {
+            assert!((at("erf(x)", x) - gauss::erf(x)).abs() < 2e-16, "erf({x})");
+            assert_eq!(at("ncdf(x)", x), gauss::ncdf(x));
+            assert_eq!(at("npdf(x)", x), gauss::npdf(x));
+        }
+    }
+
+    #[test]
+    fn kinked_functions_act_elementwise_and_broadcast() {
+        let x = [-3.0, 0.5, 4.0];
+        assert_eq!(values("clip(x, -1, 2)", &x).unwrap(), [-1.0, 0.5, 2.0]);
+        assert_eq!(values("max(x, 0)", &x).unwrap(), [0.0, 0.5, 4.0]);
+        assert_eq!(values("min(x, [0, 0, 5])", &x).unwrap(), [-3.0, 0.0, 4.0]);
+        assert_eq!(values("relu(x)", &x).unwrap(), [0.0, 0.5, 4.0]);
+        assert_eq!(values("sign(x)", &x).unwrap(), [-1.0, 1.0, 1.0]);
+        assert_eq!(
+            values("clip(x, [-5, 0, 0], [0, 1, 3])", &x).unwrap(),
+            [-3.0, 0.5, 3.0]
+        );
+        let d = values("max(x, [1, 2])", &x).unwrap_err();
+        assert_eq!(d.code, Code::Shape);
+    }
+
+    /// The graph differentiates the kinked functions: slopes on both sides of the kink,
+    /// the mean slope at it.
+    #[test]
+    fn kinked_functions_differentiate() {
+        let e = crate::syntax::parse_expr("relu(x) + 3*clip(x, -1, 2) - max(x, 1)").unwrap();
+        let mut g = Graph::new();
+        let x = g.input(0);
+        let scope = Scope::from([("x".to_string(), PV::S(x))]);
+        let PV::S(f) = build(&mut g, &e, &scope).unwrap() else {
+            panic!("a scalar")
+        };
+        let df = g.diff(f, 0);
+        let slope = |x: f64| g.eval(&[df], &[x])[0];
+        // Kinks at −1 (clip), 0 (relu), 1 (max), 2 (clip).
+        let want = [
+            (-1.5, 0.0),
+            (-1.0, 1.5),
+            (-0.5, 3.0),
+            (0.0, 3.5),
+            (0.5, 4.0),
+            (1.0, 3.5),
+            (1.5, 3.0),
+            (2.0, 1.5),
+            (2.5, 0.0),
+        ];
+        for (x, s) in want {
+            assert_eq!(slope(x), s, "slope at {x}");
+        }
+        let e = crate::syntax::parse_expr("erf(x) * ncdf(x) + npdf(x)").unwrap();
+        let PV::S(f) = build(&mut g, &e, &scope).unwrap() else {
+            panic!("a scalar")
+        };
+        let df = g.diff(f, 0);
+        for x in [-1.2, 0.3, 2.0] {
+            let h = 1e-5;
+            let fd = (g.eval(&[f], &[x + h])[0] - g.eval(&[f], &[x - h])[0]) / (2.0 * h);
+            let got = g.eval(&[df], &[x])[0];
+            assert!((got - fd).abs() < 1e-9, "d/dx at {x}: {got} vs {fd}");
+        }
+    }
+
+    #[test]
+    fn wrong_arity_and_empty_clip_are_diagnosed() {
+        let d = values("min(x)", &[1.0]).unwrap_err();
+        assert_eq!(d.code, Code::Misuse);
+        assert_eq!(d.message, "`min` takes 2 arguments, 1 given");
+        assert_eq!(d.span, Span::new(0, 6));
+        let d = values("clip(x, 1)", &[1.0]).unwrap_err();
+        assert_eq!(d.message, "`clip` takes 3 arguments, 2 given");
+        let d = values("relu(x, 1)", &[1.0]).unwrap_err();
+        assert_eq!(d.message, "`relu` takes 1 argument, 2 given");
+        // lo > hi, with constants: the bounds are underlined and a fix suggested.
+        let d = values("clip(x, 2, 1 - 3)", &[1.0]).unwrap_err();
+        assert_eq!(d.code, Code::Misuse);
+        assert_eq!(
+            d.message,
+            "`clip(v, lo, hi)` needs lo ≤ hi, here lo = 2 > hi = -2"
+        );
+        assert_eq!(d.span, Span::new(8, 16));
+        assert!(d.hint.as_deref().unwrap_or("").contains("swap the bounds"));
+        // Componentwise, and with a scalar bound against a vector one.
+        let d = values("clip(x, [0, 3], 2)", &[1.0, 2.0]).unwrap_err();
+        assert!(d.message.contains("lo = 3 > hi = 2"), "{}", d.message);
+        // Bounds that read the variables are not checked (they are assumed ordered).
+        assert!(values("clip(x, x, 1)", &[5.0]).is_ok());
+        let d = values("clamp(x, 0, 1)", &[1.0]).unwrap_err();
+        assert!(d.hint.unwrap().contains("clip"));
+    }
 }
