@@ -58,5 +58,6 @@ examples!(
     sam,
     sam_sqrt,
     sgd,
-    sgld
+    sgld,
+    signum
 );

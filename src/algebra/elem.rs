@@ -33,6 +33,44 @@ pub enum FExpr {
     Log(Box<FExpr>),
     /// `|a|`: what `sqrt(a^2)` is (never `a`: the state may be negative).
     Abs(Box<FExpr>),
+    /// `sign(a)`: −1, 0 or 1. Its derivative is 0 away from `a = 0`.
+    Sign(Box<FExpr>),
+    /// `Φ(a)`, the standard normal distribution function.
+    Ncdf(Box<FExpr>),
+    /// `φ(a) = exp(−a²/2)/√(2π)`, the standard normal density.
+    Npdf(Box<FExpr>),
+    /// A field of the problem at the function's index: `∂_i f` or `Σ_ii` (the Gaussian
+    /// averages of non-smooth maps of the gradient noise read them).
+    Field(Field),
+}
+
+/// A field of the problem read componentwise by an elementwise function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// `∂_i f` at the current parameter.
+    Grad,
+    /// `Σ_ii`, the variance of the problem's gradient noise at the current parameter.
+    NoiseVar,
+}
+
+impl Field {
+    /// The number an evaluator's variable callback receives for this field (beyond any
+    /// state variable's).
+    pub fn var_id(self) -> u8 {
+        match self {
+            Field::Grad => 254,
+            Field::NoiseVar => 255,
+        }
+    }
+
+    /// The field a callback number stands for, if any.
+    pub fn from_var_id(v: u8) -> Option<Field> {
+        match v {
+            254 => Some(Field::Grad),
+            255 => Some(Field::NoiseVar),
+            _ => None,
+        }
+    }
 }
 
 fn rat(n: i64, d: i64) -> BigRational {
@@ -229,22 +267,52 @@ impl FExpr {
                 FExpr::Pow(b, q) => FExpr::Pow(Box::new(FExpr::Abs(b)), q).simplify(),
                 other => FExpr::Abs(Box::new(other)),
             },
+            FExpr::Sign(a) => match a.simplify() {
+                FExpr::Const(c) => match c.as_constant() {
+                    Some(n) => FExpr::Const(Poly::int(if n.is_positive() {
+                        1
+                    } else if n.is_negative() {
+                        -1
+                    } else {
+                        0
+                    })),
+                    None => FExpr::Sign(Box::new(FExpr::Const(c))),
+                },
+                FExpr::Sign(inner) => FExpr::Sign(inner),
+                other => FExpr::Sign(Box::new(other)),
+            },
+            FExpr::Ncdf(a) => match a.simplify() {
+                FExpr::Const(c) if c.is_zero() => FExpr::Const(Poly::constant(rat(1, 2))),
+                other => FExpr::Ncdf(Box::new(other)),
+            },
+            FExpr::Npdf(a) => FExpr::Npdf(Box::new(a.simplify())),
             leaf => leaf,
         }
     }
 
     /// `∂/∂ var`.
     pub fn derivative(&self, var: u8) -> FExpr {
+        self.derivative_by(&FExpr::Var(var))
+    }
+
+    /// `∂/∂ leaf` for a leaf: a state variable ([`FExpr::Var`]) or a field
+    /// ([`FExpr::Field`]).
+    pub fn derivative_by(&self, leaf: &FExpr) -> FExpr {
+        let var = leaf;
         match self {
             FExpr::Const(_) => FExpr::Const(Poly::zero()),
-            FExpr::Var(v) => FExpr::Const(if *v == var { Poly::one() } else { Poly::zero() }),
+            FExpr::Var(_) | FExpr::Field(_) => FExpr::Const(if self == leaf {
+                Poly::one()
+            } else {
+                Poly::zero()
+            }),
             FExpr::Sum(items) => {
-                FExpr::Sum(items.iter().map(|i| i.derivative(var)).collect()).simplify()
+                FExpr::Sum(items.iter().map(|i| i.derivative_by(var)).collect()).simplify()
             }
             FExpr::Prod(items) => {
                 let mut terms = Vec::new();
                 for k in 0..items.len() {
-                    let d = items[k].derivative(var);
+                    let d = items[k].derivative_by(var);
                     if matches!(&d, FExpr::Const(c) if c.is_zero()) {
                         continue;
                     }
@@ -255,7 +323,7 @@ impl FExpr {
                 FExpr::Sum(terms).simplify()
             }
             FExpr::Pow(b, q) => {
-                let db = b.derivative(var);
+                let db = b.derivative_by(var);
                 if matches!(&db, FExpr::Const(c) if c.is_zero()) {
                     return FExpr::Const(Poly::zero());
                 }
@@ -265,7 +333,7 @@ impl FExpr {
                         FExpr::Const(Poly::constant(q.clone())),
                         FExpr::Pow(b.clone(), q - BigRational::from_integer(2.into())),
                         (**a).clone(),
-                        a.derivative(var),
+                        a.derivative_by(var),
                     ])
                     .simplify();
                 }
@@ -276,17 +344,29 @@ impl FExpr {
                 ])
                 .simplify()
             }
-            FExpr::Exp(a) => FExpr::Prod(vec![FExpr::Exp(a.clone()), a.derivative(var)]).simplify(),
+            FExpr::Exp(a) => {
+                FExpr::Prod(vec![FExpr::Exp(a.clone()), a.derivative_by(var)]).simplify()
+            }
             FExpr::Log(a) => FExpr::Prod(vec![
                 FExpr::Pow(a.clone(), -BigRational::one()),
-                a.derivative(var),
+                a.derivative_by(var),
             ])
             .simplify(),
-            // d|a| = (a/|a|) da, away from a = 0 where |a| has its kink.
-            FExpr::Abs(a) => FExpr::Prod(vec![
+            // d|a| = sign(a) da, away from a = 0 where |a| has its kink.
+            FExpr::Abs(a) => {
+                FExpr::Prod(vec![FExpr::Sign(a.clone()), a.derivative_by(var)]).simplify()
+            }
+            // d sign(a) = 0 away from a = 0.
+            FExpr::Sign(_) => FExpr::Const(Poly::zero()),
+            FExpr::Ncdf(a) => {
+                FExpr::Prod(vec![FExpr::Npdf(a.clone()), a.derivative_by(var)]).simplify()
+            }
+            // φ'(a) = −a φ(a).
+            FExpr::Npdf(a) => FExpr::Prod(vec![
+                FExpr::Const(Poly::int(-1)),
                 (**a).clone(),
-                FExpr::Pow(Box::new(self.clone()), -BigRational::one()),
-                a.derivative(var),
+                self.clone(),
+                a.derivative_by(var),
             ])
             .simplify(),
         }
@@ -298,10 +378,11 @@ impl FExpr {
     pub fn nonnegative(&self) -> bool {
         match self {
             FExpr::Const(c) => c.as_constant().is_some_and(|n| !n.is_negative()),
-            FExpr::Abs(_) | FExpr::Exp(_) => true,
+            FExpr::Abs(_) | FExpr::Exp(_) | FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
             FExpr::Pow(b, q) => !q.is_integer() || even(q) || b.nonnegative(),
             FExpr::Prod(items) | FExpr::Sum(items) => items.iter().all(FExpr::nonnegative),
-            FExpr::Var(_) | FExpr::Log(_) => false,
+            FExpr::Field(f) => *f == Field::NoiseVar,
+            FExpr::Var(_) | FExpr::Log(_) | FExpr::Sign(_) => false,
         }
     }
 
@@ -310,8 +391,15 @@ impl FExpr {
         match self {
             FExpr::Const(_) => false,
             FExpr::Var(v) => *v == var,
+            FExpr::Field(f) => f.var_id() == var,
             FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(|i| i.reads(var)),
-            FExpr::Pow(b, _) | FExpr::Exp(b) | FExpr::Log(b) | FExpr::Abs(b) => b.reads(var),
+            FExpr::Pow(b, _)
+            | FExpr::Exp(b)
+            | FExpr::Log(b)
+            | FExpr::Abs(b)
+            | FExpr::Sign(b)
+            | FExpr::Ncdf(b)
+            | FExpr::Npdf(b) => b.reads(var),
         }
     }
 
@@ -333,6 +421,24 @@ impl FExpr {
             FExpr::Exp(a) => a.eval(var, sym).exp(),
             FExpr::Log(a) => a.eval(var, sym).ln(),
             FExpr::Abs(a) => a.eval(var, sym).abs(),
+            FExpr::Field(f) => var(f.var_id()),
+            FExpr::Sign(a) => {
+                let x = a.eval(var, sym);
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else if x == 0.0 {
+                    0.0
+                } else {
+                    f64::NAN
+                }
+            }
+            FExpr::Ncdf(a) => 0.5 * libm::erfc(-a.eval(var, sym) / std::f64::consts::SQRT_2),
+            FExpr::Npdf(a) => {
+                let x = a.eval(var, sym);
+                (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+            }
         }
     }
 
@@ -348,9 +454,15 @@ impl FExpr {
                     }
                 }
             }
-            FExpr::Var(_) => {}
+            FExpr::Var(_) | FExpr::Field(_) => {}
             FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| i.symbols(out)),
-            FExpr::Pow(b, _) | FExpr::Exp(b) | FExpr::Log(b) | FExpr::Abs(b) => b.symbols(out),
+            FExpr::Pow(b, _)
+            | FExpr::Exp(b)
+            | FExpr::Log(b)
+            | FExpr::Abs(b)
+            | FExpr::Sign(b)
+            | FExpr::Ncdf(b)
+            | FExpr::Npdf(b) => b.symbols(out),
         }
     }
 
@@ -396,9 +508,18 @@ fn point_value(point: usize, salt: u64, index: u64) -> f64 {
 pub fn fingerprint(f: &FExpr) -> [f64; POINTS] {
     let mut out = [0.0; POINTS];
     for (p, o) in out.iter_mut().enumerate() {
-        *o = f.eval(&|v| point_value(p, 1, v as u64), &|s| {
-            point_value(p, 2, s as u64)
-        });
+        *o = f.eval(
+            &|v| {
+                let x = point_value(p, 1, v as u64);
+                // A variance is positive at every point.
+                if Field::from_var_id(v) == Some(Field::NoiseVar) {
+                    x.abs()
+                } else {
+                    x
+                }
+            },
+            &|s| point_value(p, 2, s as u64),
+        );
     }
     out
 }
@@ -586,6 +707,10 @@ pub fn constant_if_so(f: FExpr) -> FExpr {
             FExpr::Exp(a) => FExpr::Exp(Box::new(at_one(a))),
             FExpr::Log(a) => FExpr::Log(Box::new(at_one(a))),
             FExpr::Abs(a) => FExpr::Abs(Box::new(at_one(a))),
+            FExpr::Field(_) => FExpr::one(),
+            FExpr::Sign(a) => FExpr::Sign(Box::new(at_one(a))),
+            FExpr::Ncdf(a) => FExpr::Ncdf(Box::new(at_one(a))),
+            FExpr::Npdf(a) => FExpr::Npdf(Box::new(at_one(a))),
         }
     }
     let mut candidate = at_one(&f).simplify();

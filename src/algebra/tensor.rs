@@ -41,6 +41,10 @@ pub enum Kind {
     /// An elementwise function of the state ([`crate::algebra::elem`]), by number: one slot (the
     /// component index it is applied at) or none (a function of the scalar states).
     Elem(u32),
+    /// A kink (`sign` or `|·|`) of an argument with noise of order one in it, by number
+    /// in the derivation's table; one slot. Only during the expansion of the discrete
+    /// step, before the expectation turns it into Gaussian averages.
+    Kink(u16),
 }
 
 impl Kind {
@@ -54,6 +58,7 @@ impl Kind {
             Kind::Disp(v) => [5, v as u16, 0],
             Kind::Delta => [6, 0, 0],
             Kind::Elem(id) => [7, (id >> 16) as u16, id as u16],
+            Kind::Kink(id) => [8, id, 0],
         }
     }
 }
@@ -1065,6 +1070,52 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                         Some(vec![Atom::new(Kind::Delta, vec![a.idx[0], j])])
                     }
                 }
+                Kind::Elem(id) if v == 0 && reads_field(&crate::algebra::elem::get(id)) => {
+                    // ∂_j φ(x, ∇f, diag Σ)_i = φ_x δ_ij + φ_g ∇²f[i,j] + φ_s ∂_j Σ[i,i].
+                    let f = crate::algebra::elem::get(id);
+                    let Some(&l) = a.idx.first() else {
+                        continue;
+                    };
+                    use crate::algebra::elem::{FExpr, Field};
+                    let mut reps: Vec<Vec<Atom>> = Vec::new();
+                    let parts = [
+                        (FExpr::Var(0), None),
+                        (FExpr::Field(Field::Grad), Some(Kind::DF(2))),
+                        (
+                            FExpr::Field(Field::NoiseVar),
+                            Some(Kind::Moment { r: 2, d: 1 }),
+                        ),
+                    ];
+                    for (leaf, kind) in parts {
+                        let df = f.derivative_by(&leaf).simplify();
+                        if matches!(&df, FExpr::Const(k) if k.is_zero()) {
+                            continue;
+                        }
+                        let e = Atom::new(Kind::Elem(crate::algebra::elem::intern(df)), vec![l]);
+                        match kind {
+                            None if scalar => reps.push(vec![e]),
+                            None => reps.push(vec![e, Atom::new(Kind::Delta, vec![l, j])]),
+                            Some(Kind::DF(2)) => {
+                                reps.push(vec![e, Atom::new(Kind::DF(2), vec![l, j])])
+                            }
+                            Some(k) if !vars.quadratic => {
+                                reps.push(vec![e, Atom::new(k, vec![l, l, j])])
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    for rep in reps {
+                        let mut all: Vec<Atom> = atoms
+                            .iter()
+                            .enumerate()
+                            .filter(|(m, _)| *m != k)
+                            .map(|(_, b)| b.clone())
+                            .collect();
+                        all.extend(rep);
+                        out.add_raw(all, c.clone(), dim);
+                    }
+                    continue;
+                }
                 Kind::Elem(id) => {
                     let f = crate::algebra::elem::get(id);
                     if !f.reads(v) {
@@ -1101,6 +1152,12 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
         }
     }
     out
+}
+
+/// Whether a function reads a field of the problem (∇f or diag Σ).
+fn reads_field(f: &crate::algebra::elem::FExpr) -> bool {
+    use crate::algebra::elem::Field;
+    f.reads(Field::Grad.var_id()) || f.reads(Field::NoiseVar.var_id())
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl System {
     }
 
     /// The exponent of a function of the state; homogeneity constraints are added.
-    fn function(&mut self, f: &FExpr, dim: Sym, what: &str) -> Form {
+    fn function(&mut self, f: &FExpr, dim: Sym, what: &str, batch: &NoiseScale) -> Form {
         match f {
             FExpr::Const(c) => {
                 let forms: Vec<Form> = c.terms().map(|(m, _)| self.monomial(m, dim)).collect();
@@ -132,7 +132,10 @@ impl System {
             }
             FExpr::Var(_) => Form::zero(self.n),
             FExpr::Sum(items) => {
-                let forms: Vec<Form> = items.iter().map(|i| self.function(i, dim, what)).collect();
+                let forms: Vec<Form> = items
+                    .iter()
+                    .map(|i| self.function(i, dim, what, batch))
+                    .collect();
                 for g in forms.iter().skip(1) {
                     self.rows.push((
                         g.sub(&forms[0]),
@@ -147,18 +150,29 @@ impl System {
             FExpr::Prod(items) => {
                 let mut total = Form::zero(self.n);
                 for i in items {
-                    total = total.add(&self.function(i, dim, what));
+                    total = total.add(&self.function(i, dim, what, batch));
                 }
                 total
             }
-            FExpr::Pow(b, q) => self.function(b, dim, what).scale(q),
-            FExpr::Abs(a) => self.function(a, dim, what),
-            FExpr::Exp(a) | FExpr::Log(a) => {
-                let g = self.function(a, dim, what);
+            FExpr::Pow(b, q) => self.function(b, dim, what, batch).scale(q),
+            FExpr::Abs(a) => self.function(a, dim, what, batch),
+            // sign(c a) = sign(a) for c > 0: no exponent, no constraint.
+            FExpr::Sign(_) => Form::zero(self.n),
+            FExpr::Field(crate::algebra::elem::Field::Grad) => Form::zero(self.n),
+            // Σ_ii scales as the covariance does.
+            FExpr::Field(crate::algebra::elem::Field::NoiseVar) => {
+                let mut f = Form::zero(self.n);
+                if *batch == NoiseScale::Covariance {
+                    f.constant -= BigRational::one();
+                }
+                f
+            }
+            FExpr::Exp(a) | FExpr::Log(a) | FExpr::Ncdf(a) | FExpr::Npdf(a) => {
+                let g = self.function(a, dim, what, batch);
                 self.rows.push((
                     g,
                     Blocker::Other(format!(
-                        "no scaling keeps the argument of an exp or log in {what} unchanged"
+                        "no scaling keeps the argument of an exp, log, Φ or φ in {what} unchanged"
                     )),
                 ));
                 Form::zero(self.n)
@@ -176,7 +190,7 @@ impl System {
                         base.constant -= BigRational::new(r.into(), 2.into());
                     }
                     Kind::Elem(id) => {
-                        let g = self.function(sme.elem.get(id), sme.dim, what);
+                        let g = self.function(sme.elem.get(id), sme.dim, what, batch);
                         base = base.add(&g);
                     }
                     _ => {}

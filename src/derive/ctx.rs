@@ -39,6 +39,8 @@ pub(crate) struct Ctx {
     /// The covariance of each sample: `None` for the problem's Σ(x), else the multiple
     /// of the identity its law fixes (through [`Ctx::work`]).
     pub sample_scale: Vec<Option<Poly>>,
+    /// The kinks of noisy arguments met so far ([`crate::algebra::tensor::Kind::Kink`]).
+    pub kinks: Vec<super::kink::KinkDef>,
     /// Displacements of the points at which noise is evaluated (0: the parameter).
     pub points: Vec<TExpr>,
     /// The highest power of ε any expansion needs.

@@ -2,6 +2,7 @@
 //! the noise still random, then its expectation with the declared noise moments.
 
 use super::ctx::{Ctx, Failure};
+use super::kink;
 use crate::algebra::elem::FExpr;
 use crate::algebra::poly::Poly;
 use crate::algebra::tensor::{
@@ -250,7 +251,8 @@ impl<'a> Expander<'a> {
                 }
                 s.to_integer().to_i32().unwrap_or(0)
             }
-            Map::Exp | Map::Log => 0,
+            Map::Exp | Map::Log | Map::Sign => 0,
+            Map::Abs => v,
         })
     }
 
@@ -373,7 +375,7 @@ impl<'a> Expander<'a> {
         let singular = match map {
             Map::Power(q) => !q.is_integer() || *q < BigRational::zero(),
             Map::Log => true,
-            Map::Exp => false,
+            Map::Exp | Map::Abs | Map::Sign => false,
         };
         if !singular {
             return;
@@ -402,6 +404,151 @@ impl<'a> Expander<'a> {
         }
     }
 
+    /// `sign(arg)` (`abs` false) or `|arg|`. The argument is split as `ε^v (X₀ + R)`: when
+    /// `X₀` is a function of the state (and of ∇f, diag Σ), the map is expanded around it,
+    /// away from its kink; when `X₀` holds Gaussian noise of order one, `A + C ξ`, the
+    /// kink stays a random factor ([`Kind::Kink`]) that the expectation averages exactly.
+    fn kink(&mut self, abs: bool, arg: &Expr, upto: i32) -> Result<TExpr, Failure> {
+        let eps = self.ctx.eps;
+        let free = free_of(arg.shape);
+        let v = self.leading_power(arg)?;
+        let shift = if abs { v } else { 0 };
+        let need = upto - shift;
+        if need < 0 {
+            return Ok(TExpr::zero(free));
+        }
+        let a = self.expand(arg, v + need)?;
+        let x = a.map_coef(|c| c.shift(eps, -v));
+        let x0 = x.map_coef(|c| c.coeff(eps, 0));
+        let random = |t: &crate::algebra::tensor::Term| {
+            t.atoms
+                .iter()
+                .any(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
+        };
+        let what = if abs { "abs" } else { "sign" };
+        if !x0.terms.keys().any(random) {
+            let shown = crate::ir::Printer::new(self.opt).expr(arg);
+            let note = format!(
+                "`{what}({shown})` is expanded away from its kink: the SME holds where the leading part of `{shown}` stays away from 0 (the noise inside it is small)"
+            );
+            if !self.ctx.notes.contains(&note) {
+                self.ctx.notes.push(note);
+            }
+            let map = if abs { Map::Abs } else { Map::Sign };
+            return self.map_series(map, &a, v, shift, need, free);
+        }
+        // Gaussian noise of order one inside the kink.
+        let refuse = |me: &Self, why: &str, hint: &str| {
+            me.unsupported(format!("`{what}` of {why}"), hint.to_string())
+        };
+        if free != 1 {
+            return Err(refuse(
+                self,
+                "a scalar with noise of order one in it",
+                "apply the map to a vector with the noise added componentwise, as in `sign(grad f(x) + xi)`",
+            ));
+        }
+        let rest = x.sub(&x0).map_coef(|c| c.truncate(eps, need));
+        if rest.terms.keys().any(random) || (!rest.is_zero() && need > 0) {
+            return Err(refuse(
+                self,
+                "an argument with noise of order one and corrections in the small parameter",
+                "smelt averages a kink of `A + c*xi` exactly when the argument has no further terms in the small parameter; move the correction outside the map",
+            ));
+        }
+        let mut mean = TExpr::zero(1);
+        let mut coef = TExpr::zero(1);
+        let mut sample: Option<u8> = None;
+        for (t, c) in &x0.terms {
+            let noises: Vec<&Atom> = t
+                .atoms
+                .iter()
+                .filter(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
+                .collect();
+            match noises[..] {
+                [] => mean.add_term(t.clone(), c),
+                [n] => {
+                    let Kind::Noise { sample: s, point } = n.kind else {
+                        return Err(refuse(self, "a kink", "a kink inside another kink is not averaged; write the map of one noisy argument"));
+                    };
+                    if n.idx[..] != [0] {
+                        return Err(refuse(
+                            self,
+                            "noise mixed across components (a matrix times the noise)",
+                            "the noise must enter the argument componentwise: `A + c*xi` with A and c elementwise",
+                        ));
+                    }
+                    if point != 0 {
+                        return Err(refuse(
+                            self,
+                            "noise evaluated away from the parameter",
+                            "inside a kink the noise must be evaluated at the parameter",
+                        ));
+                    }
+                    if sample.is_some_and(|x| x != s) {
+                        return Err(refuse(
+                            self,
+                            "two noise samples",
+                            "a kink averages one Gaussian sample; add the samples outside the map",
+                        ));
+                    }
+                    if self.ctx.sample_kind[s as usize] != crate::syntax::NoiseKind::Gaussian {
+                        return Err(Failure::Diagnostic(Box::new(
+                            Diagnostic::new(
+                                Code::Unsupported,
+                                self.span,
+                                format!("`{what}` of general noise of order one"),
+                            )
+                            .label("in this statement")
+                            .hint(format!(
+                                "the average of a kink over noise of order one depends on the whole law, not on its moments; declare the sample Gaussian, `noise {} ~ gaussian`",
+                                self.ctx.sample_names[s as usize]
+                            )),
+                        )));
+                    }
+                    sample = Some(s);
+                    let atoms: Vec<Atom> = t
+                        .atoms
+                        .iter()
+                        .filter(|a| !std::ptr::eq(*a, n))
+                        .cloned()
+                        .collect();
+                    coef.add_raw(atoms, c.clone(), self.ctx.dim);
+                }
+                _ => {
+                    return Err(refuse(
+                        self,
+                        "a product of noise components",
+                        "the noise must enter the argument linearly: `A + c*xi`",
+                    ))
+                }
+            }
+        }
+        let sample =
+            sample.ok_or_else(|| Failure::Internal("a noisy argument without noise".into()))?;
+        let def = kink::KinkDef {
+            abs,
+            mean: self.elementwise_function(&mean, 1)?,
+            coef: self.elementwise_function(&coef, 1)?,
+            sample,
+        };
+        let id = match self.ctx.kinks.iter().position(|k| *k == def) {
+            Some(i) => i,
+            None => {
+                self.ctx.kinks.push(def);
+                self.ctx.kinks.len() - 1
+            }
+        };
+        let id = u16::try_from(id).map_err(|_| Failure::Internal("too many kinks".into()))?;
+        let atom = TExpr::from_atoms(
+            vec![Atom::new(Kind::Kink(id), vec![0])],
+            1,
+            Poly::power(eps, shift),
+            self.ctx.dim,
+        );
+        Ok(atom.map_coef(|c| c.truncate(eps, upto)))
+    }
+
     /// The elementwise function of the state that a leading-order part is.
     fn elementwise_function(&self, x0: &TExpr, free: u8) -> Result<FExpr, Failure> {
         let mut parts = Vec::new();
@@ -413,6 +560,13 @@ impl<'a> Expander<'a> {
                     Kind::State(v) if here => factors.push(FExpr::Var(v)),
                     Kind::Elem(id) if here => factors.push(crate::algebra::elem::get(id)),
                     Kind::One if here => {}
+                    // ∂_i f and Σ_ii at the index are fields an elementwise function reads.
+                    Kind::DF(1) if free == 1 && a.idx[0] == 0 => {
+                        factors.push(FExpr::Field(crate::algebra::elem::Field::Grad))
+                    }
+                    Kind::Moment { r: 2, d: 0 } if free == 1 && a.idx[..] == [0, 0] => {
+                        factors.push(FExpr::Field(crate::algebra::elem::Field::NoiseVar))
+                    }
                     _ => {
                         return Err(self.unsupported(
                             "a nonlinear map (square root, division, exp, log, fractional power) of a quantity whose leading part depends on the gradient or the noise",
@@ -730,10 +884,16 @@ impl<'a> Expander<'a> {
                 Func::Sqrt => self.apply_map(Map::Power(BigRational::new(1.into(), 2.into())), &args[0], upto)?,
                 Func::Exp => self.apply_map(Map::Exp, &args[0], upto)?,
                 Func::Log => self.apply_map(Map::Log, &args[0], upto)?,
-                Func::Abs | Func::Norm | Func::Sign | Func::Relu | Func::Min | Func::Max | Func::Clip => {
+                Func::Sign => self.kink(false, &args[0], upto)?,
+                Func::Abs => self.kink(true, &args[0], upto)?,
+                Func::Relu | Func::Min | Func::Max | Func::Clip => {
+                    let e = piecewise(*f, args, e.shape, &mut self.ctx.notes);
+                    self.expand(&e, upto)?
+                }
+                Func::Norm => {
                     return Err(self.unsupported(
-                        format!("`{}` of a quantity that changes from step to step", f.name()),
-                        "absolute values and norms are not smooth where they vanish; smelt does not expand them yet",
+                        "`norm` of a quantity that changes from step to step",
+                        "smelt expands elementwise maps (sign, abs, relu, min, max, clip) but not yet the norm of a vector; in d = 1, g/norm(g) is sign(g)",
                     ))
                 }
             },
@@ -1020,6 +1180,10 @@ pub(super) enum Map {
     Power(BigRational),
     Exp,
     Log,
+    /// `|x|` away from 0: `|x₀ + r| = |x₀| + sign(x₀) r` while `|r| < |x₀|`.
+    Abs,
+    /// `sign(x)` away from 0: constant while `|r| < |x₀|`.
+    Sign,
 }
 
 /// How a power `a^b` is expanded.
@@ -1046,6 +1210,15 @@ fn map_derivative(map: &Map, f: &FExpr, k: u32) -> FExpr {
                 .scale(&Poly::constant(c))
         }
         Map::Exp => FExpr::Exp(Box::new(f.clone())).simplify(),
+        Map::Abs => match k {
+            0 => FExpr::Abs(Box::new(f.clone())).simplify(),
+            1 => FExpr::Sign(Box::new(f.clone())).simplify(),
+            _ => FExpr::Const(Poly::zero()),
+        },
+        Map::Sign => match k {
+            0 => FExpr::Sign(Box::new(f.clone())).simplify(),
+            _ => FExpr::Const(Poly::zero()),
+        },
         Map::Log => {
             if k == 0 {
                 return FExpr::Log(Box::new(f.clone())).simplify();
@@ -1062,6 +1235,59 @@ fn map_derivative(map: &Map, f: &FExpr, k: u32) -> FExpr {
                 .scale(&Poly::constant(c))
         }
     }
+}
+
+/// `relu`, `min`, `max` and `clip` written with `abs`, identities exact everywhere:
+/// `relu(u) = (u + |u|)/2`, `max(a, b) = (a + b + |a − b|)/2`,
+/// `min(a, b) = (a + b − |a − b|)/2`, `clip(v, lo, hi) = (lo + hi + |v − lo| − |v − hi|)/2`
+/// (for lo ≤ hi, noted).
+fn piecewise(f: Func, args: &[Expr], shape: Shape, notes: &mut Vec<String>) -> Expr {
+    let bin = |op: BinOp, a: Expr, b: Expr| {
+        let shape = if a.shape == Shape::Vector || b.shape == Shape::Vector {
+            Shape::Vector
+        } else {
+            Shape::Scalar
+        };
+        Expr::new(ExprKind::Bin(op, Box::new(a), Box::new(b)), shape)
+    };
+    let abs = |a: Expr| {
+        let shape = a.shape;
+        Expr::new(ExprKind::Call(Func::Abs, vec![a]), shape)
+    };
+    let half = Expr::new(
+        ExprKind::Num(BigRational::new(1.into(), 2.into())),
+        Shape::Scalar,
+    );
+    let body = match f {
+        Func::Relu => bin(BinOp::Add, args[0].clone(), abs(args[0].clone())),
+        Func::Max | Func::Min => {
+            let sum = bin(BinOp::Add, args[0].clone(), args[1].clone());
+            let gap = abs(bin(BinOp::Sub, args[0].clone(), args[1].clone()));
+            bin(
+                if f == Func::Max {
+                    BinOp::Add
+                } else {
+                    BinOp::Sub
+                },
+                sum,
+                gap,
+            )
+        }
+        _ => {
+            let note = "`clip(v, lo, hi)` is taken as (lo + hi + |v − lo| − |v − hi|)/2, which is numpy's clip where lo ≤ hi".to_string();
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            let (v, lo, hi) = (args[0].clone(), args[1].clone(), args[2].clone());
+            let bounds = bin(BinOp::Add, lo.clone(), hi.clone());
+            let low = abs(bin(BinOp::Sub, v.clone(), lo));
+            let high = abs(bin(BinOp::Sub, v, hi));
+            bin(BinOp::Sub, bin(BinOp::Add, bounds, low), high)
+        }
+    };
+    let mut out = bin(BinOp::Mul, half, body);
+    out.shape = shape;
+    out
 }
 
 fn sat_add(a: i32, b: i32) -> i32 {
@@ -1150,6 +1376,14 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
     let keep = |p: &Poly| p.truncate(eps, upto);
     let mut out = TExpr::zero(e.free);
     'terms: for (term, coef) in &e.terms {
+        let averaged;
+        let raw = term.atoms.iter().any(|a| matches!(a.kind, Kind::Kink(_)));
+        let term = if raw {
+            averaged = average_kinks(ctx, term, e.free)?;
+            &averaged
+        } else {
+            term
+        };
         let mut rest: Vec<Atom> = Vec::new();
         // (sample, point) → labels of its noise factors
         let mut groups: Vec<((u8, u8), Vec<Label>)> = Vec::new();
@@ -1164,7 +1398,12 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
             }
         }
         if groups.is_empty() {
-            out.add_term(term.clone(), coef);
+            // An averaged term is a raw product (its new factors not yet canonical).
+            if raw {
+                out.add_raw(term.atoms.clone(), coef.clone(), dim);
+            } else {
+                out.add_term(term.clone(), coef);
+            }
             continue;
         }
         // Same sample at two points: cross moments are not modelled.
@@ -1232,6 +1471,89 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
     }
     ctx.check_size(&out, Span::default())?;
     Ok(out)
+}
+
+/// Averages the kinks of a term over their samples: the kinks of one sample at one
+/// index, with the sample's components at that index, become one elementwise function
+/// ([`kink::average`]); one further component `ξ_j` of the sample at another index is
+/// its regression on `ξ_i`, `(Σ_ji/Σ_ii) ξ_i` (exact for Gaussian noise: the rest is
+/// independent of `ξ_i` and has mean zero).
+fn average_kinks(
+    ctx: &Ctx,
+    term: &crate::algebra::tensor::Term,
+    free: u8,
+) -> Result<crate::algebra::tensor::Term, Failure> {
+    let limit = |what: &str| {
+        Failure::Diagnostic(Box::new(
+            Diagnostic::new(
+                Code::Unsupported,
+                Span::default(),
+                format!("the average of {what} is not derived yet"),
+            )
+            .label("here")
+            .hint("smelt averages kinks of one noise sample at one index, times at most one component of that sample at another index: enough for the first two moments of elementwise maps (weak order 1)"),
+        ))
+    };
+    let _ = free;
+    let mut atoms = term.atoms.clone();
+    let mut samples: Vec<u8> = Vec::new();
+    for a in &atoms {
+        if let Kind::Kink(k) = a.kind {
+            let s = ctx.kinks[k as usize].sample;
+            if !samples.contains(&s) {
+                samples.push(s);
+            }
+        }
+    }
+    for s in samples {
+        let kinks: Vec<(u16, Label)> = atoms
+            .iter()
+            .filter_map(|a| match a.kind {
+                Kind::Kink(k) if ctx.kinks[k as usize].sample == s => Some((k, a.idx[0])),
+                _ => None,
+            })
+            .collect();
+        let noise: Vec<Label> = atoms
+            .iter()
+            .filter_map(|a| match a.kind {
+                Kind::Noise { sample, .. } if sample == s => Some(a.idx[0]),
+                _ => None,
+            })
+            .collect();
+        let i = kinks[0].1;
+        if kinks.iter().any(|(_, l)| *l != i) {
+            return Err(limit("kinks of one sample at two different indices (the off-diagonal second moments of a sign vector)"));
+        }
+        let same = noise.iter().filter(|l| **l == i).count() as u32;
+        let others: Vec<Label> = noise.iter().copied().filter(|l| *l != i).collect();
+        if others.len() > 1 {
+            return Err(limit("a kink times two or more further noise components"));
+        }
+        let scale = ctx.sample_scale[s as usize].as_ref();
+        let sigma = kink::deviation(scale);
+        let defs: Vec<&kink::KinkDef> =
+            kinks.iter().map(|(k, _)| &ctx.kinks[*k as usize]).collect();
+        atoms.retain(|a| match a.kind {
+            Kind::Kink(k) => ctx.kinks[k as usize].sample != s,
+            Kind::Noise { sample, .. } => sample != s,
+            _ => true,
+        });
+        let mut f = kink::average(&defs, same + others.len() as u32, &sigma);
+        if let Some(&j) = others.first() {
+            // E[G(ξ_i) ξ_j] = (Σ_ji/Σ_ii) E[G(ξ_i) ξ_i]
+            f = f.times(sigma.clone().pow(BigRational::from_integer((-2).into())));
+            match scale {
+                Some(c) => {
+                    f = f.times(FExpr::Const(c.clone()));
+                    atoms.push(Atom::new(Kind::Delta, vec![j, i]));
+                }
+                None => atoms.push(Atom::new(Kind::Moment { r: 2, d: 0 }, vec![j, i])),
+            }
+        }
+        let id = crate::algebra::elem::intern(f);
+        atoms.push(Atom::new(Kind::Elem(id), vec![i]));
+    }
+    Ok(crate::algebra::tensor::Term { atoms })
 }
 
 /// `E ξ^{⊗r}` with free indices `0..r`: a symbolic moment, or Isserlis' pairings of Σ.

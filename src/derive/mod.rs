@@ -17,6 +17,7 @@
 
 mod ctx;
 mod expand;
+mod kink;
 mod moments;
 
 use crate::algebra::poly::{Poly, Sym, Symbols};
@@ -166,6 +167,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         sample_names: opt.noises.iter().map(|n| n.name.clone()).collect(),
         sample_kind: opt.noises.iter().map(|n| n.kind).collect(),
         sample_scale: vec![None; opt.noises.len()],
+        kinks: Vec::new(),
         points: vec![TExpr::zero(1)],
         work: 0,
         time: Poly::one(),

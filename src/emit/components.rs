@@ -183,6 +183,12 @@ fn product(term: &crate::algebra::tensor::Term, value: &[usize; 256]) -> Option<
                 point,
                 index,
             },
+            // A kink never survives the expectation; shown as a noise factor if asked.
+            Kind::Kink(k) => CFactor::Noise {
+                sample: u8::MAX,
+                point: k as u8,
+                index,
+            },
             Kind::Disp(var) => CFactor::Disp { var, index },
             Kind::One => continue,
             Kind::Delta => {

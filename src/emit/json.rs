@@ -41,6 +41,8 @@
 //! "functions": [FExpr, ...]   // elementwise functions of the state components:
 //! FExpr = {"var": "u"} | {"const": Poly} | {"sum": [FExpr..]} | {"prod": [FExpr..]}
 //!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr} | {"abs": FExpr}
+//!       | {"sign": FExpr} | {"ncdf": FExpr} | {"npdf": FExpr}   // Φ and φ of the standard normal
+//!       | {"field": "grad_f" | "noise_variance"}   // ∂_i f, Σ_ii at the function's index
 //! ```
 //!
 //! The Hessian-aware SME ([`hasme_to_json`], read back by [`hasme_from_json`]) has its own
@@ -179,6 +181,13 @@ enum FExprJ {
     Exp(Box<FExprJ>),
     Log(Box<FExprJ>),
     Abs(Box<FExprJ>),
+    Sign(Box<FExprJ>),
+    /// Φ, the standard normal distribution function.
+    Ncdf(Box<FExprJ>),
+    /// φ, the standard normal density.
+    Npdf(Box<FExprJ>),
+    /// `"grad_f"` (∂_i f) or `"noise_variance"` (Σ_ii) at the function's index.
+    Field(String),
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -317,7 +326,9 @@ fn texpr_j(e: &TExpr, sme: &Sme) -> TExprJ {
                                 state: vars[v as usize].to_string(),
                                 indices,
                             },
-                            Kind::One | Kind::Noise { .. } => FactorJ::Ones { indices },
+                            Kind::One | Kind::Noise { .. } | Kind::Kink(_) => {
+                                FactorJ::Ones { indices }
+                            }
                             Kind::Delta => FactorJ::Delta { indices },
                             Kind::Elem(function) => FactorJ::Elementwise { function, indices },
                         }
@@ -339,6 +350,16 @@ fn fexpr_j(f: &crate::algebra::elem::FExpr, sme: &Sme) -> FExprJ {
         FExpr::Exp(a) => FExprJ::Exp(Box::new(fexpr_j(a, sme))),
         FExpr::Log(a) => FExprJ::Log(Box::new(fexpr_j(a, sme))),
         FExpr::Abs(a) => FExprJ::Abs(Box::new(fexpr_j(a, sme))),
+        FExpr::Sign(a) => FExprJ::Sign(Box::new(fexpr_j(a, sme))),
+        FExpr::Ncdf(a) => FExprJ::Ncdf(Box::new(fexpr_j(a, sme))),
+        FExpr::Npdf(a) => FExprJ::Npdf(Box::new(fexpr_j(a, sme))),
+        FExpr::Field(f) => FExprJ::Field(
+            match f {
+                crate::algebra::elem::Field::Grad => "grad_f",
+                crate::algebra::elem::Field::NoiseVar => "noise_variance",
+            }
+            .to_string(),
+        ),
     }
 }
 
@@ -524,6 +545,18 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
             FExprJ::Exp(a) => FExpr::Exp(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Log(a) => FExpr::Log(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Abs(a) => FExpr::Abs(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::Sign(a) => FExpr::Sign(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::Ncdf(a) => FExpr::Ncdf(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::Npdf(a) => FExpr::Npdf(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::Field(name) => FExpr::Field(match name.as_str() {
+                "grad_f" => crate::algebra::elem::Field::Grad,
+                "noise_variance" => crate::algebra::elem::Field::NoiseVar,
+                other => {
+                    return Err(format!(
+                        "unknown field `{other}` in an elementwise function"
+                    ))
+                }
+            }),
         })
     }
     let mut table = crate::algebra::elem::Table::default();

@@ -441,6 +441,13 @@ fn fexpr(f: &FExpr, py: &Py) -> (String, u8) {
         FExpr::Exp(a) => (format!("np.exp({})", fexpr(a, py).0), ATOM),
         FExpr::Log(a) => (format!("np.log({})", fexpr(a, py).0), ATOM),
         FExpr::Abs(a) => (format!("np.abs({})", fexpr(a, py).0), ATOM),
+        FExpr::Sign(a) => (format!("np.sign({})", fexpr(a, py).0), ATOM),
+        FExpr::Ncdf(a) => (format!("_ncdf({})", fexpr(a, py).0), ATOM),
+        FExpr::Npdf(a) => (format!("_npdf({})", fexpr(a, py).0), ATOM),
+        FExpr::Field(crate::algebra::elem::Field::Grad) => (df_name(1), ATOM),
+        FExpr::Field(crate::algebra::elem::Field::NoiseVar) => {
+            (format!("np.diag({})", moment_name(2, 0)), ATOM)
+        }
     }
 }
 
@@ -487,10 +494,25 @@ impl Needs {
 
 /// Whether an elementwise function reads a vector state (so that its value is a vector).
 fn reads_vector(f: &FExpr, sme: &Sme) -> bool {
+    use crate::algebra::elem::Field;
     sme.vars
         .iter()
         .enumerate()
         .any(|(v, info)| !info.scalar && f.reads(v as u8))
+        || f.reads(Field::Grad.var_id())
+        || f.reads(Field::NoiseVar.var_id())
+}
+
+/// Whether a function uses Φ or φ.
+fn uses_normal(f: &FExpr) -> bool {
+    match f {
+        FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
+        FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => false,
+        FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(uses_normal),
+        FExpr::Pow(a, _) | FExpr::Exp(a) | FExpr::Log(a) | FExpr::Abs(a) | FExpr::Sign(a) => {
+            uses_normal(a)
+        }
+    }
 }
 
 /// One term: `coefficient * scalars * einsum(...)`, as a Python expression.
@@ -512,7 +534,7 @@ fn term(t: &Term, c: &Poly, free: u8, py: &Py) -> (String, u8) {
                     format!("np.full(_d, _e{id})")
                 }
             }
-            Kind::Noise { .. } => "_unsupported(\"a noise sample\")".to_string(),
+            Kind::Noise { .. } | Kind::Kink(_) => "_unsupported(\"a noise sample\")".to_string(),
         };
         if a.idx.is_empty() {
             scalars.push(name);
@@ -716,11 +738,24 @@ pub fn render(sme: &Sme) -> String {
         .iter()
         .chain(sme.diffusion.iter().map(|b| &b.expr))
         .collect();
+    let mut gauss = false;
     for e in &exprs {
         for t in e.terms.keys() {
             for a in &t.atoms {
                 if matches!(a.kind, Kind::DF(_) | Kind::Moment { .. }) {
                     inputs.insert(a.kind);
+                }
+                // Elementwise functions may read ∇f and diag Σ, and use Φ and φ.
+                if let Kind::Elem(id) = a.kind {
+                    let f = sme.elem.get(id);
+                    let field = crate::algebra::elem::Field::Grad;
+                    if f.reads(field.var_id()) {
+                        inputs.insert(Kind::DF(1));
+                    }
+                    if f.reads(crate::algebra::elem::Field::NoiseVar.var_id()) {
+                        inputs.insert(Kind::Moment { r: 2, d: 0 });
+                    }
+                    gauss |= uses_normal(f);
                 }
             }
         }
@@ -829,6 +864,19 @@ pub fn render(sme: &Sme) -> String {
         "\nMetadata: STATE (the state names), SHAPES, INPUTS (name -> (\"f\", k) for the k-th\nderivative of f, (\"M\", r, j) for the j-th derivative of the r-th noise moment),\nHYPERS (Python name -> name in the optimizer file), ORDER, CLOCK.\n",
     );
     out.push_str("\"\"\"\n\nimport numpy as np\n\n");
+    if gauss {
+        // Φ and φ of the standard normal: scipy's ndtr where scipy is installed (double
+        // precision), else math.erfc elementwise (the C library's, within an ulp or two).
+        out.push_str(concat!(
+            "import math\n\n",
+            "try:\n",
+            "    from scipy.special import ndtr as _ncdf\n",
+            "except ImportError:\n",
+            "    _ncdf = np.vectorize(lambda a: 0.5 * math.erfc(-a / math.sqrt(2.0)), otypes=[float])\n\n\n",
+            "def _npdf(a):\n",
+            "    return np.exp(-0.5 * np.square(a)) / math.sqrt(2.0 * math.pi)\n\n\n",
+        ));
+    }
 
     // Metadata.
     let tuple = |items: Vec<String>| {

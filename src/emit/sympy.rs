@@ -1162,6 +1162,27 @@ impl Script<'_> {
             FExpr::Exp(a) => (format!("exp({})", self.fexpr(a, index).0), Prec::Atom),
             FExpr::Log(a) => (format!("log({})", self.fexpr(a, index).0), Prec::Atom),
             FExpr::Abs(a) => (format!("Abs({})", self.fexpr(a, index).0), Prec::Atom),
+            FExpr::Sign(a) => (format!("sign({})", self.fexpr(a, index).0), Prec::Atom),
+            // Φ(a) = (1 + erf(a/√2))/2, φ(a) = exp(−a²/2)/√(2π).
+            FExpr::Ncdf(a) => (
+                format!("(1 + erf(({})/sqrt(2)))/2", self.fexpr(a, index).0),
+                Prec::Product,
+            ),
+            FExpr::Npdf(a) => (
+                format!("exp(-({})**2/2)/sqrt(2*pi)", self.fexpr(a, index).0),
+                Prec::Product,
+            ),
+            FExpr::Field(field) => {
+                let i = index.unwrap_or(0);
+                match field {
+                    crate::algebra::elem::Field::Grad => self.factor(&CFactor::DerivF(vec![i])),
+                    crate::algebra::elem::Field::NoiseVar => self.factor(&CFactor::Moment {
+                        r: 2,
+                        idx: vec![i, i],
+                        deriv: Vec::new(),
+                    }),
+                }
+            }
         }
     }
 }

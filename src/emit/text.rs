@@ -57,7 +57,7 @@ pub fn atom_name(st: Style, a: &Atom, vars: &Names) -> String {
             .get(v as usize)
             .map_or_else(String::new, |s| st.name(s)),
         Kind::One => st.ones().to_string(),
-        Kind::Noise { .. } => st.name("xi"),
+        Kind::Noise { .. } | Kind::Kink(_) => st.name("xi"),
         Kind::Delta => st.identity().to_string(),
         Kind::Elem(id) => {
             let f = vars.elem.get(id);
@@ -184,6 +184,26 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
         FExpr::Abs(a) => match st {
             Style::Text => format!("|{}|", fexpr(st, a, names)),
             Style::Latex => format!("\\lvert {} \\rvert", fexpr(st, a, names)),
+        },
+        FExpr::Sign(a) => match st {
+            Style::Text => format!("sign({})", fexpr(st, a, names)),
+            Style::Latex => format!("\\operatorname{{sign}}{}", st.paren(&fexpr(st, a, names))),
+        },
+        FExpr::Ncdf(a) => match st {
+            Style::Text => format!("Φ({})", fexpr(st, a, names)),
+            Style::Latex => format!("\\Phi{}", st.paren(&fexpr(st, a, names))),
+        },
+        FExpr::Npdf(a) => match st {
+            Style::Text => format!("φ({})", fexpr(st, a, names)),
+            Style::Latex => format!("\\varphi{}", st.paren(&fexpr(st, a, names))),
+        },
+        FExpr::Field(crate::algebra::elem::Field::Grad) => match st {
+            Style::Text => "∇f".to_string(),
+            Style::Latex => "\\nabla f".to_string(),
+        },
+        FExpr::Field(crate::algebra::elem::Field::NoiseVar) => match st {
+            Style::Text => "diag Σ".to_string(),
+            Style::Latex => "\\operatorname{diag}\\Sigma".to_string(),
         },
     }
 }

@@ -918,11 +918,11 @@ impl Lowerer {
                     .hint("multiply with `*`: smelt does not read juxtaposition as a product"),
                 ));
             }
-            let near = crate::ir::FUNCTIONS
+            let near = FUNCTIONS
                 .iter()
                 .min_by_key(|b| strsim::damerau_levenshtein(fname, b))
                 .filter(|b| strsim::damerau_levenshtein(fname, b) <= 2 && fname.len() > 2);
-            let all = crate::ir::FUNCTIONS
+            let all = FUNCTIONS
                 .iter()
                 .map(|f| format!("`{f}`"))
                 .collect::<Vec<_>>()

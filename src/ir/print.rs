@@ -47,8 +47,8 @@ pub fn canonical(o: &Optimizer) -> String {
             NoiseKind::General => "general",
         };
         let law = match &group[0].law {
-            crate::ir::Law::Problem => String::new(),
-            crate::ir::Law::Isotropic(s) => format!("(({})*I)", p.expr(s)),
+            Law::Problem => String::new(),
+            Law::Isotropic(s) => format!("(({})*I)", p.expr(s)),
         };
         let _ = writeln!(out, "  noise {} ~ {kind}{law}", names.join(", "));
     }

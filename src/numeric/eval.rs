@@ -205,8 +205,16 @@ fn vars_read(f: &FExpr, out: &mut Vec<u8>) {
                 out.push(*v);
             }
         }
+        // ∇f and diag Σ come from the point's tensors, not from a state.
+        FExpr::Field(_) => {}
         FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| vars_read(i, out)),
-        FExpr::Pow(b, _) | FExpr::Exp(b) | FExpr::Log(b) | FExpr::Abs(b) => vars_read(b, out),
+        FExpr::Pow(b, _)
+        | FExpr::Exp(b)
+        | FExpr::Log(b)
+        | FExpr::Abs(b)
+        | FExpr::Sign(b)
+        | FExpr::Ncdf(b)
+        | FExpr::Npdf(b) => vars_read(b, out),
     }
 }
 
@@ -328,13 +336,40 @@ fn resolve<'a>(
                     a.idx.len()
                 ));
             }
-            // The function's value with vector states read at component `i`.
+            // The fields it reads: ∇f and Σ at the point.
+            use crate::algebra::elem::Field;
+            let grad = if f.reads(Field::Grad.var_id()) {
+                let t = env
+                    .grad_f
+                    .get(1)
+                    .ok_or("∇f is needed but not given (grad_f[1])")?;
+                check_shape(t, d, 1, "grad_f[1]")?;
+                Some(t)
+            } else {
+                None
+            };
+            let sigma = if f.reads(Field::NoiseVar.var_id()) {
+                let t = env
+                    .moments
+                    .get(2)
+                    .and_then(|m| m.first())
+                    .ok_or("Σ is needed but not given (moments[2][0])")?;
+                check_shape(t, d, 2, "moments[2][0]")?;
+                Some(t)
+            } else {
+                None
+            };
+            // The function's value with vector states and fields read at component `i`.
             let at = |i: usize| {
                 f.eval(
-                    &|v| match env.state.get(v as usize) {
-                        Some(Value::Vector(x)) => x[i],
-                        Some(Value::Scalar(x)) => *x,
-                        None => f64::NAN,
+                    &|v| match Field::from_var_id(v) {
+                        Some(Field::Grad) => grad.map_or(f64::NAN, |t| t.data[i]),
+                        Some(Field::NoiseVar) => sigma.map_or(f64::NAN, |t| t.data[i * d + i]),
+                        None => match env.state.get(v as usize) {
+                            Some(Value::Vector(x)) => x[i],
+                            Some(Value::Scalar(x)) => *x,
+                            None => f64::NAN,
+                        },
                     },
                     &|s| syms.get(s),
                 )
@@ -344,7 +379,7 @@ fn resolve<'a>(
                 None => Resolved::Scalar(at(0)),
             }
         }
-        Kind::Noise { .. } => {
+        Kind::Noise { .. } | Kind::Kink(_) => {
             return Err(
                 "a noise sample cannot be evaluated (it appears only before the expectation)"
                     .into(),

@@ -930,7 +930,7 @@ impl Scalarizer<'_> {
                             let i = a.idx.first().map(|&l| at(l, &vals));
                             self.fexpr(&f, i)?
                         }
-                        Kind::Noise { .. } | Kind::Disp(_) => {
+                        Kind::Noise { .. } | Kind::Kink(_) | Kind::Disp(_) => {
                             return Err("a noise or displacement factor in a derived SME".into())
                         }
                     };
@@ -1002,8 +1002,40 @@ impl Scalarizer<'_> {
                 let a = self.fexpr(a, i)?;
                 self.g.unary(Unary::Abs, a)
             }
+            FExpr::Sign(a) => {
+                let a = self.fexpr(a, i)?;
+                self.g.unary(Unary::Sign, a)
+            }
+            FExpr::Ncdf(a) => {
+                let a = self.fexpr(a, i)?;
+                normal_cdf(self.g, a)
+            }
+            FExpr::Npdf(a) => {
+                let a = self.fexpr(a, i)?;
+                normal_pdf(self.g, a)
+            }
+            FExpr::Field(field) => {
+                let i = i.ok_or("a field of the problem read without an index")?;
+                let d = self.d;
+                match field {
+                    crate::algebra::elem::Field::Grad => self.tensor(Kind::DF(1))?[i],
+                    crate::algebra::elem::Field::NoiseVar => {
+                        self.tensor(Kind::Moment { r: 2, d: 0 })?[i * d + i]
+                    }
+                }
+            }
         })
     }
+}
+
+/// Φ(a) as graph nodes.
+fn normal_cdf(g: &mut Graph, a: Id) -> Id {
+    g.unary(Unary::Ncdf, a)
+}
+
+/// φ(a) as graph nodes.
+fn normal_pdf(g: &mut Graph, a: Id) -> Id {
+    g.unary(Unary::Npdf, a)
 }
 
 /// The names an expression over the state may read: the problem's constants, and each
