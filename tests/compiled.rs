@@ -43,6 +43,11 @@ const EXAMPLES: &[&str] = &[
     "adam",
     "adam_ballistic",
     "adamw",
+    "signsgd",
+    "signum",
+    "lion",
+    "clipped_sgd",
+    "sgld",
 ];
 
 fn hypers() -> BTreeMap<String, f64> {
@@ -55,6 +60,8 @@ fn hypers() -> BTreeMap<String, f64> {
         ("eps", 0.2),
         ("lambda", 1.2),
         ("lambda0", 0.4),
+        ("T", 0.6),
+        ("b1", 0.9),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

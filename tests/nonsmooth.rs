@@ -12,6 +12,8 @@
 //! - the identities behind `relu`, `min`, `max`, `clip` are evaluated here on both sides
 //!   of every kink, at it, and at equal arguments.
 
+mod support;
+
 use smelt::internals::sim::certify::{check, Verdict};
 use smelt::{Options, Sme};
 
@@ -132,4 +134,172 @@ fn kinks_of_noise_that_smelt_cannot_average_are_refused_with_a_hint() {
         "gaussian",
     );
     assert!(norm.contains("norm"), "{norm}");
+}
+
+/// signSGD with Gaussian noise of order one (examples/signsgd.opt) in d = 1 against the
+/// SDE of Compagnoni, Liu, Islamov, Proske, Orvieto & Lucchi, "Adaptive methods through
+/// the lens of SDEs: theoretical insights on the role of noise", ICLR 2025
+/// (arXiv:2411.15958), for Gaussian noise of variance Σ:
+/// dX = −erf(f'/√(2Σ)) dt + √η √(1 − erf(f'/√(2Σ))²) dW, stated here in SymPy by hand and
+/// compared with smelt's SymPy export (the difference simplifies to 0).
+#[test]
+fn signsgd_in_one_dimension_is_compagnoni_et_al() {
+    let (_, sme) = derive(&example("signsgd.opt"), 1);
+    assert_eq!(sme.order, 1);
+    let exported = smelt::emit::sympy::render(&sme, Some(1));
+    let check = r#"
+import runpy
+import sympy as sp
+
+ns = runpy.run_path('exported.py')
+x, eta, f, Sigma = ns['x'], ns['eta'], ns['f'], ns['Sigma']
+g = f(x).diff(x)
+e = sp.erf(g / sp.sqrt(2 * Sigma(x)))
+drift = -e                       # Compagnoni et al. (2025), signSGD, Gaussian noise
+diffusion = eta * (1 - e**2)     # sigma sigma^T with sigma = sqrt(eta) sqrt(1 - erf^2)
+assert sp.simplify(ns['drift'] - drift) == 0, ns['drift']
+assert sp.simplify(ns['diffusion'] - diffusion) == 0, ns['diffusion']
+print('checks passed')
+"#;
+    support::python::run_checks(
+        "signsgd_compagnoni.py",
+        check,
+        &[("exported.py", &exported)],
+    );
+}
+
+/// signSGD in d = 2 with correlated Gaussian noise: the diffusion is the covariance of
+/// the sign vector, η(E[s sᵀ] − E[s] E[s]ᵀ), s = sign(∇f + ξ). Its entries from the
+/// reference evaluator (the diagonal from smelt's closed form, the off-diagonal from
+/// the bivariate normal mean) against Monte Carlo of sign(∇f + ξ) itself.
+#[test]
+fn signsgd_diffusion_in_two_dimensions_is_the_sign_covariance() {
+    use smelt::internals::numeric::eval::{diffusion, drift, Env, Tensor};
+    use smelt::internals::numeric::Value;
+    let (_, sme) = derive(&example("signsgd.opt"), 1);
+    let eta = 0.1;
+    let g = [0.4, -0.7];
+    let sigma = [[0.9, -0.5], [-0.5, 0.6]];
+    let env = Env {
+        dim: 2,
+        state: vec![Value::Vector(vec![0.0, 0.0])],
+        symbols: [("eta".to_string(), eta)].into_iter().collect(),
+        grad_f: vec![Tensor::scalar(0.0), Tensor::vector(g.to_vec())],
+        moments: vec![
+            vec![],
+            vec![],
+            vec![Tensor::from_fn(2, 2, |ix| sigma[ix[0]][ix[1]])],
+        ],
+    };
+    let b = drift(&sme, &env).unwrap();
+    let d = diffusion(&sme, &env).unwrap();
+    let dxx = &d.iter().find(|((a, c), _)| (*a, *c) == (0, 0)).unwrap().1;
+    // Monte Carlo: ξ = L w, L the Cholesky factor of Σ.
+    let l11 = sigma[0][0_usize].sqrt();
+    let l21 = sigma[1][0] / l11;
+    let l22 = (sigma[1][1] - l21 * l21).sqrt();
+    let mut rng = smelt::internals::numeric::rng::Streams::new(17).stream(0);
+    let n = 2_000_000;
+    let (mut m, mut c) = ([0.0f64; 2], [[0.0f64; 2]; 2]);
+    for _ in 0..n {
+        let (w1, w2) = (rng.normal(), rng.normal());
+        let s = [
+            (g[0] + l11 * w1).signum(),
+            (g[1] + l21 * w1 + l22 * w2).signum(),
+        ];
+        for i in 0..2 {
+            m[i] += s[i];
+            for j in 0..2 {
+                c[i][j] += s[i] * s[j];
+            }
+        }
+    }
+    let nf = n as f64;
+    for i in 0..2 {
+        let mean = m[i] / nf;
+        // drift = −E sign, standard error ≤ 1/√n
+        assert!(
+            (b[0].data[i] + mean).abs() < 5.0 / nf.sqrt(),
+            "drift {i}: {} vs {}",
+            b[0].data[i],
+            -mean
+        );
+        for j in 0..2 {
+            let cov = c[i][j] / nf - (m[i] / nf) * (m[j] / nf);
+            let got = dxx.data[i * 2 + j] / eta;
+            assert!(
+                (got - cov).abs() < 5.0 * 2.0 / nf.sqrt(),
+                "D[{i},{j}]/eta: {got} vs Monte Carlo {cov}"
+            );
+        }
+    }
+    // The off-diagonal entry is not the product of the means: the noise is correlated.
+    assert!((dxx.data[1] / eta).abs() > 0.05, "{:?}", dxx.data);
+}
+
+/// Clipped SGD with Gaussian noise of order one (examples/clipped_sgd.opt) in d = 2:
+/// drift −E clip(g + ξ, −c, c) and diffusion η Cov(clip(g + ξ)) from the reference
+/// evaluator, against the piecewise-linear Gaussian means of `numeric::gauss` applied to
+/// the clip map itself (breakpoints −c and c, not the |·| identity the derivation uses).
+#[test]
+fn clipped_sgd_moments_are_the_gaussian_means_of_the_clip() {
+    use smelt::internals::numeric::eval::{diffusion, drift, Env, Tensor};
+    use smelt::internals::numeric::gauss::{
+        expect_pl, expect_pl2, expect_pl_product, PiecewiseLinear,
+    };
+    use smelt::internals::numeric::Value;
+    let (_, sme) = derive(&example("clipped_sgd.opt"), 1);
+    let (eta, c) = (0.1, 0.8);
+    for (g, sigma) in [
+        ([0.4, -0.7], [[0.9, -0.5], [-0.5, 0.6]]),
+        ([1.5, 0.0], [[0.2, 0.1], [0.1, 2.0]]),
+        ([-0.8, 0.8], [[1.0, 0.0], [0.0, 1.0]]),
+    ] {
+        let env = Env {
+            dim: 2,
+            state: vec![Value::Vector(vec![0.0, 0.0])],
+            symbols: [("eta".to_string(), eta), ("c".to_string(), c)]
+                .into_iter()
+                .collect(),
+            grad_f: vec![Tensor::scalar(0.0), Tensor::vector(g.to_vec())],
+            moments: vec![
+                vec![],
+                vec![],
+                vec![Tensor::from_fn(2, 2, |ix| sigma[ix[0]][ix[1]])],
+            ],
+        };
+        let b = drift(&sme, &env).unwrap();
+        let d = diffusion(&sme, &env).unwrap();
+        let dxx = &d.iter().find(|((a, k), _)| (*a, *k) == (0, 0)).unwrap().1;
+        let clip = PiecewiseLinear::clip(-c, c).unwrap();
+        let sd = [sigma[0][0].sqrt(), sigma[1][1].sqrt()];
+        let mean: Vec<f64> = (0..2).map(|i| expect_pl(&clip, g[i], sd[i])).collect();
+        for i in 0..2 {
+            assert!(
+                (b[0].data[i] + mean[i]).abs() < 1e-12,
+                "drift {i}: {} vs {}",
+                b[0].data[i],
+                -mean[i]
+            );
+            for j in 0..2 {
+                let second = if i == j {
+                    expect_pl_product(&clip, &clip, g[i], sd[i])
+                } else {
+                    expect_pl2(
+                        &clip,
+                        &clip,
+                        [g[i], g[j]],
+                        [sd[i], sd[j]],
+                        sigma[i][j] / (sd[i] * sd[j]),
+                    )
+                };
+                let want = eta * (second - mean[i] * mean[j]);
+                let got = dxx.data[i * 2 + j];
+                assert!(
+                    (got - want).abs() < 1e-12,
+                    "D[{i},{j}] at g = {g:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
 }

@@ -155,7 +155,7 @@ impl Problem {
             }
             Kind::One => MPoly::constant(1.0),
             Kind::Delta => MPoly::constant(if vals[0] == vals[1] { 1.0 } else { 0.0 }),
-            Kind::Noise { .. } | Kind::Disp(_) | Kind::Elem(_) | Kind::Kink(_) => {
+            Kind::Noise { .. } | Kind::Disp(_) | Kind::Elem(_) | Kind::Kink(_) | Kind::Pair(_) => {
                 panic!("{kind:?} must not appear in a derived SME")
             }
         };

@@ -466,6 +466,18 @@ impl FExpr {
         }
     }
 
+    /// Whether the function uses Φ or φ (a Gaussian average of a kink).
+    pub fn uses_normal(&self) -> bool {
+        match self {
+            FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
+            FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => false,
+            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(FExpr::uses_normal),
+            FExpr::Pow(a, _) | FExpr::Exp(a) | FExpr::Log(a) | FExpr::Abs(a) | FExpr::Sign(a) => {
+                a.uses_normal()
+            }
+        }
+    }
+
     /// The square root.
     pub fn sqrt(self) -> FExpr {
         self.pow(rat(1, 2))
@@ -547,17 +559,43 @@ pub fn is_zero_print(fp: &[f64; POINTS], scale: f64) -> bool {
             .all(|x| !x.is_finite() || x.abs() <= 1e-9 * scale.max(1e-300))
 }
 
+/// One side of a [`Pair`]: `sign(A + C ξ)` (`abs` false) or `|A + C ξ|` at an index, `A`
+/// and `C` elementwise functions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Side {
+    pub abs: bool,
+    pub mean: FExpr,
+    pub coef: FExpr,
+}
+
+/// The mean of a product of two kinks of one Gaussian noise sample at two indices,
+/// `P_ij = E[F(A_i + C_i ξ_i) G(A'_j + C'_j ξ_j)]` with `ξ ~ N(0, Σ)` (or `N(0, c I)`):
+/// a [`crate::algebra::tensor::Kind::Pair`] factor. For i ≠ j a bivariate normal
+/// expectation (Φ₂, Φ, φ; Rosenbaum 1961), for i = j the univariate one, elementwise
+/// function number `diag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub left: Side,
+    pub right: Side,
+    /// `None`: the problem's Σ(x); `Some(c)`: covariance `c·I`.
+    pub scale: Option<Poly>,
+    /// The elementwise function `E[F(A_i + C_i ξ_i) G(A'_i + C'_i ξ_i)]` (the entries i = j).
+    pub diag: u32,
+}
+
 /// The functions of one derivation, by number.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     pub functions: Vec<FExpr>,
     prints: Vec<[f64; POINTS]>,
+    /// The kink pairs ([`Pair`]), by number.
+    pub pairs: Vec<Pair>,
 }
 
 /// Tables are equal when their functions are (the comparison values follow from them).
 impl PartialEq for Table {
     fn eq(&self, other: &Table) -> bool {
-        self.functions == other.functions
+        self.pairs == other.pairs && self.functions == other.functions
     }
 }
 
@@ -646,6 +684,25 @@ pub(crate) fn snapshot() -> Table {
 pub(crate) fn install(table: Table) {
     TABLE.with(|t| *t.borrow_mut() = table);
     next_generation();
+}
+
+/// The number of a kink pair in this thread's table, adding it if it is new.
+pub fn intern_pair(p: Pair) -> u32 {
+    TABLE.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.pairs.iter().position(|q| *q == p) {
+            Some(i) => i as u32,
+            None => {
+                t.pairs.push(p);
+                (t.pairs.len() - 1) as u32
+            }
+        }
+    })
+}
+
+/// Kink pair number `id` of this thread's table.
+pub fn get_pair(id: u32) -> Pair {
+    TABLE.with(|t| t.borrow().pairs[id as usize].clone())
 }
 
 pub fn intern(f: FExpr) -> u32 {

@@ -45,6 +45,9 @@ pub enum Kind {
     /// in the derivation's table; one slot. Only during the expansion of the discrete
     /// step, before the expectation turns it into Gaussian averages.
     Kink(u16),
+    /// The mean of two kinks of one noise sample at two indices
+    /// ([`crate::algebra::elem::Pair`], by number): two slots, in order (not symmetric).
+    Pair(u32),
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
             Kind::Delta => [6, 0, 0],
             Kind::Elem(id) => [7, (id >> 16) as u16, id as u16],
             Kind::Kink(id) => [8, id, 0],
+            Kind::Pair(id) => [9, (id >> 16) as u16, id as u16],
         }
     }
 }
@@ -87,6 +91,7 @@ impl Atom {
     pub fn split(&self) -> usize {
         match self.kind {
             Kind::Moment { r, .. } => r as usize,
+            Kind::Pair(_) => 1,
             _ => self.idx.len(),
         }
     }

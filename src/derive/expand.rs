@@ -1521,15 +1521,44 @@ fn average_kinks(
             })
             .collect();
         let i = kinks[0].1;
+        let scale = ctx.sample_scale[s as usize].as_ref();
         if kinks.iter().any(|(_, l)| *l != i) {
-            return Err(limit("kinks of one sample at two different indices (the off-diagonal second moments of a sign vector)"));
+            // Two kinks at two indices: their bivariate mean, a pair factor.
+            let [(a, i), (b, j)] = kinks[..] else {
+                return Err(limit("three or more kinks of one sample"));
+            };
+            if !noise.is_empty() {
+                return Err(limit("kinks at two indices times a noise component"));
+            }
+            let side = |k: u16| {
+                let d = &ctx.kinks[k as usize];
+                crate::algebra::elem::Side {
+                    abs: d.abs,
+                    mean: d.mean.clone(),
+                    coef: d.coef.clone(),
+                }
+            };
+            let sigma = kink::deviation(scale);
+            let defs = [&ctx.kinks[a as usize], &ctx.kinks[b as usize]];
+            let diag = crate::algebra::elem::intern(kink::average(&defs, 0, &sigma));
+            let pair = crate::algebra::elem::intern_pair(crate::algebra::elem::Pair {
+                left: side(a),
+                right: side(b),
+                scale: scale.cloned(),
+                diag,
+            });
+            atoms.retain(|x| match x.kind {
+                Kind::Kink(k) => ctx.kinks[k as usize].sample != s,
+                _ => true,
+            });
+            atoms.push(Atom::new(Kind::Pair(pair), vec![i, j]));
+            continue;
         }
         let same = noise.iter().filter(|l| **l == i).count() as u32;
         let others: Vec<Label> = noise.iter().copied().filter(|l| *l != i).collect();
         if others.len() > 1 {
             return Err(limit("a kink times two or more further noise components"));
         }
-        let scale = ctx.sample_scale[s as usize].as_ref();
         let sigma = kink::deviation(scale);
         let defs: Vec<&kink::KinkDef> =
             kinks.iter().map(|(k, _)| &ctx.kinks[*k as usize]).collect();

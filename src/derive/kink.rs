@@ -131,7 +131,8 @@ pub(crate) fn average(kinks: &[&KinkDef], n: u32, sigma: &FExpr) -> FExpr {
             total.push(qm.clone().times(coef.clone()).times(tm[m].clone()));
         }
     }
-    factor.times(FExpr::Sum(total)).simplify()
+    // A constant (sign·sign = 1) as the number it is, confirmed numerically.
+    crate::algebra::elem::constant_if_so(factor.times(FExpr::Sum(total)).simplify())
 }
 
 /// `max(a, b) = (a + b + |a − b|)/2`, exact everywhere.

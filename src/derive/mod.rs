@@ -240,6 +240,17 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         .min()
         .unwrap_or(work + 1)
         .max(1);
+    if !ctx.kinks.is_empty() && p > 1 {
+        return Err(Failure::Diagnostic(Box::new(
+            Diagnostic::new(
+                Code::Unsupported,
+                opt.header,
+                format!("order {p} through a Gaussian average of `sign` or `abs`"),
+            )
+            .label("this optimizer takes a kink of noise of order one")
+            .hint("smelt averages kinks of Gaussian noise exactly at weak order 1 (the drift and diffusion of Compagnoni et al.); order 2 needs the derivatives of the bivariate normal terms, not derived yet: ask for `--order 1`"),
+        )));
+    }
     // Moments of order s are O(ε^{s·lowest}); beyond `work` they do not matter.
     let max_s = (n_match / lowest).max(2) as usize;
 
@@ -391,8 +402,19 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
     }
 
     // Certificate: re-expand both sides through one power beyond the matched one.
-    let top = (matched + 1).min(work);
-    let expanded = (last + q).min(work);
+    // Averaged kinks: their bivariate means are not differentiated yet, so the
+    // certificate stops at the matched power.
+    let averaged = !ctx.kinks.is_empty();
+    let top = if averaged {
+        matched
+    } else {
+        (matched + 1).min(work)
+    };
+    let expanded = if averaged {
+        matched
+    } else {
+        (last + q).min(work)
+    };
     if expanded > have {
         let deeper = expand_increments(opt, &mut ctx, expanded, &time_poly)?;
         discrete.deepen(&ctx, &deeper);
@@ -508,13 +530,22 @@ fn prune_functions(
 ) {
     let old = crate::algebra::elem::snapshot();
     let mut used: Vec<u32> = Vec::new();
+    let mut pairs: Vec<u32> = Vec::new();
     let mut note = |e: &TExpr| {
         for t in e.terms.keys() {
             for a in &t.atoms {
-                if let Kind::Elem(id) = a.kind {
-                    if !used.contains(&id) {
-                        used.push(id);
+                let id = match a.kind {
+                    Kind::Elem(id) => id,
+                    Kind::Pair(p) => {
+                        if !pairs.contains(&p) {
+                            pairs.push(p);
+                        }
+                        old.pairs[p as usize].diag
                     }
+                    _ => continue,
+                };
+                if !used.contains(&id) {
+                    used.push(id);
                 }
             }
         }
@@ -525,6 +556,11 @@ fn prune_functions(
     let mut table = crate::algebra::elem::Table::default();
     for id in &used {
         table.push(old.get(*id).clone());
+    }
+    for p in &pairs {
+        let mut pair = old.pairs[*p as usize].clone();
+        pair.diag = used.iter().position(|u| *u == pair.diag).expect("noted") as u32;
+        table.pairs.push(pair);
     }
     crate::algebra::elem::install(table.clone());
     let remap = |e: &TExpr| {
@@ -537,6 +573,10 @@ fn prune_functions(
                     Kind::Elem(id) => {
                         let new = used.iter().position(|u| *u == id).expect("noted") as u32;
                         Atom::new(Kind::Elem(new), a.idx.clone())
+                    }
+                    Kind::Pair(id) => {
+                        let new = pairs.iter().position(|u| *u == id).expect("noted") as u32;
+                        Atom::new(Kind::Pair(new), a.idx.clone())
                     }
                     _ => a.clone(),
                 })

@@ -56,6 +56,9 @@ pub enum CFactor {
     /// A component of the displacement `y − z` of state `var` (only inside the
     /// derivation; never in a derived [`Sme`]).
     Disp { var: u8, index: Option<usize> },
+    /// Entry (i, j), i ≠ j, of kink pair `sme.elem.pairs[id]` (the diagonal entries are
+    /// its elementwise function `diag`).
+    Pair { id: u32, i: usize, j: usize },
 }
 
 /// `coef × Π factors`, the factors sorted.
@@ -101,7 +104,7 @@ pub fn components(sme: &Sme, e: &TExpr, d: usize) -> Components {
             for (l, v) in labels.iter().zip(&digits) {
                 value[*l as usize] = *v;
             }
-            if let Some(factors) = product(term, &value) {
+            if let Some(factors) = product(term, &value, &sme.elem) {
                 let out = digits[..free].iter().fold(0, |acc, v| acc * d + v);
                 sums[out]
                     .entry(factors)
@@ -156,7 +159,11 @@ fn all_tuples(n: usize, d: usize) -> Vec<Vec<usize>> {
 
 /// The factors of one term under an assignment of its labels, sorted; `None` when a δ
 /// of unequal indices removes it.
-fn product(term: &crate::algebra::tensor::Term, value: &[usize; 256]) -> Option<Vec<CFactor>> {
+fn product(
+    term: &crate::algebra::tensor::Term,
+    value: &[usize; 256],
+    elem: &crate::algebra::elem::Table,
+) -> Option<Vec<CFactor>> {
     let at = |l: &Label| value[*l as usize];
     let sorted = |ls: &[Label]| {
         let mut v: Vec<usize> = ls.iter().map(at).collect();
@@ -190,6 +197,17 @@ fn product(term: &crate::algebra::tensor::Term, value: &[usize; 256]) -> Option<
                 index,
             },
             Kind::Disp(var) => CFactor::Disp { var, index },
+            Kind::Pair(id) => {
+                let (i, j) = (at(&a.idx[0]), at(&a.idx[1]));
+                if i == j {
+                    CFactor::Elem {
+                        id: elem.pairs.get(id as usize)?.diag,
+                        index: Some(i),
+                    }
+                } else {
+                    CFactor::Pair { id, i, j }
+                }
+            }
             Kind::One => continue,
             Kind::Delta => {
                 if a.idx.iter().map(at).any(|v| Some(v) != index) {

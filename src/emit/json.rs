@@ -38,6 +38,11 @@
 //!        | {"kind": "state", "state": "v", "indices": [i] or []}
 //!        | {"kind": "ones", "indices": [i]} | {"kind": "delta", "indices": [i, j]}
 //!        | {"kind": "elementwise", "function": k, "indices": [i] or []}   // functions[k] at index i
+//!        | {"kind": "pair", "pair": k, "indices": [i, j]}   // pairs[k] at (i, j)
+//! "pairs": [{"left": Side, "right": Side, "covariance": Poly, "diagonal": k}]
+//!         // E[F(A_i + C_i ξ_i) G(A'_j + C'_j ξ_j)], ξ ~ N(0, Σ) (or N(0, c I) with
+//!         // "covariance" c); the entries i = j are functions[diagonal]
+//! Side = {"map": "sign" | "abs", "mean": FExpr, "coef": FExpr}   // F(A + C ξ)
 //! "functions": [FExpr, ...]   // elementwise functions of the state components:
 //! FExpr = {"var": "u"} | {"const": Poly} | {"sum": [FExpr..]} | {"prod": [FExpr..]}
 //!       | {"pow": [FExpr, "1/2"]} | {"exp": FExpr} | {"log": FExpr} | {"abs": FExpr}
@@ -106,6 +111,9 @@ struct Doc {
     certificate: Vec<CertJ>,
     #[serde(default)]
     functions: Vec<FExprJ>,
+    /// The kink pairs the `pair` factors refer to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pairs: Vec<PairJ>,
     /// The clock state's name, when the rule reads the step counter.
     #[serde(default)]
     clock: Option<String>,
@@ -287,6 +295,30 @@ enum FactorJ {
         function: u32,
         indices: Vec<u8>,
     },
+    /// The mean of two kinks of one Gaussian sample (`pairs[pair]`) at two indices.
+    Pair {
+        pair: u32,
+        indices: Vec<u8>,
+    },
+}
+
+/// One side of a kink pair: `{"map": "sign" | "abs", "mean": FExpr, "coef": FExpr}`.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct SideJ {
+    map: String,
+    mean: FExprJ,
+    coef: FExprJ,
+}
+
+/// A kink pair: its two sides, the sample's fixed covariance (absent: Σ(x)) and the
+/// function number of its diagonal.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct PairJ {
+    left: SideJ,
+    right: SideJ,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covariance: Option<Vec<MonoJ>>,
+    diagonal: u32,
 }
 
 fn poly_j(p: &Poly, syms: &Symbols) -> Vec<MonoJ> {
@@ -331,6 +363,7 @@ fn texpr_j(e: &TExpr, sme: &Sme) -> TExprJ {
                             }
                             Kind::Delta => FactorJ::Delta { indices },
                             Kind::Elem(function) => FactorJ::Elementwise { function, indices },
+                            Kind::Pair(pair) => FactorJ::Pair { pair, indices },
                         }
                     })
                     .collect(),
@@ -460,6 +493,24 @@ fn doc(sme: &Sme) -> Doc {
             })
             .collect(),
         functions: sme.elem.functions.iter().map(|f| fexpr_j(f, sme)).collect(),
+        pairs: sme
+            .elem
+            .pairs
+            .iter()
+            .map(|p| {
+                let side = |s: &crate::algebra::elem::Side| SideJ {
+                    map: if s.abs { "abs" } else { "sign" }.to_string(),
+                    mean: fexpr_j(&s.mean, sme),
+                    coef: fexpr_j(&s.coef, sme),
+                };
+                PairJ {
+                    left: side(&p.left),
+                    right: side(&p.right),
+                    covariance: p.scale.as_ref().map(|c| poly_j(c, &sme.symbols)),
+                    diagonal: p.diag,
+                }
+            })
+            .collect(),
         clock: sme.clock.map(|c| sme.vars[c].name.clone()),
         notes: sme.notes.clone(),
         independent: sme.independent.as_ref().map(independent_j),
@@ -564,6 +615,29 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
         table.push(fexpr(f, &poly, &var)?);
     }
     let nfun = table.functions.len() as u32;
+    for p in &doc.pairs {
+        let side = |s: &SideJ| -> Result<crate::algebra::elem::Side, String> {
+            Ok(crate::algebra::elem::Side {
+                abs: match s.map.as_str() {
+                    "abs" => true,
+                    "sign" => false,
+                    other => return Err(format!("unknown kink `{other}`")),
+                },
+                mean: fexpr(&s.mean, &poly, &var)?,
+                coef: fexpr(&s.coef, &poly, &var)?,
+            })
+        };
+        if p.diagonal >= nfun {
+            return Err(format!("unknown function {}", p.diagonal));
+        }
+        table.pairs.push(crate::algebra::elem::Pair {
+            left: side(&p.left)?,
+            right: side(&p.right)?,
+            scale: p.covariance.as_deref().map(poly).transpose()?,
+            diag: p.diagonal,
+        });
+    }
+    let npairs = table.pairs.len() as u32;
     let texpr_in_scope = |e: &TExprJ| -> Result<TExpr, String> {
         let mut out = TExpr::zero(e.free);
         for t in &e.terms {
@@ -594,6 +668,12 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
                             return Err(format!("unknown function {function}"));
                         }
                         Atom::new(Kind::Elem(*function), indices.clone())
+                    }
+                    FactorJ::Pair { pair, indices } => {
+                        if *pair >= npairs || indices.len() != 2 {
+                            return Err(format!("unknown kink pair {pair}"));
+                        }
+                        Atom::new(Kind::Pair(*pair), indices.clone())
                     }
                 });
             }

@@ -503,18 +503,6 @@ fn reads_vector(f: &FExpr, sme: &Sme) -> bool {
         || f.reads(Field::NoiseVar.var_id())
 }
 
-/// Whether a function uses Φ or φ.
-fn uses_normal(f: &FExpr) -> bool {
-    match f {
-        FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
-        FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => false,
-        FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(uses_normal),
-        FExpr::Pow(a, _) | FExpr::Exp(a) | FExpr::Log(a) | FExpr::Abs(a) | FExpr::Sign(a) => {
-            uses_normal(a)
-        }
-    }
-}
-
 /// One term: `coefficient * scalars * einsum(...)`, as a Python expression.
 fn term(t: &Term, c: &Poly, free: u8, py: &Py) -> (String, u8) {
     let sme = py.sme;
@@ -535,6 +523,9 @@ fn term(t: &Term, c: &Poly, free: u8, py: &Py) -> (String, u8) {
                 }
             }
             Kind::Noise { .. } | Kind::Kink(_) => "_unsupported(\"a noise sample\")".to_string(),
+            Kind::Pair(_) => {
+                "_unsupported(\"the bivariate normal mean of a kink pair\")".to_string()
+            }
         };
         if a.idx.is_empty() {
             scalars.push(name);
@@ -755,7 +746,7 @@ pub fn render(sme: &Sme) -> String {
                     if f.reads(crate::algebra::elem::Field::NoiseVar.var_id()) {
                         inputs.insert(Kind::Moment { r: 2, d: 0 });
                     }
-                    gauss |= uses_normal(f);
+                    gauss |= f.uses_normal();
                 }
             }
         }

@@ -660,7 +660,7 @@ impl Script<'_> {
     fn definitions(&self, out: &mut String, used_r: &BTreeSet<u8>) {
         let sme = self.sme;
         out.push_str(
-            "\nfrom sympy import (Array, Function, Integer, Matrix, MatrixBase, Rational, Symbol,\n                   exp, log, pprint, sqrt, zeros)\n\n",
+            "\nfrom sympy import (Abs, Array, Function, Integer, Matrix, MatrixBase, Rational, Symbol,\n                   erf, exp, log, pi, pprint, sign, sqrt, zeros)\n\n",
         );
         let _ = writeln!(out, "optimizer = {}", quote(&sme.optimizer));
         let _ = writeln!(out, "order = {}", sme.order);
@@ -872,8 +872,12 @@ impl Script<'_> {
         let several =
             num.len() + den.len() + usize::from(!c.numer().is_one()) > 1 || !c.denom().is_one();
         if !several && den.is_empty() {
-            // One item: its own binding.
+            // One item: its own binding (a sum in parentheses, so that a sign before
+            // it negates the whole sum).
             let (t, p) = num.swap_remove(0);
+            if p == Prec::Sum {
+                return (neg, format!("({t})"), Prec::Atom);
+            }
             return (neg, t, p);
         }
         let mut top: Vec<String> = Vec::new();
@@ -973,6 +977,10 @@ impl Script<'_> {
                 ),
                 Prec::Atom,
             ),
+            // An off-diagonal entry of a kink pair: a bivariate normal mean, named.
+            CFactor::Pair { id, i, j } => {
+                (format!("Symbol('P{id}_{}_{}')", i + 1, j + 1), Prec::Atom)
+            }
             CFactor::Disp { var, index } => (
                 format!(
                     "Symbol({})",

@@ -59,15 +59,118 @@ pub fn atom_name(st: Style, a: &Atom, vars: &Names) -> String {
         Kind::One => st.ones().to_string(),
         Kind::Noise { .. } | Kind::Kink(_) => st.name("xi"),
         Kind::Delta => st.identity().to_string(),
+        Kind::Pair(id) => match vars.elem.pairs.get(id as usize) {
+            Some(p) => {
+                let (l, r) = (side(st, &p.left, vars), side(st, &p.right, vars));
+                match st {
+                    Style::Text => format!("E[{l} ⊗ {r}]"),
+                    Style::Latex => {
+                        format!("\\mathbb{{E}}\\left[{l} \\otimes {r}\\right]")
+                    }
+                }
+            }
+            None => "?".to_string(),
+        },
         Kind::Elem(id) => {
             let f = vars.elem.get(id);
             let text = fexpr(st, f, vars);
-            if matches!(f, crate::algebra::elem::FExpr::Var(_)) {
+            use crate::algebra::elem::FExpr;
+            let call = matches!(
+                f,
+                FExpr::Var(_) | FExpr::Sign(_) | FExpr::Ncdf(_) | FExpr::Npdf(_) | FExpr::Abs(_)
+            ) || as_erf(f).is_some();
+            if call {
                 text
             } else {
                 st.paren(&text)
             }
         }
+    }
+}
+
+/// `z` when `f` is `2Φ(z) − 1 = erf(z/√2)`.
+pub fn as_erf(f: &crate::algebra::elem::FExpr) -> Option<&crate::algebra::elem::FExpr> {
+    use crate::algebra::elem::FExpr;
+    let FExpr::Sum(items) = f else { return None };
+    let [a, b] = &items[..] else { return None };
+    let minus_one = |x: &FExpr| matches!(x, FExpr::Const(c) if *c == Poly::int(-1));
+    fn twice(x: &FExpr) -> Option<&FExpr> {
+        match x {
+            FExpr::Prod(p) => match &p[..] {
+                [FExpr::Const(c), FExpr::Ncdf(z)] | [FExpr::Ncdf(z), FExpr::Const(c)]
+                    if *c == Poly::int(2) =>
+                {
+                    Some(&**z)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    if minus_one(a) {
+        twice(b)
+    } else if minus_one(b) {
+        twice(a)
+    } else {
+        None
+    }
+}
+
+/// `z/√2` as text: `a/√(2 v)` when `z = a v^(-1/2)` (`∇f/√(2 diag Σ)`), else `(z)/√2`.
+fn over_root_two(st: Style, z: &crate::algebra::elem::FExpr, names: &Names) -> String {
+    use crate::algebra::elem::FExpr;
+    let half = num_rational::BigRational::new((-1).into(), 2.into());
+    let two = |inner: &str| match st {
+        Style::Text => format!("√(2 {inner})"),
+        Style::Latex => format!("\\sqrt{{2 \\, {inner}}}"),
+    };
+    if let FExpr::Prod(items) = z {
+        if let Some(k) = items
+            .iter()
+            .position(|i| matches!(i, FExpr::Pow(_, q) if *q == half))
+        {
+            let FExpr::Pow(b, _) = &items[k] else {
+                unreachable!("matched above")
+            };
+            let rest: Vec<FExpr> = items
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != k)
+                .map(|(_, i)| i.clone())
+                .collect();
+            let top = fexpr(st, &FExpr::Prod(rest).simplify(), names);
+            let bottom = two(&fexpr(st, b, names));
+            return match st {
+                Style::Text => format!("{top}/{bottom}"),
+                Style::Latex => st.frac(&top, &bottom),
+            };
+        }
+    }
+    let top = fexpr(st, z, names);
+    match st {
+        Style::Text => format!("{}/√2", st.paren(&top)),
+        Style::Latex => st.frac(&top, "\\sqrt{2}"),
+    }
+}
+
+/// One side of a kink pair: `sign(∇f + ξ)`, `|A + C ξ|`.
+fn side(st: Style, s: &crate::algebra::elem::Side, vars: &Names) -> String {
+    let xi = st.name("xi");
+    let mean = fexpr(st, &s.mean, vars);
+    let noise = match s.coef.as_const().and_then(Poly::as_constant) {
+        Some(c) if c == num_rational::BigRational::from_integer(1.into()) => xi,
+        Some(c) if c == num_rational::BigRational::from_integer((-1).into()) => format!("-{xi}"),
+        _ => format!("{}{}{xi}", st.paren(&fexpr(st, &s.coef, vars)), st.juxt()),
+    };
+    let inner = match noise.strip_prefix('-') {
+        Some(rest) => format!("{mean} - {rest}"),
+        None => format!("{mean} + {noise}"),
+    };
+    match (s.abs, st) {
+        (true, Style::Text) => format!("|{inner}|"),
+        (true, Style::Latex) => format!("\\lvert {inner} \\rvert"),
+        (false, Style::Text) => format!("sign({inner})"),
+        (false, Style::Latex) => format!("\\operatorname{{sign}}\\left({inner}\\right)"),
     }
 }
 
@@ -85,6 +188,14 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
             }
         }
         FExpr::Var(v) => st.name(names.vars.get(*v as usize).map_or("?", |s| s.as_str())),
+        FExpr::Sum(_) if as_erf(f).is_some() => {
+            let z = as_erf(f).expect("checked");
+            let arg = over_root_two(st, z, names);
+            match st {
+                Style::Text => format!("erf({arg})"),
+                Style::Latex => format!("\\operatorname{{erf}}{}", st.paren(&arg)),
+            }
+        }
         FExpr::Sum(items) => super::join_sum(items.iter().map(|i| (fexpr(st, i, names), true))),
         FExpr::Prod(items) => {
             let mut top: Vec<String> = Vec::new();
@@ -1256,6 +1367,7 @@ fn component_factor(f: &super::components::CFactor, sme: &Sme) -> String {
         CFactor::Noise { index, .. } | CFactor::Disp { index, .. } => {
             format!("?{}", index.map(sub).unwrap_or_default())
         }
+        CFactor::Pair { id, i, j } => format!("P{id}{}{}", sub(*i), sub(*j)),
     }
 }
 

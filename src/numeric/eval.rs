@@ -141,6 +141,8 @@ enum Resolved<'a> {
     Scalar(f64),
     /// Kronecker δ of two labels.
     Delta(Label, Label),
+    /// A `d × d` matrix, row-major, at two labels.
+    Matrix(Vec<f64>, Label, Label),
 }
 
 /// The numeric value of the coefficient symbols, by symbol number.
@@ -194,6 +196,106 @@ impl<'a> SymbolValues<'a> {
         self.check(p.terms().flat_map(|(m, _)| m.iter().map(|(s, _)| *s)))?;
         Ok(p.eval(&|s| self.get(s)))
     }
+}
+
+/// An elementwise function at component `i` (vector states and the fields ∇f, diag Σ
+/// read there).
+fn fexpr_at(f: &FExpr, env: &Env, syms: &SymbolValues, i: usize) -> Result<f64, String> {
+    use crate::algebra::elem::Field;
+    let d = env.dim;
+    let grad = match env.grad_f.get(1) {
+        Some(t) if f.reads(Field::Grad.var_id()) => {
+            check_shape(t, d, 1, "grad_f[1]")?;
+            Some(t)
+        }
+        None if f.reads(Field::Grad.var_id()) => return Err("∇f is needed but not given".into()),
+        _ => None,
+    };
+    let sigma = match env.moments.get(2).and_then(|m| m.first()) {
+        Some(t) if f.reads(Field::NoiseVar.var_id()) => {
+            check_shape(t, d, 2, "moments[2][0]")?;
+            Some(t)
+        }
+        None if f.reads(Field::NoiseVar.var_id()) => return Err("Σ is needed but not given".into()),
+        _ => None,
+    };
+    Ok(f.eval(
+        &|v| match Field::from_var_id(v) {
+            Some(Field::Grad) => grad.map_or(f64::NAN, |t| t.data[i]),
+            Some(Field::NoiseVar) => sigma.map_or(f64::NAN, |t| t.data[i * d + i]),
+            None => match env.state.get(v as usize) {
+                Some(Value::Vector(x)) => x.get(i).copied().unwrap_or(f64::NAN),
+                Some(Value::Scalar(x)) => *x,
+                None => f64::NAN,
+            },
+        },
+        &|s| syms.get(s),
+    ))
+}
+
+/// The entries of a kink pair at the point: the univariate mean on the diagonal, the
+/// bivariate one ([`crate::numeric::gauss::expect_pl2`]) off it.
+fn pair_matrix(
+    sme: &Sme,
+    p: &crate::algebra::elem::Pair,
+    env: &Env,
+    syms: &SymbolValues,
+) -> Result<Vec<f64>, String> {
+    use crate::numeric::gauss::{expect_pl2, PiecewiseLinear};
+    let d = env.dim;
+    let cov = |i: usize, j: usize| -> Result<f64, String> {
+        match &p.scale {
+            Some(c) => Ok(if i == j { syms.poly(c)? } else { 0.0 }),
+            None => {
+                let t = env
+                    .moments
+                    .get(2)
+                    .and_then(|m| m.first())
+                    .ok_or("Σ is needed but not given (moments[2][0])")?;
+                check_shape(t, d, 2, "moments[2][0]")?;
+                Ok(t.data[i * d + j])
+            }
+        }
+    };
+    let map = |abs: bool| {
+        if abs {
+            PiecewiseLinear::abs()
+        } else {
+            PiecewiseLinear::sign()
+        }
+    };
+    let diag = sme
+        .elem
+        .functions
+        .get(p.diag as usize)
+        .ok_or("the pair's diagonal function is missing")?;
+    let mut out = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            out[i * d + j] = if i == j {
+                fexpr_at(diag, env, syms, i)?
+            } else {
+                let (a, ca) = (
+                    fexpr_at(&p.left.mean, env, syms, i)?,
+                    fexpr_at(&p.left.coef, env, syms, i)?,
+                );
+                let (b, cb) = (
+                    fexpr_at(&p.right.mean, env, syms, j)?,
+                    fexpr_at(&p.right.coef, env, syms, j)?,
+                );
+                let (si, sj) = (cov(i, i)?.sqrt(), cov(j, j)?.sqrt());
+                let rho = (cov(i, j)? / (si * sj)).clamp(-1.0, 1.0);
+                expect_pl2(
+                    &map(p.left.abs),
+                    &map(p.right.abs),
+                    [a, b],
+                    [ca.abs() * si, cb.abs() * sj],
+                    rho * (ca * cb).signum(),
+                )
+            };
+        }
+    }
+    Ok(out)
 }
 
 /// Every state variable an elementwise function reads.
@@ -379,6 +481,15 @@ fn resolve<'a>(
                 None => Resolved::Scalar(at(0)),
             }
         }
+        Kind::Pair(id) => {
+            expect_slots(a, 2)?;
+            let p = sme
+                .elem
+                .pairs
+                .get(id as usize)
+                .ok_or_else(|| format!("no kink pair number {id}"))?;
+            Resolved::Matrix(pair_matrix(sme, p, env, syms)?, a.idx[0], a.idx[1])
+        }
         Kind::Noise { .. } | Kind::Kink(_) => {
             return Err(
                 "a noise sample cannot be evaluated (it appears only before the expectation)"
@@ -439,6 +550,7 @@ fn add_term(
                 }
                 Resolved::Vector(x, l) => x[value_of(*l)],
                 Resolved::Scalar(x) => *x,
+                Resolved::Matrix(m, i, j) => m[value_of(*i) * d + value_of(*j)],
                 Resolved::Delta(i, j) => {
                     if value_of(*i) == value_of(*j) {
                         1.0

@@ -930,6 +930,10 @@ impl Scalarizer<'_> {
                             let i = a.idx.first().map(|&l| at(l, &vals));
                             self.fexpr(&f, i)?
                         }
+                        Kind::Pair(id) => {
+                            let (i, j) = (at(a.idx[0], &vals), at(a.idx[1], &vals));
+                            self.pair_entry(id, i, j)?
+                        }
                         Kind::Noise { .. } | Kind::Kink(_) | Kind::Disp(_) => {
                             return Err("a noise or displacement factor in a derived SME".into())
                         }
@@ -949,6 +953,93 @@ impl Scalarizer<'_> {
                 .map_err(|_| "the compiled SME is too large".to_string())?;
         }
         Ok(acc.into_iter().map(|t| self.g.sum(t)).collect())
+    }
+
+    /// Entry (i, j) of a kink pair: its diagonal function for i = j, else the bivariate
+    /// normal mean of the two kinks, `E[F(U) G(V)]` written as affine pieces plus steps
+    /// `(c + d x) 1{x > α}` in the standardized variables and summed over the
+    /// upper-orthant moments `P, E[X 1], E[Y 1], E[XY 1]` (Rosenbaum 1961), the same
+    /// closed forms as [`crate::numeric::gauss::expect_pl2`] (against which it is tested),
+    /// for |ρ| < 1.
+    fn pair_entry(&mut self, id: u32, i: usize, j: usize) -> Result<Id, String> {
+        let p = self
+            .sme
+            .elem
+            .pairs
+            .get(id as usize)
+            .ok_or("an unknown kink pair")?
+            .clone();
+        if i == j {
+            let f = self
+                .sme
+                .elem
+                .functions
+                .get(p.diag as usize)
+                .ok_or("an unknown elementwise function")?
+                .clone();
+            return self.fexpr(&f, Some(i));
+        }
+        let d = self.d;
+        let (sii, sjj, sij) = match &p.scale {
+            Some(c) => {
+                let c = c.eval(&|s: Sym| self.syms.get(s as usize).copied().unwrap_or(f64::NAN));
+                (self.g.constant(c), self.g.constant(c), self.g.constant(0.0))
+            }
+            None => {
+                let t = self.tensor(Kind::Moment { r: 2, d: 0 })?;
+                (t[i * d + i], t[j * d + j], t[i * d + j])
+            }
+        };
+        let a = self.fexpr(&p.left.mean, Some(i))?;
+        let ca = self.fexpr(&p.left.coef, Some(i))?;
+        let b = self.fexpr(&p.right.mean, Some(j))?;
+        let cb = self.fexpr(&p.right.coef, Some(j))?;
+        let g = &mut self.g;
+        let sd = |g: &mut Graph, c: Id, v: Id| {
+            let r = g.unary(Unary::Sqrt, v);
+            let m = g.unary(Unary::Abs, c);
+            g.mul(m, r)
+        };
+        let (si, sj) = (sd(g, ca, sii), sd(g, cb, sjj));
+        let prod = g.mul(sii, sjj);
+        let root = g.unary(Unary::Sqrt, prod);
+        let corr = g.div(sij, root);
+        let cc = g.mul(ca, cb);
+        let sgn = g.unary(Unary::Sign, cc);
+        let r = g.mul(corr, sgn);
+        // (threshold or None for −∞, c, d) of each side.
+        let pieces = |g: &mut Graph, abs: bool, m: Id, s: Id| -> [(Option<Id>, Id, Id); 2] {
+            let ratio = g.div(m, s);
+            let alpha = g.neg(ratio);
+            let zero = g.constant(0.0);
+            if abs {
+                let (nm, ns) = (g.neg(m), g.neg(s));
+                let two = g.constant(2.0);
+                let (tm, ts) = (g.mul(two, m), g.mul(two, s));
+                [(None, nm, ns), (Some(alpha), tm, ts)]
+            } else {
+                let (mone, two) = (g.constant(-1.0), g.constant(2.0));
+                [(None, mone, zero), (Some(alpha), two, zero)]
+            }
+        };
+        let left = pieces(g, p.left.abs, a, si);
+        let right = pieces(g, p.right.abs, b, sj);
+        let mut terms = Vec::new();
+        for &(alpha, c, dd) in &left {
+            for &(beta, e, h) in &right {
+                let [pp, ex, ey, exy] = upper_orthant(g, alpha, beta, r);
+                let t1 = g.mul(c, e);
+                let t1 = g.mul(t1, pp);
+                let t2 = g.mul(c, h);
+                let t2 = g.mul(t2, ey);
+                let t3 = g.mul(dd, e);
+                let t3 = g.mul(t3, ex);
+                let t4 = g.mul(dd, h);
+                let t4 = g.mul(t4, exy);
+                terms.extend([t1, t2, t3, t4]);
+            }
+        }
+        Ok(self.g.sum(terms))
     }
 
     fn fexpr(&mut self, f: &FExpr, i: Option<usize>) -> Result<Id, String> {
@@ -1025,6 +1116,74 @@ impl Scalarizer<'_> {
                 }
             }
         })
+    }
+}
+
+/// `[P, E X1, E Y1, E XY1]` for the upper orthant `{X > h, Y > k}` of a standard
+/// bivariate normal with correlation `r` (|r| < 1), `None` a threshold at −∞.
+fn upper_orthant(g: &mut Graph, h: Option<Id>, k: Option<Id>, r: Id) -> [Id; 4] {
+    let q = |g: &mut Graph, x: Id| {
+        let n = g.neg(x);
+        g.unary(Unary::Ncdf, n)
+    };
+    // Q(x) + x φ(x) = E[X² 1{X > x}]
+    let tail2 = |g: &mut Graph, x: Id| {
+        let qx = q(g, x);
+        let px = g.unary(Unary::Npdf, x);
+        let xp = g.mul(x, px);
+        g.add(qx, xp)
+    };
+    match (h, k) {
+        (None, None) => {
+            let (one, zero) = (g.constant(1.0), g.constant(0.0));
+            [one, zero, zero, r]
+        }
+        (None, Some(k)) => {
+            let p = q(g, k);
+            let e = g.unary(Unary::Npdf, k);
+            let re = g.mul(r, e);
+            let t = tail2(g, k);
+            let rt = g.mul(r, t);
+            [p, re, e, rt]
+        }
+        (Some(h), None) => {
+            let p = q(g, h);
+            let e = g.unary(Unary::Npdf, h);
+            let re = g.mul(r, e);
+            let t = tail2(g, h);
+            let rt = g.mul(r, t);
+            [p, e, re, rt]
+        }
+        (Some(h), Some(k)) => {
+            let one = g.constant(1.0);
+            let r2 = g.mul(r, r);
+            let om = g.sub(one, r2);
+            let s = g.unary(Unary::Sqrt, om);
+            let rh = g.mul(r, h);
+            let rk = g.mul(r, k);
+            let an = g.sub(k, rh);
+            let a = g.div(an, s);
+            let bn = g.sub(h, rk);
+            let b = g.div(bn, s);
+            let (qa, qb) = (q(g, a), q(g, b));
+            let (ph, pk) = (g.unary(Unary::Npdf, h), g.unary(Unary::Npdf, k));
+            let (nh, nk) = (g.neg(h), g.neg(k));
+            let p = g.bvn(nh, nk, r);
+            let phqa = g.mul(ph, qa);
+            let pkqb = g.mul(pk, qb);
+            let rpkqb = g.mul(r, pkqb);
+            let rphqa = g.mul(r, phqa);
+            let ex = g.add(phqa, rpkqb);
+            let ey = g.add(pkqb, rphqa);
+            let rp = g.mul(r, p);
+            let hr = g.mul(rh, phqa);
+            let kr = g.mul(rk, pkqb);
+            let pa = g.unary(Unary::Npdf, a);
+            let sph = g.mul(s, ph);
+            let last = g.mul(sph, pa);
+            let exy = g.sum([rp, hr, kr, last]);
+            [p, ex, ey, exy]
+        }
     }
 }
 
