@@ -798,8 +798,10 @@ impl Lowerer {
             Some(format!(
                 "`{name}` is defined by a `let` further down; move that line above this one"
             ))
-        } else if name == "noise" || name == "ξ" {
-            Some("declare the gradient noise first, e.g. `noise xi ~ gaussian`, then write `grad f(x) + xi`".to_string())
+        } else if ["noise", "ξ", "xi", "zeta", "ζ", "z", "w"].contains(&name) {
+            Some(format!("if `{name}` is the gradient noise, declare it first, e.g. `noise {name} ~ gaussian`, then write `grad f(x) + {name}`; else declare it, e.g. `hyper {name} > 0`"))
+        } else if ["k", "t", "n", "step", "iter", "iteration"].contains(&name) {
+            Some(format!("if `{name}` is the step index (as in a bias correction `1 - beta^({name}+1)`), declare `counter {name}` (0 at the first step); else declare it, e.g. `hyper {name} > 0`"))
         } else {
             self.nearest(name, |_| true)
                 .or_else(|| {
@@ -921,14 +923,22 @@ impl Lowerer {
             let near = FUNCTIONS
                 .iter()
                 .min_by_key(|b| strsim::damerau_levenshtein(fname, b))
-                .filter(|b| strsim::damerau_levenshtein(fname, b) <= 2 && fname.len() > 2);
+                // Only a near miss (`sqr`, `sing`): `cos` is not a misspelt `log`.
+                .filter(|b| {
+                    let d = strsim::damerau_levenshtein(fname, b);
+                    d == 1 || (d == 2 && fname.len() > 4)
+                });
             let all = FUNCTIONS
                 .iter()
                 .map(|f| format!("`{f}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let problem_only = [
+                "sin", "cos", "tanh", "softplus", "sigmoid", "erf", "sum", "mean",
+            ];
             let hint = match near {
                 Some(b) => format!("did you mean `{b}`? The functions are {all}, and `f` for the objective"),
+                None if problem_only.contains(&fname) => format!("`{fname}` is a function of problem files, not of update rules; the functions of an update rule are {all}, and `f`, `grad f`, `hess f` for the objective"),
                 None => format!("the functions of an update rule are {all}, and `f`, `grad f`, `hess f` for the objective"),
             };
             return Err(self.error(
