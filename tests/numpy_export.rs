@@ -649,3 +649,16 @@ assert np.allclose(with_arrays, -(H @ x) - 0.05 * H @ (H @ x))
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The non-smooth rules: Φ and φ (Gaussian averages of kinks at one index), the kink
+/// pairs (bivariate normal means, Φ₂ by a Python transcription of Genz's BVNU) in d = 3
+/// with a random covariance; a sample with its own law (SGLD); sign expanded away from
+/// its kink (Signum).
+#[test]
+fn non_smooth_rules() {
+    check("signsgd1", "signsgd.opt", 1, false);
+    check("lion1", "lion.opt", 1, false);
+    check("clipped1", "clipped_sgd.opt", 1, false);
+    check("signum2", "signum.opt", 2, false);
+    check("sgld2", "sgld.opt", 2, false);
+}

@@ -459,6 +459,8 @@ fn fexpr(f: &FExpr, py: &Py) -> (String, u8) {
 struct Needs {
     /// Elementwise functions used (computed once at the top).
     elem: BTreeSet<u32>,
+    /// Kink pairs used (their matrices computed once at the top).
+    pairs: BTreeSet<u32>,
     /// Symbols used in coefficients and elementwise functions.
     syms: BTreeSet<Sym>,
     /// Whether a factor that has no numeric value (a noise sample) appears.
@@ -483,6 +485,22 @@ impl Needs {
                         let mut used = Vec::new();
                         sme.elem.get(id).symbols(&mut used);
                         self.syms.extend(used);
+                    }
+                    Kind::Pair(id) if self.pairs.insert(id) => {
+                        let p = &sme.elem.pairs[id as usize];
+                        let mut used = Vec::new();
+                        for f in [&p.left.mean, &p.left.coef, &p.right.mean, &p.right.coef] {
+                            f.symbols(&mut used);
+                        }
+                        self.syms.extend(used);
+                        if let Some(c) = &p.scale {
+                            self.poly(c);
+                        }
+                        if self.elem.insert(p.diag) {
+                            let mut used = Vec::new();
+                            sme.elem.get(p.diag).symbols(&mut used);
+                            self.syms.extend(used);
+                        }
                     }
                     Kind::Noise { .. } | Kind::Disp(_) => self.unsupported = true,
                     _ => {}
@@ -523,9 +541,7 @@ fn term(t: &Term, c: &Poly, free: u8, py: &Py) -> (String, u8) {
                 }
             }
             Kind::Noise { .. } | Kind::Kink(_) => "_unsupported(\"a noise sample\")".to_string(),
-            Kind::Pair(_) => {
-                "_unsupported(\"the bivariate normal mean of a kink pair\")".to_string()
-            }
+            Kind::Pair(id) => format!("_p{id}"),
         };
         if a.idx.is_empty() {
             scalars.push(name);
@@ -730,6 +746,7 @@ pub fn render(sme: &Sme) -> String {
         .chain(sme.diffusion.iter().map(|b| &b.expr))
         .collect();
     let mut gauss = false;
+    let mut pairs = false;
     for e in &exprs {
         for t in e.terms.keys() {
             for a in &t.atoms {
@@ -747,6 +764,19 @@ pub fn render(sme: &Sme) -> String {
                         inputs.insert(Kind::Moment { r: 2, d: 0 });
                     }
                     gauss |= f.uses_normal();
+                }
+                if let Kind::Pair(id) = a.kind {
+                    let p = &sme.elem.pairs[id as usize];
+                    pairs = true;
+                    gauss = true;
+                    for f in [&p.left.mean, &p.left.coef, &p.right.mean, &p.right.coef] {
+                        if f.reads(crate::algebra::elem::Field::Grad.var_id()) {
+                            inputs.insert(Kind::DF(1));
+                        }
+                    }
+                    if p.scale.is_none() {
+                        inputs.insert(Kind::Moment { r: 2, d: 0 });
+                    }
                 }
             }
         }
@@ -868,6 +898,9 @@ pub fn render(sme: &Sme) -> String {
             "    return np.exp(-0.5 * np.square(a)) / math.sqrt(2.0 * math.pi)\n\n\n",
         ));
     }
+    if pairs {
+        out.push_str(PAIR_HELPERS);
+    }
 
     // Metadata.
     let tuple = |items: Vec<String>| {
@@ -944,6 +977,30 @@ pub fn render(sme: &Sme) -> String {
             .iter()
             .map(|&id| format!("    _e{id} = {}\n", fexpr(sme.elem.get(id), &py).0))
             .collect();
+        let pair_lines: Vec<String> = needs
+            .pairs
+            .iter()
+            .map(|&id| {
+                let p = &sme.elem.pairs[id as usize];
+                let vec = |f: &FExpr| format!("np.broadcast_to({}, (_d,))", fexpr(f, &py).0);
+                let cov = match &p.scale {
+                    Some(c) => format!("({}) * np.eye(_d)", poly(c, &py).0),
+                    None => moment_name(2, 0),
+                };
+                let flag = |abs: bool| if abs { "True" } else { "False" };
+                format!(
+                    "    _p{id} = _kink_pair({}, {}, {}, {}, {}, {}, {cov}, np.broadcast_to(_e{}, (_d,)))\n",
+                    flag(p.left.abs),
+                    vec(&p.left.mean),
+                    vec(&p.left.coef),
+                    flag(p.right.abs),
+                    vec(&p.right.mean),
+                    vec(&p.right.coef),
+                    p.diag
+                )
+            })
+            .collect();
+        let elem_lines: Vec<String> = elem_lines.into_iter().chain(pair_lines).collect();
         if with_state && (body.contains("_d") || elem_lines.iter().any(|l| l.contains("_d"))) {
             let _ = writeln!(out, "    _d = {}.shape[0]", py.states[0]);
         }
@@ -1088,3 +1145,109 @@ mod tests {
         assert_eq!(poly(&c, &py).0, "-(1/3) * eta**2");
     }
 }
+
+/// Python for the kink pairs: Φ₂ by Genz's BVNU (his algorithm as `numeric::gauss::bvn`
+/// has it, 6/12/20-point Gauss–Legendre, double precision) and the bivariate normal mean
+/// of two kinks by Rosenbaum's orthant moments.
+const PAIR_HELPERS: &str = r#"_GL = [np.polynomial.legendre.leggauss(n) for n in (6, 12, 20)]
+
+
+def _bvnu(h, k, r):
+    """P(X > h, Y > k) for a standard bivariate normal with correlation r (Genz's BVNU)."""
+    if r >= 1.0:
+        return float(_ncdf(-max(h, k)))
+    if r <= -1.0:
+        return max(0.0, float(_ncdf(-k) - _ncdf(h)))
+    xs, ws = _GL[0 if abs(r) < 0.3 else (1 if abs(r) < 0.75 else 2)]
+    hk = h * k
+    bvn = 0.0
+    if abs(r) < 0.925:
+        hs = (h * h + k * k) / 2.0
+        asr = math.asin(r)
+        for x, w in zip(xs, ws):
+            sn = math.sin(asr * (x + 1.0) / 2.0)
+            bvn += w * math.exp((sn * hk - hs) / (1.0 - sn * sn))
+        return min(1.0, max(0.0, bvn * asr / (4.0 * math.pi) + float(_ncdf(-h) * _ncdf(-k))))
+    if r < 0.0:
+        k, hk = -k, -hk
+    a_s = (1.0 - r) * (1.0 + r)
+    a = math.sqrt(a_s)
+    bs = (h - k) ** 2
+    c = (4.0 - hk) / 8.0
+    d = (12.0 - hk) / 16.0
+    asr = -(bs / a_s + hk) / 2.0
+    if asr > -100.0:
+        bvn = a * math.exp(asr) * (1.0 - c * (bs - a_s) * (1.0 - d * bs / 5.0) / 3.0
+                                   + c * d * a_s * a_s / 5.0)
+    if hk > -100.0:
+        b = math.sqrt(bs)
+        sp = math.sqrt(2.0 * math.pi) * float(_ncdf(-b / a))
+        bvn -= math.exp(-hk / 2.0) * sp * b * (1.0 - c * bs * (1.0 - d * bs / 5.0) / 3.0)
+    a /= 2.0
+    for x, w in zip(xs, ws):
+        xs2 = (a * (x + 1.0)) ** 2
+        rs = math.sqrt(1.0 - xs2)
+        asr = -(bs / xs2 + hk) / 2.0
+        if asr > -100.0:
+            sp = 1.0 + c * xs2 * (1.0 + d * xs2)
+            ep = math.exp(-hk * xs2 / (2.0 * (1.0 + rs) ** 2)) / rs
+            bvn += a * w * math.exp(asr) * (ep - sp)
+    bvn = -bvn / (2.0 * math.pi)
+    if r > 0.0:
+        p = bvn + float(_ncdf(-max(h, k)))
+    elif h >= k:
+        p = -bvn
+    else:
+        p = (float(_ncdf(k) - _ncdf(h)) if h < 0.0 else float(_ncdf(-h) - _ncdf(-k))) - bvn
+    return min(1.0, max(0.0, p))
+
+
+def _upper(h, k, r):
+    """[P, E X1, E Y1, E XY1] for the orthant {X > h, Y > k} (None: -inf), |r| < 1."""
+    q = lambda x: float(_ncdf(-x))
+    if h is None and k is None:
+        return 1.0, 0.0, 0.0, r
+    if h is None or k is None:
+        t = k if h is None else h
+        p, e = q(t), float(_npdf(t))
+        tail = r * (p + t * e)
+        return (p, r * e, e, tail) if h is None else (p, e, r * e, tail)
+    s = math.sqrt((1.0 - r) * (1.0 + r))
+    a, b = (k - r * h) / s, (h - r * k) / s
+    qa, qb = q(a), q(b)
+    ph, pk = float(_npdf(h)), float(_npdf(k))
+    p = _bvnu(h, k, r)
+    ex = ph * qa + r * pk * qb
+    ey = pk * qb + r * ph * qa
+    exy = r * p + r * h * ph * qa + r * k * pk * qb + s * ph * float(_npdf(a))
+    return p, ex, ey, exy
+
+
+def _pieces(absolute, m, s):
+    """F(m + s x) as (threshold or None, c, d): a base, then (c + d x) 1{x > threshold}."""
+    if absolute:
+        return [(None, -m, -s), (-m / s, 2.0 * m, 2.0 * s)]
+    return [(None, -1.0, 0.0), (-m / s, 2.0, 0.0)]
+
+
+def _kink_pair(left_abs, a, ca, right_abs, b, cb, cov, diag):
+    """E[F(a_i + ca_i xi_i) G(b_j + cb_j xi_j)], xi ~ N(0, cov): diag on the diagonal."""
+    cov = np.asarray(cov, dtype=float)
+    n = len(diag)
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                out[i, j] = diag[i]
+                continue
+            si = abs(ca[i]) * math.sqrt(cov[i, i])
+            sj = abs(cb[j]) * math.sqrt(cov[j, j])
+            r = cov[i, j] / math.sqrt(cov[i, i] * cov[j, j]) * np.sign(ca[i] * cb[j])
+            total = 0.0
+            for alpha, c, d in _pieces(left_abs, a[i], si):
+                for beta, e, g in _pieces(right_abs, b[j], sj):
+                    p, ex, ey, exy = _upper(alpha, beta, r)
+                    total += c * e * p + c * g * ey + d * e * ex + d * g * exy
+            out[i, j] = total
+    return out
+"#;
