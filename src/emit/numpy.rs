@@ -1095,57 +1095,6 @@ pub fn render(sme: &Sme) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_python_identifiers() {
-        assert_eq!(ascii_name("β1"), "beta1");
-        assert_eq!(ascii_name("_lr"), "v_lr");
-        assert_eq!(ascii_name("x\u{2032}"), "xu2032");
-        assert!(is_input_name("Sigma") && is_input_name("d2Sigma") && is_input_name("d3f"));
-        assert!(is_input_name("S") && is_input_name("dM4") && !is_input_name("sigma0"));
-        assert!(is_identifier("lambda") && !is_identifier("sqrt(c)"));
-    }
-
-    #[test]
-    fn opaque_constants_become_python() {
-        let src = "optimizer Scaled\n  param x\n  small eta\n  hyper lambda, c > 0\n  noise xi ~ gaussian\n  x = x - eta*sqrt(c)*lambda*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
-        let py = Py::new(&sme);
-        assert!(py.hypers.iter().any(|(_, n)| n == "lambda_"));
-        let code = render(&sme);
-        assert!(code.contains("= np.sqrt(c)  # sqrt(c)"), "{code}");
-        assert!(code.contains("lambda_"), "{code}");
-    }
-
-    #[test]
-    fn python_precedence() {
-        let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
-        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
-        let py = Py::new(&sme);
-        let u = FExpr::Var(0);
-        let q = |n: i64, d: i64| BigRational::new(n.into(), d.into());
-        let f = FExpr::Sum(vec![
-            FExpr::Const(Poly::int(1)),
-            FExpr::Prod(vec![FExpr::Const(Poly::int(-1)), u.clone()]),
-        ])
-        .pow(q(-1, 1));
-        assert_eq!(fexpr(&f, &py).0, "1 / (1 - x)");
-        let g = FExpr::Pow(
-            Box::new(FExpr::Prod(vec![
-                u.clone(),
-                FExpr::Exp(Box::new(u.clone())),
-            ])),
-            q(3, 2),
-        );
-        assert_eq!(fexpr(&g, &py).0, "(x * np.exp(x))**(3/2)");
-        let c = Poly::power(sme.small, 2).scale(&q(-1, 3));
-        assert_eq!(poly(&c, &py).0, "-(1/3) * eta**2");
-    }
-}
-
 /// Python for the kink pairs: Φ₂ by Genz's BVNU (his algorithm as `numeric::gauss::bvn`
 /// has it, 6/12/20-point Gauss–Legendre, double precision) and the bivariate normal mean
 /// of two kinks by Rosenbaum's orthant moments.
@@ -1251,3 +1200,54 @@ def _kink_pair(left_abs, a, ca, right_abs, b, cb, cov, diag):
             out[i, j] = total
     return out
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_python_identifiers() {
+        assert_eq!(ascii_name("β1"), "beta1");
+        assert_eq!(ascii_name("_lr"), "v_lr");
+        assert_eq!(ascii_name("x\u{2032}"), "xu2032");
+        assert!(is_input_name("Sigma") && is_input_name("d2Sigma") && is_input_name("d3f"));
+        assert!(is_input_name("S") && is_input_name("dM4") && !is_input_name("sigma0"));
+        assert!(is_identifier("lambda") && !is_identifier("sqrt(c)"));
+    }
+
+    #[test]
+    fn opaque_constants_become_python() {
+        let src = "optimizer Scaled\n  param x\n  small eta\n  hyper lambda, c > 0\n  noise xi ~ gaussian\n  x = x - eta*sqrt(c)*lambda*(grad f(x) + xi)\n";
+        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
+        let py = Py::new(&sme);
+        assert!(py.hypers.iter().any(|(_, n)| n == "lambda_"));
+        let code = render(&sme);
+        assert!(code.contains("= np.sqrt(c)  # sqrt(c)"), "{code}");
+        assert!(code.contains("lambda_"), "{code}");
+    }
+
+    #[test]
+    fn python_precedence() {
+        let src = "optimizer SGD\n  param x\n  small eta\n  noise xi ~ general\n  x = x - eta*(grad f(x) + xi)\n";
+        let sme = crate::derive(src, &crate::Options::order(1)).expect("derives");
+        let py = Py::new(&sme);
+        let u = FExpr::Var(0);
+        let q = |n: i64, d: i64| BigRational::new(n.into(), d.into());
+        let f = FExpr::Sum(vec![
+            FExpr::Const(Poly::int(1)),
+            FExpr::Prod(vec![FExpr::Const(Poly::int(-1)), u.clone()]),
+        ])
+        .pow(q(-1, 1));
+        assert_eq!(fexpr(&f, &py).0, "1 / (1 - x)");
+        let g = FExpr::Pow(
+            Box::new(FExpr::Prod(vec![
+                u.clone(),
+                FExpr::Exp(Box::new(u.clone())),
+            ])),
+            q(3, 2),
+        );
+        assert_eq!(fexpr(&g, &py).0, "(x * np.exp(x))**(3/2)");
+        let c = Poly::power(sme.small, 2).scale(&q(-1, 3));
+        assert_eq!(poly(&c, &py).0, "-(1/3) * eta**2");
+    }
+}
