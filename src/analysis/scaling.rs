@@ -193,6 +193,18 @@ impl System {
                         let g = self.function(sme.elem.get(id), sme.dim, what, batch);
                         base = base.add(&g);
                     }
+                    // A bivariate normal mean of kinks reads the means over the noise's
+                    // scale, which the batch changes: no exponent keeps it.
+                    Kind::Pair(_) if *batch == NoiseScale::Covariance => {
+                        let mut g = Form::zero(self.n);
+                        g.constant = BigRational::one();
+                        self.rows.push((
+                            g,
+                            Blocker::Other(format!(
+                                "no scaling keeps the bivariate normal mean of kinks in {what} unchanged"
+                            )),
+                        ));
+                    }
                     _ => {}
                 }
             }

@@ -600,6 +600,18 @@ fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
                 dst[i] = x[i].sqrt();
             }
         }
+        // The kinks of sign, relu, min, max and clip: plain loops that vectorize (NaN
+        // maps to 0 under sign here, as `Unary::apply` gives; |NaN| is NaN).
+        Unary::Abs => {
+            for i in 0..LANES {
+                dst[i] = x[i].abs();
+            }
+        }
+        Unary::Sign => {
+            for i in 0..LANES {
+                dst[i] = f64::from(u8::from(x[i] > 0.0)) - f64::from(u8::from(x[i] < 0.0));
+            }
+        }
         _ => {
             for i in 0..LANES {
                 dst[i] = u.apply(x[i]);
