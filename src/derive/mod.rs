@@ -248,7 +248,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                 format!("order {p} through a Gaussian average of `sign` or `abs`"),
             )
             .label("this optimizer takes a kink of noise of order one")
-            .hint("smelt averages kinks of Gaussian noise exactly at weak order 1 (the drift and diffusion of Compagnoni et al.); order 2 needs the derivatives of the bivariate normal terms, not derived yet: ask for `--order 1`"),
+            .hint("smelt averages kinks of Gaussian noise exactly at weak order 1 (the drift and diffusion of Compagnoni et al.); order 2 needs the derivatives of the bivariate normal terms, not derived yet: ask for weak order 1 (`derive --order 1`, `verify --orders 1`)"),
         )));
     }
     // Moments of order s are O(ε^{s·lowest}); beyond `work` they do not matter.
