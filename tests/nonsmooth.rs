@@ -174,26 +174,11 @@ print('checks passed')
 /// the bivariate normal mean) against Monte Carlo of sign(∇f + ξ) itself.
 #[test]
 fn signsgd_diffusion_in_two_dimensions_is_the_sign_covariance() {
-    use smelt::internals::numeric::eval::{diffusion, drift, Env, Tensor};
-    use smelt::internals::numeric::Value;
     let (_, sme) = derive(&example("signsgd.opt"), 1);
     let eta = 0.1;
     let g = [0.4, -0.7];
     let sigma = [[0.9, -0.5], [-0.5, 0.6]];
-    let env = Env {
-        dim: 2,
-        state: vec![Value::Vector(vec![0.0, 0.0])],
-        symbols: [("eta".to_string(), eta)].into_iter().collect(),
-        grad_f: vec![Tensor::scalar(0.0), Tensor::vector(g.to_vec())],
-        moments: vec![
-            vec![],
-            vec![],
-            vec![Tensor::from_fn(2, 2, |ix| sigma[ix[0]][ix[1]])],
-        ],
-    };
-    let b = drift(&sme, &env).unwrap();
-    let d = diffusion(&sme, &env).unwrap();
-    let dxx = &d.iter().find(|((a, c), _)| (*a, *c) == (0, 0)).unwrap().1;
+    let (b, dxx) = drift_and_diffusion(&sme, g, sigma, &[("eta", eta)]);
     // Monte Carlo: ξ = L w, L the Cholesky factor of Σ.
     let l11 = sigma[0][0_usize].sqrt();
     let l21 = sigma[1][0] / l11;
@@ -219,14 +204,14 @@ fn signsgd_diffusion_in_two_dimensions_is_the_sign_covariance() {
         let mean = m[i] / nf;
         // drift = −E sign, standard error ≤ 1/√n
         assert!(
-            (b[0].data[i] + mean).abs() < 5.0 / nf.sqrt(),
+            (b[i] + mean).abs() < 5.0 / nf.sqrt(),
             "drift {i}: {} vs {}",
-            b[0].data[i],
+            b[i],
             -mean
         );
         for j in 0..2 {
             let cov = c[i][j] / nf - (m[i] / nf) * (m[j] / nf);
-            let got = dxx.data[i * 2 + j] / eta;
+            let got = dxx[i * 2 + j] / eta;
             assert!(
                 (got - cov).abs() < 5.0 * 2.0 / nf.sqrt(),
                 "D[{i},{j}]/eta: {got} vs Monte Carlo {cov}"
@@ -234,7 +219,7 @@ fn signsgd_diffusion_in_two_dimensions_is_the_sign_covariance() {
         }
     }
     // The off-diagonal entry is not the product of the means: the noise is correlated.
-    assert!((dxx.data[1] / eta).abs() > 0.05, "{:?}", dxx.data);
+    assert!((dxx[1] / eta).abs() > 0.05, "{:?}", dxx);
 }
 
 /// Clipped SGD with Gaussian noise of order one (examples/clipped_sgd.opt) in d = 2:
@@ -243,11 +228,9 @@ fn signsgd_diffusion_in_two_dimensions_is_the_sign_covariance() {
 /// the clip map itself (breakpoints −c and c, not the |·| identity the derivation uses).
 #[test]
 fn clipped_sgd_moments_are_the_gaussian_means_of_the_clip() {
-    use smelt::internals::numeric::eval::{diffusion, drift, Env, Tensor};
     use smelt::internals::numeric::gauss::{
         expect_pl, expect_pl2, expect_pl_product, PiecewiseLinear,
     };
-    use smelt::internals::numeric::Value;
     let (_, sme) = derive(&example("clipped_sgd.opt"), 1);
     let (eta, c) = (0.1, 0.8);
     for (g, sigma) in [
@@ -255,30 +238,15 @@ fn clipped_sgd_moments_are_the_gaussian_means_of_the_clip() {
         ([1.5, 0.0], [[0.2, 0.1], [0.1, 2.0]]),
         ([-0.8, 0.8], [[1.0, 0.0], [0.0, 1.0]]),
     ] {
-        let env = Env {
-            dim: 2,
-            state: vec![Value::Vector(vec![0.0, 0.0])],
-            symbols: [("eta".to_string(), eta), ("c".to_string(), c)]
-                .into_iter()
-                .collect(),
-            grad_f: vec![Tensor::scalar(0.0), Tensor::vector(g.to_vec())],
-            moments: vec![
-                vec![],
-                vec![],
-                vec![Tensor::from_fn(2, 2, |ix| sigma[ix[0]][ix[1]])],
-            ],
-        };
-        let b = drift(&sme, &env).unwrap();
-        let d = diffusion(&sme, &env).unwrap();
-        let dxx = &d.iter().find(|((a, k), _)| (*a, *k) == (0, 0)).unwrap().1;
+        let (b, dxx) = drift_and_diffusion(&sme, g, sigma, &[("eta", eta), ("c", c)]);
         let clip = PiecewiseLinear::clip(-c, c).unwrap();
         let sd = [sigma[0][0].sqrt(), sigma[1][1].sqrt()];
         let mean: Vec<f64> = (0..2).map(|i| expect_pl(&clip, g[i], sd[i])).collect();
         for i in 0..2 {
             assert!(
-                (b[0].data[i] + mean[i]).abs() < 1e-12,
+                (b[i] + mean[i]).abs() < 1e-12,
                 "drift {i}: {} vs {}",
-                b[0].data[i],
+                b[i],
                 -mean[i]
             );
             for j in 0..2 {
@@ -294,7 +262,7 @@ fn clipped_sgd_moments_are_the_gaussian_means_of_the_clip() {
                     )
                 };
                 let want = eta * (second - mean[i] * mean[j]);
-                let got = dxx.data[i * 2 + j];
+                let got = dxx[i * 2 + j];
                 assert!(
                     (got - want).abs() < 1e-12,
                     "D[{i},{j}] at g = {g:?}: {got} vs {want}"
@@ -302,4 +270,36 @@ fn clipped_sgd_moments_are_the_gaussian_means_of_the_clip() {
             }
         }
     }
+}
+
+/// The drift of x and the block D_xx of a rule with the parameter as its one state, in
+/// d = 2 at ∇f = `g`, Σ = `sigma` and the given symbol values (reference evaluator).
+fn drift_and_diffusion(
+    sme: &Sme,
+    g: [f64; 2],
+    sigma: [[f64; 2]; 2],
+    symbols: &[(&str, f64)],
+) -> (Vec<f64>, Vec<f64>) {
+    use smelt::internals::numeric::eval::{diffusion, drift, Env, Tensor};
+    use smelt::internals::numeric::Value;
+    let env = Env {
+        dim: 2,
+        state: vec![Value::Vector(vec![0.0, 0.0])],
+        symbols: symbols.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        grad_f: vec![Tensor::scalar(0.0), Tensor::vector(g.to_vec())],
+        moments: vec![
+            vec![],
+            vec![],
+            vec![Tensor::from_fn(2, 2, |ix| sigma[ix[0]][ix[1]])],
+        ],
+    };
+    let b = drift(sme, &env).unwrap().swap_remove(0).data;
+    let d = diffusion(sme, &env).unwrap();
+    let dxx = d
+        .into_iter()
+        .find(|((a, c), _)| (*a, *c) == (0, 0))
+        .unwrap()
+        .1
+        .data;
+    (b, dxx)
 }

@@ -386,21 +386,37 @@ impl FExpr {
         }
     }
 
-    /// Whether the function reads `var`.
-    pub fn reads(&self, var: u8) -> bool {
+    /// Visits every node, parents before children.
+    pub fn walk(&self, visit: &mut dyn FnMut(&FExpr)) {
+        visit(self);
         match self {
-            FExpr::Const(_) => false,
-            FExpr::Var(v) => *v == var,
-            FExpr::Field(f) => f.var_id() == var,
-            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(|i| i.reads(var)),
+            FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => {}
+            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| i.walk(visit)),
             FExpr::Pow(b, _)
             | FExpr::Exp(b)
             | FExpr::Log(b)
             | FExpr::Abs(b)
             | FExpr::Sign(b)
             | FExpr::Ncdf(b)
-            | FExpr::Npdf(b) => b.reads(var),
+            | FExpr::Npdf(b) => b.walk(visit),
         }
+    }
+
+    /// Whether some node satisfies `pred`.
+    fn any(&self, pred: &dyn Fn(&FExpr) -> bool) -> bool {
+        let mut found = false;
+        self.walk(&mut |n| found |= pred(n));
+        found
+    }
+
+    /// Whether the function reads `var` (a state variable, or a field by its
+    /// [`Field::var_id`]).
+    pub fn reads(&self, var: u8) -> bool {
+        self.any(&|n| match n {
+            FExpr::Var(v) => *v == var,
+            FExpr::Field(f) => f.var_id() == var,
+            _ => false,
+        })
     }
 
     /// The value at a point: `var(v)` for state components, `sym(s)` for symbols.
@@ -444,8 +460,8 @@ impl FExpr {
 
     /// Every symbol the constants use.
     pub fn symbols(&self, out: &mut Vec<Sym>) {
-        match self {
-            FExpr::Const(c) => {
+        self.walk(&mut |n| {
+            if let FExpr::Const(c) = n {
                 for (m, _) in c.terms() {
                     for (s, _) in m {
                         if !out.contains(s) {
@@ -454,28 +470,12 @@ impl FExpr {
                     }
                 }
             }
-            FExpr::Var(_) | FExpr::Field(_) => {}
-            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| i.symbols(out)),
-            FExpr::Pow(b, _)
-            | FExpr::Exp(b)
-            | FExpr::Log(b)
-            | FExpr::Abs(b)
-            | FExpr::Sign(b)
-            | FExpr::Ncdf(b)
-            | FExpr::Npdf(b) => b.symbols(out),
-        }
+        });
     }
 
     /// Whether the function uses Φ or φ (a Gaussian average of a kink).
     pub fn uses_normal(&self) -> bool {
-        match self {
-            FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
-            FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => false,
-            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(FExpr::uses_normal),
-            FExpr::Pow(a, _) | FExpr::Exp(a) | FExpr::Log(a) | FExpr::Abs(a) | FExpr::Sign(a) => {
-                a.uses_normal()
-            }
-        }
+        self.any(&|n| matches!(n, FExpr::Ncdf(_) | FExpr::Npdf(_)))
     }
 
     /// The square root.

@@ -1055,24 +1055,25 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
         let (atoms, _) = relabel(t, e.free, &free_map, new_free);
         let j = e.free; // the new index (unused for a scalar variable)
         for (k, a) in atoms.iter().enumerate() {
-            let replaced: Option<Vec<Atom>> = match a.kind {
+            // The products that replace factor k (none: it does not depend on the variable).
+            let replaced: Vec<Vec<Atom>> = match a.kind {
                 Kind::DF(n) if v == 0 && vars.quadratic && n >= 2 => continue,
                 Kind::Moment { .. } if v == 0 && vars.quadratic => continue,
                 Kind::DF(n) if v == 0 => {
                     let mut idx = a.idx.clone();
                     idx.push(j);
-                    Some(vec![Atom::new(Kind::DF(n + 1), idx)])
+                    vec![vec![Atom::new(Kind::DF(n + 1), idx)]]
                 }
                 Kind::Moment { r, d } if v == 0 => {
                     let mut idx = a.idx.clone();
                     idx.push(j);
-                    Some(vec![Atom::new(Kind::Moment { r, d: d + 1 }, idx)])
+                    vec![vec![Atom::new(Kind::Moment { r, d: d + 1 }, idx)]]
                 }
                 Kind::State(w) | Kind::Disp(w) if w == v => {
                     if scalar {
-                        Some(vec![])
+                        vec![vec![]]
                     } else {
-                        Some(vec![Atom::new(Kind::Delta, vec![a.idx[0], j])])
+                        vec![vec![Atom::new(Kind::Delta, vec![a.idx[0], j])]]
                     }
                 }
                 Kind::Elem(id) if v == 0 && reads_field(&crate::algebra::elem::get(id)) => {
@@ -1100,6 +1101,7 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                         match kind {
                             None if scalar => reps.push(vec![e]),
                             None => reps.push(vec![e, Atom::new(Kind::Delta, vec![l, j])]),
+                            // ∇²f survives the quadratic part; ∂Σ does not.
                             Some(Kind::DF(2)) => {
                                 reps.push(vec![e, Atom::new(Kind::DF(2), vec![l, j])])
                             }
@@ -1109,22 +1111,12 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                             Some(_) => {}
                         }
                     }
-                    for rep in reps {
-                        let mut all: Vec<Atom> = atoms
-                            .iter()
-                            .enumerate()
-                            .filter(|(m, _)| *m != k)
-                            .map(|(_, b)| b.clone())
-                            .collect();
-                        all.extend(rep);
-                        out.add_raw(all, c.clone(), dim);
-                    }
-                    continue;
+                    reps
                 }
                 Kind::Elem(id) => {
                     let f = crate::algebra::elem::get(id);
                     if !f.reads(v) {
-                        None
+                        vec![]
                     } else {
                         let df = f.derivative(v).simplify();
                         if matches!(&df, crate::algebra::elem::FExpr::Const(k) if k.is_zero()) {
@@ -1139,12 +1131,12 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                                 rep.push(Atom::new(Kind::Delta, vec![*l, j]));
                             }
                         }
-                        Some(rep)
+                        vec![rep]
                     }
                 }
-                _ => None,
+                _ => vec![],
             };
-            if let Some(rep) = replaced {
+            for rep in replaced {
                 let mut all: Vec<Atom> = atoms
                     .iter()
                     .enumerate()

@@ -527,9 +527,11 @@ impl<'a> Expander<'a> {
         let sample =
             sample.ok_or_else(|| Failure::Internal("a noisy argument without noise".into()))?;
         let def = kink::KinkDef {
-            abs,
-            mean: self.elementwise_function(&mean, 1)?,
-            coef: self.elementwise_function(&coef, 1)?,
+            side: crate::algebra::elem::Side {
+                abs,
+                mean: self.elementwise_function(&mean, 1)?,
+                coef: self.elementwise_function(&coef, 1)?,
+            },
             sample,
         };
         let id = match self.ctx.kinks.iter().position(|k| *k == def) {
@@ -1379,7 +1381,7 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
         let averaged;
         let raw = term.atoms.iter().any(|a| matches!(a.kind, Kind::Kink(_)));
         let term = if raw {
-            averaged = average_kinks(ctx, term, e.free)?;
+            averaged = average_kinks(ctx, term)?;
             &averaged
         } else {
             term
@@ -1481,7 +1483,6 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
 fn average_kinks(
     ctx: &Ctx,
     term: &crate::algebra::tensor::Term,
-    free: u8,
 ) -> Result<crate::algebra::tensor::Term, Failure> {
     let limit = |what: &str| {
         Failure::Diagnostic(Box::new(
@@ -1494,7 +1495,6 @@ fn average_kinks(
             .hint("smelt averages kinks of one noise sample at one index, times at most one component of that sample at another index: enough for the first two moments of elementwise maps (weak order 1)"),
         ))
     };
-    let _ = free;
     let mut atoms = term.atoms.clone();
     let mut samples: Vec<u8> = Vec::new();
     for a in &atoms {
@@ -1530,16 +1530,9 @@ fn average_kinks(
             if !noise.is_empty() {
                 return Err(limit("kinks at two indices times a noise component"));
             }
-            let side = |k: u16| {
-                let d = &ctx.kinks[k as usize];
-                crate::algebra::elem::Side {
-                    abs: d.abs,
-                    mean: d.mean.clone(),
-                    coef: d.coef.clone(),
-                }
-            };
+            let side = |k: u16| ctx.kinks[k as usize].side.clone();
             let sigma = kink::deviation(scale);
-            let defs = [&ctx.kinks[a as usize], &ctx.kinks[b as usize]];
+            let defs = [&ctx.kinks[a as usize].side, &ctx.kinks[b as usize].side];
             let diag = crate::algebra::elem::intern(kink::average(&defs, 0, &sigma));
             let pair = crate::algebra::elem::intern_pair(crate::algebra::elem::Pair {
                 left: side(a),
@@ -1560,8 +1553,10 @@ fn average_kinks(
             return Err(limit("a kink times two or more further noise components"));
         }
         let sigma = kink::deviation(scale);
-        let defs: Vec<&kink::KinkDef> =
-            kinks.iter().map(|(k, _)| &ctx.kinks[*k as usize]).collect();
+        let defs: Vec<&crate::algebra::elem::Side> = kinks
+            .iter()
+            .map(|(k, _)| &ctx.kinks[*k as usize].side)
+            .collect();
         atoms.retain(|a| match a.kind {
             Kind::Kink(k) => ctx.kinks[k as usize].sample != s,
             Kind::Noise { sample, .. } => sample != s,

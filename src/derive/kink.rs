@@ -24,18 +24,16 @@
 //! ([`FExpr`]) of the state, `∂_i f` and `Σ_ii` at the index: the result is exact for every
 //! mean and variance (both signs of the mean, and zero), not an expansion.
 
-use crate::algebra::elem::{FExpr, Field};
+use crate::algebra::elem::{FExpr, Field, Side};
 use crate::algebra::poly::Poly;
 use num_rational::BigRational;
 use num_traits::{One, Zero};
 
-/// One kink: `|A + C ξ|` (`abs`) or `sign(A + C ξ)` at the atom's index, `ξ` the noise
-/// sample `sample` at the current parameter.
+/// One kink: `|A + C ξ|` or `sign(A + C ξ)` at the atom's index (its [`Side`]), `ξ` the
+/// noise sample `sample` at the current parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KinkDef {
-    pub abs: bool,
-    pub mean: FExpr,
-    pub coef: FExpr,
+    pub side: Side,
     pub sample: u8,
 }
 
@@ -50,7 +48,7 @@ pub(crate) fn deviation(scale: Option<&Poly>) -> FExpr {
 
 /// `E[Π_k kink_k · ξ_i^n]` for kinks at one index and one sample of standard deviation
 /// `sigma` at that index, as an elementwise function.
-pub(crate) fn average(kinks: &[&KinkDef], n: u32, sigma: &FExpr) -> FExpr {
+pub(crate) fn average(kinks: &[&Side], n: u32, sigma: &FExpr) -> FExpr {
     // Each kink: a constant factor, a polynomial in Z (coefficients by power) and the
     // position t of its step.
     let mut factor = sigma.clone().pow(BigRational::from_integer(n.into()));
@@ -195,35 +193,35 @@ mod tests {
         )
     }
 
-    fn kink(abs: bool, shift: i64, coef: i64) -> KinkDef {
-        KinkDef {
+    fn kink(abs: bool, shift: i64, coef: i64) -> Side {
+        Side {
             abs,
             mean: FExpr::Field(Field::Grad).plus(FExpr::Const(Poly::int(shift))),
             coef: FExpr::Const(Poly::int(coef)),
-            sample: 0,
         }
+    }
+
+    /// The constant shift c and coefficient k of a test kink `g + c + k ξ`.
+    fn parts(k: &Side) -> (f64, f64) {
+        let number = |p: &Poly| num_traits::ToPrimitive::to_f64(&p.as_constant().unwrap()).unwrap();
+        let coef = match &k.coef {
+            FExpr::Const(c) => number(c),
+            other => panic!("a test kink has a constant coefficient, not {other:?}"),
+        };
+        let shift = match &k.mean {
+            FExpr::Sum(items) => items.iter().find_map(FExpr::as_const).map_or(0.0, number),
+            _ => 0.0,
+        };
+        (shift, coef)
     }
 
     /// E F(g + c + k s Z) · (sZ)^n by Gauss–Legendre quadrature split at the kinks,
     /// independent of the closed forms.
-    fn quadrature(kinks: &[KinkDef], n: u32, g: f64, s: f64) -> f64 {
+    fn quadrature(kinks: &[Side], n: u32, g: f64, s: f64) -> f64 {
         let value = |z: f64| {
             let mut v = (s * z).powi(n as i32);
             for k in kinks {
-                let (shift, coef) = match (&k.mean, &k.coef) {
-                    (FExpr::Sum(items), FExpr::Const(c)) => (
-                        items
-                            .iter()
-                            .find_map(|i| i.as_const().and_then(Poly::as_constant))
-                            .map_or(0.0, |r| num_traits::ToPrimitive::to_f64(&r).unwrap_or(0.0)),
-                        num_traits::ToPrimitive::to_f64(&c.as_constant().unwrap()).unwrap(),
-                    ),
-                    (_, FExpr::Const(c)) => (
-                        0.0,
-                        num_traits::ToPrimitive::to_f64(&c.as_constant().unwrap()).unwrap(),
-                    ),
-                    _ => unreachable!(),
-                };
+                let (shift, coef) = parts(k);
                 let u = g + shift + coef * s * z;
                 v *= if k.abs {
                     u.abs()
@@ -236,20 +234,7 @@ mod tests {
         let mut cuts: Vec<f64> = kinks
             .iter()
             .map(|k| {
-                let (shift, coef) = match (&k.mean, &k.coef) {
-                    (FExpr::Sum(items), FExpr::Const(c)) => (
-                        items
-                            .iter()
-                            .find_map(|i| i.as_const().and_then(Poly::as_constant))
-                            .map_or(0.0, |r| num_traits::ToPrimitive::to_f64(&r).unwrap_or(0.0)),
-                        num_traits::ToPrimitive::to_f64(&c.as_constant().unwrap()).unwrap(),
-                    ),
-                    (_, FExpr::Const(c)) => (
-                        0.0,
-                        num_traits::ToPrimitive::to_f64(&c.as_constant().unwrap()).unwrap(),
-                    ),
-                    _ => unreachable!(),
-                };
+                let (shift, coef) = parts(k);
                 -(g + shift) / (coef * s)
             })
             .filter(|t| t.abs() < 14.0)
@@ -271,7 +256,7 @@ mod tests {
 
     #[test]
     fn closed_forms_match_quadrature_on_both_sides_of_every_kink() {
-        let cases: Vec<(Vec<KinkDef>, u32)> = vec![
+        let cases: Vec<(Vec<Side>, u32)> = vec![
             (vec![kink(false, 0, 1)], 0),
             (vec![kink(true, 0, 1)], 0),
             (vec![kink(false, 0, 1), kink(false, 0, 1)], 0),
@@ -284,7 +269,7 @@ mod tests {
             (vec![kink(true, 2, -2), kink(true, -1, 1)], 2),
         ];
         for (kinks, n) in &cases {
-            let refs: Vec<&KinkDef> = kinks.iter().collect();
+            let refs: Vec<&Side> = kinks.iter().collect();
             let f = average(&refs, *n, &deviation(None));
             for &g in &[-2.3, -0.4, 0.0, 0.4, 1.0, 3.1] {
                 for &s in &[0.3, 1.0, 2.5] {

@@ -208,7 +208,9 @@ fn fexpr_at(f: &FExpr, env: &Env, syms: &SymbolValues, i: usize) -> Result<f64, 
             check_shape(t, d, 1, "grad_f[1]")?;
             Some(t)
         }
-        None if f.reads(Field::Grad.var_id()) => return Err("∇f is needed but not given".into()),
+        None if f.reads(Field::Grad.var_id()) => {
+            return Err("∇f is needed but not given (grad_f[1])".into())
+        }
         _ => None,
     };
     let sigma = match env.moments.get(2).and_then(|m| m.first()) {
@@ -216,7 +218,9 @@ fn fexpr_at(f: &FExpr, env: &Env, syms: &SymbolValues, i: usize) -> Result<f64, 
             check_shape(t, d, 2, "moments[2][0]")?;
             Some(t)
         }
-        None if f.reads(Field::NoiseVar.var_id()) => return Err("Σ is needed but not given".into()),
+        None if f.reads(Field::NoiseVar.var_id()) => {
+            return Err("Σ is needed but not given (moments[2][0])".into())
+        }
         _ => None,
     };
     Ok(f.eval(
@@ -298,26 +302,16 @@ fn pair_matrix(
     Ok(out)
 }
 
-/// Every state variable an elementwise function reads.
+/// Every state variable an elementwise function reads (∇f and diag Σ come from the
+/// point's tensors, not from a state).
 fn vars_read(f: &FExpr, out: &mut Vec<u8>) {
-    match f {
-        FExpr::Const(_) => {}
-        FExpr::Var(v) => {
+    f.walk(&mut |n| {
+        if let FExpr::Var(v) = n {
             if !out.contains(v) {
                 out.push(*v);
             }
         }
-        // ∇f and diag Σ come from the point's tensors, not from a state.
-        FExpr::Field(_) => {}
-        FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| vars_read(i, out)),
-        FExpr::Pow(b, _)
-        | FExpr::Exp(b)
-        | FExpr::Log(b)
-        | FExpr::Abs(b)
-        | FExpr::Sign(b)
-        | FExpr::Ncdf(b)
-        | FExpr::Npdf(b) => vars_read(b, out),
-    }
+    });
 }
 
 /// Checks that a tensor has shape `[dim; rank]`.
@@ -438,47 +432,11 @@ fn resolve<'a>(
                     a.idx.len()
                 ));
             }
-            // The fields it reads: ∇f and Σ at the point.
-            use crate::algebra::elem::Field;
-            let grad = if f.reads(Field::Grad.var_id()) {
-                let t = env
-                    .grad_f
-                    .get(1)
-                    .ok_or("∇f is needed but not given (grad_f[1])")?;
-                check_shape(t, d, 1, "grad_f[1]")?;
-                Some(t)
-            } else {
-                None
-            };
-            let sigma = if f.reads(Field::NoiseVar.var_id()) {
-                let t = env
-                    .moments
-                    .get(2)
-                    .and_then(|m| m.first())
-                    .ok_or("Σ is needed but not given (moments[2][0])")?;
-                check_shape(t, d, 2, "moments[2][0]")?;
-                Some(t)
-            } else {
-                None
-            };
             // The function's value with vector states and fields read at component `i`.
-            let at = |i: usize| {
-                f.eval(
-                    &|v| match Field::from_var_id(v) {
-                        Some(Field::Grad) => grad.map_or(f64::NAN, |t| t.data[i]),
-                        Some(Field::NoiseVar) => sigma.map_or(f64::NAN, |t| t.data[i * d + i]),
-                        None => match env.state.get(v as usize) {
-                            Some(Value::Vector(x)) => x[i],
-                            Some(Value::Scalar(x)) => *x,
-                            None => f64::NAN,
-                        },
-                    },
-                    &|s| syms.get(s),
-                )
-            };
+            let at = |i: usize| fexpr_at(f, env, syms, i);
             match a.idx.first() {
-                Some(&l) => Resolved::Vector((0..d).map(at).collect(), l),
-                None => Resolved::Scalar(at(0)),
+                Some(&l) => Resolved::Vector((0..d).map(at).collect::<Result<_, _>>()?, l),
+                None => Resolved::Scalar(at(0)?),
             }
         }
         Kind::Pair(id) => {

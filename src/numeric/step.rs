@@ -351,17 +351,6 @@ fn pow(x: f64, y: f64) -> f64 {
     }
 }
 
-/// `sign(a)`: −1, 0 or 1 (0 at 0, as numpy's).
-fn sign(a: f64) -> f64 {
-    if a > 0.0 {
-        1.0
-    } else if a < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
-
 fn call(f: Func, mut args: Vec<N>) -> Result<N, String> {
     let one = |args: &mut Vec<N>| {
         args.pop()
@@ -372,7 +361,8 @@ fn call(f: Func, mut args: Vec<N>) -> Result<N, String> {
         Func::Exp => map(one(&mut args)?, f64::exp),
         Func::Log => map(one(&mut args)?, f64::ln),
         Func::Abs => map(one(&mut args)?, f64::abs),
-        Func::Sign => map(one(&mut args)?, sign),
+        // −1, 0 or 1 (0 at 0, as numpy's): the graph's own sign.
+        Func::Sign => map(one(&mut args)?, |a| super::graph::Unary::Sign.apply(a)),
         Func::Relu => map(one(&mut args)?, |a| a.max(0.0)),
         Func::Min | Func::Max | Func::Clip => {
             let mut it = args.into_iter();

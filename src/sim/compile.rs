@@ -1099,11 +1099,11 @@ impl Scalarizer<'_> {
             }
             FExpr::Ncdf(a) => {
                 let a = self.fexpr(a, i)?;
-                normal_cdf(self.g, a)
+                self.g.unary(Unary::Ncdf, a)
             }
             FExpr::Npdf(a) => {
                 let a = self.fexpr(a, i)?;
-                normal_pdf(self.g, a)
+                self.g.unary(Unary::Npdf, a)
             }
             FExpr::Field(field) => {
                 let i = i.ok_or("a field of the problem read without an index")?;
@@ -1185,16 +1185,6 @@ fn upper_orthant(g: &mut Graph, h: Option<Id>, k: Option<Id>, r: Id) -> [Id; 4] 
             [p, ex, ey, exy]
         }
     }
-}
-
-/// Φ(a) as graph nodes.
-fn normal_cdf(g: &mut Graph, a: Id) -> Id {
-    g.unary(Unary::Ncdf, a)
-}
-
-/// φ(a) as graph nodes.
-fn normal_pdf(g: &mut Graph, a: Id) -> Id {
-    g.unary(Unary::Npdf, a)
 }
 
 /// The names an expression over the state may read: the problem's constants, and each
