@@ -48,6 +48,9 @@ const EXAMPLES: &[&str] = &[
     "lion",
     "clipped_sgd",
     "sgld",
+    "normalized_sgd",
+    "normalized_momentum",
+    "sam_normalized",
 ];
 
 fn hypers() -> BTreeMap<String, f64> {
@@ -62,6 +65,8 @@ fn hypers() -> BTreeMap<String, f64> {
         ("lambda0", 0.4),
         ("T", 0.6),
         ("b1", 0.9),
+        ("r", 0.7),
+        ("s", 0.8),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

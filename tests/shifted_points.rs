@@ -1,6 +1,7 @@
 //! Rules that take the gradient at a point that moves with x — stochastic extragradient
 //! (`examples/extragradient.opt`) and SAM in two scalings (`examples/sam.opt`,
-//! `examples/sam_sqrt.opt`) — derived by smelt and, independently, by hand in SymPy.
+//! `examples/sam_sqrt.opt`), SGLD, and the normalized rules (`examples/normalized_sgd.opt`,
+//! `examples/sam_normalized.opt`) — derived by smelt and, independently, by hand in SymPy.
 //!
 //! `tests/sympy/shifted_points.py` expands each rule's step in the small parameter
 //! (∇f at the shifted point as the Taylor series of f alone, the shift held fixed),
@@ -387,4 +388,35 @@ fn sam_exact_slopes_are_the_orders() {
 #[test]
 fn sam_sqrt_exact_slopes_are_the_orders() {
     assert_slopes("sam_sqrt", &["--set", "r=1"]);
+}
+
+/// Normalized SGD with a batch that grows as the step shrinks (noise s·h·ξ inside the
+/// norm): the norm expanded around ‖∇f‖. The script expands ‖g‖⁻¹ by the binomial
+/// series around a symbol for ‖∇f(x)‖ of its own (no code shared with smelt's
+/// `Contract` functions). In d = 1 the order-2 corrections cancel (g/|g| is sign g).
+#[test]
+fn normalized_sgd_order_2_d1() {
+    check("normalized_sgd", 2, 1, Mode::Generic);
+}
+
+#[test]
+fn normalized_sgd_order_3_d1() {
+    check("normalized_sgd", 3, 1, Mode::Generic);
+}
+
+#[test]
+fn normalized_sgd_order_2_d2() {
+    check("normalized_sgd", 2, 2, Mode::Generic);
+}
+
+/// SAM with the normalized exact ascent, ρ = r h: order 1 is −∇(f + ρ‖∇f‖)
+/// (Compagnoni et al. 2023), order 2 adds ∇³f and ∇⁴f terms through the shifted point.
+#[test]
+fn sam_normalized_order_2_d1() {
+    check("sam_normalized", 2, 1, Mode::Generic);
+}
+
+#[test]
+fn sam_normalized_order_2_d2() {
+    check("sam_normalized", 2, 2, Mode::Generic);
 }

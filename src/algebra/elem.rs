@@ -42,6 +42,11 @@ pub enum FExpr {
     /// A field of the problem at the function's index: `∂_i f` or `Σ_ii` (the Gaussian
     /// averages of non-smooth maps of the gradient noise read them).
     Field(Field),
+    /// `Σ_j a_j`: the sum of an elementwise function over the index, a scalar (`‖m‖²`
+    /// is `Σ_j m_j²`). Inside it, states and fields are read at the summed index; outside
+    /// it, at the function's own. A derivative by a leaf treats it as a constant unless
+    /// the leaf is the node itself ([`FExpr::contractions`] lists them for the chain rule).
+    Contract(Box<FExpr>),
 }
 
 /// A field of the problem read componentwise by an elementwise function.
@@ -286,6 +291,7 @@ impl FExpr {
                 other => FExpr::Ncdf(Box::new(other)),
             },
             FExpr::Npdf(a) => FExpr::Npdf(Box::new(a.simplify())),
+            FExpr::Contract(a) => FExpr::Contract(Box::new(a.simplify())),
             leaf => leaf,
         }
     }
@@ -301,7 +307,7 @@ impl FExpr {
         let var = leaf;
         match self {
             FExpr::Const(_) => FExpr::Const(Poly::zero()),
-            FExpr::Var(_) | FExpr::Field(_) => FExpr::Const(if self == leaf {
+            FExpr::Var(_) | FExpr::Field(_) | FExpr::Contract(_) => FExpr::Const(if self == leaf {
                 Poly::one()
             } else {
                 Poly::zero()
@@ -381,6 +387,7 @@ impl FExpr {
             FExpr::Abs(_) | FExpr::Exp(_) | FExpr::Ncdf(_) | FExpr::Npdf(_) => true,
             FExpr::Pow(b, q) => !q.is_integer() || even(q) || b.nonnegative(),
             FExpr::Prod(items) | FExpr::Sum(items) => items.iter().all(FExpr::nonnegative),
+            FExpr::Contract(a) => a.nonnegative(),
             FExpr::Field(f) => *f == Field::NoiseVar,
             FExpr::Var(_) | FExpr::Log(_) | FExpr::Sign(_) => false,
         }
@@ -398,8 +405,21 @@ impl FExpr {
             | FExpr::Abs(b)
             | FExpr::Sign(b)
             | FExpr::Ncdf(b)
-            | FExpr::Npdf(b) => b.walk(visit),
+            | FExpr::Npdf(b)
+            | FExpr::Contract(b) => b.walk(visit),
         }
+    }
+
+    /// The distinct sums over the index ([`FExpr::Contract`]) in the function, outermost
+    /// first.
+    pub fn contractions(&self) -> Vec<FExpr> {
+        let mut out: Vec<FExpr> = Vec::new();
+        self.walk(&mut |n| {
+            if matches!(n, FExpr::Contract(_)) && !out.contains(n) {
+                out.push(n.clone());
+            }
+        });
+        out
     }
 
     /// Whether some node satisfies `pred`.
@@ -419,27 +439,61 @@ impl FExpr {
         })
     }
 
-    /// The value at a point: `var(v)` for state components, `sym(s)` for symbols.
+    /// Whether the function reads `var` at its own index: outside every sum over the
+    /// index (so that, for a vector `var`, its value is a vector).
+    pub fn reads_here(&self, var: u8) -> bool {
+        match self {
+            FExpr::Contract(_) | FExpr::Const(_) => false,
+            FExpr::Var(v) => *v == var,
+            FExpr::Field(f) => f.var_id() == var,
+            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(|i| i.reads_here(var)),
+            FExpr::Pow(b, _)
+            | FExpr::Exp(b)
+            | FExpr::Log(b)
+            | FExpr::Abs(b)
+            | FExpr::Sign(b)
+            | FExpr::Ncdf(b)
+            | FExpr::Npdf(b) => b.reads_here(var),
+        }
+    }
+
+    /// The value at a point: `var(v)` for state components, `sym(s)` for symbols. A sum
+    /// over the index ([`FExpr::Contract`]) has one term here, as in d = 1; a function of
+    /// d-vectors is evaluated by [`FExpr::eval_at`].
     pub fn eval(&self, var: &dyn Fn(u8) -> f64, sym: &dyn Fn(Sym) -> f64) -> f64 {
+        self.eval_at(0, 1, &|v, _| var(v), sym)
+    }
+
+    /// The value at component `here` of a point in dimension `dim`: `var(v, i)` is state
+    /// variable (or field) `v` at component `i` (a scalar state ignores `i`); a sum over
+    /// the index runs `i` over `0..dim`.
+    pub fn eval_at(
+        &self,
+        here: usize,
+        dim: usize,
+        var: &dyn Fn(u8, usize) -> f64,
+        sym: &dyn Fn(Sym) -> f64,
+    ) -> f64 {
+        let ev = |a: &FExpr| a.eval_at(here, dim, var, sym);
         match self {
             FExpr::Const(c) => c.eval(sym),
-            FExpr::Var(v) => var(*v),
-            FExpr::Sum(items) => items.iter().map(|i| i.eval(var, sym)).sum(),
-            FExpr::Prod(items) => items.iter().map(|i| i.eval(var, sym)).product(),
+            FExpr::Var(v) => var(*v, here),
+            FExpr::Sum(items) => items.iter().map(ev).sum(),
+            FExpr::Prod(items) => items.iter().map(ev).product(),
             FExpr::Pow(b, q) => {
-                let x = b.eval(var, sym);
+                let x = ev(b);
                 if q.is_integer() {
                     x.powi(q.to_integer().to_i32().unwrap_or(1))
                 } else {
                     x.powf(q.to_f64().unwrap_or(f64::NAN))
                 }
             }
-            FExpr::Exp(a) => a.eval(var, sym).exp(),
-            FExpr::Log(a) => a.eval(var, sym).ln(),
-            FExpr::Abs(a) => a.eval(var, sym).abs(),
-            FExpr::Field(f) => var(f.var_id()),
+            FExpr::Exp(a) => ev(a).exp(),
+            FExpr::Log(a) => ev(a).ln(),
+            FExpr::Abs(a) => ev(a).abs(),
+            FExpr::Field(f) => var(f.var_id(), here),
             FExpr::Sign(a) => {
-                let x = a.eval(var, sym);
+                let x = ev(a);
                 if x > 0.0 {
                     1.0
                 } else if x < 0.0 {
@@ -450,11 +504,12 @@ impl FExpr {
                     f64::NAN
                 }
             }
-            FExpr::Ncdf(a) => 0.5 * libm::erfc(-a.eval(var, sym) / std::f64::consts::SQRT_2),
+            FExpr::Ncdf(a) => 0.5 * libm::erfc(-ev(a) / std::f64::consts::SQRT_2),
             FExpr::Npdf(a) => {
-                let x = a.eval(var, sym);
+                let x = ev(a);
                 (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
             }
+            FExpr::Contract(a) => (0..dim).map(|j| a.eval_at(j, dim, var, sym)).sum(),
         }
     }
 
@@ -520,9 +575,13 @@ fn point_value(point: usize, salt: u64, index: u64) -> f64 {
 pub fn fingerprint(f: &FExpr) -> [f64; POINTS] {
     let mut out = [0.0; POINTS];
     for (p, o) in out.iter_mut().enumerate() {
-        *o = f.eval(
-            &|v| {
-                let x = point_value(p, 1, v as u64);
+        // Three components, so that a sum over the index differs from its term; the
+        // function's own index is component 0.
+        *o = f.eval_at(
+            0,
+            3,
+            &|v, i| {
+                let x = point_value(p, 1, v as u64 + 256 * i as u64);
                 // A variance is positive at every point.
                 if Field::from_var_id(v) == Some(Field::NoiseVar) {
                     x.abs()
@@ -768,6 +827,7 @@ pub fn constant_if_so(f: FExpr) -> FExpr {
             FExpr::Sign(a) => FExpr::Sign(Box::new(at_one(a))),
             FExpr::Ncdf(a) => FExpr::Ncdf(Box::new(at_one(a))),
             FExpr::Npdf(a) => FExpr::Npdf(Box::new(at_one(a))),
+            FExpr::Contract(a) => FExpr::Contract(Box::new(at_one(a))),
         }
     }
     let mut candidate = at_one(&f).simplify();

@@ -218,10 +218,19 @@ fn canonical_uncached(mut atoms: Vec<Atom>, free: u8) -> Canon {
         }
     }
     // One elementwise factor per index (and one for the scalar states).
-    let factor = match merge_elementwise(&mut atoms) {
+    let mut factor = match merge_elementwise(&mut atoms) {
         Some(f) => f,
         None => return (Term::default(), 0, Some(Poly::zero())),
     };
+    // An elementwise function at an index no other factor reads is summed over it: a
+    // scalar function, merged with the others (m_i ‖m‖⁻³ Σ_a m_a² is m_i ‖m‖⁻¹).
+    if sum_lone_functions(&mut atoms, free) {
+        match merge_elementwise(&mut atoms) {
+            Some(Some(c)) => factor = Some(factor.map_or(c.clone(), |f| f.mul(&c))),
+            Some(None) => {}
+            None => return (Term::default(), 0, Some(Poly::zero())),
+        }
+    }
     // The ones vector disappears where its index meets another factor's elementwise.
     while let Some(pos) = atoms.iter().enumerate().position(|(k, a)| {
         a.kind == Kind::One && {
@@ -242,6 +251,32 @@ fn canonical_uncached(mut atoms: Vec<Atom>, free: u8) -> Canon {
         atoms.swap_remove(pos);
     }
     (search(atoms, free), dim_power, factor)
+}
+
+/// Replaces each elementwise function at a bound index that no other factor reads by
+/// its sum over that index (a function of no index); whether any was.
+fn sum_lone_functions(atoms: &mut [Atom], free: u8) -> bool {
+    use crate::algebra::elem::{self, FExpr};
+    let mut any = false;
+    for k in 0..atoms.len() {
+        let (Kind::Elem(id), [l]) = (atoms[k].kind, &atoms[k].idx[..]) else {
+            continue;
+        };
+        let l = *l;
+        let f = elem::get(id);
+        let lone = l >= free
+            && f.contractions().is_empty()
+            && atoms
+                .iter()
+                .enumerate()
+                .all(|(m, b)| m == k || !b.idx.contains(&l));
+        if lone {
+            let sum = FExpr::Contract(Box::new(f));
+            atoms[k] = Atom::new(Kind::Elem(elem::intern(sum)), Slots::new());
+            any = true;
+        }
+    }
+    any
 }
 
 /// Merges the state components and elementwise functions that share an index into a
@@ -1052,7 +1087,7 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
     for (t, c) in &e.terms {
         // Shift bound labels up by one to make room for the new free index.
         let free_map: Vec<Label> = (0..e.free).collect();
-        let (atoms, _) = relabel(t, e.free, &free_map, new_free);
+        let (atoms, fresh) = relabel(t, e.free, &free_map, new_free);
         let j = e.free; // the new index (unused for a scalar variable)
         for (k, a) in atoms.iter().enumerate() {
             // The products that replace factor k (none: it does not depend on the variable).
@@ -1076,64 +1111,15 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
                         vec![vec![Atom::new(Kind::Delta, vec![a.idx[0], j])]]
                     }
                 }
-                Kind::Elem(id) if v == 0 && reads_field(&crate::algebra::elem::get(id)) => {
-                    // ∂_j φ(x, ∇f, diag Σ)_i = φ_x δ_ij + φ_g ∇²f[i,j] + φ_s ∂_j Σ[i,i].
-                    let f = crate::algebra::elem::get(id);
-                    let Some(&l) = a.idx.first() else {
-                        continue;
-                    };
-                    use crate::algebra::elem::{FExpr, Field};
-                    let mut reps: Vec<Vec<Atom>> = Vec::new();
-                    let parts = [
-                        (FExpr::Var(0), None),
-                        (FExpr::Field(Field::Grad), Some(Kind::DF(2))),
-                        (
-                            FExpr::Field(Field::NoiseVar),
-                            Some(Kind::Moment { r: 2, d: 1 }),
-                        ),
-                    ];
-                    for (leaf, kind) in parts {
-                        let df = f.derivative_by(&leaf).simplify();
-                        if matches!(&df, FExpr::Const(k) if k.is_zero()) {
-                            continue;
-                        }
-                        let e = Atom::new(Kind::Elem(crate::algebra::elem::intern(df)), vec![l]);
-                        match kind {
-                            None if scalar => reps.push(vec![e]),
-                            None => reps.push(vec![e, Atom::new(Kind::Delta, vec![l, j])]),
-                            // ∇²f survives the quadratic part; ∂Σ does not.
-                            Some(Kind::DF(2)) => {
-                                reps.push(vec![e, Atom::new(Kind::DF(2), vec![l, j])])
-                            }
-                            Some(k) if !vars.quadratic => {
-                                reps.push(vec![e, Atom::new(k, vec![l, l, j])])
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                    reps
-                }
-                Kind::Elem(id) => {
-                    let f = crate::algebra::elem::get(id);
-                    if !f.reads(v) {
-                        vec![]
-                    } else {
-                        let df = f.derivative(v).simplify();
-                        if matches!(&df, crate::algebra::elem::FExpr::Const(k) if k.is_zero()) {
-                            continue;
-                        }
-                        // A constant derivative becomes a coefficient when the term is
-                        // put in canonical form (merging elementwise factors).
-                        let id = crate::algebra::elem::intern(df);
-                        let mut rep = vec![Atom::new(Kind::Elem(id), a.idx.clone())];
-                        if !scalar {
-                            if let Some(l) = a.idx.first() {
-                                rep.push(Atom::new(Kind::Delta, vec![*l, j]));
-                            }
-                        }
-                        vec![rep]
-                    }
-                }
+                Kind::Elem(id) => elem_derivative(
+                    id,
+                    a.idx.first().copied(),
+                    v,
+                    j,
+                    fresh,
+                    scalar,
+                    vars.quadratic,
+                ),
                 _ => vec![],
             };
             for rep in replaced {
@@ -1151,10 +1137,90 @@ pub fn derivative(e: &TExpr, v: u8, vars: &Vars, dim: Sym) -> TExpr {
     out
 }
 
-/// Whether a function reads a field of the problem (∇f or diag Σ).
-fn reads_field(f: &crate::algebra::elem::FExpr) -> bool {
-    use crate::algebra::elem::Field;
-    f.reads(Field::Grad.var_id()) || f.reads(Field::NoiseVar.var_id())
+/// The products that replace an elementwise factor `φ` (at index `l`, none for a
+/// function of the scalar states) in `∂/∂z^v_j`: the derivative at the factor's own
+/// index (`φ_z δ_lj`, and for the parameter `φ_g ∇²f[l,j] + φ_s ∂_j Σ[l,l]` through the
+/// fields it reads there), and the chain rule through each sum over the index it
+/// holds, `φ_S ∂_j Σ_k F(k)`, the inner derivative taken at the summed index `fresh`.
+/// (Sums over the index are not nested: [`crate::algebra::elem::FExpr::Contract`] is
+/// built around elementwise functions only.)
+fn elem_derivative(
+    id: u32,
+    l: Option<Label>,
+    v: u8,
+    j: Label,
+    fresh: Label,
+    scalar: bool,
+    quadratic: bool,
+) -> Vec<Vec<Atom>> {
+    use crate::algebra::elem::{self, FExpr};
+    let f = elem::get(id);
+    let mut reps = local_derivative(&f, l, v, j, scalar, quadratic);
+    for c in f.contractions() {
+        let FExpr::Contract(inner) = &c else {
+            continue;
+        };
+        let outer = f.derivative_by(&c).simplify();
+        if matches!(&outer, FExpr::Const(k) if k.is_zero()) {
+            continue;
+        }
+        let outer = Atom::new(
+            Kind::Elem(elem::intern(outer)),
+            l.into_iter().collect::<Slots>(),
+        );
+        for mut rep in local_derivative(inner, Some(fresh), v, j, scalar, quadratic) {
+            rep.push(outer.clone());
+            reps.push(rep);
+        }
+    }
+    reps
+}
+
+/// [`elem_derivative`] at the function's own index `l`, sums over the index held fixed.
+fn local_derivative(
+    f: &crate::algebra::elem::FExpr,
+    l: Option<Label>,
+    v: u8,
+    j: Label,
+    scalar: bool,
+    quadratic: bool,
+) -> Vec<Vec<Atom>> {
+    use crate::algebra::elem::{self, FExpr, Field};
+    let here: Slots = l.into_iter().collect();
+    let mut reps = Vec::new();
+    let derivative = |leaf: FExpr| {
+        let df = f.derivative_by(&leaf).simplify();
+        // A constant derivative becomes a coefficient when the term is put in canonical
+        // form (merging elementwise factors).
+        (!matches!(&df, FExpr::Const(k) if k.is_zero()))
+            .then(|| Atom::new(Kind::Elem(elem::intern(df)), here.clone()))
+    };
+    if f.reads_here(v) {
+        if let Some(e) = derivative(FExpr::Var(v)) {
+            match l {
+                Some(l) if !scalar => reps.push(vec![e, Atom::new(Kind::Delta, vec![l, j])]),
+                _ => reps.push(vec![e]),
+            }
+        }
+    }
+    // ∂_j φ(∇f_l, Σ_ll) = φ_g ∇²f[l,j] + φ_s ∂_j Σ[l,l]; ∇²f survives the quadratic
+    // part, ∂Σ does not.
+    if let (0, Some(l)) = (v, l) {
+        if f.reads_here(Field::Grad.var_id()) {
+            if let Some(e) = derivative(FExpr::Field(Field::Grad)) {
+                reps.push(vec![e, Atom::new(Kind::DF(2), vec![l, j])]);
+            }
+        }
+        if !quadratic && f.reads_here(Field::NoiseVar.var_id()) {
+            if let Some(e) = derivative(FExpr::Field(Field::NoiseVar)) {
+                reps.push(vec![
+                    e,
+                    Atom::new(Kind::Moment { r: 2, d: 1 }, vec![l, l, j]),
+                ]);
+            }
+        }
+    }
+    reps
 }
 
 #[cfg(test)]
@@ -1370,6 +1436,92 @@ mod tests {
         );
         let want = TExpr::from_atoms(vec![df(2, &[0, 1]), df(1, &[1])], 1, Poly::int(2), DIM);
         assert_eq!(d, want);
+    }
+
+    /// The chain rule through a sum over the index: ∂_j ‖m‖ = m_j/‖m‖ (m state 1), and
+    /// ∂_j (m_i/‖m‖) = δ_ij/‖m‖ − m_i m_j/‖m‖³; each result is compared with the function
+    /// written by hand, by value at the comparison points.
+    #[test]
+    fn derivatives_through_a_norm() {
+        use crate::algebra::elem::{self, FExpr};
+        use num_traits::One;
+        // A term's elementwise factors and states multiplied as functions at one index
+        // (the comparison points read every index alike).
+        fn product(t: &Term, c: &Poly) -> FExpr {
+            t.atoms
+                .iter()
+                .map(|a| match a.kind {
+                    Kind::Elem(id) => elem::get(id),
+                    Kind::State(v) => FExpr::Var(v),
+                    k => panic!("unexpected {k:?}"),
+                })
+                .fold(FExpr::Const(c.clone()), FExpr::times)
+        }
+        elem::scoped(elem::Table::default(), || {
+            let half = BigRational::new(1.into(), 2.into());
+            let norm2 = FExpr::Contract(Box::new(
+                FExpr::Var(1).pow(BigRational::from_integer(2.into())),
+            ));
+            let norm = norm2.clone().pow(half.clone());
+            let vars = Vars {
+                scalar: &|_| false,
+                quadratic: false,
+            };
+            let e = TExpr::from_atoms(
+                vec![Atom::new(
+                    Kind::Elem(elem::intern(norm.clone())),
+                    Slots::new(),
+                )],
+                0,
+                Poly::one(),
+                DIM,
+            );
+            let d = derivative(&e, 1, &vars, DIM);
+            // m_j/‖m‖: the state at the new index times the scalar 1/‖m‖.
+            let want = FExpr::Var(1).times(norm.clone().pow(-BigRational::one()));
+            let [(t, c)] = &d.terms.iter().collect::<Vec<_>>()[..] else {
+                panic!("one term: {d:?}")
+            };
+            assert_eq!(elem::fingerprint(&product(t, c)), elem::fingerprint(&want));
+            // ∂_j (m_i/‖m‖): δ_ij/‖m‖ and the outer product of m/‖m‖³ and m.
+            let unit = FExpr::Var(1).times(norm.clone().pow(-BigRational::one()));
+            let e = TExpr::from_atoms(
+                vec![Atom::new(Kind::Elem(elem::intern(unit)), vec![0])],
+                1,
+                Poly::one(),
+                DIM,
+            );
+            let d = derivative(&e, 1, &vars, DIM);
+            assert_eq!(d.terms.len(), 2, "{d:?}");
+            for (t, c) in &d.terms {
+                let kinds: Vec<Kind> = t.atoms.iter().map(|a| a.kind).collect();
+                if kinds.contains(&Kind::Delta) {
+                    assert!(c.is_one(), "{d:?}");
+                    let id = kinds.iter().find_map(|k| match k {
+                        Kind::Elem(id) => Some(*id),
+                        _ => None,
+                    });
+                    let want = norm.clone().pow(-BigRational::one());
+                    assert_eq!(
+                        elem::fingerprint(&elem::get(id.expect("1/‖m‖"))),
+                        elem::fingerprint(&want)
+                    );
+                } else {
+                    // −(m_i ‖m‖⁻³) m_j: the product of the two factors' functions
+                    // (their indices differ) is −m² ‖m‖⁻³ at the comparison points.
+                    let product = product(t, c);
+                    let want = FExpr::Var(1)
+                        .pow(BigRational::from_integer(2.into()))
+                        .times(
+                            norm2
+                                .clone()
+                                .pow(-half.clone() * BigRational::from_integer(3.into())),
+                        )
+                        .scale(&Poly::int(-1));
+                    assert_eq!(elem::fingerprint(&product), elem::fingerprint(&want));
+                }
+            }
+        });
     }
 
     #[test]

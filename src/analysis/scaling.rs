@@ -155,7 +155,8 @@ impl System {
                 total
             }
             FExpr::Pow(b, q) => self.function(b, dim, what, batch).scale(q),
-            FExpr::Abs(a) => self.function(a, dim, what, batch),
+            // A sum over the index scales as its terms (d is not a hyperparameter).
+            FExpr::Abs(a) | FExpr::Contract(a) => self.function(a, dim, what, batch),
             // sign(c a) = sign(a) for c > 0: no exponent, no constraint.
             FExpr::Sign(_) => Form::zero(self.n),
             FExpr::Field(crate::algebra::elem::Field::Grad) => Form::zero(self.n),

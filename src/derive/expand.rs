@@ -201,6 +201,7 @@ impl<'a> Expander<'a> {
                 Func::Sqrt => {
                     self.map_lb(&Map::Power(BigRational::new(1.into(), 2.into())), &args[0])?
                 }
+                Func::Norm => self.leading_power(&args[0])?,
                 _ => 0,
             },
         })
@@ -388,7 +389,22 @@ impl<'a> Expander<'a> {
             let (small, one) = (near(1e-12), near(1.0));
             if small < 1e-5 * one.max(1e-300) || !small.is_finite() {
                 let name = self.ctx.var_names[v as usize].clone();
-                let note = if Some(v) == self.ctx.clock {
+                // Read only through a sum over the index (a norm): `norm`'s own note
+                // says where the expansion holds.
+                if !f0.reads_here(v)
+                    && self
+                        .ctx
+                        .notes
+                        .iter()
+                        .any(|n| n.contains("is expanded away from 0"))
+                {
+                    continue;
+                }
+                let note = if !f0.reads_here(v) {
+                    format!(
+                        "the expansion takes a root of, or divides by, a sum over the components of `{name}` that vanishes as `{name}` → 0: it holds where `{name}` stays away from 0"
+                    )
+                } else if Some(v) == self.ctx.clock {
                     format!(
                         "the coefficients are singular as the clock `{name}` → 0 (as bias corrections 1 − β^k are): the equation holds from a time `{name}` > 0 on (start the SDE after the first steps)"
                     )
@@ -402,6 +418,45 @@ impl<'a> Expander<'a> {
                 }
             }
         }
+    }
+
+    /// `‖arg‖ = √(arg·arg)`, expanded around the norm of the argument's leading part
+    /// when that part is a function of the state (the noise inside is small): the SME
+    /// holds where it stays away from 0. Noise of order one inside a norm is refused:
+    /// the Gaussian mean of `g/‖g‖` has no closed form in d > 1.
+    fn norm(&mut self, arg: &Expr, upto: i32) -> Result<TExpr, Failure> {
+        let eps = self.ctx.eps;
+        let v = self.leading_power(arg)?;
+        let x0 = self
+            .expand(arg, v)?
+            .map_coef(|c| c.shift(eps, -v))
+            .map_coef(|c| c.coeff(eps, 0));
+        let shown = crate::ir::Printer::new(self.opt).expr(arg);
+        if x0.terms.keys().any(|t| {
+            t.atoms
+                .iter()
+                .any(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
+        }) {
+            return Err(self.unsupported(
+                format!("`norm({shown})` with noise of order one inside"),
+                "the Gaussian mean of g/‖g‖ has no closed form in d > 1, and smelt does not yet evaluate it numerically; make the noise inside the norm small (a momentum, or a batch that grows as the step shrinks, as in examples/normalized_sgd.opt), or in d = 1 write sign(g) for g/norm(g)",
+            ));
+        }
+        let note = format!(
+            "`norm({shown})` is expanded away from 0: the SME holds where the leading part of `{shown}` stays away from 0 (the noise inside it is small)"
+        );
+        if !self.ctx.notes.contains(&note) {
+            self.ctx.notes.push(note);
+        }
+        let square = Expr::new(
+            ExprKind::Call(Func::Dot, vec![arg.clone(), arg.clone()]),
+            crate::ir::Shape::Scalar,
+        );
+        self.apply_map(
+            Map::Power(BigRational::new(1.into(), 2.into())),
+            &square,
+            upto,
+        )
     }
 
     /// `sign(arg)` (`abs` false) or `|arg|`. The argument is split as `ε^v (X₀ + R)`: when
@@ -553,33 +608,68 @@ impl<'a> Expander<'a> {
 
     /// The elementwise function of the state that a leading-order part is.
     fn elementwise_function(&self, x0: &TExpr, free: u8) -> Result<FExpr, Failure> {
+        let refuse = || {
+            self.unsupported(
+                "a nonlinear map (square root, division, exp, log, fractional power, norm) of a quantity whose leading part is not a function of the state read componentwise",
+                "smelt expands such maps around a function of the optimizer's state, the gradient and diag Σ read at one index, or a sum of such over the index (a squared norm); the noise must enter the argument at a higher order (as in the examples' adaptive methods)",
+            )
+        };
         let mut parts = Vec::new();
         for (t, c) in &x0.terms {
-            let mut factors = vec![FExpr::Const(c.clone())];
+            // Factors at the function's own index (or scalars), and one group per index
+            // summed over: ‖m‖² m_i is Σ_k m_k² times m_i.
+            let mut local: Vec<&Atom> = Vec::new();
+            let mut summed: Vec<(Label, Vec<&Atom>)> = Vec::new();
             for a in &t.atoms {
-                let here = a.idx.iter().all(|l| *l == 0) && a.idx.len() as u8 <= free;
-                match a.kind {
-                    Kind::State(v) if here => factors.push(FExpr::Var(v)),
-                    Kind::Elem(id) if here => factors.push(crate::algebra::elem::get(id)),
-                    Kind::One if here => {}
-                    // ∂_i f and Σ_ii at the index are fields an elementwise function reads.
-                    Kind::DF(1) if free == 1 && a.idx[0] == 0 => {
-                        factors.push(FExpr::Field(crate::algebra::elem::Field::Grad))
+                match a.idx.first() {
+                    Some(&k) if k >= free => {
+                        if a.idx.iter().any(|l| *l != k) {
+                            return Err(refuse());
+                        }
+                        match summed.iter_mut().find(|(l, _)| *l == k) {
+                            Some((_, g)) => g.push(a),
+                            None => summed.push((k, vec![a])),
+                        }
                     }
-                    Kind::Moment { r: 2, d: 0 } if free == 1 && a.idx[..] == [0, 0] => {
-                        factors.push(FExpr::Field(crate::algebra::elem::Field::NoiseVar))
-                    }
-                    _ => {
-                        return Err(self.unsupported(
-                            "a nonlinear map (square root, division, exp, log, fractional power) of a quantity whose leading part depends on the gradient or the noise",
-                            "smelt expands such maps around a function of the optimizer's state; scale the rule so that the gradient and the noise enter the argument at a higher order (as in the examples' adaptive methods)",
-                        ))
-                    }
+                    _ => local.push(a),
                 }
+            }
+            let mut factors = vec![FExpr::Const(c.clone())];
+            factors.push(self.factors_at(&local, 0, free).ok_or_else(refuse)?);
+            for (k, group) in &summed {
+                let inner = self.factors_at(group, *k, 1).ok_or_else(refuse)?;
+                // Sums over the index are not nested (the chain rule relies on it).
+                if !inner.contractions().is_empty() {
+                    return Err(refuse());
+                }
+                factors.push(FExpr::Contract(Box::new(inner)));
             }
             parts.push(FExpr::Prod(factors));
         }
         Ok(FExpr::Sum(parts).simplify())
+    }
+
+    /// The product of factors read at index `h` (vectors, when `slots` is 1) or
+    /// scalars, as an elementwise function; `None` for a factor that is neither.
+    fn factors_at(&self, atoms: &[&Atom], h: Label, slots: u8) -> Option<FExpr> {
+        use crate::algebra::elem::Field;
+        let mut factors = Vec::new();
+        for a in atoms {
+            let here = a.idx.iter().all(|l| *l == h) && a.idx.len() as u8 <= slots;
+            let one = slots == 1 && a.idx[..] == [h];
+            match a.kind {
+                Kind::State(v) if here => factors.push(FExpr::Var(v)),
+                Kind::Elem(id) if here => factors.push(crate::algebra::elem::get(id)),
+                Kind::One if here => {}
+                // ∂_i f and Σ_ii at the index are fields an elementwise function reads.
+                Kind::DF(1) if one => factors.push(FExpr::Field(Field::Grad)),
+                Kind::Moment { r: 2, d: 0 } if slots == 1 && a.idx[..] == [h, h] => {
+                    factors.push(FExpr::Field(Field::NoiseVar))
+                }
+                _ => return None,
+            }
+        }
+        Some(FExpr::Prod(factors))
     }
 
     /// An elementwise function as a tensor expression (a constant, a state, an atom).
@@ -875,15 +965,25 @@ impl<'a> Expander<'a> {
                     let y = self.expand(&args[1], upto - la)?;
                     product(
                         &[
-                            Part { expr: &x, labels: vec![1] },
-                            Part { expr: &y, labels: vec![1] },
+                            Part {
+                                expr: &x,
+                                labels: vec![1],
+                            },
+                            Part {
+                                expr: &y,
+                                labels: vec![1],
+                            },
                         ],
                         0,
                         &self.keep(upto),
                         dim,
                     )
                 }
-                Func::Sqrt => self.apply_map(Map::Power(BigRational::new(1.into(), 2.into())), &args[0], upto)?,
+                Func::Sqrt => self.apply_map(
+                    Map::Power(BigRational::new(1.into(), 2.into())),
+                    &args[0],
+                    upto,
+                )?,
                 Func::Exp => self.apply_map(Map::Exp, &args[0], upto)?,
                 Func::Log => self.apply_map(Map::Log, &args[0], upto)?,
                 Func::Sign => self.kink(false, &args[0], upto)?,
@@ -892,14 +992,11 @@ impl<'a> Expander<'a> {
                     let e = piecewise(*f, args, e.shape, &mut self.ctx.notes);
                     self.expand(&e, upto)?
                 }
-                Func::Norm => {
-                    return Err(self.unsupported(
-                        "`norm` of a quantity that changes from step to step",
-                        "smelt expands elementwise maps (sign, abs, relu, min, max, clip) but not yet the norm of a vector; in d = 1, g/norm(g) is sign(g)",
-                    ))
-                }
+                Func::Norm => self.norm(&args[0], upto)?,
             },
-            ExprKind::Num(_) | ExprKind::Small | ExprKind::Hyper(_) => unreachable!("constants handled above"),
+            ExprKind::Num(_) | ExprKind::Small | ExprKind::Hyper(_) => {
+                unreachable!("constants handled above")
+            }
         };
         debug_assert_eq!(out.free, free);
         self.ctx.check_size(&out, self.span)?;

@@ -177,7 +177,8 @@ fn independent_of(j: &IndependentJ) -> Result<crate::sme::Check, String> {
 }
 
 /// An elementwise function: `{"var": "u"}`, `{"const": Poly}`, `{"sum": [..]}`,
-/// `{"prod": [..]}`, `{"pow": [base, "1/2"]}`, `{"exp": f}`, `{"log": f}`, `{"abs": f}`.
+/// `{"prod": [..]}`, `{"pow": [base, "1/2"]}`, `{"exp": f}`, `{"log": f}`, `{"abs": f}`,
+/// `{"index_sum": f}`.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum FExprJ {
@@ -196,6 +197,8 @@ enum FExprJ {
     Npdf(Box<FExprJ>),
     /// `"grad_f"` (∂_i f) or `"noise_variance"` (Σ_ii) at the function's index.
     Field(String),
+    /// `{"index_sum": f}`: Σ_j f_j, a scalar (`‖m‖²` is `{"index_sum": m²}`).
+    IndexSum(Box<FExprJ>),
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -386,6 +389,7 @@ fn fexpr_j(f: &crate::algebra::elem::FExpr, sme: &Sme) -> FExprJ {
         FExpr::Sign(a) => FExprJ::Sign(Box::new(fexpr_j(a, sme))),
         FExpr::Ncdf(a) => FExprJ::Ncdf(Box::new(fexpr_j(a, sme))),
         FExpr::Npdf(a) => FExprJ::Npdf(Box::new(fexpr_j(a, sme))),
+        FExpr::Contract(a) => FExprJ::IndexSum(Box::new(fexpr_j(a, sme))),
         FExpr::Field(f) => FExprJ::Field(
             match f {
                 crate::algebra::elem::Field::Grad => "grad_f",
@@ -599,6 +603,7 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
             FExprJ::Sign(a) => FExpr::Sign(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Ncdf(a) => FExpr::Ncdf(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Npdf(a) => FExpr::Npdf(Box::new(fexpr(a, poly, var)?)),
+            FExprJ::IndexSum(a) => FExpr::Contract(Box::new(fexpr(a, poly, var)?)),
             FExprJ::Field(name) => FExpr::Field(match name.as_str() {
                 "grad_f" => crate::algebra::elem::Field::Grad,
                 "noise_variance" => crate::algebra::elem::Field::NoiseVar,

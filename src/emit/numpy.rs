@@ -444,6 +444,7 @@ fn fexpr(f: &FExpr, py: &Py) -> (String, u8) {
         FExpr::Sign(a) => (format!("np.sign({})", fexpr(a, py).0), ATOM),
         FExpr::Ncdf(a) => (format!("_ncdf({})", fexpr(a, py).0), ATOM),
         FExpr::Npdf(a) => (format!("_npdf({})", fexpr(a, py).0), ATOM),
+        FExpr::Contract(a) => (format!("np.sum({})", fexpr(a, py).0), ATOM),
         FExpr::Field(crate::algebra::elem::Field::Grad) => (df_name(1), ATOM),
         FExpr::Field(crate::algebra::elem::Field::NoiseVar) => {
             (format!("np.diag({})", moment_name(2, 0)), ATOM)
@@ -516,9 +517,9 @@ fn reads_vector(f: &FExpr, sme: &Sme) -> bool {
     sme.vars
         .iter()
         .enumerate()
-        .any(|(v, info)| !info.scalar && f.reads(v as u8))
-        || f.reads(Field::Grad.var_id())
-        || f.reads(Field::NoiseVar.var_id())
+        .any(|(v, info)| !info.scalar && f.reads_here(v as u8))
+        || f.reads_here(Field::Grad.var_id())
+        || f.reads_here(Field::NoiseVar.var_id())
 }
 
 /// One term: `coefficient * scalars * einsum(...)`, as a Python expression.

@@ -1191,6 +1191,15 @@ impl Script<'_> {
                     }),
                 }
             }
+            // Σ_j a_j: one term in the 1-D notation, every component in components.
+            FExpr::Contract(a) if self.n > 1 => {
+                let terms = (0..self.n).map(|j| {
+                    let (t, p) = self.fexpr(a, Some(j));
+                    (bare(t), p >= Prec::Product)
+                });
+                (format!("({})", super::join_sum(terms)), Prec::Atom)
+            }
+            FExpr::Contract(a) => self.fexpr(a, index),
         }
     }
 }

@@ -253,6 +253,25 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
                 }
             }
         }
+        // ‖a‖^(2q) for (Σ_j a_j²)^q.
+        FExpr::Pow(b, q) if squared_norm(b).is_some() && !q.is_negative() => {
+            let a = squared_norm(b).expect("checked");
+            let n = norm(st, &fexpr(st, a, names));
+            let k = q * BigRational::from_integer(2.into());
+            if k.is_one() {
+                n
+            } else if k.is_integer() {
+                format!(
+                    "{n}{}",
+                    st.sup(k.to_integer().to_string().parse().unwrap_or(1))
+                )
+            } else {
+                match st {
+                    Style::Text => format!("{n}^({k})"),
+                    Style::Latex => format!("{n}^{{{k}}}"),
+                }
+            }
+        }
         FExpr::Pow(b, q) => {
             let inner = fexpr(st, b, names);
             let compound = !matches!(**b, FExpr::Var(_));
@@ -316,6 +335,36 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
             Style::Text => "diag Σ".to_string(),
             Style::Latex => "\\operatorname{diag}\\Sigma".to_string(),
         },
+        FExpr::Contract(a) => match (squared_norm(f), st) {
+            (Some(a), _) => format!("{}{}", norm(st, &fexpr(st, a, names)), st.sup(2)),
+            (None, Style::Text) => format!("Σⱼ({})ⱼ", fexpr(st, a, names)),
+            (None, Style::Latex) => {
+                format!(
+                    "\\textstyle\\sum_j \\left({}\\right)_j",
+                    fexpr(st, a, names)
+                )
+            }
+        },
+    }
+}
+
+/// `a` when `f` is `Σ_j a_j²`, the squared norm of `a`.
+fn squared_norm(f: &crate::algebra::elem::FExpr) -> Option<&crate::algebra::elem::FExpr> {
+    use crate::algebra::elem::FExpr;
+    match f {
+        FExpr::Contract(inner) => match &**inner {
+            FExpr::Pow(a, q) if *q == BigRational::from_integer(2.into()) => Some(a),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `‖a‖`.
+fn norm(st: Style, a: &str) -> String {
+    match st {
+        Style::Text => format!("‖{a}‖"),
+        Style::Latex => format!("\\lVert {a} \\rVert"),
     }
 }
 
@@ -694,14 +743,52 @@ pub fn term_form(st: Style, t: &Term, free: u8, vars: &Names) -> Option<String> 
 /// Appends the closed scalar factors to the main part of a term.
 fn finish(st: Style, net: &mut Net, t: &Term, main: Option<String>) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
+    // A reciprocal of a norm goes below a fraction bar: m/‖m‖, not 1/‖m‖ m.
+    let mut below: Option<String> = None;
     for k in 0..t.atoms.len() {
-        if !net.used[k] {
-            parts.push(net.scalar(k)?);
+        if net.used[k] {
+            continue;
         }
+        if let (Kind::Elem(id), true, None) = (t.atoms[k].kind, t.atoms[k].idx.is_empty(), &below) {
+            if let Some(d) = reciprocal_of_norm(net.vars.elem.get(id)) {
+                net.used[k] = true;
+                below = Some(fexpr(st, &d, net.vars));
+                continue;
+            }
+        }
+        parts.push(net.scalar(k)?);
+    }
+    if let Some(d) = below {
+        let top = match main {
+            Some(m) => m,
+            None => parts.pop().unwrap_or_else(|| "1".to_string()),
+        };
+        parts.push(match st {
+            Style::Text if st.is_compound(&top) => format!("({top})/{d}"),
+            Style::Text => format!("{top}/{d}"),
+            Style::Latex => st.frac(&top, &d),
+        });
+        return finish_parts(st, parts);
     }
     if let Some(m) = main {
         parts.push(m);
     }
+    finish_parts(st, parts)
+}
+
+/// `X` when a function is `1/X` with `X` a power of a sum over the index (`‖m‖³`).
+fn reciprocal_of_norm(f: &crate::algebra::elem::FExpr) -> Option<crate::algebra::elem::FExpr> {
+    use crate::algebra::elem::FExpr;
+    match f {
+        FExpr::Pow(b, q) if q.is_negative() && matches!(**b, FExpr::Contract(_)) => {
+            Some(FExpr::Pow(b.clone(), -q.clone()).simplify())
+        }
+        _ => None,
+    }
+}
+
+/// The factors of a term, side by side.
+fn finish_parts(st: Style, mut parts: Vec<String>) -> Option<String> {
     if parts.is_empty() {
         parts.push("1".to_string());
     }

@@ -223,8 +223,10 @@ fn fexpr_at(f: &FExpr, env: &Env, syms: &SymbolValues, i: usize) -> Result<f64, 
         }
         _ => None,
     };
-    Ok(f.eval(
-        &|v| match Field::from_var_id(v) {
+    Ok(f.eval_at(
+        i,
+        d,
+        &|v, i| match Field::from_var_id(v) {
             Some(Field::Grad) => grad.map_or(f64::NAN, |t| t.data[i]),
             Some(Field::NoiseVar) => sigma.map_or(f64::NAN, |t| t.data[i * d + i]),
             None => match env.state.get(v as usize) {
@@ -411,7 +413,8 @@ fn resolve<'a>(
                 match env.state.get(v as usize) {
                     None => return Err(format!("no value for state variable number {v}")),
                     Some(Value::Vector(x)) => {
-                        if a.idx.is_empty() {
+                        // (Inside a sum over the index it may: ‖m‖ has no index.)
+                        if a.idx.is_empty() && f.reads_here(v) {
                             return Err(format!(
                                 "elementwise function {id} has no index but reads the vector state number {v}"
                             ));

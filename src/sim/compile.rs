@@ -1115,6 +1115,12 @@ impl Scalarizer<'_> {
                     }
                 }
             }
+            FExpr::Contract(a) => {
+                let terms = (0..self.d)
+                    .map(|j| self.fexpr(a, Some(j)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.g.sum(terms)
+            }
         })
     }
 }
