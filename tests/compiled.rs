@@ -51,6 +51,7 @@ const EXAMPLES: &[&str] = &[
     "normalized_sgd",
     "normalized_momentum",
     "sam_normalized",
+    "extragradient_two_samples",
 ];
 
 fn hypers() -> BTreeMap<String, f64> {

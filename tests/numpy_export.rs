@@ -673,3 +673,10 @@ fn norms() {
     check("nsam2", "sam_normalized.opt", 2, false);
     check("nmom2", "normalized_momentum.opt", 2, false);
 }
+
+/// A second, independent sample at a random point: its covariance Σ(y) at y built
+/// from the first sample, averaged conditionally (∇Σ terms).
+#[test]
+fn independent_sample_at_a_random_point() {
+    check("eg2", "extragradient_two_samples.opt", 2, false);
+}

@@ -71,6 +71,7 @@ examples!(
     normalized_sgd,
     normalized_momentum,
     sam_normalized,
+    extragradient_two_samples,
     signum,
     signsgd,
     lion,

@@ -1,7 +1,9 @@
 //! Rules that take the gradient at a point that moves with x — stochastic extragradient
 //! (`examples/extragradient.opt`) and SAM in two scalings (`examples/sam.opt`,
 //! `examples/sam_sqrt.opt`), SGLD, and the normalized rules (`examples/normalized_sgd.opt`,
-//! `examples/sam_normalized.opt`) — derived by smelt and, independently, by hand in SymPy.
+//! `examples/sam_normalized.opt`) and extragradient with a second, independent sample at
+//! the random extrapolated point (`examples/extragradient_two_samples.opt`) — derived by
+//! smelt and, independently, by hand in SymPy.
 //!
 //! `tests/sympy/shifted_points.py` expands each rule's step in the small parameter
 //! (∇f at the shifted point as the Taylor series of f alone, the shift held fixed),
@@ -419,4 +421,22 @@ fn sam_normalized_order_2_d1() {
 #[test]
 fn sam_normalized_order_2_d2() {
     check("sam_normalized", 2, 2, Mode::Generic);
+}
+
+/// Stochastic extragradient with independent minibatches, the second drawn at the
+/// random extrapolated point y: the script averages over it first (E[ζ(y)ζ(y)ᵀ | ξ] =
+/// Σ(y), Σ(y) the Taylor series of a generic Σ in d = 1), then over ξ.
+#[test]
+fn extragradient_two_samples_order_2_d1() {
+    check("extragradient_two_samples", 2, 1, Mode::Generic);
+}
+
+#[test]
+fn extragradient_two_samples_order_3_d1() {
+    check("extragradient_two_samples", 3, 1, Mode::Generic);
+}
+
+#[test]
+fn extragradient_two_samples_order_2_d2() {
+    check("extragradient_two_samples", 2, 2, Mode::Generic);
 }

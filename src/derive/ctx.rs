@@ -43,6 +43,8 @@ pub(crate) struct Ctx {
     pub kinks: Vec<super::kink::KinkDef>,
     /// Displacements of the points at which noise is evaluated (0: the parameter).
     pub points: Vec<TExpr>,
+    /// The point each sample is evaluated at, by sample number (`u8::MAX`: none yet).
+    pub sample_points: Vec<u8>,
     /// The highest power of ε any expansion needs.
     pub work: i32,
     /// The time of one step, `c ε^q`, and `q`.

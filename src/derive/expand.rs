@@ -931,7 +931,7 @@ impl<'a> Expander<'a> {
                 // A sample with a fixed law is the same vector wherever it is "evaluated".
                 let fixed = self.ctx.sample_scale[s as usize].is_some();
                 let point = match at {
-                    Some(at) if !fixed => self.noise_point(at)?,
+                    Some(at) if !fixed => self.noise_point(at, s)?,
                     _ => 0,
                 };
                 TExpr::from_atoms(
@@ -1244,26 +1244,43 @@ impl<'a> Expander<'a> {
     }
 
     /// Registers the point of a noise evaluation; the displacement must be deterministic.
-    fn noise_point(&mut self, at: &Expr) -> Result<u8, Failure> {
+    /// The number of the point at which sample `sample` is evaluated. A point that
+    /// depends on other samples (stochastic extragradient with two minibatches) is
+    /// allowed when the sample is independent of them: the expectation conditions on
+    /// them first ([`expectation`]). A sample at a point built from itself, or samples
+    /// at points built from each other, are refused.
+    fn noise_point(&mut self, at: &Expr, sample: u8) -> Result<u8, Failure> {
         let delta = self.displacement(at, self.ctx.work)?;
-        let random = delta
-            .terms
-            .keys()
-            .any(|t| t.atoms.iter().any(|a| matches!(a.kind, Kind::Noise { .. })));
-        if random {
+        let inside = samples_in(&delta);
+        if inside.contains(&sample) {
             return Err(self.unsupported(
-                "noise evaluated at a random point",
-                "the noise may be evaluated at the parameter or at a point that depends on the state only (as in Nesterov's look-ahead)",
+                "a noise sample evaluated at a point that depends on the same sample",
+                "E[ξ(y(ξ))] needs the joint law of the noise and its derivatives, which Σ(x) does not give; draw an independent sample for the second evaluation (`noise zeta ~ gaussian`, then `zeta(y)`), as in examples/extragradient_two_samples.opt",
             ));
         }
-        if delta.is_zero() {
-            return Ok(0);
+        for (p, d) in self.ctx.points.iter().enumerate() {
+            let uses_p = |s: u8| self.ctx.sample_points.get(s as usize) == Some(&(p as u8));
+            if samples_in(d).contains(&sample) && inside.iter().any(|&s| uses_p(s)) {
+                return Err(self.unsupported(
+                    "noise samples evaluated at points built from each other",
+                    "the expectation conditions on one sample to average the other: let at most one of them depend on the other",
+                ));
+            }
         }
-        if let Some(i) = self.ctx.points.iter().position(|p| *p == delta) {
-            return Ok(i as u8);
+        let point = if delta.is_zero() {
+            0
+        } else if let Some(i) = self.ctx.points.iter().position(|p| *p == delta) {
+            i as u8
+        } else {
+            self.ctx.points.push(delta);
+            (self.ctx.points.len() - 1) as u8
+        };
+        let s = sample as usize;
+        if self.ctx.sample_points.len() <= s {
+            self.ctx.sample_points.resize(s + 1, u8::MAX);
         }
-        self.ctx.points.push(delta);
-        Ok((self.ctx.points.len() - 1) as u8)
+        self.ctx.sample_points[s] = point;
+        Ok(point)
     }
 
     /// `e(x + δ) = Σ_j (δ·∇)^j e / j!` through `upto` (δ is not differentiated).
@@ -1468,15 +1485,72 @@ pub(super) fn shift_point(
     Ok(total)
 }
 
-/// `E` over the noise: products of noise factors become moment tensors.
+/// The noise samples a tensor expression holds.
+fn samples_in(e: &TExpr) -> Vec<u8> {
+    let mut out = Vec::new();
+    for t in e.terms.keys() {
+        for a in &t.atoms {
+            if let Kind::Noise { sample, .. } = a.kind {
+                if !out.contains(&sample) {
+                    out.push(sample);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `E` over the noise: products of noise factors become moment tensors. A sample at a
+/// point that depends on other samples is averaged before them, conditionally on them
+/// (its moments at the random point, a Taylor series in the displacement, hold their
+/// factors): rounds average the samples that no pending sample's point depends on,
+/// and the last round everything else.
 pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Failure> {
+    let point_of = |s: u8| ctx.sample_points.get(s as usize).copied().unwrap_or(0);
+    let depends = |s: u8| -> Vec<u8> {
+        ctx.points
+            .get(point_of(s) as usize)
+            .map(samples_in)
+            .unwrap_or_default()
+    };
+    let mut pending: Vec<u8> = (0..ctx.sample_points.len() as u8)
+        .filter(|&s| !depends(s).is_empty())
+        .collect();
+    let mut current = e.clone();
+    while !pending.is_empty() {
+        let ready: Vec<u8> = pending
+            .iter()
+            .copied()
+            .filter(|&s| !pending.iter().any(|&t| depends(t).contains(&s)))
+            .collect();
+        if ready.is_empty() {
+            return Err(Failure::Internal(
+                "noise samples at points built from each other (refused in the expansion)".into(),
+            ));
+        }
+        current = average(ctx, &current, upto, &|s| ready.contains(&s), false)?;
+        pending.retain(|s| !ready.contains(s));
+    }
+    average(ctx, &current, upto, &|_| true, true)
+}
+
+/// One round of [`expectation`]: the noise factors of the samples `here` selects become
+/// moment tensors; the others stay.
+/// Kinks are averaged in the last round only (`kinks`).
+fn average(
+    ctx: &Ctx,
+    e: &TExpr,
+    upto: i32,
+    here: &dyn Fn(u8) -> bool,
+    kinks: bool,
+) -> Result<TExpr, Failure> {
     let dim = ctx.dim;
     let eps = ctx.eps;
     let keep = |p: &Poly| p.truncate(eps, upto);
     let mut out = TExpr::zero(e.free);
     'terms: for (term, coef) in &e.terms {
         let averaged;
-        let raw = term.atoms.iter().any(|a| matches!(a.kind, Kind::Kink(_)));
+        let raw = kinks && term.atoms.iter().any(|a| matches!(a.kind, Kind::Kink(_)));
         let term = if raw {
             averaged = average_kinks(ctx, term)?;
             &averaged
@@ -1488,6 +1562,10 @@ pub(super) fn expectation(ctx: &Ctx, e: &TExpr, upto: i32) -> Result<TExpr, Fail
         let mut groups: Vec<((u8, u8), Vec<Label>)> = Vec::new();
         for a in &term.atoms {
             if let Kind::Noise { sample, point } = a.kind {
+                if !here(sample) {
+                    rest.push(a.clone());
+                    continue;
+                }
                 match groups.iter_mut().find(|(k, _)| *k == (sample, point)) {
                     Some((_, ls)) => ls.push(a.idx[0]),
                     None => groups.push(((sample, point), vec![a.idx[0]])),

@@ -169,6 +169,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         sample_scale: vec![None; opt.noises.len()],
         kinks: Vec::new(),
         points: vec![TExpr::zero(1)],
+        sample_points: Vec::new(),
         work: 0,
         time: Poly::one(),
         time_power: 1,

@@ -47,6 +47,9 @@ pub const DIM: usize = 2;
 pub const STATES: usize = 2;
 /// The highest order checked (the generator series grows quickly beyond).
 pub const MAX_ORDER: u32 = 4;
+/// The most quadrature steps per state and step size (the draws of every sample
+/// combined): two samples in d = 2 make 144² = 20,736; three would make 3·10⁶.
+pub const MAX_STEPS_PER_POINT: usize = 100_000;
 /// How far below `p + 1` a fitted power may fall (the grid's smallest steps are not
 /// exactly asymptotic).
 pub const TOLERANCE: f64 = 0.25;
@@ -89,6 +92,18 @@ pub fn check(rule: &Optimizer, sme: &Sme, seed: u64) -> Check {
     let mut rng = Streams::new(seed).stream(0);
     let problem = RandomProblem::new(&mut rng, gaussian);
     let law = problem.law.clone();
+    // Every combination of the samples' draws is one step: the product grows as the
+    // draws to the number of samples.
+    let steps = (problem.draws.len() as f64).powi(rule.noises.len() as i32);
+    if steps > MAX_STEPS_PER_POINT as f64 {
+        return not_run(
+            &law,
+            format!(
+                "{} noise samples make {steps:.0} quadrature steps per point, above the limit of {MAX_STEPS_PER_POINT}",
+                rule.noises.len()
+            ),
+        );
+    }
     match run(rule, sme, problem, &mut rng) {
         Ok(moments) => {
             let verdict = verdict(order, &moments);

@@ -75,6 +75,11 @@ RULES = {
     # x' = x - h^2 (grad f(x + r h grad f(x)/||grad f(x)||) + xi), time h^2
     'sam_normalized': ('h', 2, lambda grad, x, xi, e, r:
                        -e**2 * (grad(x + r * e * grad(x) * norm_inv(grad(x))) + xi(x))),
+    # extragradient with independent samples (examples/extragradient_two_samples.opt):
+    # y = x - h (grad f(x) + xi), x' = x - h^2 (grad f(y) + zeta(y)), time h^2
+    'extragradient_two_samples': ('h', 2, lambda grad, x, xi, e, r:
+                                  -e**2 * (grad(x - e * (grad(x) + xi(x)))
+                                           + zeta_at(list(x - e * (grad(x) + xi(x)))))),
 }
 # The noise scale of normalized SGD's batch.
 S = sp.Symbol('s', positive=True)
@@ -178,6 +183,26 @@ if DIM == 1:
         noise_point.append(sp.expand(point[0]))
         return sp.Matrix([sq * w])
 
+    # the second, independent sample zeta(y) = sqrt(Sigma(y)) w2 at its own point y
+    w2 = sp.Symbol('w2')
+    ws2 = [w2]
+    sq2 = sp.Symbol('sqrtSigma2')
+    zeta_point = []
+
+    def zeta_at(point):
+        zeta_point.append(sp.expand(point[0]))
+        return sp.Matrix([sq2 * w2])
+
+    def zeta_subs(e):
+        # E over w2 done: sqrtSigma2^2 is Sigma(y), y random (it holds w), a Taylor
+        # series at x
+        if not zeta_point:
+            return e
+        (y,) = set(zeta_point)
+        shift = sp.expand(y - x)
+        sigma_y = trunc(sum(jet('S', (j,)) * shift**j / sp.factorial(j) for j in range(K + 1)))
+        return trunc(sp.expand(e).subs({sq2: sp.sqrt(sigma_y)}))
+
     def noise_subs(e):
         # even powers of sqrtSigma are powers of Sigma(y); odd ones do not survive E
         (y,) = set(noise_point)
@@ -207,6 +232,17 @@ else:
     def xi_at(point):
         # Sigma is constant: the sample at any point is A w
         return A * sp.Matrix([w1, w2])
+
+    # the second, independent sample: A v, v standard normal (Sigma constant, so its
+    # point does not matter here)
+    v1, v2 = sp.symbols('v1 v2')
+    ws2 = [v1, v2]
+
+    def zeta_at(point):
+        return A * sp.Matrix([v1, v2])
+
+    def zeta_subs(e):
+        return e
 
     def grad_at_poly(point):
         # exact: substitute the point into the gradient polynomial
@@ -301,6 +337,9 @@ def discrete_moment(idx):
     e = 1
     for i in idx:
         e = trunc(e * delta[i])
+    # E over the second sample given the first (its law at the random point), then
+    # over the first
+    e = trunc(zeta_subs(gauss_expect(e, ws2)))
     return trunc(noise_subs(gauss_expect(e, ws)))
 
 
