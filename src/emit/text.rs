@@ -792,15 +792,21 @@ fn finish_parts(st: Style, mut parts: Vec<String>) -> Option<String> {
     if parts.is_empty() {
         parts.push("1".to_string());
     }
-    // Scalars in parentheses when they are products of several factors.
+    // Scalars in parentheses when they are products of several factors, or inner
+    // products: (∇f·m) m, not ∇f·m m.
     let n = parts.len();
+    let inner = |p: &str| match st {
+        Style::Text => p.contains('·'),
+        Style::Latex => p.contains("\\cdot"),
+    };
     Some(
         parts
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
                 let trace = p.starts_with("tr") || p.starts_with("\\operatorname{tr}");
-                if n > 1 && i + 1 < n && st.is_compound(&p) && !trace {
+                let bare = !st.is_parenthesized(&p);
+                if n > 1 && i + 1 < n && (st.is_compound(&p) || inner(&p) && bare) && !trace {
                     st.paren(&p)
                 } else {
                     p
