@@ -432,11 +432,7 @@ impl<'a> Expander<'a> {
             .map_coef(|c| c.shift(eps, -v))
             .map_coef(|c| c.coeff(eps, 0));
         let shown = crate::ir::Printer::new(self.opt).expr(arg);
-        if x0.terms.keys().any(|t| {
-            t.atoms
-                .iter()
-                .any(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
-        }) {
+        if x0.terms.keys().any(random) {
             return Err(self.unsupported(
                 format!("`norm({shown})` with noise of order one inside"),
                 "the Gaussian mean of g/‖g‖ has no closed form in d > 1, and smelt does not yet evaluate it numerically; make the noise inside the norm small (a momentum, or a batch that grows as the step shrinks, as in examples/normalized_sgd.opt), or in d = 1 write sign(g) for g/norm(g)",
@@ -475,11 +471,6 @@ impl<'a> Expander<'a> {
         let a = self.expand(arg, v + need)?;
         let x = a.map_coef(|c| c.shift(eps, -v));
         let x0 = x.map_coef(|c| c.coeff(eps, 0));
-        let random = |t: &crate::algebra::tensor::Term| {
-            t.atoms
-                .iter()
-                .any(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
-        };
         let what = if abs { "abs" } else { "sign" };
         if !x0.terms.keys().any(random) {
             let shown = crate::ir::Printer::new(self.opt).expr(arg);
@@ -1483,6 +1474,13 @@ pub(super) fn shift_point(
         j += 1;
     }
     Ok(total)
+}
+
+/// Whether a term holds noise (a sample, or a kink of one): a random factor.
+fn random(t: &crate::algebra::tensor::Term) -> bool {
+    t.atoms
+        .iter()
+        .any(|a| matches!(a.kind, Kind::Noise { .. } | Kind::Kink(_)))
 }
 
 /// The noise samples a tensor expression holds.
