@@ -395,10 +395,23 @@ impl FExpr {
 
     /// Visits every node, parents before children.
     pub fn walk(&self, visit: &mut dyn FnMut(&FExpr)) {
-        visit(self);
+        self.walk_pruned(&mut |n| {
+            visit(n);
+            true
+        });
+    }
+
+    /// Visits nodes, parents before children; a node's children are visited only when
+    /// `visit` returns true for it.
+    fn walk_pruned(&self, visit: &mut dyn FnMut(&FExpr) -> bool) {
+        if !visit(self) {
+            return;
+        }
         match self {
             FExpr::Const(_) | FExpr::Var(_) | FExpr::Field(_) => {}
-            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().for_each(|i| i.walk(visit)),
+            FExpr::Sum(items) | FExpr::Prod(items) => {
+                items.iter().for_each(|i| i.walk_pruned(visit))
+            }
             FExpr::Pow(b, _)
             | FExpr::Exp(b)
             | FExpr::Log(b)
@@ -406,7 +419,7 @@ impl FExpr {
             | FExpr::Sign(b)
             | FExpr::Ncdf(b)
             | FExpr::Npdf(b)
-            | FExpr::Contract(b) => b.walk(visit),
+            | FExpr::Contract(b) => b.walk_pruned(visit),
         }
     }
 
@@ -429,32 +442,31 @@ impl FExpr {
         found
     }
 
-    /// Whether the function reads `var` (a state variable, or a field by its
+    /// Whether this node is a read of `var` (a state variable, or a field by its
     /// [`Field::var_id`]).
-    pub fn reads(&self, var: u8) -> bool {
-        self.any(&|n| match n {
+    fn is_read_of(&self, var: u8) -> bool {
+        match self {
             FExpr::Var(v) => *v == var,
             FExpr::Field(f) => f.var_id() == var,
             _ => false,
-        })
+        }
+    }
+
+    /// Whether the function reads `var` (a state variable, or a field by its
+    /// [`Field::var_id`]).
+    pub fn reads(&self, var: u8) -> bool {
+        self.any(&|n| n.is_read_of(var))
     }
 
     /// Whether the function reads `var` at its own index: outside every sum over the
     /// index (so that, for a vector `var`, its value is a vector).
     pub fn reads_here(&self, var: u8) -> bool {
-        match self {
-            FExpr::Contract(_) | FExpr::Const(_) => false,
-            FExpr::Var(v) => *v == var,
-            FExpr::Field(f) => f.var_id() == var,
-            FExpr::Sum(items) | FExpr::Prod(items) => items.iter().any(|i| i.reads_here(var)),
-            FExpr::Pow(b, _)
-            | FExpr::Exp(b)
-            | FExpr::Log(b)
-            | FExpr::Abs(b)
-            | FExpr::Sign(b)
-            | FExpr::Ncdf(b)
-            | FExpr::Npdf(b) => b.reads_here(var),
-        }
+        let mut found = false;
+        self.walk_pruned(&mut |n| {
+            found |= n.is_read_of(var);
+            !matches!(n, FExpr::Contract(_))
+        });
+        found
     }
 
     /// The value at a point: `var(v)` for state components, `sym(s)` for symbols. A sum

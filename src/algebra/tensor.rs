@@ -263,14 +263,17 @@ fn sum_lone_functions(atoms: &mut [Atom], free: u8) -> bool {
             continue;
         };
         let l = *l;
-        let f = elem::get(id);
+        // The index test first: it is cheap, and almost every factor fails it.
         let lone = l >= free
-            && f.contractions().is_empty()
             && atoms
                 .iter()
                 .enumerate()
                 .all(|(m, b)| m == k || !b.idx.contains(&l));
-        if lone {
+        if !lone {
+            continue;
+        }
+        let f = elem::get(id);
+        if f.contractions().is_empty() {
             let sum = FExpr::Contract(Box::new(f));
             atoms[k] = Atom::new(Kind::Elem(elem::intern(sum)), Slots::new());
             any = true;

@@ -257,20 +257,7 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
         FExpr::Pow(b, q) if squared_norm(b).is_some() && !q.is_negative() => {
             let a = squared_norm(b).expect("checked");
             let n = norm(st, &fexpr(st, a, names));
-            let k = q * BigRational::from_integer(2.into());
-            if k.is_one() {
-                n
-            } else if k.is_integer() {
-                format!(
-                    "{n}{}",
-                    st.sup(k.to_integer().to_string().parse().unwrap_or(1))
-                )
-            } else {
-                match st {
-                    Style::Text => format!("{n}^({k})"),
-                    Style::Latex => format!("{n}^{{{k}}}"),
-                }
-            }
+            power(st, n, &(q * BigRational::from_integer(2.into())))
         }
         FExpr::Pow(b, q) => {
             let inner = fexpr(st, b, names);
@@ -291,17 +278,7 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
                 };
             }
             let base = if compound { st.paren(&inner) } else { inner };
-            if q.is_integer() {
-                format!(
-                    "{base}{}",
-                    st.sup(q.to_integer().to_string().parse().unwrap_or(1))
-                )
-            } else {
-                match st {
-                    Style::Text => format!("{base}^({q})"),
-                    Style::Latex => format!("{base}^{{{q}}}"),
-                }
-            }
+            power(st, base, q)
         }
         FExpr::Exp(a) => match st {
             Style::Text => format!("exp({})", fexpr(st, a, names)),
@@ -345,6 +322,23 @@ pub fn fexpr(st: Style, f: &crate::algebra::elem::FExpr, names: &Names) -> Strin
                 )
             }
         },
+    }
+}
+
+/// `base^q` for a rational `q`: a superscript when `q` is an integer (none for 1).
+fn power(st: Style, base: String, q: &BigRational) -> String {
+    if q.is_one() {
+        base
+    } else if q.is_integer() {
+        format!(
+            "{base}{}",
+            st.sup(q.to_integer().to_string().parse().unwrap_or(1))
+        )
+    } else {
+        match st {
+            Style::Text => format!("{base}^({q})"),
+            Style::Latex => format!("{base}^{{{q}}}"),
+        }
     }
 }
 
