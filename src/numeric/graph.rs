@@ -33,9 +33,9 @@ pub enum Unary {
     Softplus,
     /// `1/(1 + exp(-a))`.
     Sigmoid,
-    /// Φ(a), the standard normal distribution function ([`super::gauss::ncdf`]).
+    /// Φ(a), the standard normal distribution function ([`super::vmath::ncdf`]).
     Ncdf,
-    /// φ(a), the standard normal density ([`super::gauss::npdf`]).
+    /// φ(a), the standard normal density ([`super::vmath::npdf`]).
     Npdf,
 }
 
@@ -117,8 +117,9 @@ impl Unary {
                     e / (1.0 + e)
                 }
             }
-            Unary::Ncdf => super::gauss::ncdf(a),
-            Unary::Npdf => super::gauss::npdf(a),
+            // The tapes' vectorizable forms, so that every evaluator agrees bit for bit.
+            Unary::Ncdf => super::vmath::ncdf(a),
+            Unary::Npdf => super::vmath::npdf(a),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod linear_gaussian;
 pub mod rng;
 pub mod step;
 pub mod tape;
+pub mod vmath;
 mod ziggurat_tables;
 
 pub use eval::{eval, Env, Tensor, Value};

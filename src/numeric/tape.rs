@@ -612,6 +612,8 @@ fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
                 dst[i] = f64::from(u8::from(x[i] > 0.0)) - f64::from(u8::from(x[i] < 0.0));
             }
         }
+        Unary::Ncdf => super::vmath::ncdf_lanes(dst, x),
+        Unary::Npdf => super::vmath::npdf_lanes(dst, x),
         _ => {
             for i in 0..LANES {
                 dst[i] = u.apply(x[i]);
@@ -861,7 +863,8 @@ mod tests {
     /// Φ, φ and Φ₂ on a tape give the functions' numbers, also in a stepper's twin.
     #[test]
     fn tapes_evaluate_gaussian_functions() {
-        use crate::numeric::gauss::{bvn, ncdf, npdf};
+        use crate::numeric::gauss::bvn;
+        use crate::numeric::vmath::{ncdf, npdf};
         let mut g = Graph::new();
         let (x, y, r) = (g.input(0), g.input(1), g.input(2));
         let px = g.unary(Unary::Ncdf, x);

@@ -612,9 +612,11 @@ mod tests {
             }
         }
         for x in [-2.5, -0.3, 0.0, 0.1, 1.7] {
-            assert!((at("erf(x)", x) - gauss::erf(x)).abs() < 2e-16, "erf({x})");
-            assert_eq!(at("ncdf(x)", x), gauss::ncdf(x));
-            assert_eq!(at("npdf(x)", x), gauss::npdf(x));
+            assert!((at("erf(x)", x) - gauss::erf(x)).abs() < 5e-16, "erf({x})");
+            // The vectorizable forms of the tapes (`numeric::vmath`), within their stated
+            // accuracy of the libm-based ones.
+            assert!((at("ncdf(x)", x) - gauss::ncdf(x)).abs() <= 1.5e-15 * gauss::ncdf(x));
+            assert!((at("npdf(x)", x) - gauss::npdf(x)).abs() <= 1e-15 * gauss::npdf(x));
         }
     }
 
