@@ -341,3 +341,24 @@ fn limits_and_progress() {
     assert!(sme.conditions.iter().all(|c| c.needed_for_order <= 2));
     assert!(sme.notes.iter().any(|n| n.contains("were not derived")));
 }
+
+/// A learning rate with a rational factor in front of the small parameter, `(2/3)*eta`,
+/// lowers to `2η/3`; its lower bound in ε was taken from an expansion through ε⁰, where
+/// it truncates to zero, and the gradient behind it was dropped (the rule was refused as
+/// having the wrong time scale, or, with the noise written apart, given a zero drift).
+/// The SME here is written by hand: E Δx = −(2/3)η∇f, Cov Δx = (4/9)η²Σ.
+#[test]
+fn a_rational_factor_in_the_learning_rate_keeps_the_gradient() {
+    for rule in [
+        "x = x - (2/3)*eta*(grad f(x) + xi)",
+        "x = x - 2/3*eta*grad f(x) - (2/3)*eta*xi",
+        "x = x - eta/3*(2*grad f(x) + 2*xi)",
+    ] {
+        let source = format!(
+            "optimizer SGD\n param x\n small eta\n time eta\n noise xi ~ general\n {rule}\n"
+        );
+        let text = smelt::emit::text::render(&derive_source(&source, 1));
+        assert!(text.contains("b_x = -(2/3) ∇f"), "{rule}:\n{text}");
+        assert!(text.contains("D_xx = (4η/9) Σ"), "{rule}:\n{text}");
+    }
+}

@@ -81,6 +81,11 @@ impl<'a> Expander<'a> {
         })
     }
 
+    /// The value `z'` a step gives state variable `name`, through `upto`.
+    pub fn new_value(&mut self, name: &str, upto: i32) -> Result<TExpr, Failure> {
+        self.cached(false, name, upto)
+    }
+
     /// The increment `z' − z` of state variable `name`, through `upto`.
     pub fn increment(&mut self, name: &str, upto: i32) -> Result<TExpr, Failure> {
         let v = self.ctx.var_id(name);
@@ -119,7 +124,7 @@ impl<'a> Expander<'a> {
         Ok(inc)
     }
 
-    fn state_atom(&self, v: u8) -> TExpr {
+    pub fn state_atom(&self, v: u8) -> TExpr {
         let scalar = self.ctx.var_scalar[v as usize];
         let (atoms, free) = if scalar {
             (vec![Atom::new(Kind::State(v), vec![])], 0)
@@ -160,8 +165,17 @@ impl<'a> Expander<'a> {
             }
             ExprKind::Small => 1,
             _ if !e.depends_on_step() => {
-                let p = self.constant(e, 0)?;
-                p.min_power(self.ctx.eps).unwrap_or(NEVER)
+                // Through ε⁰ a constant of positive order truncates to zero ((2/3)·η is
+                // 2η/3, and 1/3 is kept only through ε⁻¹): expand until a term shows.
+                let mut found = NEVER;
+                for upto in [0, 4, 16, 64] {
+                    let p = self.constant(e, upto)?;
+                    if let Some(v) = p.min_power(self.ctx.eps) {
+                        found = v;
+                        break;
+                    }
+                }
+                found
             }
             ExprKind::Hyper(_) => 0,
             ExprKind::Counter => -self.ctx.time_power,
