@@ -47,9 +47,21 @@ pub struct Sme {
     pub clock: Option<usize>,
     /// Remarks on where the expansion holds (a state that must stay away from 0, say).
     pub notes: Vec<String>,
+    /// The rule's fast states, eliminated from the SME (not among [`Sme::vars`]).
+    pub eliminated: Vec<Eliminated>,
     /// The independent numeric check, when it was run ([`crate::sim::certify::check`]);
     /// the derivation itself leaves it `None`.
     pub independent: Option<Check>,
+}
+
+/// A state of the rule that relaxes at a fixed rate and is eliminated from the SME: each
+/// step multiplies it by `rate` (a constant) and adds its forcing; on its slow manifold it
+/// is of order ε^`scale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eliminated {
+    pub name: String,
+    pub rate: crate::algebra::poly::Poly,
+    pub scale: i32,
 }
 
 /// One noise sample of the step: its name, family and covariance.

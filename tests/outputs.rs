@@ -6,7 +6,15 @@ use smelt::Options;
 
 /// The examples with Gaussian noise of order one inside a kink: smelt derives them at
 /// order 1 and refuses order 2 with a hint.
-const FIRST_ORDER_ONLY: &[&str] = &["signsgd", "lion", "clipped_sgd"];
+const FIRST_ORDER_ONLY: &[&str] = &[
+    "signsgd",
+    "lion",
+    "clipped_sgd",
+    "heavy_ball_fixed",
+    "nesterov_fixed",
+    "ema_sgd_fixed",
+    "adam_fixed_beta1",
+];
 
 fn check(name: &str) {
     let path = format!("{}/examples/{name}.opt", env!("CARGO_MANIFEST_DIR"));
@@ -57,6 +65,10 @@ macro_rules! examples {
 
 examples!(
     adam,
+    adam_fixed_beta1,
+    ema_sgd_fixed,
+    heavy_ball_fixed,
+    nesterov_fixed,
     adam_ballistic,
     adamw,
     extragradient,

@@ -61,6 +61,43 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A derivation's shared state before anything is expanded: the symbols, the variables
+    /// and the samples of `opt`.
+    pub fn fresh(opt: &crate::ir::Optimizer, max_terms: usize, quadratic: bool) -> Ctx {
+        let mut syms = Symbols::default();
+        let dim = syms.intern("d");
+        let eps = syms.intern(&opt.small.name);
+        for h in &opt.hypers {
+            syms.intern(&h.name);
+        }
+        let mut var_names = vec![opt.param.name.clone()];
+        let mut var_scalar = vec![false];
+        for s in &opt.states {
+            var_names.push(s.name.clone());
+            var_scalar.push(s.shape == crate::ir::Shape::Scalar);
+        }
+        Ctx {
+            syms,
+            eps,
+            dim,
+            var_names,
+            var_scalar,
+            sample_names: opt.noises.iter().map(|n| n.name.clone()).collect(),
+            sample_kind: opt.noises.iter().map(|n| n.kind).collect(),
+            sample_scale: vec![None; opt.noises.len()],
+            kinks: Vec::new(),
+            points: vec![TExpr::zero(1)],
+            sample_points: Vec::new(),
+            work: 0,
+            time: Poly::one(),
+            time_power: 1,
+            clock: None,
+            notes: Vec::new(),
+            quadratic,
+            max_terms,
+        }
+    }
+
     pub fn var_id(&self, name: &str) -> u8 {
         self.var_names
             .iter()

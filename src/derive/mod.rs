@@ -17,13 +17,14 @@
 
 mod ctx;
 mod expand;
+mod fast;
 mod kink;
 mod moments;
 
-use crate::algebra::poly::{Poly, Sym, Symbols};
+use crate::algebra::poly::{Poly, Sym};
 use crate::algebra::tensor::{Atom, Kind, TExpr};
 use crate::error::diagnostic::{Code, Diagnostic};
-use crate::ir::{Optimizer, Shape};
+use crate::ir::Optimizer;
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
 pub use ctx::PRODUCT_FACTOR;
@@ -146,38 +147,36 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
             .hint(format!("ask for an order between 1 and {MAX_ORDER}")),
         )));
     }
-    let mut syms = Symbols::default();
-    let dim = syms.intern("d");
-    let eps = syms.intern(&opt.small.name);
-    for h in &opt.hypers {
-        syms.intern(&h.name);
+    // Fast states are eliminated first; the rest derives the reduced rule.
+    if let Some(f) = fast::classify(opt, options.max_terms).into_iter().next() {
+        let syms = Ctx::fresh(opt, options.max_terms, quadratic).syms;
+        let (reduced, notes) = fast::eliminate(opt, &f, &syms)?;
+        if p > 1 {
+            return Err(Failure::Diagnostic(Box::new(
+                Diagnostic::new(
+                    Code::Unsupported,
+                    opt.header,
+                    format!("order {p} with the fast state `{}`", f.name),
+                )
+                .label("this optimizer has a state that relaxes at a fixed rate")
+                .hint(format!("smelt eliminates a fast state at weak order 1 (the SME of the slow states); order 2 (the slow manifold's O({0}) correction and the fast fluctuation) is not derived yet: ask for weak order 1 (`derive --order 1`, `verify --orders 1`), or scale the rate with the small parameter (`let mu = 1 - c*{0}`) to keep `{1}` as a state of the SME", opt.small.name, f.name)),
+            )));
+        }
+        let mut sme = derive_in_scope(&reduced, options, quadratic)?;
+        sme.notes.splice(0..0, notes);
+        sme.eliminated.insert(
+            0,
+            crate::sme::Eliminated {
+                name: f.name.clone(),
+                // The reduced rule interns the same symbols in the same order.
+                rate: f.rate.clone(),
+                scale: f.scale,
+            },
+        );
+        return Ok(sme);
     }
-    let mut var_names = vec![opt.param.name.clone()];
-    let mut var_scalar = vec![false];
-    for s in &opt.states {
-        var_names.push(s.name.clone());
-        var_scalar.push(s.shape == Shape::Scalar);
-    }
-    let mut ctx = Ctx {
-        syms,
-        eps,
-        dim,
-        var_names,
-        var_scalar,
-        sample_names: opt.noises.iter().map(|n| n.name.clone()).collect(),
-        sample_kind: opt.noises.iter().map(|n| n.kind).collect(),
-        sample_scale: vec![None; opt.noises.len()],
-        kinks: Vec::new(),
-        points: vec![TExpr::zero(1)],
-        sample_points: Vec::new(),
-        work: 0,
-        time: Poly::one(),
-        time_power: 1,
-        clock: None,
-        notes: Vec::new(),
-        quadratic,
-        max_terms: options.max_terms,
-    };
+    let mut ctx = Ctx::fresh(opt, options.max_terms, quadratic);
+    let (eps, dim) = (ctx.eps, ctx.dim);
 
     // The time of one step: c ε^q.
     let time = {
@@ -512,6 +511,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         certificate,
         elem,
         clock: ctx.clock.map(usize::from),
+        eliminated: Vec::new(),
         notes: ctx.notes.clone(),
         independent: None,
     })

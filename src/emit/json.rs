@@ -120,6 +120,9 @@ struct Doc {
     /// Remarks on where the expansion holds.
     #[serde(default)]
     notes: Vec<String>,
+    /// The fast states eliminated from the SME.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    eliminated: Vec<EliminatedJ>,
     /// The independent numeric check, when it was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     independent: Option<IndependentJ>,
@@ -311,6 +314,14 @@ struct SideJ {
     map: String,
     mean: FExprJ,
     coef: FExprJ,
+}
+
+/// `{"state": "v", "rate": [monomials], "scale": 1}`: a fast state, eliminated.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct EliminatedJ {
+    state: String,
+    rate: Vec<MonoJ>,
+    scale: i32,
 }
 
 /// A kink pair: its two sides, the sample's fixed covariance (absent: Σ(x)) and the
@@ -517,6 +528,15 @@ fn doc(sme: &Sme) -> Doc {
             .collect(),
         clock: sme.clock.map(|c| sme.vars[c].name.clone()),
         notes: sme.notes.clone(),
+        eliminated: sme
+            .eliminated
+            .iter()
+            .map(|e| EliminatedJ {
+                state: e.name.clone(),
+                rate: poly_j(&e.rate, &sme.symbols),
+                scale: e.scale,
+            })
+            .collect(),
         independent: sme.independent.as_ref().map(independent_j),
     }
 }
@@ -691,6 +711,17 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
         crate::algebra::elem::scoped(table.clone(), || texpr_in_scope(e)).0
     };
     let vars_of = |names: &[String]| names.iter().map(|n| var(n)).collect::<Result<Vec<_>, _>>();
+    let eliminated = doc
+        .eliminated
+        .iter()
+        .map(|e| {
+            Ok(crate::sme::Eliminated {
+                name: e.state.clone(),
+                rate: poly(&e.rate)?,
+                scale: e.scale,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     Ok(Sme {
         optimizer: doc.optimizer.clone(),
         requested_order: doc.requested_order,
@@ -770,6 +801,7 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
             Some(c) => Some(var(c)?),
         },
         notes: doc.notes.clone(),
+        eliminated,
         independent: doc.independent.as_ref().map(independent_of).transpose()?,
     })
 }

@@ -310,6 +310,42 @@ impl Expr {
         }
     }
 
+    /// The expression with every node for which `f` gives a replacement replaced (parents
+    /// first: a replaced node's children are not visited).
+    pub fn rewrite(&self, f: &mut impl FnMut(&Expr) -> Option<Expr>) -> Expr {
+        if let Some(e) = f(self) {
+            return e;
+        }
+        let mut one = |a: &Expr| Box::new(a.rewrite(f));
+        let kind = match &self.kind {
+            ExprKind::Num(_)
+            | ExprKind::Small
+            | ExprKind::Hyper(_)
+            | ExprKind::Counter
+            | ExprKind::Var { .. }
+            | ExprKind::Local(_) => self.kind.clone(),
+            ExprKind::Noise { sample, at } => ExprKind::Noise {
+                sample: sample.clone(),
+                at: at.as_ref().map(|a| one(a)),
+            },
+            ExprKind::Objective(a) => ExprKind::Objective(one(a)),
+            ExprKind::Grad(a) => ExprKind::Grad(one(a)),
+            ExprKind::Hess(a) => ExprKind::Hess(one(a)),
+            ExprKind::Neg(a) => ExprKind::Neg(one(a)),
+            ExprKind::Bin(op, a, b) => {
+                let a = one(a);
+                ExprKind::Bin(*op, a, one(b))
+            }
+            ExprKind::Call(func, args) => {
+                ExprKind::Call(*func, args.iter().map(|a| a.rewrite(f)).collect())
+            }
+        };
+        Expr {
+            kind,
+            shape: self.shape,
+        }
+    }
+
     /// Whether the value changes from step to step (reads a state, noise, f, the counter
     /// or a step-local value), as opposed to a constant of the hyperparameters.
     pub fn depends_on_step(&self) -> bool {

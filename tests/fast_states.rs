@@ -1,0 +1,103 @@
+//! Fast states (issue 19): a state that contracts at a fixed rate is eliminated, and the
+//! SME of the slow states is derived from the reduced rule.
+//!
+//! What makes the two sides independent: each check compares the SME of a rule *with*
+//! a fast state against the SME of a rule written without one, the published reduced
+//! form (heavy ball with fixed μ is SGD with learning rate η/(1 − μ), shared/FORMULAS.md
+//! §3.2, Kovachki & Stuart 2021; an EMA of the gradient with fixed β is SGD; Adam with a
+//! fixed β₁ is RMSprop on the gradient). The second rule never goes through the
+//! elimination, so a wrong classification, stationary value or noise weight shows as a
+//! difference. `smelt verify` measures the weak error of the elimination itself
+//! (README, *Fast states*).
+
+use smelt::Options;
+
+/// The drift and diffusion sections of the SME's text.
+fn sme_body(source: &str) -> String {
+    let sme =
+        smelt::derive(source, &Options::order(1)).unwrap_or_else(|e| panic!("{source}\n{e:?}"));
+    let text = smelt::emit::text::render(&sme);
+    let start = text.find("\ndrift\n").expect("a drift section");
+    let end = text.find("\nconditions\n").expect("a conditions section");
+    text[start..end].to_string()
+}
+
+fn heavy_ball(mu: &str) -> String {
+    format!(
+        "optimizer HB\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n v = mu*v - eta*(grad f(x) + xi)\n x = x + v\n"
+    )
+}
+
+fn sgd(lr_factor: &str) -> String {
+    format!(
+        "optimizer SGD\n param x\n small eta\n time eta\n noise xi ~ general\n x = x - ({lr_factor})*eta*(grad f(x) + xi)\n"
+    )
+}
+
+#[test]
+fn heavy_ball_with_fixed_momentum_is_sgd_with_the_effective_learning_rate() {
+    // 1/(1 − μ) for each μ, written out by hand; a negative μ oscillates but contracts.
+    for (mu, factor) in [
+        ("9/10", "10"),
+        ("1/2", "2"),
+        ("0", "1"),
+        ("-1/2", "2/3"),
+        ("99/100", "100"),
+    ] {
+        assert_eq!(
+            sme_body(&heavy_ball(mu)),
+            sme_body(&sgd(factor)),
+            "heavy ball with mu = {mu}"
+        );
+    }
+}
+
+#[test]
+fn nesterov_with_fixed_momentum_is_heavy_ball_at_order_one() {
+    let nesterov = "optimizer NAG\n param x\n state v\n small eta\n let mu = 9/10\n time eta\n noise xi ~ general\n let y = x + mu*v\n v = mu*v - eta*(grad f(y) + xi(y))\n x = x + v\n";
+    assert_eq!(sme_body(nesterov), sme_body(&sgd("10")));
+    let file = std::fs::read_to_string("examples/nesterov_fixed.opt").unwrap();
+    assert_eq!(sme_body(&file), sme_body(&sgd("10")));
+    let file = std::fs::read_to_string("examples/heavy_ball_fixed.opt").unwrap();
+    assert_eq!(sme_body(&file), sme_body(&sgd("10")));
+}
+
+#[test]
+fn an_average_of_the_gradient_with_fixed_beta_is_sgd() {
+    let file = std::fs::read_to_string("examples/ema_sgd_fixed.opt").unwrap();
+    assert_eq!(sme_body(&file), sme_body(&sgd("1")));
+    // The average read before its update (x moves by the old m) is the same at order 1.
+    let old = "optimizer EMA\n param x\n state m\n small eta\n let beta = 3/4\n time eta\n noise xi ~ general\n x = x - eta*m\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n";
+    assert_eq!(sme_body(old), sme_body(&sgd("1")));
+}
+
+#[test]
+fn adam_with_a_fixed_first_moment_average_is_rmsprop_on_the_gradient() {
+    let adam = std::fs::read_to_string("examples/adam_fixed_beta1.opt").unwrap();
+    let rmsprop = std::fs::read_to_string("examples/rmsprop.opt")
+        .unwrap()
+        .replace("hyper c, sigma0", "hyper c2, sigma0")
+        .replace("1 - c*eta^2", "1 - c2*eta^2");
+    assert_eq!(sme_body(&adam), sme_body(&rmsprop));
+}
+
+#[test]
+fn the_sme_says_which_state_is_eliminated_and_what_it_assumes() {
+    let file = std::fs::read_to_string("examples/heavy_ball_fixed.opt").unwrap();
+    let sme = smelt::derive(&file, &Options::order(1)).unwrap();
+    assert_eq!(sme.vars.len(), 1, "only x is a state of the SME");
+    assert_eq!(sme.eliminated.len(), 1);
+    assert_eq!(sme.eliminated[0].name, "v");
+    assert_eq!(
+        sme.eliminated[0].scale, 1,
+        "v is of order eta on its slow manifold"
+    );
+    let text = smelt::emit::text::render(&sme);
+    assert!(text.contains("`v` is fast"), "{text}");
+    assert!(text.contains("|9/10| < 1"), "{text}");
+    // The JSON document keeps it and reads back.
+    let json = smelt::emit::json::to_json(&sme);
+    assert!(json.contains("\"eliminated\""));
+    let back = smelt::emit::json::from_json(&json).unwrap();
+    assert_eq!(back.eliminated, sme.eliminated);
+}
