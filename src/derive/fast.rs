@@ -38,34 +38,40 @@ pub(crate) struct Fast {
     pub scale: i32,
 }
 
-/// The fast states of `opt`, in declaration order.
-pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Vec<Fast> {
-    let mut out = Vec::new();
-    for s in &opt.states {
+/// The first fast state of `opt`, in declaration order (the derivation of the reduced
+/// rule looks for the next).
+pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Option<Fast> {
+    opt.states.iter().find_map(|s| {
         let name = s.name.as_str();
-        // The scale: the lowest power of ε in the forcing `u' − μ u`, or, where the
-        // unscaled state does not expand (a point it moves by O(1)), the first power
-        // that makes it expand with a forcing at ε⁰.
-        let scale = match leading(opt, name, 0, 3, max_terms) {
-            Some((rate, _)) if rate.is_one() => continue,
-            Some((_, None)) => continue,
-            Some((_, Some(p))) => Some(p),
-            None => {
-                (1..=3).find(|&p| matches!(leading(opt, name, p, 0, max_terms), Some((_, Some(0)))))
-            }
+        let fast = |(rate, scale): (Poly, i32)| Fast {
+            name: name.to_string(),
+            rate,
+            scale,
         };
-        let Some(scale) = scale else { continue };
-        if let Some((rate, Some(0))) = leading(opt, name, scale, 0, max_terms) {
-            if !rate.is_one() {
-                out.push(Fast {
-                    name: name.to_string(),
-                    rate,
-                    scale,
-                });
-            }
+        // The first scale at which it expands with a forcing at ε⁰ (a state that does not
+        // expand unscaled moves a point by O(1)).
+        let search = || {
+            (1..=3).find_map(|p| match leading(opt, name, p, 0, max_terms) {
+                Some((rate, Some(0))) if !rate.is_one() => Some(fast((rate, p))),
+                _ => None,
+            })
+        };
+        // At ε⁰ first: a slow state (rate 1) costs one shallow expansion.
+        match leading(opt, name, 0, 0, max_terms) {
+            Some((rate, _)) if rate.is_one() => None,
+            Some((rate, Some(0))) => Some(fast((rate, 0))),
+            // Not forced at ε⁰: its scale is the lowest power of ε in the forcing.
+            Some(_) => match leading(opt, name, 0, 3, max_terms) {
+                Some((_, Some(p))) => match leading(opt, name, p, 0, max_terms)? {
+                    (rate, Some(0)) if !rate.is_one() => Some(fast((rate, p))),
+                    _ => None,
+                },
+                Some((_, None)) => None,
+                None => search(),
+            },
+            None => search(),
         }
-    }
-    out
+    })
 }
 
 /// For the new value of `name` divided by ε^p, expanded through ε^upto: its form
@@ -168,31 +174,6 @@ fn rescale(opt: &Optimizer, name: &str, p: i32) -> Optimizer {
     out
 }
 
-/// μ as an expression of the hyperparameters.
-fn poly_expr(p: &Poly, syms: &Symbols) -> Expr {
-    let mut sum: Option<Expr> = None;
-    for (m, c) in p.terms() {
-        let mut t = num(c.clone());
-        for &(s, k) in m {
-            let h = Expr {
-                kind: ExprKind::Hyper(syms.name(s).to_string()),
-                shape: Shape::Scalar,
-            };
-            let f = if k == 1 {
-                h
-            } else {
-                bin(BinOp::Pow, h, num(BigRational::from_integer(k.into())))
-            };
-            t = bin(BinOp::Mul, t, f);
-        }
-        sum = Some(match sum {
-            None => t,
-            Some(s) => bin(BinOp::Add, s, t),
-        });
-    }
-    sum.unwrap_or_else(|| num(BigRational::zero()))
-}
-
 /// `e` with every step-local value replaced by its definition among `steps`.
 fn inline(e: &Expr, steps: &[Step]) -> Expr {
     e.rewrite(&mut |x| match &x.kind {
@@ -205,17 +186,9 @@ fn inline(e: &Expr, steps: &[Step]) -> Expr {
     })
 }
 
-fn reads_var(e: &Expr, name: &str, version: Option<Version>) -> bool {
+fn reads_var(e: &Expr, name: &str) -> bool {
     let mut found = false;
-    e.walk(&mut |x| {
-        if let ExprKind::Var {
-            name: n,
-            version: v,
-        } = &x.kind
-        {
-            found |= n == name && version.is_none_or(|w| w == *v);
-        }
-    });
+    e.walk(&mut |x| found |= matches!(&x.kind, ExprKind::Var { name: n, .. } if n == name));
     found
 }
 
@@ -239,7 +212,7 @@ fn affine(e: &Expr, name: &str, steps: &[Step]) -> Result<bool, String> {
     let e = inline(e, steps);
     fn go(e: &Expr, name: &str) -> Result<bool, String> {
         let plain = |e: &Expr| -> Result<bool, String> {
-            if reads_var(e, name, None) {
+            if reads_var(e, name) {
                 Err(format!("a nonlinear function of `{name}`"))
             } else {
                 Ok(false)
@@ -307,6 +280,21 @@ pub(crate) fn eliminate(
             }
         }
     }
+    let rate = f.rate.display(syms);
+    let Some(mu) = f.rate.as_constant() else {
+        return Err(refuse(
+            scaled.steps[at].span,
+            format!("`{name}` relaxes at the fixed rate {rate}, a symbol: the elimination divides by 1 − {rate}, which smelt's coefficients (polynomials in the hyperparameters) cannot hold yet"),
+            format!("give the rate as a number (`let {rate} = 9/10`) to eliminate `{name}`, or scale it with the small parameter (`let {rate} = 1 - c*{}`) to keep `{name}` as a state of the SME", opt.small.name),
+        ));
+    };
+    if mu.abs() >= BigRational::one() {
+        return Err(refuse(
+            scaled.steps[at].span,
+            format!("`{name}` is multiplied by {rate} each step: it does not relax"),
+            format!("a state with a fixed rate is eliminated when it contracts (|rate| < 1); scale its rate with the small parameter (`1 - c*{}`) to keep it as a state of the SME", opt.small.name),
+        ));
+    }
     let shape = opt
         .states
         .iter()
@@ -333,11 +321,7 @@ pub(crate) fn eliminate(
         ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
         _ => None,
     });
-    let one_minus = bin(
-        BinOp::Sub,
-        num(BigRational::one()),
-        poly_expr(&f.rate, syms),
-    );
+    let one_minus = num(BigRational::one() - mu);
     // At order 1 the new value of another state differs from its old one by O(ε) (a
     // slow state) or is replaced by its own stationary value (a fast one): F reads the
     // old values, so the stationary value can be computed first.
@@ -387,23 +371,6 @@ pub(crate) fn eliminate(
         });
     }
     out.steps = steps;
-    let rate = f.rate.display(syms);
-    let Some(q) = f.rate.as_constant() else {
-        return Err(refuse(
-            update.span,
-            format!("`{name}` relaxes at the fixed rate {rate}, a symbol: the elimination divides by 1 − {rate}, which smelt's coefficients (polynomials in the hyperparameters) cannot hold yet"),
-            format!("give the rate as a number (`let {rate} = 9/10`) to eliminate `{name}`, or scale it with the small parameter (`let {rate} = 1 - c*{}`) to keep `{name}` as a state of the SME", opt.small.name),
-        ));
-    };
-    {
-        if q.abs() >= BigRational::one() {
-            return Err(refuse(
-                update.span,
-                format!("`{name}` is multiplied by {rate} each step: it does not relax"),
-                format!("a state with a fixed rate is eliminated when it contracts (|rate| < 1); scale its rate with the small parameter (`1 - c*{}`) to keep it as a state of the SME", opt.small.name),
-            ));
-        }
-    }
     let scale = match f.scale {
         0 => String::new(),
         1 => format!(" (it is of order {} there)", opt.small.name),

@@ -148,7 +148,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         )));
     }
     // Fast states are eliminated first; the rest derives the reduced rule.
-    if let Some(f) = fast::classify(opt, options.max_terms).into_iter().next() {
+    if let Some(f) = fast::classify(opt, options.max_terms) {
         let syms = Ctx::fresh(opt, options.max_terms, quadratic).syms;
         let (reduced, notes) = fast::eliminate(opt, &f, &syms)?;
         if p > 1 {
