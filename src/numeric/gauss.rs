@@ -36,9 +36,9 @@
 use std::f64::consts::{FRAC_1_SQRT_2, PI, SQRT_2};
 
 /// `1/√(2π)`.
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+pub(super) const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// `1/√2 − FRAC_1_SQRT_2`: the low part of `1/√2` as a double-double.
-const FRAC_1_SQRT_2_LO: f64 = -4.833_646_656_726_457e-17;
+pub(super) const FRAC_1_SQRT_2_LO: f64 = -4.833_646_656_726_457e-17;
 
 /// The error function (libm's, < 1 ulp).
 pub fn erf(x: f64) -> f64 {

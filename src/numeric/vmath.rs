@@ -24,14 +24,11 @@
 //! every value is computed and the right one selected. NaN in gives NaN out; ±∞ give
 //! the limits.
 
+use super::gauss::{FRAC_1_SQRT_2_LO, INV_SQRT_2PI};
 use std::f64::consts::{FRAC_1_SQRT_2, LOG2_E};
 
-/// `1/√(2π)`.
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 /// `1/√π`.
 const INV_SQRT_PI: f64 = 0.564_189_583_547_756_3;
-/// The low part of `1/√2` as a double-double.
-const FRAC_1_SQRT_2_LO: f64 = -4.833_646_656_726_457e-17;
 /// `ln 2` in two parts (fdlibm's): the high part has 32 significant bits, so `k·LN2_HI`
 /// is exact for every `|k| < 2^21`, and the low part is the rest of the true `ln 2`.
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
