@@ -186,12 +186,6 @@ fn inline(e: &Expr, steps: &[Step]) -> Expr {
     })
 }
 
-fn reads_var(e: &Expr, name: &str) -> bool {
-    let mut found = false;
-    e.walk(&mut |x| found |= matches!(&x.kind, ExprKind::Var { name: n, .. } if n == name));
-    found
-}
-
 fn fresh(opt: &Optimizer, base: &str) -> String {
     let mut name = base.to_string();
     let taken = |n: &str| {
@@ -209,40 +203,51 @@ fn fresh(opt: &Optimizer, base: &str) -> String {
 /// Whether `e` is affine in the state `name` (reads of it, directly or through locals).
 /// `Err` names what is not.
 fn affine(e: &Expr, name: &str, steps: &[Step]) -> Result<bool, String> {
-    let e = inline(e, steps);
-    fn go(e: &Expr, name: &str) -> Result<bool, String> {
-        let plain = |e: &Expr| -> Result<bool, String> {
-            if reads_var(e, name) {
-                Err(format!("a nonlinear function of `{name}`"))
-            } else {
-                Ok(false)
-            }
-        };
-        match &e.kind {
-            ExprKind::Var { name: n, .. } => Ok(n == name),
-            ExprKind::Neg(a) => go(a, name),
-            ExprKind::Bin(BinOp::Add | BinOp::Sub, a, b) => Ok(go(a, name)? | go(b, name)?),
-            ExprKind::Bin(BinOp::Mul | BinOp::MatMul, a, b) => match (go(a, name)?, go(b, name)?) {
-                (true, true) => Err(format!("a product of `{name}` with itself")),
-                (x, y) => Ok(x | y),
-            },
-            ExprKind::Call(crate::ir::Func::Dot, args) => {
-                let a = go(&args[0], name)?;
-                let b = go(&args[1], name)?;
-                if a && b {
-                    Err(format!("a product of `{name}` with itself"))
-                } else {
-                    Ok(a | b)
-                }
-            }
-            ExprKind::Bin(BinOp::Div, a, b) => {
-                plain(b)?;
-                go(a, name)
-            }
-            _ => plain(e),
+    let is = |x: &Expr| matches!(&x.kind, ExprKind::Var { name: n, .. } if n == name);
+    affine_in(&inline(e, steps), &is, &format!("`{name}`"))
+}
+
+/// Whether `e` is affine in the nodes `is` picks (`what` names them). `Err` names what
+/// is not.
+fn affine_in(e: &Expr, is: &impl Fn(&Expr) -> bool, what: &str) -> Result<bool, String> {
+    let reads = |e: &Expr| {
+        let mut found = false;
+        e.walk(&mut |x| found |= is(x));
+        found
+    };
+    let plain = |e: &Expr| -> Result<bool, String> {
+        if reads(e) {
+            Err(format!("a nonlinear function of {what}"))
+        } else {
+            Ok(false)
         }
+    };
+    if is(e) {
+        return Ok(true);
     }
-    go(&e, name)
+    match &e.kind {
+        ExprKind::Neg(a) => affine_in(a, is, what),
+        ExprKind::Bin(BinOp::Add | BinOp::Sub, a, b) => {
+            Ok(affine_in(a, is, what)? | affine_in(b, is, what)?)
+        }
+        ExprKind::Bin(BinOp::Mul | BinOp::MatMul, a, b) => {
+            match (affine_in(a, is, what)?, affine_in(b, is, what)?) {
+                (true, true) => Err(format!("a product of {what} with itself")),
+                (x, y) => Ok(x | y),
+            }
+        }
+        ExprKind::Call(crate::ir::Func::Dot, args) => {
+            match (affine_in(&args[0], is, what)?, affine_in(&args[1], is, what)?) {
+                (true, true) => Err(format!("a product of {what} with itself")),
+                (x, y) => Ok(x | y),
+            }
+        }
+        ExprKind::Bin(BinOp::Div, a, b) => {
+            plain(b)?;
+            affine_in(a, is, what)
+        }
+        _ => plain(e),
+    }
 }
 
 fn refuse(span: crate::span::Span, what: String, hint: String) -> Failure {
@@ -253,12 +258,18 @@ fn refuse(span: crate::span::Span, what: String, hint: String) -> Failure {
     ))
 }
 
-/// The rule at order 1 with the fast state `f` eliminated, and the notes that say so.
-pub(crate) fn eliminate(
-    opt: &Optimizer,
-    f: &Fast,
-    syms: &Symbols,
-) -> Result<(Optimizer, Vec<String>), Failure> {
+/// The rule scaled so that the fast state is of order 1, the index of its update and
+/// its rate μ, after the checks both orders need: every slow update affine in it, μ a
+/// number, |μ| < 1.
+struct Prepared {
+    scaled: Optimizer,
+    at: usize,
+    mu: BigRational,
+    /// μ as the rule writes it.
+    rate: String,
+}
+
+fn prepare(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Prepared, Failure> {
     let name = f.name.as_str();
     let scaled = rescale(opt, name, f.scale);
     let at = scaled
@@ -295,6 +306,27 @@ pub(crate) fn eliminate(
             format!("a state with a fixed rate is eliminated when it contracts (|rate| < 1); scale its rate with the small parameter (`1 - c*{}`) to keep it as a state of the SME", opt.small.name),
         ));
     }
+    Ok(Prepared {
+        scaled,
+        at,
+        mu,
+        rate,
+    })
+}
+
+/// The rule at order 1 with the fast state `f` eliminated, and the notes that say so.
+pub(crate) fn eliminate(
+    opt: &Optimizer,
+    f: &Fast,
+    syms: &Symbols,
+) -> Result<(Optimizer, Vec<String>), Failure> {
+    let name = f.name.as_str();
+    let Prepared {
+        scaled,
+        at,
+        mu,
+        rate,
+    } = prepare(opt, f, syms)?;
     let shape = opt
         .states
         .iter()
@@ -386,4 +418,541 @@ pub(crate) fn eliminate(
         ),
     ];
     Ok((out, notes))
+}
+
+/// Zero of a shape: `0` or `0*x` (x the parameter, a vector).
+fn zero_of(shape: Shape, param: &str) -> Expr {
+    if shape == Shape::Scalar {
+        num(BigRational::zero())
+    } else {
+        bin(
+            BinOp::Mul,
+            num(BigRational::zero()),
+            var(param, Version::Old, Shape::Vector),
+        )
+    }
+}
+
+/// Whether `e` has a node that `is` picks.
+fn reads(e: &Expr, is: &impl Fn(&Expr) -> bool) -> bool {
+    let mut found = false;
+    e.walk(&mut |x| found |= is(x));
+    found
+}
+
+fn var(name: &str, version: Version, shape: Shape) -> Expr {
+    Expr::new(
+        ExprKind::Var {
+            name: name.to_string(),
+            version,
+        },
+        shape,
+    )
+}
+
+fn local(name: &str, shape: Shape) -> Expr {
+    Expr::new(ExprKind::Local(name.to_string()), shape)
+}
+
+/// `q·e`, the number first (`e` when q = 1).
+fn times(q: BigRational, e: Expr) -> Expr {
+    if q.is_one() {
+        e
+    } else {
+        bin(BinOp::Mul, num(q), e)
+    }
+}
+
+/// `a + b` of two optional terms (`None` is zero).
+fn plus(a: Option<Expr>, b: Option<Expr>) -> Option<Expr> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(bin(BinOp::Add, a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `e` with the nodes `is` picks set to zero, `e` affine in them (checked by
+/// [`affine_in`]); `None` where nothing is left.
+fn without(e: &Expr, is: &impl Fn(&Expr) -> bool) -> Option<Expr> {
+    if is(e) {
+        return None;
+    }
+    if !reads(e, is) {
+        return Some(e.clone());
+    }
+    let neg = |a: Expr| Expr::new(ExprKind::Neg(Box::new(a)), e.shape);
+    match &e.kind {
+        ExprKind::Neg(a) => without(a, is).map(neg),
+        ExprKind::Bin(BinOp::Add, a, b) => plus(without(a, is), without(b, is)),
+        ExprKind::Bin(BinOp::Sub, a, b) => plus(without(a, is), without(b, is).map(neg)),
+        ExprKind::Bin(op @ (BinOp::Mul | BinOp::MatMul | BinOp::Div), a, b) => {
+            let (a, b) = (without(a, is)?, without(b, is)?);
+            Some(Expr::new(ExprKind::Bin(*op, Box::new(a), Box::new(b)), e.shape))
+        }
+        ExprKind::Call(func @ crate::ir::Func::Dot, args) => {
+            let args = args.iter().map(|a| without(a, is)).collect::<Option<Vec<_>>>()?;
+            Some(Expr::new(ExprKind::Call(*func, args), e.shape))
+        }
+        // Not affine: the callers check first.
+        _ => Some(e.clone()),
+    }
+}
+
+/// The coefficient of the nodes `is` picks in `e`, affine in them: `e = c·u + rest`,
+/// `c` a scalar or acting elementwise (`Ok(None)`: `e` does not read them). A matrix
+/// coefficient (`A @ u`, `dot(u, w)`) is refused: `Err` says what.
+fn coef(e: &Expr, is: &impl Fn(&Expr) -> bool) -> Result<Option<Expr>, String> {
+    if is(e) {
+        return Ok(Some(num(BigRational::one())));
+    }
+    if !reads(e, is) {
+        return Ok(None);
+    }
+    let neg = |a: Expr| {
+        let shape = a.shape;
+        Expr::new(ExprKind::Neg(Box::new(a)), shape)
+    };
+    Ok(match &e.kind {
+        ExprKind::Neg(a) => coef(a, is)?.map(neg),
+        ExprKind::Bin(BinOp::Add, a, b) => plus(coef(a, is)?, coef(b, is)?),
+        ExprKind::Bin(BinOp::Sub, a, b) => plus(coef(a, is)?, coef(b, is)?.map(neg)),
+        ExprKind::Bin(BinOp::Mul, a, b) => match (coef(a, is)?, coef(b, is)?) {
+            (Some(c), None) => Some(bin(BinOp::Mul, c, (**b).clone())),
+            (None, Some(c)) => Some(bin(BinOp::Mul, (**a).clone(), c)),
+            _ => return Err("a product of it with itself".into()),
+        },
+        ExprKind::Bin(BinOp::Div, a, b) => coef(a, is)?.map(|c| bin(BinOp::Div, c, (**b).clone())),
+        ExprKind::Bin(BinOp::MatMul, ..) | ExprKind::Call(crate::ir::Func::Dot, _) => {
+            return Err("a matrix product with it".into())
+        }
+        _ => return Err("a nonlinear function of it".into()),
+    })
+}
+
+/// `e` with every read of a state at `from` read at `to` instead.
+fn reversion(e: &Expr, from: Version, to: Version) -> Expr {
+    e.rewrite(&mut |x| match &x.kind {
+        ExprKind::Var { name, version } if *version == from => Some(var(name, to, x.shape)),
+        _ => None,
+    })
+}
+
+/// The stationary mean `ū = E F / (1 − μ)` of the fast state at leading order, as a
+/// function of the start-of-step state: its forcing with the state at zero (its own
+/// dependence is of higher order) and the noise at its mean (F is affine in the noise),
+/// the new values of other states at their old ones. `None` where F vanishes so.
+fn stationary_mean(prep: &Prepared, name: &str) -> Result<Option<Expr>, Failure> {
+    let update = &prep.scaled.steps[prep.at];
+    let forcing = inline(&update.expr, &prep.scaled.steps[..prep.at]);
+    let is_noise = |x: &Expr| matches!(x.kind, ExprKind::Noise { .. });
+    if let Err(what) = affine_in(&forcing, &is_noise, "the noise") {
+        return Err(refuse(
+            update.span,
+            format!("`{name}` is updated with {what}: at order 2 its elimination needs its stationary mean, which smelt takes with the noise at its mean"),
+            "ask for weak order 1 (`--order 1`), where the fast state is eliminated with the step's own noise".into(),
+        ));
+    }
+    // The state at zero (also inside a gradient: Nesterov's look-ahead).
+    let zero = zero_of(
+        prep.scaled.var_shape(name).unwrap_or(Shape::Vector),
+        &prep.scaled.param.name,
+    );
+    let forcing = forcing.rewrite(&mut |x| match &x.kind {
+        ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
+        _ => None,
+    });
+    let Some(f) = without(&forcing, &is_noise) else {
+        return Ok(None);
+    };
+    let f = reversion(&f, Version::New, Version::Old);
+    Ok(Some(times(BigRational::one() / (BigRational::one() - &prep.mu), f)))
+}
+
+/// A slow state whose update reads the fast state `u`: `Y = x + C u` cancels `u` from
+/// its update at leading order.
+struct Shifted {
+    name: String,
+    shape: Shape,
+    /// C, a function of the start-of-step values of states that are not shifted.
+    c: Expr,
+}
+
+/// The slow states that read the fast one, each with its C = (aμ + b)/(1 − μ), where its
+/// update is `a u' + b u + …` (u' the fast state's new value).
+fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> {
+    let mut out: Vec<Shifted> = Vec::new();
+    let one_minus = BigRational::one() - &prep.mu;
+    for (i, s) in prep.scaled.steps.iter().enumerate() {
+        let Target::Var(n) = &s.target else { continue };
+        if n == name {
+            continue;
+        }
+        let e = inline(&s.expr, &prep.scaled.steps[..i]);
+        let at = |version: Version| {
+            move |x: &Expr| matches!(&x.kind, ExprKind::Var { name: m, version: w } if m == name && *w == version)
+        };
+        let fail = |what: String| {
+            refuse(
+                s.span,
+                format!("`{n}` is updated with {what} `{name}`, and `{name}` is fast: its order-2 elimination needs the update to be `c·{name} + …` with c a scalar or elementwise"),
+                "ask for weak order 1 (`--order 1`)".into(),
+            )
+        };
+        let a = coef(&e, &at(Version::New)).map_err(|w| fail(format!("{w},")))?;
+        let b = coef(&e, &at(Version::Old)).map_err(|w| fail(format!("{w},")))?;
+        let c = plus(a.map(|a| times(prep.mu.clone(), a)), b);
+        let Some(c) = c else { continue };
+        let c = reversion(
+            &times(BigRational::one() / &one_minus, c),
+            Version::New,
+            Version::Old,
+        );
+        let shape = prep.scaled.var_shape(n).unwrap_or(Shape::Vector);
+        out.push(Shifted {
+            name: n.clone(),
+            shape,
+            c,
+        });
+    }
+    // C may read noise or shifted states only at higher order than the reduction keeps.
+    for s in &out {
+        let bad = reads(&s.c, &|x: &Expr| match &x.kind {
+            ExprKind::Noise { .. } | ExprKind::Counter => true,
+            ExprKind::Var { name: m, .. } => m == name || out.iter().any(|o| &o.name == m),
+            _ => false,
+        });
+        if bad {
+            let span = prep
+                .scaled
+                .steps
+                .iter()
+                .find(|st| matches!(&st.target, Target::Var(m) if *m == s.name))
+                .map_or(prep.scaled.header, |st| st.span);
+            return Err(refuse(
+                span,
+                format!("the weight of `{name}` in the update of `{}` reads the noise, the step counter or a state that `{name}` moves", s.name),
+                "smelt's order-2 elimination needs that weight to depend on the hyperparameters and on states that do not read the fast state; ask for weak order 1 (`--order 1`)".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The rule at weak order 2 with the fast state `f` eliminated, and the notes that say
+/// so.
+///
+/// With `Y = x + C u` for every slow state `x` that reads `u` (C from [`shifted_states`]),
+/// `Y`'s update reads `u` only at higher order, through `x = Y − C u` inside the gradient
+/// and through the change of C over a step; there `u` is replaced by its stationary
+/// mean `ū` (its fluctuation and its O(ε) correction enter `Y`'s moments at O(ε³)). `Y`
+/// is then Markov to the order kept, but differs from `x` by `C u = O(ε)`: the variable
+/// the SME describes is `X̃ = Y − C ū(Y)`, which follows `x` to O(ε²) in the weak sense.
+/// The reduced rule steps `X̃`: from it `Y` (one fixed-point step, `ū` at `X̃ + C ū(X̃)`,
+/// exact to O(ε²), enough since it enters multiplied by C), the optimizer's step from
+/// `x = X̃` with `u = ū`, then `Y' = x' + C' u'` and `X̃' = Y' − C' ū(Y')`.
+pub(crate) fn eliminate2(
+    opt: &Optimizer,
+    f: &Fast,
+    syms: &Symbols,
+) -> Result<(Optimizer, Vec<String>), Failure> {
+    let name = f.name.as_str();
+    let prep = prepare(opt, f, syms)?;
+    let scaled = &prep.scaled;
+    let u_shape = opt.var_shape(name).unwrap_or(Shape::Vector);
+    let ubar = stationary_mean(&prep, name)?;
+    // The reduction replaces the fast state by its mean where it enters at higher order:
+    // that needs the mean to set its size. Where the noise does (Adam's first moment
+    // with σ = σ₀/η is of order 1/η, its mean of order 1), its fluctuation's
+    // correlations with the slow states enter at the order kept.
+    let mean_sets_size = match &ubar {
+        None => false,
+        Some(e) => {
+            let mut ctx = Ctx::fresh(scaled, 16, false);
+            ctx.work = 1;
+            let eps = ctx.eps;
+            let mut ex = Expander::new(scaled, &mut ctx);
+            let t = ex.expand(e, 0).ok();
+            t.is_some_and(|t| t.terms.values().any(|c| c.min_power(eps) == Some(0)))
+        }
+    };
+    if !mean_sets_size {
+        let small = &opt.small.name;
+        let size = match f.scale {
+            0 => "1".to_string(),
+            1 => small.clone(),
+            p => format!("{small}^{p}"),
+        };
+        return Err(refuse(
+            scaled.steps[prep.at].span,
+            format!("`{name}` is fast, of order {size}, and its stationary mean is smaller: its fluctuation sets its size, and its correlations with the slow states enter the order-2 SME, which smelt does not derive"),
+            "ask for weak order 1 (`--order 1`); the order-2 elimination covers a fast state whose mean sets its size (heavy ball, Nesterov, an EMA of the gradient with the noise of the gradient's order)".into(),
+        ));
+    }
+    let shifted = shifted_states(&prep, name)?;
+    let mut taken: Vec<String> = Vec::new();
+    let mut fresh_name = |base: String| {
+        let mut n = fresh(scaled, &base);
+        while taken.contains(&n) {
+            n.push('_');
+        }
+        taken.push(n.clone());
+        n
+    };
+    let ub0 = fresh_name(format!("{name}_bar0"));
+    let ub = fresh_name(format!("{name}_bar"));
+    let u_new = fresh_name(format!("{name}_new"));
+    let x_new: Vec<String> = shifted
+        .iter()
+        .map(|s| fresh_name(format!("{}_new", s.name)))
+        .collect();
+    let y_new: Vec<String> = shifted
+        .iter()
+        .map(|s| fresh_name(format!("{}_y", s.name)))
+        .collect();
+    let ubf = fresh_name(format!("{name}_bar1"));
+    let shift_of = |n: &str| shifted.iter().position(|s| s.name == n);
+    let span = scaled.steps[prep.at].span;
+    let mut steps = Vec::new();
+    let ubar = ubar.unwrap_or_else(|| zero_of(u_shape, &opt.param.name));
+    // ū at X̃, then at Y ≈ X̃ + C ū(X̃).
+    steps.push(Step {
+        target: Target::Local(ub0.clone()),
+        expr: ubar.clone(),
+        span,
+    });
+    let at_y = ubar.rewrite(&mut |x| match &x.kind {
+        ExprKind::Var {
+            name: n,
+            version: Version::Old,
+        } => shift_of(n).map(|i| {
+            bin(
+                BinOp::Add,
+                x.clone(),
+                bin(BinOp::Mul, shifted[i].c.clone(), local(&ub0, u_shape)),
+            )
+        }),
+        _ => None,
+    });
+    steps.push(Step {
+        target: Target::Local(ub.clone()),
+        expr: at_y,
+        span,
+    });
+    // The optimizer's step from x = X̃, u = ū(Y).
+    for s in &scaled.steps {
+        let expr = s.expr.rewrite(&mut |x| match &x.kind {
+            ExprKind::Var { name: n, version } if n == name => Some(match version {
+                Version::Old => local(&ub, x.shape),
+                Version::New => local(&u_new, x.shape),
+            }),
+            ExprKind::Var {
+                name: n,
+                version: Version::New,
+            } => shift_of(n).map(|i| local(&x_new[i], x.shape)),
+            _ => None,
+        });
+        let target = match &s.target {
+            Target::Var(n) if n == name => Target::Local(u_new.clone()),
+            Target::Var(n) => match shift_of(n) {
+                Some(i) => Target::Local(x_new[i].clone()),
+                None => s.target.clone(),
+            },
+            t => t.clone(),
+        };
+        steps.push(Step {
+            target,
+            expr,
+            span: s.span,
+        });
+    }
+    // Y' = x' + C' u', then X̃' = Y' − C' ū(Y').
+    let c_new: Vec<Expr> = shifted
+        .iter()
+        .map(|s| reversion(&s.c, Version::Old, Version::New))
+        .collect();
+    for (i, s) in shifted.iter().enumerate() {
+        steps.push(Step {
+            target: Target::Local(y_new[i].clone()),
+            expr: bin(
+                BinOp::Add,
+                local(&x_new[i], s.shape),
+                bin(BinOp::Mul, c_new[i].clone(), local(&u_new, u_shape)),
+            ),
+            span,
+        });
+    }
+    let at_y_new = ubar.rewrite(&mut |x| match &x.kind {
+        ExprKind::Var {
+            name: n,
+            version: Version::Old,
+        } => Some(match shift_of(n) {
+            Some(i) => local(&y_new[i], x.shape),
+            None => var(n, Version::New, x.shape),
+        }),
+        _ => None,
+    });
+    steps.push(Step {
+        target: Target::Local(ubf.clone()),
+        expr: at_y_new,
+        span,
+    });
+    for (i, s) in shifted.iter().enumerate() {
+        steps.push(Step {
+            target: Target::Var(s.name.clone()),
+            expr: bin(
+                BinOp::Sub,
+                local(&y_new[i], s.shape),
+                bin(BinOp::Mul, c_new[i].clone(), local(&ubf, u_shape)),
+            ),
+            span: scaled
+                .steps
+                .iter()
+                .find(|st| matches!(&st.target, Target::Var(m) if *m == s.name))
+                .map_or(span, |st| st.span),
+        });
+    }
+    let mut out = scaled.clone();
+    out.states.retain(|s| s.name != name);
+    out.steps = steps;
+    // The notes, in the rule's own variable (not u/ε^p).
+    let unscaled = Fast {
+        scale: 0,
+        ..f.clone()
+    };
+    let plain = prepare(opt, &unscaled, syms)?;
+    let printer = crate::ir::Printer::new(opt);
+    let show = |e: &Expr| printer.expr(&tidy(e));
+    let mean = stationary_mean(&plain, name)?.map_or_else(|| "0".to_string(), |e| show(&e));
+    let weights: Vec<(String, String)> = shifted_states(&plain, name)?
+        .iter()
+        .map(|s| (s.name.clone(), show(&s.c)))
+        .collect();
+    let map = |with: &str| {
+        weights
+            .iter()
+            .map(|(x, c)| match c.strip_prefix('-') {
+                Some(c) => format!("{x} − {c}·({with})"),
+                None => format!("{x} + {c}·({with})"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let start = |with: &str| {
+        weights
+            .iter()
+            .map(|(x, c)| match c.strip_prefix('-') {
+                Some(c) => format!("{x}(0) = {x}₀ − {c}·({with})"),
+                None => format!("{x}(0) = {x}₀ + {c}·({with})"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rate = &prep.rate;
+    let eta = &opt.small.name;
+    let bar = format!("{name}̄");
+    let notes = vec![
+        format!(
+            "`{name}` is fast: each step multiplies it by {rate} and adds its forcing F, so it relaxes at rate 1 − {rate} per step onto its slow manifold, where its mean is {bar} = E F/(1 − {rate}) = {mean} (at leading order); it is eliminated at weak order 2: the SME describes {} + O({eta}²) (the state {} cancels `{name}` from the update at leading order; minus the same weight times {bar} it follows the optimizer to O({eta}²) in the weak sense); the O({eta}) terms of the drift come from the slow manifold (Kovachki & Stuart 2021)",
+            map(&format!("{name} − {bar}")),
+            map(name).replace(&format!("·({name})"), &format!("·{name}")),
+        ),
+        format!(
+            "this assumes |{rate}| < 1 and `{name}` started on its slow manifold, {name}₀ = {bar}(x₀), where the SME starts at the optimizer's start; from another start the SME starts at {}, a shift of order {eta} that the initial layer leaves and that does not decay",
+            start(&format!("{name}₀ − {bar}(x₀)"))
+        ),
+    ];
+    Ok((out, notes))
+}
+
+/// `e` with its numbers folded, for the notes: `q·(r·a) = (qr)·a`, `a/q = (1/q)·a`,
+/// `1·a = a`, `-(q·a) = (−q)·a`. Sound for every value of `a` (exact rationals only).
+fn tidy(e: &Expr) -> Expr {
+    let one = |a: &Expr| Box::new(tidy(a));
+    let kids = match &e.kind {
+        ExprKind::Neg(a) => ExprKind::Neg(one(a)),
+        ExprKind::Grad(a) => ExprKind::Grad(one(a)),
+        ExprKind::Hess(a) => ExprKind::Hess(one(a)),
+        ExprKind::Objective(a) => ExprKind::Objective(one(a)),
+        ExprKind::Call(func, args) => ExprKind::Call(*func, args.iter().map(tidy).collect()),
+        ExprKind::Bin(op, a, b) => ExprKind::Bin(*op, one(a), one(b)),
+        _ => e.kind.clone(),
+    };
+    // Zero (a number, or `0*x` for a zero vector): a term that drops from a sum.
+    fn zero(x: &Expr) -> bool {
+        match &x.kind {
+            ExprKind::Num(q) => q.is_zero(),
+            ExprKind::Bin(BinOp::Mul, l, r) => zero(l) || zero(r),
+            _ => false,
+        }
+    }
+    let numeric = |x: &Expr| match &x.kind {
+        ExprKind::Num(q) => Some(q.clone()),
+        _ => None,
+    };
+    // q·a with q folded into a leading number of a.
+    let scaled = |q: BigRational, a: Expr, shape: Shape| -> Expr {
+        if let Some(r) = numeric(&a) {
+            return num(q * r);
+        }
+        if q.is_one() {
+            return a;
+        }
+        match &a.kind {
+            ExprKind::Bin(BinOp::Mul, l, r) if numeric(l).is_some() => {
+                let q = q * numeric(l).unwrap_or_default();
+                if q.is_one() {
+                    (**r).clone()
+                } else {
+                    Expr::new(ExprKind::Bin(BinOp::Mul, Box::new(num(q)), r.clone()), shape)
+                }
+            }
+            ExprKind::Neg(inner) => Expr::new(
+                ExprKind::Bin(BinOp::Mul, Box::new(num(-q)), inner.clone()),
+                shape,
+            ),
+            _ => Expr::new(ExprKind::Bin(BinOp::Mul, Box::new(num(q)), Box::new(a)), shape),
+        }
+    };
+    match kids {
+        ExprKind::Neg(a) => match numeric(&a) {
+            Some(q) => num(-q),
+            None => match &a.kind {
+                ExprKind::Bin(BinOp::Mul, l, r) if numeric(l).is_some() => {
+                    scaled(-numeric(l).unwrap_or_default(), (**r).clone(), e.shape)
+                }
+                _ => Expr::new(ExprKind::Neg(a), e.shape),
+            },
+        },
+        ExprKind::Bin(BinOp::Add, a, b) if zero(&b) && a.shape == e.shape => *a,
+        ExprKind::Bin(BinOp::Add | BinOp::Sub, a, b) if zero(&a) && b.shape == e.shape => {
+            if matches!(kids_op(e), Some(BinOp::Sub)) {
+                tidy(&Expr::new(ExprKind::Neg(b), e.shape))
+            } else {
+                *b
+            }
+        }
+        ExprKind::Bin(BinOp::Sub, a, b) if zero(&b) && a.shape == e.shape => *a,
+        ExprKind::Bin(BinOp::Mul, a, _) if zero(&a) && a.shape == e.shape => *a,
+        ExprKind::Bin(BinOp::Mul, _, b) if zero(&b) && b.shape == e.shape => *b,
+        ExprKind::Bin(BinOp::Mul, a, b) if zero(&a) || zero(&b) => {
+            Expr::new(ExprKind::Bin(BinOp::Mul, a, b), e.shape)
+        }
+        ExprKind::Bin(BinOp::Mul, a, b) => match (numeric(&a), numeric(&b)) {
+            (Some(q), _) => scaled(q, *b, e.shape),
+            (None, Some(q)) => scaled(q, *a, e.shape),
+            _ => Expr::new(ExprKind::Bin(BinOp::Mul, a, b), e.shape),
+        },
+        ExprKind::Bin(BinOp::Div, a, b) => match numeric(&b) {
+            Some(q) if !q.is_zero() => scaled(q.recip(), *a, e.shape),
+            _ => Expr::new(ExprKind::Bin(BinOp::Div, a, b), e.shape),
+        },
+        kind => Expr::new(kind, e.shape),
+    }
+}
+
+fn kids_op(e: &Expr) -> Option<BinOp> {
+    match &e.kind {
+        ExprKind::Bin(op, ..) => Some(*op),
+        _ => None,
+    }
 }

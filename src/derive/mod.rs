@@ -150,8 +150,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
     // Fast states are eliminated first; the rest derives the reduced rule.
     if let Some(f) = fast::classify(opt, options.max_terms) {
         let syms = Ctx::fresh(opt, options.max_terms, quadratic).syms;
-        let (reduced, notes) = fast::eliminate(opt, &f, &syms)?;
-        if p > 1 {
+        if p > 2 {
             return Err(Failure::Diagnostic(Box::new(
                 Diagnostic::new(
                     Code::Unsupported,
@@ -159,9 +158,14 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                     format!("order {p} with the fast state `{}`", f.name),
                 )
                 .label("this optimizer has a state that relaxes at a fixed rate")
-                .hint(format!("smelt eliminates a fast state at weak order 1 (the SME of the slow states); order 2 (the slow manifold's O({0}) correction and the fast fluctuation) is not derived yet: ask for weak order 1 (`derive --order 1`, `verify --orders 1`), or scale the rate with the small parameter (`let mu = 1 - c*{0}`) to keep `{1}` as a state of the SME", opt.small.name, f.name)),
+                .hint(format!("smelt eliminates a fast state at weak order 1 and 2 (the SME of the slow states, with the slow manifold's O({0}) correction); higher orders need the fast fluctuation's corrections, not derived: ask for weak order 2 or less, or scale the rate with the small parameter (`let mu = 1 - c*{0}`) to keep `{1}` as a state of the SME", opt.small.name, f.name)),
             )));
         }
+        let (reduced, notes) = if p == 1 {
+            fast::eliminate(opt, &f, &syms)?
+        } else {
+            fast::eliminate2(opt, &f, &syms)?
+        };
         let mut sme = derive_in_scope(&reduced, options, quadratic)?;
         sme.notes.splice(0..0, notes);
         sme.eliminated.insert(
