@@ -205,3 +205,66 @@ assert vanishes(diffusion_matrix - diffusion_matrix.T)
 "#,
     );
 }
+
+/// Fixed-momentum rules at weak order 2 (issue 19): their SME, exported to SymPy, against
+/// an independent derivation written here in SymPy by backward error analysis of the
+/// two-step recurrence that the rule is (the method of modified equations Kovachki &
+/// Stuart use, JMLR 22(17), 2021): the ODE x' = F₀ + ηF₁ whose flow satisfies
+/// `x(t+η) − x(t) = μ(x(t) − x(t−η)) − λη f'(x(t) + νμ(x(t) − x(t−η)))` through η².
+/// smelt derives the same SMEs by eliminating the fast state from the one-step rule
+/// (`derive::fast`), never from the recurrence, so the two sides share nothing but the
+/// rule. The diffusion is SGD's with learning rate λη/(1 − μ) (FORMULAS.md §3.2), and
+/// the drift has no noise term. (Checked to fail when Nesterov's look-ahead is left out
+/// of the recurrence: −860η against heavy ball's −950η at μ = 9/10.)
+#[test]
+fn fixed_momentum_at_order_2_is_the_modified_equation_of_the_two_step_recurrence() {
+    // (rule, μ, λ, ν): heavy ball (ν = 0), Nesterov (ν = 1), an EMA of the gradient
+    // (m' = βm + (1 − β)g, x' = x − ηm' is the recurrence with μ = β, λ = 1 − β).
+    let heavy_ball = |mu: &str| format!("optimizer HB\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n v = mu*v - eta*(grad f(x) + xi)\n x = x + v\n");
+    let nesterov = |mu: &str| format!("optimizer NAG\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n let y = x + mu*v\n v = mu*v - eta*(grad f(y) + xi(y))\n x = x + v\n");
+    let ema = |beta: &str| format!("optimizer EMA\n param x\n state m\n small eta\n let beta = {beta}\n time eta\n noise xi ~ general\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n x = x - eta*m\n");
+    let cases = [
+        (heavy_ball("9/10"), "Rational(9, 10)", "1", 0),
+        (heavy_ball("1/2"), "Rational(1, 2)", "1", 0),
+        (heavy_ball("-1/2"), "Rational(-1, 2)", "1", 0),
+        (nesterov("9/10"), "Rational(9, 10)", "1", 1),
+        (nesterov("1/2"), "Rational(1, 2)", "1", 1),
+        (ema("9/10"), "Rational(9, 10)", "Rational(1, 10)", 0),
+    ];
+    for (i, (source, mu, lr, look)) in cases.iter().enumerate() {
+        let sme = smelt::derive(source, &Options::order(2)).unwrap_or_else(|e| panic!("{e:?}"));
+        run(
+            &format!("fixed-momentum-{i}"),
+            &sme,
+            1,
+            &format!(
+                r#"
+from sympy import Rational, series, solve
+x = Symbol('x')
+eta = Symbol('eta', positive=True)
+f = Function('f')
+Sigma = Function('Sigma')
+mu, lr, look = {mu}, {lr}, {look}
+F0, F1 = Function('F0')(x), Function('F1')(x)
+F = F0 + eta*F1
+def flow(s):
+    # the flow of x' = F over time s, through s^3 (Lie series)
+    t2 = F.diff(x)*F
+    return x + s*F + s**2/2*t2 + s**3/6*t2.diff(x)*F
+xp, xm = flow(eta), flow(-eta)
+d = look*mu*(x - xm)
+f1, f2, f3 = f(x).diff(x), f(x).diff(x, 2), f(x).diff(x, 3)
+residual = xp - x - mu*(x - xm) + lr*eta*(f1 + d*f2 + d**2/2*f3)
+r = series(residual, eta, 0, 3).removeO()
+c0 = solve(r.coeff(eta, 1), F0)[0]
+r2 = r.coeff(eta, 2).subs(F0, c0).doit()
+c1 = solve(r2, F1)[0]
+b = c0 + eta*c1
+assert vanishes(drift - b), (drift, b)
+assert vanishes(diffusion - eta*(lr/(1 - mu))**2*Sigma(x)), diffusion
+assert order == 2 and conditions == [], (order, conditions)
+"#
+            ),
+        );
+    }
+}
