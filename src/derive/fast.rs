@@ -41,37 +41,41 @@ pub(crate) struct Fast {
 /// The first fast state of `opt`, in declaration order (the derivation of the reduced
 /// rule looks for the next).
 pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Option<Fast> {
-    opt.states.iter().find_map(|s| {
-        let name = s.name.as_str();
-        let fast = |(rate, scale): (Poly, i32)| Fast {
-            name: name.to_string(),
-            rate,
-            scale,
-        };
-        // The first scale at which it expands with a forcing at ε⁰ (a state that does not
-        // expand unscaled moves a point by O(1)).
-        let search = || {
-            (1..=3).find_map(|p| match leading(opt, name, p, 0, max_terms) {
-                Some((rate, Some(0))) if !rate.is_one() => Some(fast((rate, p))),
+    opt.states
+        .iter()
+        .find_map(|s| classify_state(opt, &s.name, max_terms))
+}
+
+/// The state `name` as a fast state, if it is one.
+fn classify_state(opt: &Optimizer, name: &str, max_terms: usize) -> Option<Fast> {
+    let fast = |(rate, scale): (Poly, i32)| Fast {
+        name: name.to_string(),
+        rate,
+        scale,
+    };
+    // The first scale at which it expands with a forcing at ε⁰ (a state that does not
+    // expand unscaled moves a point by O(1)).
+    let search = || {
+        (1..=3).find_map(|p| match leading(opt, name, p, 0, max_terms) {
+            Some((rate, Some(0))) if !rate.is_one() => Some(fast((rate, p))),
+            _ => None,
+        })
+    };
+    // At ε⁰ first: a slow state (rate 1) costs one shallow expansion.
+    match leading(opt, name, 0, 0, max_terms) {
+        Some((rate, _)) if rate.is_one() => None,
+        Some((rate, Some(0))) => Some(fast((rate, 0))),
+        // Not forced at ε⁰: its scale is the lowest power of ε in the forcing.
+        Some(_) => match leading(opt, name, 0, 3, max_terms) {
+            Some((_, Some(p))) => match leading(opt, name, p, 0, max_terms)? {
+                (rate, Some(0)) if !rate.is_one() => Some(fast((rate, p))),
                 _ => None,
-            })
-        };
-        // At ε⁰ first: a slow state (rate 1) costs one shallow expansion.
-        match leading(opt, name, 0, 0, max_terms) {
-            Some((rate, _)) if rate.is_one() => None,
-            Some((rate, Some(0))) => Some(fast((rate, 0))),
-            // Not forced at ε⁰: its scale is the lowest power of ε in the forcing.
-            Some(_) => match leading(opt, name, 0, 3, max_terms) {
-                Some((_, Some(p))) => match leading(opt, name, p, 0, max_terms)? {
-                    (rate, Some(0)) if !rate.is_one() => Some(fast((rate, p))),
-                    _ => None,
-                },
-                Some((_, None)) => None,
-                None => search(),
             },
+            Some((_, None)) => None,
             None => search(),
-        }
-    })
+        },
+        None => search(),
+    }
 }
 
 /// For the new value of `name` divided by ε^p, expanded through ε^upto: its form
@@ -955,4 +959,27 @@ fn kids_op(e: &Expr) -> Option<BinOp> {
         ExprKind::Bin(op, ..) => Some(*op),
         _ => None,
     }
+}
+
+/// The value of the fast state `name` on its slow manifold at leading order, `ε^scale ū`
+/// (ū its stationary mean, [`stationary_mean`]), as an expression of the rule's
+/// start-of-step state, for starting the optimizer there (`smelt verify`). `None` where
+/// the state is not fast in `opt` or its mean is not available (a forcing nonlinear in
+/// the noise).
+pub fn manifold_value(opt: &Optimizer, name: &str, max_terms: usize) -> Option<Expr> {
+    let f = classify_state(opt, name, max_terms)?;
+    let p = f.scale;
+    let syms = Ctx::fresh(opt, max_terms, false).syms;
+    let prep = prepare(opt, &f, &syms).ok()?;
+    let mean = stationary_mean(&prep, name).ok()?.unwrap_or_else(|| {
+        zero_of(
+            opt.var_shape(name).unwrap_or(Shape::Vector),
+            &opt.param.name,
+        )
+    });
+    Some(if p == 0 {
+        mean
+    } else {
+        bin(BinOp::Mul, small_power(p), mean)
+    })
 }

@@ -28,6 +28,7 @@ use crate::ir::Optimizer;
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
 pub use ctx::PRODUCT_FACTOR;
+pub use fast::manifold_value;
 use ctx::{tuple_labels, Ctx, Failure};
 use expand::Expander;
 use moments::{Discrete, Sde};

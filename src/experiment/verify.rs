@@ -30,6 +30,10 @@ pub struct Prepared {
     pub hypers: BTreeMap<String, f64>,
     pub layout: Layout,
     pub start: Vec<f64>,
+    /// The rule's fast states that the problem does not start, with their value on the
+    /// slow manifold ([`crate::derive::manifold_value`]): the optimizer starts there,
+    /// where the eliminated SMEs start at the optimizer's start.
+    pub manifold: Vec<(String, crate::ir::Expr)>,
 }
 
 /// Why a verification cannot run: the library's one error ([`crate::Error`]), whose
@@ -172,6 +176,17 @@ pub fn bind(
             rule.name
         )));
     }
+    let started = |n: &str| problem.starts.iter().any(|s| s.name == n);
+    let manifold = smes
+        .first()
+        .map_or(&[][..], |s| &s.eliminated[..])
+        .iter()
+        .filter(|e| !started(&e.name))
+        .filter_map(|e| {
+            let max_terms = crate::Options::order(1).max_terms;
+            crate::derive::manifold_value(&rule, &e.name, max_terms).map(|v| (e.name.clone(), v))
+        })
+        .collect();
     Ok(Prepared {
         rule,
         problem,
@@ -180,6 +195,7 @@ pub fn bind(
         hypers,
         layout,
         start,
+        manifold,
     })
 }
 
@@ -190,6 +206,15 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         hypers: p.hypers.clone(),
     };
     let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)?;
+    let start = manifold_start(p, &nums)?;
+    // The slots of the eliminated states, for the coupling.
+    let fast: Vec<(usize, usize)> = p
+        .smes
+        .first()
+        .map_or(&[][..], |s| &s.eliminated[..])
+        .iter()
+        .filter_map(|e| p.layout.find(&e.name))
+        .collect();
     let mut sdes = Vec::new();
     let mut refused = Vec::new();
     let mut tau = f64::NAN;
@@ -201,7 +226,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         tau = sde.tau;
         // A truncated series need not be an SDE at every step size: that order is left
         // out here (and says why), the others run.
-        match not_psd(&sde, &p.start, &p.layout) {
+        match not_psd(&sde, &start, &p.layout) {
             None => {
                 refused.push(None);
                 sdes.push((order, sde));
@@ -227,13 +252,13 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
     let sdes = sdes
         .into_iter()
         .map(|(o, sde)| {
-            let c = weak::coupling(&step, &sde, &p.start, tau);
+            let c = weak::coupling(&step, &sde, &start, tau, &fast);
             (o, sde, c)
         })
         .collect();
     let (observables, _, _) = compile::compile_observables(&p.problem, &p.layout)?;
     // A clock started at t0 > 0 starts the step counter at k0 = round(t0/τ).
-    let mut start = p.start.clone();
+    let mut start = start;
     let mut counter0 = 0u64;
     if p.layout.clock {
         let t0 = start[p.layout.n - 1];
@@ -253,6 +278,33 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
         start,
         substeps: substeps.max(4).div_ceil(4) * 4,
     })
+}
+
+/// The start state with the fast states the problem does not start on their slow
+/// manifold at this step size: one step of the rule that sets each to its value there
+/// and leaves the rest, compiled and run once.
+fn manifold_start(p: &mut Prepared, nums: &Numbers) -> Result<Vec<f64>, Error> {
+    if p.manifold.is_empty() {
+        return Ok(p.start.clone());
+    }
+    let mut rule = p.rule.clone();
+    rule.steps = p
+        .manifold
+        .iter()
+        .map(|(name, value)| crate::ir::Step {
+            target: crate::ir::Target::Var(name.clone()),
+            expr: value.clone(),
+            span: rule.header,
+        })
+        .collect();
+    let once = compile::compile_step(&rule, &mut p.problem.model, &p.layout, nums)?;
+    let mut inputs = vec![0.0; once.n_inputs()];
+    inputs[..once.n_state].copy_from_slice(&p.start[..once.n_state]);
+    let g = once.graph.clone();
+    let out = g.eval(&once.outputs, &inputs);
+    let mut start = p.start.clone();
+    start[..out.len().min(once.n_state)].copy_from_slice(&out[..out.len().min(once.n_state)]);
+    Ok(start)
 }
 
 /// The optimizer steps that reach the horizon at `tau` per step: the one count that

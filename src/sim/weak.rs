@@ -87,7 +87,20 @@ pub struct Coupling {
 }
 
 /// The coupling of an SDE to the optimizer at the start state.
-pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -> Coupling {
+///
+/// `fast`: the slots of the rule's eliminated states. A slow state's sensitivity to this
+/// step's normals is then taken over the steps that follow, where the fast state carries
+/// them: `J_x + C J_u` with `C = A (I − M)⁻¹`, `A = ∂x'/∂u` and `M = ∂u'/∂u`, which is
+/// the sensitivity of the state `Y = x + C u` that the elimination follows
+/// (`derive::fast`). Without it the SDE's noise would be coupled to a fraction of the
+/// optimizer's (`1 − μ` for heavy ball).
+pub fn coupling(
+    step: &StepProgram,
+    sde: &SdeProgram,
+    start: &[f64],
+    tau: f64,
+    fast: &[(usize, usize)],
+) -> Coupling {
     let n = sde.n;
     // Minibatch noise draws no normals: the SDE gets its own (no coupling).
     let kz = if step.minibatch.is_some() {
@@ -135,6 +148,7 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
             }
         }
     }
+    carry_fast(&mut g, step, &inputs, fast, &mut j);
     let l_flat = sde.graph.eval(&sde.factor, start);
     let l: M = (0..n)
         .map(|i| l_flat[i * n..(i + 1) * n].to_vec())
@@ -216,6 +230,40 @@ pub fn coupling(step: &StepProgram, sde: &SdeProgram, start: &[f64], tau: f64) -
         sym(&rest)
     };
     Coupling { c: c2, r }
+}
+
+/// Adds to the rows of `j` (outputs × normals) of the slow states what the fast states
+/// in `fast` carry into them over the following steps (see [`coupling`]).
+fn carry_fast(g: &mut Graph, step: &StepProgram, inputs: &[f64], fast: &[(usize, usize)], j: &mut M) {
+    let fast_slots: Vec<usize> = fast.iter().flat_map(|&(o, l)| o..o + l).collect();
+    if fast_slots.is_empty() || j.first().is_none_or(|r| r.is_empty()) {
+        return;
+    }
+    let n = j.len().min(step.n_state);
+    // Column k: the derivatives of every output by the fast slot k.
+    let cols: Vec<Vec<f64>> = fast_slots
+        .iter()
+        .map(|&k| {
+            let ders = g.diff_all(&step.outputs, k as u32);
+            g.eval(&ders, inputs)
+        })
+        .collect();
+    let m = fast_slots.len();
+    let slow: Vec<usize> = (0..n).filter(|r| !fast_slots.contains(r)).collect();
+    let a = nalgebra::DMatrix::from_fn(slow.len(), m, |r, k| cols[k][slow[r]]);
+    let i_minus_m =
+        nalgebra::DMatrix::from_fn(m, m, |r, k| f64::from(u8::from(r == k)) - cols[k][fast_slots[r]]);
+    let Some(inv) = i_minus_m.try_inverse() else {
+        return;
+    };
+    let c = a * inv;
+    let ju = nalgebra::DMatrix::from_fn(m, j[0].len(), |r, q| j[fast_slots[r]][q]);
+    let carried = c * ju;
+    for (r, &row) in slow.iter().enumerate() {
+        for q in 0..j[row].len() {
+            j[row][q] += carried[(r, q)];
+        }
+    }
 }
 
 /// Sums over paths of one quantity: count, Σx, Σx².
