@@ -1290,9 +1290,18 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         .collect();
     let mut out = Vec::new();
     let derived = p.derived_orders();
+    // The start at each step size (fast states on their slow manifold).
+    let mut starts = Vec::new();
+    for &eta in etas {
+        let nums = Numbers {
+            small: eta,
+            hypers: p.hypers.clone(),
+        };
+        starts.push(manifold_start(p, &nums)?);
+    }
     for ((sme, &order), &reached) in p.smes.iter().zip(&p.orders).zip(&derived) {
         let mut per_obs: Vec<Vec<ErrorPoint>> = vec![Vec::new(); outs.len()];
-        for &eta in etas {
+        for (e, &eta) in etas.iter().enumerate() {
             let values = Values {
                 small: eta,
                 hypers: p.hypers.clone(),
@@ -1307,9 +1316,25 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                 .collect();
             let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e.to_string()))?;
-            let sde = linear_sde(sme, &q, &symbols, &like).map_err(|e| not(&e.to_string()))?;
+            // The SME's own variables (the rule's less its eliminated fast states).
+            let at: Vec<(usize, usize)> = sme
+                .vars
+                .iter()
+                .filter_map(|v| p.layout.find(&v.name))
+                .collect();
+            let own: Vec<_> = sme
+                .vars
+                .iter()
+                .filter_map(|v| {
+                    let i = p.layout.vars.iter().position(|(n, ..)| *n == v.name)?;
+                    like.get(i).cloned()
+                })
+                .collect();
+            let sde = linear_sde(sme, &q, &symbols, &own)
+                .map_err(|e| not(&e.to_string()))?
+                .embed(&at, n);
             let steps = steps_of(p.problem.horizon, sde.tau);
-            let (a, b) = laws(&step, &sde, &p.start, steps);
+            let (a, b) = laws(&step, &sde, &starts[e], steps);
             for (j, &o) in outs.iter().enumerate() {
                 let e = |law: &crate::numeric::linear_gaussian::Gaussian| {
                     let at = og.eval(&[o], &law.mean.to_vec())[0];

@@ -418,6 +418,31 @@ fn linear_sde_inner(
     })
 }
 
+impl LinearSde {
+    /// The SDE in a larger state whose slots `at` (offset, length per variable of this
+    /// SDE, in order) hold its variables; the other slots (a rule's eliminated fast
+    /// states) neither drift nor diffuse.
+    pub fn embed(&self, at: &[(usize, usize)], n: usize) -> LinearSde {
+        let index: Vec<usize> = at.iter().flat_map(|&(o, l)| o..o + l).collect();
+        let mut f = zeros(n);
+        let mut d = zeros(n);
+        let mut g = V::zeros(n);
+        for (i, &a) in index.iter().enumerate() {
+            g[a] = self.g[i];
+            for (j, &b) in index.iter().enumerate() {
+                f[[a, b]] = self.f[[i, j]];
+                d[[a, b]] = self.d[[i, j]];
+            }
+        }
+        LinearSde {
+            f,
+            g,
+            d,
+            tau: self.tau,
+        }
+    }
+}
+
 /// The law after one optimizer step.
 pub fn step_law(s: &AffineStep, p: &Gaussian) -> Gaussian {
     let mean = s.a.dot(&p.mean) + &s.c;
