@@ -101,3 +101,42 @@ fn the_sme_says_which_state_is_eliminated_and_what_it_assumes() {
     let back = smelt::emit::json::from_json(&json).unwrap();
     assert_eq!(back.eliminated, sme.eliminated);
 }
+
+/// `fast v` and `slow v` decide where the detection should not: `slow` keeps a state
+/// that would be eliminated (heavy ball with μ = 9/10 is then refused as O(1) per step,
+/// the diagnostic of a rule without fast states), and `fast` on a state that does not
+/// relax is refused at the declaration, naming it.
+#[test]
+fn declared_time_scales_override_the_detection() {
+    let hb = |decl: &str, mu: &str| {
+        format!("optimizer HB\n param x\n state v\n {decl}\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n v = mu*v - eta*(grad f(x) + xi)\n x = x + v\n")
+    };
+    // `fast v` where it is detected anyway: the same SME.
+    assert_eq!(sme_body(&hb("fast v", "9/10")), sme_body(&sgd("10")));
+    let err = smelt::derive(&hb("slow v", "9/10"), &Options::order(1)).unwrap_err();
+    assert!(format!("{err:?}").contains("does not vanish"), "{err:?}");
+    let err = smelt::derive(&hb("fast v", "1"), &Options::order(1)).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("`v` is declared fast"), "{text}");
+    let err = smelt::check(&hb("fast x", "9/10")).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("`fast x` names no state"),
+        "{err:?}"
+    );
+    let err = smelt::check(&hb("fast v\n slow v", "9/10")).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("a second time scale"),
+        "{err:?}"
+    );
+}
+
+/// Order 3 with a fast state is refused with a hint naming the state and the orders
+/// that are derived.
+#[test]
+fn order_3_with_a_fast_state_is_refused() {
+    let file = std::fs::read_to_string("examples/heavy_ball_fixed.opt").unwrap();
+    let err = smelt::derive(&file, &Options::order(3)).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("order 3 with the fast state `v`"), "{text}");
+    assert!(text.contains("weak order 2 or less"), "{text}");
+}

@@ -220,9 +220,15 @@ assert vanishes(diffusion_matrix - diffusion_matrix.T)
 fn fixed_momentum_at_order_2_is_the_modified_equation_of_the_two_step_recurrence() {
     // (rule, μ, λ, ν): heavy ball (ν = 0), Nesterov (ν = 1), an EMA of the gradient
     // (m' = βm + (1 − β)g, x' = x − ηm' is the recurrence with μ = β, λ = 1 − β).
-    let heavy_ball = |mu: &str| format!("optimizer HB\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n v = mu*v - eta*(grad f(x) + xi)\n x = x + v\n");
-    let nesterov = |mu: &str| format!("optimizer NAG\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n let y = x + mu*v\n v = mu*v - eta*(grad f(y) + xi(y))\n x = x + v\n");
-    let ema = |beta: &str| format!("optimizer EMA\n param x\n state m\n small eta\n let beta = {beta}\n time eta\n noise xi ~ general\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n x = x - eta*m\n");
+    let heavy_ball = |mu: &str| {
+        format!("optimizer HB\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n v = mu*v - eta*(grad f(x) + xi)\n x = x + v\n")
+    };
+    let nesterov = |mu: &str| {
+        format!("optimizer NAG\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n let y = x + mu*v\n v = mu*v - eta*(grad f(y) + xi(y))\n x = x + v\n")
+    };
+    let ema = |beta: &str| {
+        format!("optimizer EMA\n param x\n state m\n small eta\n let beta = {beta}\n time eta\n noise xi ~ general\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n x = x - eta*m\n")
+    };
     let cases = [
         (heavy_ball("9/10"), "Rational(9, 10)", "1", 0),
         (heavy_ball("1/2"), "Rational(1, 2)", "1", 0),

@@ -40,10 +40,38 @@ pub(crate) struct Fast {
 
 /// The first fast state of `opt`, in declaration order (the derivation of the reduced
 /// rule looks for the next).
-pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Option<Fast> {
-    opt.states
-        .iter()
-        .find_map(|s| classify_state(opt, &s.name, max_terms))
+///
+/// A state declared `slow` is never fast; one declared `fast` must be (else the
+/// declaration is refused, at its line).
+pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Result<Option<Fast>, Failure> {
+    for s in &opt.states {
+        match s.timescale {
+            Some((crate::ir::Timescale::Slow, _)) => continue,
+            Some((crate::ir::Timescale::Fast, span)) => {
+                return match classify_state(opt, &s.name, max_terms) {
+                    Some(f) => Ok(Some(f)),
+                    None => Err(Failure::Diagnostic(Box::new(
+                        Diagnostic::new(
+                            Code::Declaration,
+                            span,
+                            format!("`{}` is declared fast, but its update does not relax it at a fixed rate", s.name),
+                        )
+                        .label("declared fast here")
+                        .hint(format!(
+                            "a fast state's new value is `mu*{0} + F` at leading order, with mu a constant other than 1 and F free of `{0}` (heavy ball: `v = mu*v - eta*g`); remove `fast {0}` to let smelt classify it",
+                            s.name
+                        )),
+                    ))),
+                };
+            }
+            None => {
+                if let Some(f) = classify_state(opt, &s.name, max_terms) {
+                    return Ok(Some(f));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The state `name` as a fast state, if it is one.
@@ -241,7 +269,10 @@ fn affine_in(e: &Expr, is: &impl Fn(&Expr) -> bool, what: &str) -> Result<bool, 
             }
         }
         ExprKind::Call(crate::ir::Func::Dot, args) => {
-            match (affine_in(&args[0], is, what)?, affine_in(&args[1], is, what)?) {
+            match (
+                affine_in(&args[0], is, what)?,
+                affine_in(&args[1], is, what)?,
+            ) {
                 (true, true) => Err(format!("a product of {what} with itself")),
                 (x, y) => Ok(x | y),
             }
@@ -491,10 +522,16 @@ fn without(e: &Expr, is: &impl Fn(&Expr) -> bool) -> Option<Expr> {
         ExprKind::Bin(BinOp::Sub, a, b) => plus(without(a, is), without(b, is).map(neg)),
         ExprKind::Bin(op @ (BinOp::Mul | BinOp::MatMul | BinOp::Div), a, b) => {
             let (a, b) = (without(a, is)?, without(b, is)?);
-            Some(Expr::new(ExprKind::Bin(*op, Box::new(a), Box::new(b)), e.shape))
+            Some(Expr::new(
+                ExprKind::Bin(*op, Box::new(a), Box::new(b)),
+                e.shape,
+            ))
         }
         ExprKind::Call(func @ crate::ir::Func::Dot, args) => {
-            let args = args.iter().map(|a| without(a, is)).collect::<Option<Vec<_>>>()?;
+            let args = args
+                .iter()
+                .map(|a| without(a, is))
+                .collect::<Option<Vec<_>>>()?;
             Some(Expr::new(ExprKind::Call(*func, args), e.shape))
         }
         // Not affine: the callers check first.
@@ -569,7 +606,10 @@ fn stationary_mean(prep: &Prepared, name: &str) -> Result<Option<Expr>, Failure>
         return Ok(None);
     };
     let f = reversion(&f, Version::New, Version::Old);
-    Ok(Some(times(BigRational::one() / (BigRational::one() - &prep.mu), f)))
+    Ok(Some(times(
+        BigRational::one() / (BigRational::one() - &prep.mu),
+        f,
+    )))
 }
 
 /// A slow state whose update reads the fast state `u`: `Y = x + C u` cancels `u` from
@@ -592,9 +632,7 @@ fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> 
             continue;
         }
         let e = inline(&s.expr, &prep.scaled.steps[..i]);
-        let at = |version: Version| {
-            move |x: &Expr| matches!(&x.kind, ExprKind::Var { name: m, version: w } if m == name && *w == version)
-        };
+        let at = |version: Version| move |x: &Expr| matches!(&x.kind, ExprKind::Var { name: m, version: w } if m == name && *w == version);
         let fail = |what: String| {
             refuse(
                 s.span,
@@ -907,14 +945,20 @@ fn tidy(e: &Expr) -> Expr {
                 if q.is_one() {
                     (**r).clone()
                 } else {
-                    Expr::new(ExprKind::Bin(BinOp::Mul, Box::new(num(q)), r.clone()), shape)
+                    Expr::new(
+                        ExprKind::Bin(BinOp::Mul, Box::new(num(q)), r.clone()),
+                        shape,
+                    )
                 }
             }
             ExprKind::Neg(inner) => Expr::new(
                 ExprKind::Bin(BinOp::Mul, Box::new(num(-q)), inner.clone()),
                 shape,
             ),
-            _ => Expr::new(ExprKind::Bin(BinOp::Mul, Box::new(num(q)), Box::new(a)), shape),
+            _ => Expr::new(
+                ExprKind::Bin(BinOp::Mul, Box::new(num(q)), Box::new(a)),
+                shape,
+            ),
         }
     };
     match kids {

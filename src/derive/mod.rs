@@ -28,9 +28,9 @@ use crate::ir::Optimizer;
 use crate::sme::{Condition, DiffusionBlock, Residual, Sme, StateInfo};
 use crate::span::Span;
 pub use ctx::PRODUCT_FACTOR;
-pub use fast::manifold_value;
 use ctx::{tuple_labels, Ctx, Failure};
 use expand::Expander;
+pub use fast::manifold_value;
 use moments::{Discrete, Sde};
 
 /// What to derive.
@@ -149,7 +149,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         )));
     }
     // Fast states are eliminated first; the rest derives the reduced rule.
-    if let Some(f) = fast::classify(opt, options.max_terms) {
+    if let Some(f) = fast::classify(opt, options.max_terms)? {
         let syms = Ctx::fresh(opt, options.max_terms, quadratic).syms;
         if p > 2 {
             return Err(Failure::Diagnostic(Box::new(

@@ -22,6 +22,14 @@ pub fn render(sme: &Sme, standalone: bool) -> String {
         sme.order,
         super::text::coefficient(st, &sme.time, syms, small).1
     );
+    for e in &sme.eliminated {
+        let _ = writeln!(
+            body,
+            "% {} is fast (it relaxes at rate 1 - {} per step) and eliminated: see the notes",
+            e.name,
+            super::text::coefficient(st, &e.rate, syms, small).1
+        );
+    }
     // Which states the noise reaches.
     let noisy: Vec<bool> = (0..vars.len())
         .map(|a| {

@@ -1275,6 +1275,14 @@ pub fn render(sme: &Sme) -> String {
         })
         .collect();
     let _ = writeln!(out, "  state: {}", state.join(", "));
+    for e in &sme.eliminated {
+        let (_, rate) = coefficient(st, &e.rate, syms, small);
+        let _ = writeln!(
+            out,
+            "  eliminated: {} is fast (relaxes at rate 1 − {rate} per step onto its slow manifold; see the notes)",
+            pretty_name(&e.name)
+        );
+    }
     let noise: Vec<String> = sme
         .noise
         .iter()

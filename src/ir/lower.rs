@@ -206,6 +206,7 @@ impl Lowerer {
                                 name: n.name.clone(),
                                 shape,
                                 span: n.span,
+                                timescale: None,
                             });
                         }
                     }
@@ -253,7 +254,48 @@ impl Lowerer {
                 ItemKind::Let(name, _) => {
                     self.all_lets.entry(name.name.clone()).or_insert(name.span);
                 }
-                ItemKind::Update(..) => {}
+                ItemKind::Update(..) | ItemKind::Timescale { .. } => {}
+            }
+        }
+        // `fast v` / `slow v`, once every state is known.
+        for item in &file.items {
+            let ItemKind::Timescale { names, fast } = &item.kind else {
+                continue;
+            };
+            let (scale, word) = if *fast {
+                (Timescale::Fast, "fast")
+            } else {
+                (Timescale::Slow, "slow")
+            };
+            for n in names {
+                let Some(state) = states.iter_mut().find(|s| s.name == n.name) else {
+                    self.error(
+                        Diagnostic::new(
+                            Code::Declaration,
+                            n.span,
+                            format!("`{word} {}` names no state", n.name),
+                        )
+                        .label("not a state of this optimizer")
+                        .hint(format!(
+                            "`{word}` applies to the rule's states (`state m, v`); the parameter is always slow"
+                        )),
+                    );
+                    continue;
+                };
+                if let Some((_, prev)) = state.timescale {
+                    self.error(
+                        Diagnostic::new(
+                            Code::Declaration,
+                            n.span,
+                            format!("a second time scale for `{}`", n.name),
+                        )
+                        .label("declared again")
+                        .secondary(prev, "declared here")
+                        .hint("keep one `fast` or `slow` line for it"),
+                    );
+                    continue;
+                }
+                state.timescale = Some((scale, item.span));
             }
         }
         let Some(param) = param else {

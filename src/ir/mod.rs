@@ -88,6 +88,16 @@ pub struct StateVar {
     pub name: String,
     pub shape: Shape,
     pub span: Span,
+    /// A `fast v` or `slow v` declaration, and where it is; `None`: the derivation
+    /// classifies the state itself ([`crate::derive`]).
+    pub timescale: Option<(Timescale, Span)>,
+}
+
+/// Whether a state is eliminated as fast or kept as a state of the SME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timescale {
+    Fast,
+    Slow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,7 +393,12 @@ impl Optimizer {
         o.time_span = z;
         o.param.span = z;
         o.small.span = z;
-        o.states.iter_mut().for_each(|s| s.span = z);
+        o.states.iter_mut().for_each(|s| {
+            s.span = z;
+            if let Some((_, span)) = &mut s.timescale {
+                *span = z;
+            }
+        });
         o.hypers.iter_mut().for_each(|h| h.span = z);
         o.scalings.iter_mut().for_each(|s| s.span = z);
         o.noises.iter_mut().for_each(|n| n.span = z);

@@ -27,6 +27,17 @@ pub fn canonical(o: &Optimizer) -> String {
         };
         let _ = writeln!(out, "  state {}{shape}", names.join(", "));
     }
+    for (scale, word) in [(Timescale::Fast, "fast"), (Timescale::Slow, "slow")] {
+        let names: Vec<&str> = o
+            .states
+            .iter()
+            .filter(|s| s.timescale.is_some_and(|(t, _)| t == scale))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !names.is_empty() {
+            let _ = writeln!(out, "  {word} {}", names.join(", "));
+        }
+    }
     let _ = writeln!(out, "  small {}", o.small.name);
     for group in o.hypers.chunk_by(|a, b| a.constraint == b.constraint) {
         let names: Vec<&str> = group.iter().map(|h| h.name.as_str()).collect();

@@ -234,7 +234,13 @@ pub fn coupling(
 
 /// Adds to the rows of `j` (outputs × normals) of the slow states what the fast states
 /// in `fast` carry into them over the following steps (see [`coupling`]).
-fn carry_fast(g: &mut Graph, step: &StepProgram, inputs: &[f64], fast: &[(usize, usize)], j: &mut M) {
+fn carry_fast(
+    g: &mut Graph,
+    step: &StepProgram,
+    inputs: &[f64],
+    fast: &[(usize, usize)],
+    j: &mut M,
+) {
     let fast_slots: Vec<usize> = fast.iter().flat_map(|&(o, l)| o..o + l).collect();
     if fast_slots.is_empty() || j.first().is_none_or(|r| r.is_empty()) {
         return;
@@ -251,8 +257,9 @@ fn carry_fast(g: &mut Graph, step: &StepProgram, inputs: &[f64], fast: &[(usize,
     let m = fast_slots.len();
     let slow: Vec<usize> = (0..n).filter(|r| !fast_slots.contains(r)).collect();
     let a = nalgebra::DMatrix::from_fn(slow.len(), m, |r, k| cols[k][slow[r]]);
-    let i_minus_m =
-        nalgebra::DMatrix::from_fn(m, m, |r, k| f64::from(u8::from(r == k)) - cols[k][fast_slots[r]]);
+    let i_minus_m = nalgebra::DMatrix::from_fn(m, m, |r, k| {
+        f64::from(u8::from(r == k)) - cols[k][fast_slots[r]]
+    });
     let Some(inv) = i_minus_m.try_inverse() else {
         return;
     };

@@ -75,6 +75,8 @@ pub enum ItemKind {
     },
     /// `counter k`
     Counter(Ident),
+    /// `fast v` (`fast: true`) or `slow v`
+    Timescale { names: Vec<Ident>, fast: bool },
     /// `let name = expr`
     Let(Ident, Expr),
     /// `name = expr`

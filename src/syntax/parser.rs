@@ -316,6 +316,13 @@ fn build_item(pair: Pair<Rule>) -> ParseResult<Item> {
         Rule::param_decl => ItemKind::Param(ident(next())),
         Rule::small_decl => ItemKind::Small(ident(next())),
         Rule::counter_decl => ItemKind::Counter(ident(next())),
+        Rule::timescale_decl => {
+            let fast = next().as_str() == "fast";
+            ItemKind::Timescale {
+                names: ident_list(next()),
+                fast,
+            }
+        }
         Rule::state_decl => {
             let names = ident_list(next());
             let shape = inner.next().map(|p| {
@@ -790,6 +797,8 @@ pub(crate) const KEYWORDS: &[&str] = &[
     "general",
     "scalar",
     "vector",
+    "fast",
+    "slow",
 ];
 
 /// Declaration keywords, for "did you mean" hints on a misspelled line start.
@@ -803,6 +812,8 @@ const DECL_KEYWORDS: &[&str] = &[
     "time",
     "noise",
     "counter",
+    "fast",
+    "slow",
 ];
 
 fn syntax_error(source: &str, err: pest::error::Error<Rule>) -> Box<Diagnostic> {
