@@ -76,3 +76,27 @@ fn impossible_rules_name_the_obstruction() {
     let sgd = why("sgd.opt", NoiseScale::Named("eta".into()));
     assert!(sgd.contains("`eta`"), "{sgd}");
 }
+
+/// Fixed-β momentum (issue 19): with the velocity eliminated the SME is SGD's with
+/// learning rate η/(1 − μ), so the rule is linear in η and leaves μ alone (as Goyal et
+/// al. train with momentum 0.9 at every batch size); the same for an EMA of the gradient.
+#[test]
+fn fixed_momentum_follows_the_linear_rule_with_the_momentum_unchanged() {
+    for file in [
+        "heavy_ball_fixed.opt",
+        "nesterov_fixed.opt",
+        "ema_sgd_fixed.opt",
+    ] {
+        let Outcome::Rule(r) = rule_of(file, NoiseScale::Covariance) else {
+            panic!("{file}")
+        };
+        assert_eq!(exponent(&r, "eta"), q(1, 1), "{file}");
+        assert_eq!(r.steps, q(-1, 1), "{file}");
+        let rate = if file.starts_with("ema") {
+            "beta"
+        } else {
+            "mu"
+        };
+        assert_eq!(exponent(&r, rate), q(0, 1), "{file}: {r:?}");
+    }
+}
