@@ -62,6 +62,9 @@ pub struct Eliminated {
     pub name: String,
     pub rate: crate::algebra::poly::Poly,
     pub scale: i32,
+    /// Where the rate is a symbol μ: the name of the symbol κ that stands for
+    /// 1/(1 − μ) in the coefficients (reduced so that no monomial has both).
+    pub complement: Option<String>,
 }
 
 /// One noise sample of the step: its name, family and covariance.

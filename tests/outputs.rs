@@ -61,6 +61,7 @@ examples!(
     adam_fixed_beta1,
     ema_sgd_fixed,
     heavy_ball_fixed,
+    heavy_ball_mu,
     nesterov_fixed,
     adam_ballistic,
     adamw,

@@ -226,6 +226,7 @@ fn fixed_momentum_at_order_2_is_the_modified_equation_of_the_two_step_recurrence
     let nesterov = |mu: &str| {
         format!("optimizer NAG\n param x\n state v\n small eta\n let mu = {mu}\n time eta\n noise xi ~ general\n let y = x + mu*v\n v = mu*v - eta*(grad f(y) + xi(y))\n x = x + v\n")
     };
+    let sym = |rule: &str| rule.replace("let mu = mu", "hyper mu in (0, 1)");
     let ema = |beta: &str| {
         format!("optimizer EMA\n param x\n state m\n small eta\n let beta = {beta}\n time eta\n noise xi ~ general\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n x = x - eta*m\n")
     };
@@ -236,6 +237,15 @@ fn fixed_momentum_at_order_2_is_the_modified_equation_of_the_two_step_recurrence
         (nesterov("9/10"), "Rational(9, 10)", "1", 1),
         (nesterov("1/2"), "Rational(1, 2)", "1", 1),
         (ema("9/10"), "Rational(9, 10)", "Rational(1, 10)", 0),
+        // A symbolic rate: smelt writes κ for 1/(1 − μ), substituted back here.
+        (sym(&heavy_ball("mu")), "mu", "1", 0),
+        (sym(&nesterov("mu")), "mu", "1", 1),
+        (
+            ema("b").replace("let beta = b", "hyper beta in (0, 1)"),
+            "beta",
+            "1 - beta",
+            0,
+        ),
     ];
     for (i, (source, mu, lr, look)) in cases.iter().enumerate() {
         let sme = smelt::derive(source, &Options::order(2)).unwrap_or_else(|e| panic!("{e:?}"));
@@ -266,6 +276,9 @@ c0 = solve(r.coeff(eta, 1), F0)[0]
 r2 = r.coeff(eta, 2).subs(F0, c0).doit()
 c1 = solve(r2, F1)[0]
 b = c0 + eta*c1
+if 'kappa' in globals():
+    drift = drift.subs(kappa, 1/(1 - mu))
+    diffusion = diffusion.subs(kappa, 1/(1 - mu))
 assert vanishes(drift - b), (drift, b)
 assert vanishes(diffusion - eta*(lr/(1 - mu))**2*Sigma(x)), diffusion
 assert order == 2 and conditions == [], (order, conditions)

@@ -150,6 +150,33 @@ impl Poly {
         self.terms.is_empty()
     }
 
+    /// The polynomial reduced with `a·b = b − 1`, the relation of `b = 1/(1 − a)`: no
+    /// monomial keeps positive powers of both (`a^i b^j = a^(i−1) b^(j−1) (b − 1)`,
+    /// repeated). The value is unchanged wherever `b (1 − a) = 1`.
+    pub fn reduce_complement(&self, a: Sym, b: Sym) -> Poly {
+        if a == b {
+            return self.clone();
+        }
+        let mut out = Poly::zero();
+        let mut work: Vec<(Monomial, BigRational)> = self
+            .terms
+            .iter()
+            .map(|(m, c)| (m.clone(), c.clone()))
+            .collect();
+        while let Some((mono, c)) = work.pop() {
+            let (i, j) = (Poly::exponent(&mono, a), Poly::exponent(&mono, b));
+            if i < 1 || j < 1 {
+                out.add_term(&mono, &c);
+                continue;
+            }
+            // a^(i−1) b^(j−1) times b, minus the same without b.
+            let lower = mono_mul(&mono, &vec![(a.min(b), -1), (a.max(b), -1)]);
+            work.push((mono_mul(&lower, &vec![(b, 1)]), c.clone()));
+            work.push((lower, -c));
+        }
+        out
+    }
+
     pub fn terms(&self) -> impl Iterator<Item = (&Monomial, &BigRational)> {
         self.terms.iter()
     }
@@ -461,6 +488,52 @@ pub fn rat_to_f64(c: &BigRational) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reduction with `a·b = b − 1` keeps the value wherever `b = 1/(1 − a)`: at
+    /// negative, zero, small and near-one `a`, on polynomials with mixed, pure and
+    /// negative powers (of a third symbol), and leaves no monomial with both.
+    #[test]
+    fn the_complement_reduction_keeps_the_value() {
+        let (a, b, e) = (1, 3, 0);
+        let term = |i: i32, j: i32, k: i32, c: i64| {
+            let mut m: Monomial = Vec::new();
+            for (s, x) in [(e, k), (a, i), (b, j)] {
+                if x != 0 {
+                    m.push((s, x));
+                }
+            }
+            Poly::from_term(m, rat(c, 1))
+        };
+        let p = term(1, 3, 1, 1)
+            .add(&term(2, 2, 0, -3))
+            .add(&term(4, 1, -1, 5))
+            .add(&term(0, 2, 0, 7))
+            .add(&term(3, 0, 2, -2))
+            .add(&term(1, 1, 0, 1));
+        let r = p.reduce_complement(a, b);
+        assert!(r
+            .terms()
+            .all(|(m, _)| Poly::exponent(m, a) < 1 || Poly::exponent(m, b) < 1));
+        for av in [-0.5, 0.0, 0.1, 0.5, 0.9, 0.999] {
+            let bv = 1.0 / (1.0 - av);
+            let value = |s: Sym| match s {
+                0 => 0.37,
+                1 => av,
+                _ => bv,
+            };
+            let (x, y) = (p.eval(&value), r.eval(&value));
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                "a = {av}: {x} vs {y}"
+            );
+        }
+        // (1 + a)/(2(1 − a)³) = b³ − b²/2.
+        let hb = term(0, 3, 0, 1).add(&term(1, 3, 0, 1)).scale(&rat(1, 2));
+        assert_eq!(
+            hb.reduce_complement(a, b),
+            term(0, 3, 0, 1).sub(&term(0, 2, 0, 1).scale(&rat(1, 2)))
+        );
+    }
 
     #[test]
     fn arithmetic_is_exact_and_canonical() {

@@ -293,15 +293,73 @@ fn refuse(span: crate::span::Span, what: String, hint: String) -> Failure {
     ))
 }
 
+/// A rule with its fast state eliminated, the notes that say so, and (μ, κ) by name
+/// where the rate is a symbol μ and κ stands for 1/(1 − μ).
+pub(crate) struct Reduced {
+    pub rule: Optimizer,
+    pub notes: Vec<String>,
+    pub complement: Option<(String, String)>,
+}
+
 /// The rule scaled so that the fast state is of order 1, the index of its update and
 /// its rate μ, after the checks both orders need: every slow update affine in it, μ a
 /// number, |μ| < 1.
 struct Prepared {
     scaled: Optimizer,
     at: usize,
-    mu: BigRational,
+    mu: Rate,
     /// μ as the rule writes it.
     rate: String,
+}
+
+/// The rate μ: a number, or a hyperparameter with a symbol κ = 1/(1 − μ) of its own
+/// (coefficients are polynomials: 1/(1 − μ) is not one, and κ stands for it; the SME's
+/// coefficients are then reduced with κμ = κ − 1, [`Poly::reduce_complement`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Rate {
+    Num(BigRational),
+    Sym { mu: String, kappa: String },
+}
+
+impl Prepared {
+    /// `μ·e`.
+    fn mu_times(&self, e: Expr) -> Expr {
+        match &self.mu {
+            Rate::Num(q) => times(q.clone(), e),
+            Rate::Sym { mu, .. } => bin(BinOp::Mul, hyper(mu), e),
+        }
+    }
+
+    /// `e/(1 − μ)`.
+    fn over_one_minus(&self, e: Expr) -> Expr {
+        match &self.mu {
+            Rate::Num(q) => times(BigRational::one() / (BigRational::one() - q), e),
+            Rate::Sym { kappa, .. } => bin(BinOp::Mul, hyper(kappa), e),
+        }
+    }
+
+    /// (μ, κ) by name, where the rate is a symbol.
+    fn complement(&self) -> Option<(String, String)> {
+        match &self.mu {
+            Rate::Num(_) => None,
+            Rate::Sym { mu, kappa } => Some((mu.clone(), kappa.clone())),
+        }
+    }
+
+    /// The rule `out` (reduced from this one) with κ declared, where the rate is a symbol.
+    fn declare_kappa(&self, out: &mut Optimizer) {
+        if let Rate::Sym { kappa, .. } = &self.mu {
+            out.hypers.push(crate::ir::Hyper {
+                name: kappa.clone(),
+                constraint: None,
+                span: out.header,
+            });
+        }
+    }
+}
+
+fn hyper(name: &str) -> Expr {
+    Expr::new(ExprKind::Hyper(name.to_string()), Shape::Scalar)
 }
 
 fn prepare(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Prepared, Failure> {
@@ -327,12 +385,26 @@ fn prepare(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Prepared, Failur
         }
     }
     let rate = f.rate.display(syms);
-    let Some(mu) = f.rate.as_constant() else {
-        return Err(refuse(
-            scaled.steps[at].span,
-            format!("`{name}` relaxes at the fixed rate {rate}, a symbol: the elimination divides by 1 − {rate}, which smelt's coefficients (polynomials in the hyperparameters) cannot hold yet"),
-            format!("give the rate as a number (`let {rate} = 9/10`) to eliminate `{name}`, or scale it with the small parameter (`let {rate} = 1 - c*{}`) to keep `{name}` as a state of the SME", opt.small.name),
-        ));
+    let mu = match (f.rate.as_constant(), single_symbol(&f.rate)) {
+        (Some(mu), _) => mu,
+        // A hyperparameter: κ = 1/(1 − μ) stands for the division.
+        (None, Some(s)) if opt.hypers.iter().any(|h| h.name == syms.name(s)) => {
+            let mu = syms.name(s).to_string();
+            let kappa = fresh(opt, "kappa");
+            return Ok(Prepared {
+                scaled,
+                at,
+                mu: Rate::Sym { mu, kappa },
+                rate,
+            });
+        }
+        _ => {
+            return Err(refuse(
+                scaled.steps[at].span,
+                format!("`{name}` relaxes at the fixed rate {rate}, a function of the hyperparameters: the elimination divides by 1 − ({rate}), which smelt's coefficients (polynomials in the hyperparameters) hold for a number or a single hyperparameter only"),
+                format!("declare the rate as a hyperparameter (`hyper mu in (0, 1)`) or give it as a number (`let mu = 9/10`) to eliminate `{name}`, or scale it with the small parameter (`let mu = 1 - c*{}`) to keep `{name}` as a state of the SME", opt.small.name),
+            ));
+        }
     };
     if mu.abs() >= BigRational::one() {
         return Err(refuse(
@@ -344,24 +416,26 @@ fn prepare(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Prepared, Failur
     Ok(Prepared {
         scaled,
         at,
-        mu,
+        mu: Rate::Num(mu),
         rate,
     })
 }
 
+/// The symbol `s` where `p` is `s` itself.
+fn single_symbol(p: &Poly) -> Option<crate::algebra::poly::Sym> {
+    let mut terms = p.terms();
+    let (mono, c) = terms.next()?;
+    match (terms.next(), mono.as_slice()) {
+        (None, [(s, 1)]) if c.is_one() => Some(*s),
+        _ => None,
+    }
+}
+
 /// The rule at order 1 with the fast state `f` eliminated, and the notes that say so.
-pub(crate) fn eliminate(
-    opt: &Optimizer,
-    f: &Fast,
-    syms: &Symbols,
-) -> Result<(Optimizer, Vec<String>), Failure> {
+pub(crate) fn eliminate(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Reduced, Failure> {
     let name = f.name.as_str();
-    let Prepared {
-        scaled,
-        at,
-        mu,
-        rate,
-    } = prepare(opt, f, syms)?;
+    let prep = prepare(opt, f, syms)?;
+    let (scaled, at, rate) = (&prep.scaled, prep.at, &prep.rate);
     let shape = opt
         .states
         .iter()
@@ -388,24 +462,25 @@ pub(crate) fn eliminate(
         ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
         _ => None,
     });
-    let one_minus = num(BigRational::one() - mu);
     // At order 1 the new value of another state differs from its old one by O(ε) (a
     // slow state) or is replaced by its own stationary value (a fast one): F reads the
     // old values, so the stationary value can be computed first.
-    let bar_expr = bin(BinOp::Div, forcing, one_minus).rewrite(&mut |x| match &x.kind {
-        ExprKind::Var {
-            name: n,
-            version: Version::New,
-        } => Some(Expr {
-            kind: ExprKind::Var {
-                name: n.clone(),
-                version: Version::Old,
-            },
-            shape: x.shape,
-        }),
-        _ => None,
-    });
-    let bar = fresh(&scaled, &format!("{name}_bar"));
+    let bar_expr = prep
+        .over_one_minus(forcing)
+        .rewrite(&mut |x| match &x.kind {
+            ExprKind::Var {
+                name: n,
+                version: Version::New,
+            } => Some(Expr {
+                kind: ExprKind::Var {
+                    name: n.clone(),
+                    version: Version::Old,
+                },
+                shape: x.shape,
+            }),
+            _ => None,
+        });
+    let bar = fresh(scaled, &format!("{name}_bar"));
     // Both the old and the new value read the stationary one: at order 1 the fast
     // update's own dependence on `u` (of higher order in ε) does not enter.
     let swap = |e: &Expr| {
@@ -419,6 +494,7 @@ pub(crate) fn eliminate(
     };
     let mut out = scaled.clone();
     out.states.retain(|s| s.name != name);
+    prep.declare_kappa(&mut out);
     let mut steps = Vec::new();
     for (i, s) in scaled.steps.iter().enumerate() {
         if i == 0 {
@@ -452,7 +528,11 @@ pub(crate) fn eliminate(
             opt.small.name
         ),
     ];
-    Ok((out, notes))
+    Ok(Reduced {
+        rule: out,
+        notes,
+        complement: prep.complement(),
+    })
 }
 
 /// Zero of a shape: `0` or `0*x` (x the parameter, a vector).
@@ -606,10 +686,7 @@ fn stationary_mean(prep: &Prepared, name: &str) -> Result<Option<Expr>, Failure>
         return Ok(None);
     };
     let f = reversion(&f, Version::New, Version::Old);
-    Ok(Some(times(
-        BigRational::one() / (BigRational::one() - &prep.mu),
-        f,
-    )))
+    Ok(Some(prep.over_one_minus(f)))
 }
 
 /// A slow state whose update reads the fast state `u`: `Y = x + C u` cancels `u` from
@@ -625,7 +702,6 @@ struct Shifted {
 /// update is `a u' + b u + …` (u' the fast state's new value).
 fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> {
     let mut out: Vec<Shifted> = Vec::new();
-    let one_minus = BigRational::one() - &prep.mu;
     for (i, s) in prep.scaled.steps.iter().enumerate() {
         let Target::Var(n) = &s.target else { continue };
         if n == name {
@@ -642,13 +718,9 @@ fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> 
         };
         let a = coef(&e, &at(Version::New)).map_err(|w| fail(format!("{w},")))?;
         let b = coef(&e, &at(Version::Old)).map_err(|w| fail(format!("{w},")))?;
-        let c = plus(a.map(|a| times(prep.mu.clone(), a)), b);
+        let c = plus(a.map(|a| prep.mu_times(a)), b);
         let Some(c) = c else { continue };
-        let c = reversion(
-            &times(BigRational::one() / &one_minus, c),
-            Version::New,
-            Version::Old,
-        );
+        let c = reversion(&prep.over_one_minus(c), Version::New, Version::Old);
         let shape = prep.scaled.var_shape(n).unwrap_or(Shape::Vector);
         out.push(Shifted {
             name: n.clone(),
@@ -692,11 +764,7 @@ fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> 
 /// The reduced rule steps `X̃`: from it `Y` (one fixed-point step, `ū` at `X̃ + C ū(X̃)`,
 /// exact to O(ε²), enough since it enters multiplied by C), the optimizer's step from
 /// `x = X̃` with `u = ū`, then `Y' = x' + C' u'` and `X̃' = Y' − C' ū(Y')`.
-pub(crate) fn eliminate2(
-    opt: &Optimizer,
-    f: &Fast,
-    syms: &Symbols,
-) -> Result<(Optimizer, Vec<String>), Failure> {
+pub(crate) fn eliminate2(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Reduced, Failure> {
     let name = f.name.as_str();
     let prep = prepare(opt, f, syms)?;
     let scaled = &prep.scaled;
@@ -855,6 +923,7 @@ pub(crate) fn eliminate2(
     }
     let mut out = scaled.clone();
     out.states.retain(|s| s.name != name);
+    prep.declare_kappa(&mut out);
     out.steps = steps;
     // The notes, in the rule's own variable (not u/ε^p).
     let unscaled = Fast {
@@ -903,7 +972,11 @@ pub(crate) fn eliminate2(
             start(&format!("{name}₀ − {bar}(x₀)"))
         ),
     ];
-    Ok((out, notes))
+    Ok(Reduced {
+        rule: out,
+        notes,
+        complement: prep.complement(),
+    })
 }
 
 /// `e` with its numbers folded, for the notes: `q·(r·a) = (qr)·a`, `a/q = (1/q)·a`,
@@ -988,7 +1061,20 @@ fn tidy(e: &Expr) -> Expr {
         ExprKind::Bin(BinOp::Mul, a, b) => match (numeric(&a), numeric(&b)) {
             (Some(q), _) => scaled(q, *b, e.shape),
             (None, Some(q)) => scaled(q, *a, e.shape),
-            _ => Expr::new(ExprKind::Bin(BinOp::Mul, a, b), e.shape),
+            // a·(−b) = −(a·b).
+            _ => match b.kind {
+                ExprKind::Neg(inner) => Expr::new(
+                    ExprKind::Neg(Box::new(Expr::new(
+                        ExprKind::Bin(BinOp::Mul, a, inner),
+                        e.shape,
+                    ))),
+                    e.shape,
+                ),
+                kind => Expr::new(
+                    ExprKind::Bin(BinOp::Mul, a, Box::new(Expr::new(kind, b.shape))),
+                    e.shape,
+                ),
+            },
         },
         ExprKind::Bin(BinOp::Div, a, b) => match numeric(&b) {
             Some(q) if !q.is_zero() => scaled(q.recip(), *a, e.shape),
@@ -1021,6 +1107,18 @@ pub fn manifold_value(opt: &Optimizer, name: &str, max_terms: usize) -> Option<E
             &opt.param.name,
         )
     });
+    // For the simulator, κ as the division it stands for.
+    let mean = match &prep.mu {
+        Rate::Num(_) => mean,
+        Rate::Sym { mu, kappa } => mean.rewrite(&mut |x| match &x.kind {
+            ExprKind::Hyper(h) if h == kappa => Some(bin(
+                BinOp::Div,
+                num(BigRational::one()),
+                bin(BinOp::Sub, num(BigRational::one()), hyper(mu)),
+            )),
+            _ => None,
+        }),
+    };
     Some(if p == 0 {
         mean
     } else {

@@ -135,6 +135,20 @@ fn derive_inner(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<S
     .0
 }
 
+/// Every coefficient of `sme` reduced with `μ·κ = κ − 1` ([`Poly::reduce_complement`]).
+fn reduce_complement(sme: &mut Sme, mu: Sym, kappa: Sym) {
+    let r = |p: &Poly| p.reduce_complement(mu, kappa);
+    for b in &mut sme.drift {
+        *b = b.map_coef(r);
+    }
+    for d in &mut sme.diffusion {
+        d.expr = d.expr.map_coef(r);
+    }
+    for c in &mut sme.conditions {
+        c.residual = c.residual.map_coef(r);
+    }
+}
+
 fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Result<Sme, Failure> {
     let p = options.order;
     if p == 0 || p > MAX_ORDER {
@@ -162,12 +176,21 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                 .hint(format!("smelt eliminates a fast state at weak order 1 and 2 (the SME of the slow states, with the slow manifold's O({0}) correction); higher orders need the fast fluctuation's corrections, not derived: ask for weak order 2 or less, or scale the rate with the small parameter (`let mu = 1 - c*{0}`) to keep `{1}` as a state of the SME", opt.small.name, f.name)),
             )));
         }
-        let (reduced, notes) = if p == 1 {
+        let reduced = if p == 1 {
             fast::eliminate(opt, &f, &syms)?
         } else {
             fast::eliminate2(opt, &f, &syms)?
         };
-        let mut sme = derive_in_scope(&reduced, options, quadratic)?;
+        let mut sme = derive_in_scope(&reduced.rule, options, quadratic)?;
+        let mut notes = reduced.notes;
+        if let Some((mu, kappa)) = &reduced.complement {
+            if let (Some(m), Some(k)) = (sme.symbols.get(mu), sme.symbols.get(kappa)) {
+                reduce_complement(&mut sme, m, k);
+            }
+            notes.push(format!(
+                "{kappa} = 1/(1 − {mu}) stands for the division by 1 − {mu}; the coefficients are written with {kappa}·{mu} = {kappa} − 1, so that none has both"
+            ));
+        }
         sme.notes.splice(0..0, notes);
         sme.eliminated.insert(
             0,
@@ -176,6 +199,7 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                 // The reduced rule interns the same symbols in the same order.
                 rate: f.rate.clone(),
                 scale: f.scale,
+                complement: reduced.complement.map(|(_, k)| k),
             },
         );
         return Ok(sme);

@@ -316,12 +316,15 @@ struct SideJ {
     coef: FExprJ,
 }
 
-/// `{"state": "v", "rate": [monomials], "scale": 1}`: a fast state, eliminated.
+/// `{"state": "v", "rate": [monomials], "scale": 1}`: a fast state, eliminated; with a
+/// symbolic rate μ, `"complement": "kappa"` names the symbol that stands for 1/(1 − μ).
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct EliminatedJ {
     state: String,
     rate: Vec<MonoJ>,
     scale: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    complement: Option<String>,
 }
 
 /// A kink pair: its two sides, the sample's fixed covariance (absent: Σ(x)) and the
@@ -535,6 +538,7 @@ fn doc(sme: &Sme) -> Doc {
                 state: e.name.clone(),
                 rate: poly_j(&e.rate, &sme.symbols),
                 scale: e.scale,
+                complement: e.complement.clone(),
             })
             .collect(),
         independent: sme.independent.as_ref().map(independent_j),
@@ -719,6 +723,7 @@ fn sme_of(doc: &Doc) -> Result<Sme, String> {
                 name: e.state.clone(),
                 rate: poly(&e.rate)?,
                 scale: e.scale,
+                complement: e.complement.clone(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

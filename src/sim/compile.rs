@@ -679,6 +679,26 @@ fn symbol_values_words(
             nums.small
         } else if let Some(v) = nums.hypers.get(name) {
             *v
+        } else if let Some(e) = sme
+            .eliminated
+            .iter()
+            .find(|e| e.complement.as_deref() == Some(name))
+        {
+            // κ = 1/(1 − μ) of a fast state's symbolic rate μ.
+            let mu = e.rate.eval(&|s: Sym| {
+                nums.hypers
+                    .get(sme.symbols.name(s))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            });
+            if mu.is_nan() || mu.abs() >= 1.0 {
+                return Err(format!(
+                    "the rate {} of the fast state `{}` is {mu}: it does not contract",
+                    e.rate.display(&sme.symbols),
+                    e.name
+                ));
+            }
+            1.0 / (1.0 - mu)
         } else {
             let e = crate::syntax::parse_expr(name)
                 .map_err(|_| format!("no value for the symbol `{name}`"))?;
