@@ -1092,7 +1092,7 @@ fn kids_op(e: &Expr) -> Option<BinOp> {
 }
 
 /// The value of the fast state `name` on its slow manifold at leading order, `ε^scale ū`
-/// (ū its stationary mean, [`stationary_mean`]), as an expression of the rule's
+/// (ū its stationary mean, `stationary_mean`), as an expression of the rule's
 /// start-of-step state, for starting the optimizer there (`smelt verify`). `None` where
 /// the state is not fast in `opt` or its mean is not available (a forcing nonlinear in
 /// the noise).
@@ -1124,4 +1124,30 @@ pub fn manifold_value(opt: &Optimizer, name: &str, max_terms: usize) -> Option<E
     } else {
         bin(BinOp::Mul, small_power(p), mean)
     })
+}
+
+/// The rule the SME of `opt` at weak order `order` is derived from when `opt` has fast
+/// states: each eliminated in turn (`eliminate`, `eliminate2`). A Markov rule in the
+/// slow states whose one-step moments the SME matches, for the independent check
+/// ([`crate::sim::certify`]). `None` where `opt` has no fast state or its elimination
+/// fails, or where a rate is a symbol (κ = 1/(1 − μ) would be a free hyperparameter of
+/// the reduced rule, while the SME's coefficients use the relation).
+pub fn reduced_rule(opt: &Optimizer, order: u32, max_terms: usize) -> Option<Optimizer> {
+    let mut rule = opt.clone();
+    let mut any = false;
+    while let Ok(Some(f)) = classify(&rule, max_terms) {
+        let syms = Ctx::fresh(&rule, max_terms, false).syms;
+        let reduced = match order {
+            1 => eliminate(&rule, &f, &syms),
+            2 => eliminate2(&rule, &f, &syms),
+            _ => return None,
+        }
+        .ok()?;
+        if reduced.complement.is_some() {
+            return None;
+        }
+        rule = reduced.rule;
+        any = true;
+    }
+    any.then_some(rule)
 }

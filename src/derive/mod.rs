@@ -30,7 +30,7 @@ use crate::span::Span;
 pub use ctx::PRODUCT_FACTOR;
 use ctx::{tuple_labels, Ctx, Failure};
 use expand::Expander;
-pub use fast::manifold_value;
+pub use fast::{manifold_value, reduced_rule};
 use moments::{Discrete, Sde};
 
 /// What to derive.
