@@ -287,3 +287,21 @@ assert order == 2 and conditions == [], (order, conditions)
         );
     }
 }
+
+/// The export carries the eliminated fast state and the notes that say what the reduction
+/// assumes (with a symbolic rate, the symbol standing for 1/(1 − μ)).
+#[test]
+fn the_export_names_the_eliminated_state() {
+    let sme = derive("heavy_ball_mu.opt", 2, false);
+    run(
+        "eliminated",
+        &sme,
+        1,
+        r#"
+e = eliminated[0]
+assert (e['state'], e['scale'], e['complement']) == ('v', 1, 'kappa'), e
+assert e['rate'] == Symbol('mu', positive=True), e
+assert len(notes) == 3 and 'slow manifold' in notes[1], notes
+"#,
+    );
+}

@@ -18,6 +18,14 @@
 //! difference `x − y = O(ε)` and the fast fluctuation affect order 2 only. Heavy ball
 //! with fixed μ becomes SGD with learning rate `η/(1 − μ)`, Adam with a fixed β₁
 //! (and its second moment slow) becomes RMSprop's rule on the gradient.
+//!
+//! **Elimination at order 2** ([`eliminate2`]). The rule is rewritten for
+//! `X = Y − C ū(Y)`, `Y = x + C u`, a Markov rule whose one-step moments follow the
+//! optimizer's slow states through O(ε³), and derived by the usual engine: the slow
+//! manifold's O(ε) terms and the change of variables come out of the expansion.
+//!
+//! **Rates.** μ is a number, or a hyperparameter with a symbol κ = 1/(1 − μ) of its own
+//! ([`Rate`]); `fast u` / `slow u` in the rule override the detection ([`classify`]).
 
 use super::ctx::{Ctx, Failure};
 use super::expand::Expander;

@@ -826,6 +826,17 @@ pub fn render(sme: &Sme) -> String {
             "\nThe diffusion is the leading one that the next order forces (as in Li-Tai-E's SME-1).\n",
         );
     }
+    for e in &sme.eliminated {
+        let rate = e.rate.display(&sme.symbols);
+        let _ = writeln!(
+            out,
+            "\nThe rule's state `{}` is fast (it relaxes at rate 1 - {rate} per step) and eliminated:\nthe SME is of the slow states (see the notes below).",
+            e.name
+        );
+        if let Some(k) = &e.complement {
+            let _ = writeln!(out, "Pass {k} = 1/(1 - {rate}).");
+        }
+    }
     out.push_str(
         "\nState (positional arguments, in this order; a vector is a 1-d array of length d,\nthe dimension, a scalar is a float):\n",
     );
@@ -885,6 +896,14 @@ pub fn render(sme: &Sme) -> String {
     out.push_str(
         "\nMetadata: STATE (the state names), SHAPES, INPUTS (name -> (\"f\", k) for the k-th\nderivative of f, (\"M\", r, j) for the j-th derivative of the r-th noise moment),\nHYPERS (Python name -> name in the optimizer file), ORDER, CLOCK.\n",
     );
+    if !sme.notes.is_empty() {
+        out.push_str("\nNotes:\n");
+        for n in &sme.notes {
+            // Inside the docstring: no backslash escapes, no closing quotes.
+            let n = n.replace('\\', "\\\\").replace("\"\"\"", "'''");
+            let _ = writeln!(out, "    - {n}");
+        }
+    }
     out.push_str("\"\"\"\n\nimport numpy as np\n\n");
     if gauss {
         // Φ and φ of the standard normal: scipy's ndtr where scipy is installed (double

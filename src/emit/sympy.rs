@@ -41,7 +41,10 @@
 //!   'needed_for_order': 3, 'residual': …}` (the residual is 0 when the condition holds;
 //!   with three or more vector indices it is a SymPy `Array`);
 //! - `optimizer`, `order`, `requested_order`, `time_step` (the time one step represents),
-//!   `diffusion_from_next_order`, `dim`.
+//!   `diffusion_from_next_order`, `dim`;
+//! - `eliminated`: the fast states eliminated from the SME, dicts `{'state': 'v', 'rate':
+//!   …, 'scale': 1, 'complement': None}` (`complement` names the symbol standing for
+//!   1/(1 − rate) where the rate is a symbol), and `notes`, the derivation's notes.
 
 use super::components::{components, substitute_dim, CFactor, CTerm, Components};
 use crate::algebra::elem::FExpr;
@@ -107,6 +110,8 @@ const RESERVED: &[&str] = &[
     "time_step",
     "diffusion_from_next_order",
     "dim",
+    "eliminated",
+    "notes",
     "_as_matrix",
     "_name",
     "_value",
@@ -683,6 +688,26 @@ impl Script<'_> {
             }
         }
         let _ = writeln!(out, "time_step = {}", self.poly(&sme.time).0);
+        // The eliminated fast states and the notes (what the reduction assumes).
+        out.push_str("eliminated = [");
+        for e in &sme.eliminated {
+            let _ = write!(
+                out,
+                "{{'state': {}, 'rate': {}, 'scale': {}, 'complement': {}}}, ",
+                quote(&e.name),
+                self.poly(&e.rate).0,
+                e.scale,
+                e.complement
+                    .as_deref()
+                    .map_or_else(|| "None".to_string(), quote)
+            );
+        }
+        out.push_str("]\n");
+        out.push_str("notes = [\n");
+        for n in &sme.notes {
+            let _ = writeln!(out, "    {},", quote(n));
+        }
+        out.push_str("]\n");
         out.push_str("\n# The state.\n");
         for s in &self.states {
             if self.n == 1 || s.scalar {

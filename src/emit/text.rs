@@ -1402,7 +1402,9 @@ pub fn render(sme: &Sme) -> String {
     if let Some(check) = &sme.independent {
         out.push_str("\nindependent check (the rule's own one-step moments against the SDE's)\n");
         let _ = writeln!(out, "  {}", check.summary());
-        let _ = writeln!(out, "  on: {}", check.law);
+        if !check.law.is_empty() {
+            let _ = writeln!(out, "  on: {}", check.law);
+        }
     }
     out
 }
