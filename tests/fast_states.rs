@@ -173,3 +173,16 @@ fn the_independent_check_uses_the_reduced_rule_and_can_fail() {
         check.verdict
     );
 }
+
+/// Two fast states (an EMA of the gradient feeding a velocity, β = μ = 1/2) are
+/// eliminated one after the other at order 1: the noise of one step reaches x with
+/// total weight 1 · 1/(1 − μ) = 2, so the rule is SGD with learning rate 2η. Order 2 is
+/// refused (tests/data/derive_fail/two_fast_states.opt): it treats every other state as
+/// slow.
+#[test]
+fn two_fast_states_are_eliminated_at_order_one() {
+    let rule = "optimizer TwoFast\n param x\n state m, v\n small eta\n let beta = 1/2\n let mu = 1/2\n time eta\n noise xi ~ general\n m = beta*m + (1 - beta)*(grad f(x) + xi)\n v = mu*v - eta*m\n x = x + v\n";
+    assert_eq!(sme_body(rule), sme_body(&sgd("2")));
+    let err = smelt::derive(rule, &Options::order(2)).unwrap_err();
+    assert!(format!("{err:?}").contains("two fast states"), "{err:?}");
+}

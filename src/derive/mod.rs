@@ -181,6 +181,22 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
         } else {
             fast::eliminate2(opt, &f, &syms)?
         };
+        // Order 2 treats every other state as slow: a second fast state (an EMA feeding
+        // a velocity) would be shifted as if it were slow, and its own fluctuation,
+        // driven by the first's, enters the diffusion at leading order.
+        if p == 2 {
+            if let Some(g) = fast::classify(&reduced.rule, options.max_terms)? {
+                return Err(Failure::Diagnostic(Box::new(
+                    Diagnostic::new(
+                        Code::Unsupported,
+                        opt.header,
+                        format!("order 2 with two fast states, `{}` and `{}`", f.name, g.name),
+                    )
+                    .label("this optimizer has two states that relax at fixed rates")
+                    .hint(format!("smelt eliminates several fast states at weak order 1 (`--order 1`), one at order 2; or scale one rate with the small parameter (`1 - c*{}`) to keep that state in the SME", opt.small.name)),
+                )));
+            }
+        }
         let mut sme = derive_in_scope(&reduced.rule, options, quadratic)?;
         let mut notes = reduced.notes;
         if let Some((mu, kappa)) = &reduced.complement {
