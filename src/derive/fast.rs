@@ -736,6 +736,25 @@ fn shifted_states(prep: &Prepared, name: &str) -> Result<Vec<Shifted>, Failure> 
             c,
         });
     }
+    // A slow update that reads the new value of a shifted state reads the fast state
+    // through it, which its own weight C does not see.
+    for (i, s) in prep.scaled.steps.iter().enumerate() {
+        let Target::Var(n) = &s.target else { continue };
+        let e = inline(&s.expr, &prep.scaled.steps[..i]);
+        let through = out.iter().find(|o| {
+            o.name != *n
+                && reads(&e, &|x: &Expr| {
+                    matches!(&x.kind, ExprKind::Var { name: m, version: Version::New } if *m == o.name)
+                })
+        });
+        if let Some(o) = through {
+            return Err(refuse(
+                s.span,
+                format!("`{n}` reads the new value of `{}`, which reads the fast state `{name}`", o.name),
+                "smelt's order-2 elimination needs every slow update to read the fast state directly; write the update with the old value, or ask for weak order 1 (`--order 1`)".into(),
+            ));
+        }
+    }
     // C may read noise or shifted states only at higher order than the reduction keeps.
     for s in &out {
         let bad = reads(&s.c, &|x: &Expr| match &x.kind {
