@@ -82,6 +82,15 @@ pub(crate) fn classify(opt: &Optimizer, max_terms: usize) -> Result<Option<Fast>
     Ok(None)
 }
 
+/// A fast state of `opt` other than `f` (one declared `slow` is not).
+pub(crate) fn another(opt: &Optimizer, f: &Fast, max_terms: usize) -> Option<Fast> {
+    opt.states
+        .iter()
+        .filter(|s| s.name != f.name)
+        .filter(|s| !matches!(s.timescale, Some((crate::ir::Timescale::Slow, _))))
+        .find_map(|s| classify_state(opt, &s.name, max_terms))
+}
+
 /// The state `name` as a fast state, if it is one.
 fn classify_state(opt: &Optimizer, name: &str, max_terms: usize) -> Option<Fast> {
     let fast = |(rate, scale): (Poly, i32)| Fast {

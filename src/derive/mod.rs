@@ -176,16 +176,11 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                 .hint(format!("smelt eliminates a fast state at weak order 1 and 2 (the SME of the slow states, with the slow manifold's O({0}) correction); higher orders need the fast fluctuation's corrections, not derived: ask for weak order 2 or less, or scale the rate with the small parameter (`let mu = 1 - c*{0}`) to keep `{1}` as a state of the SME", opt.small.name, f.name)),
             )));
         }
-        let reduced = if p == 1 {
-            fast::eliminate(opt, &f, &syms)?
-        } else {
-            fast::eliminate2(opt, &f, &syms)?
-        };
         // Order 2 treats every other state as slow: a second fast state (an EMA feeding
         // a velocity) would be shifted as if it were slow, and its own fluctuation,
         // driven by the first's, enters the diffusion at leading order.
         if p == 2 {
-            if let Some(g) = fast::classify(&reduced.rule, options.max_terms)? {
+            if let Some(g) = fast::another(opt, &f, options.max_terms) {
                 return Err(Failure::Diagnostic(Box::new(
                     Diagnostic::new(
                         Code::Unsupported,
@@ -197,6 +192,11 @@ fn derive_in_scope(opt: &Optimizer, options: &Options, quadratic: bool) -> Resul
                 )));
             }
         }
+        let reduced = if p == 1 {
+            fast::eliminate(opt, &f, &syms)?
+        } else {
+            fast::eliminate2(opt, &f, &syms)?
+        };
         let mut sme = derive_in_scope(&reduced.rule, options, quadratic)?;
         let mut notes = reduced.notes;
         if let Some((mu, kappa)) = &reduced.complement {
