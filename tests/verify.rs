@@ -307,6 +307,23 @@ fn divergent_step_sizes_are_reported_not_averaged() {
     assert!(stats[1..].iter().all(|st| st.opt_divergence.is_none()));
 }
 
+/// An exact-mode series: its slope within 0.01 of its order (to two decimals).
+fn assert_exact_order(se: &Series, what: &str) {
+    let slope = se.slope.unwrap();
+    eprintln!(
+        "{what} exact: order {} on {}: slope {slope:.4} ± {:.4} (local {:?})",
+        se.order,
+        se.observable,
+        se.half_width.unwrap(),
+        se.local_slopes
+    );
+    assert!(
+        (slope - se.order as f64).abs() < 0.01,
+        "{what}: {}",
+        se.verdict
+    );
+}
+
 #[test]
 fn exact_mode_gives_orders_1_and_2_to_two_decimals() {
     for (opt, set) in [
@@ -318,18 +335,7 @@ fn exact_mode_gives_orders_1_and_2_to_two_decimals() {
         let etas = p.problem.etas.clone().unwrap();
         let s = verify::exact(&mut p, &etas).unwrap();
         for se in &s {
-            let slope = se.slope.unwrap();
-            eprintln!(
-                "{opt} exact: order {} on {}: slope {slope:.4} ± {:.4}",
-                se.order,
-                se.observable,
-                se.half_width.unwrap()
-            );
-            assert!(
-                (slope - se.order as f64).abs() < 0.01,
-                "{opt}: {}",
-                se.verdict
-            );
+            assert_exact_order(se, opt);
             assert!(se.pass, "{opt}: {}", se.verdict);
             // No sampling: every error is exact and non-zero.
             assert!(se.points.iter().all(|q| q.std_err == 0.0 && q.error != 0.0));
@@ -736,29 +742,17 @@ fn with_momentum(example: &str, mu: &str) -> String {
 #[test]
 fn fixed_momentum_exact_mode_gives_orders_1_and_2() {
     let grid = |from: i32, to: i32| (from..=to).map(|k| 2f64.powi(-k)).collect::<Vec<_>>();
-    for (example, mu, etas, tol) in [
-        ("examples/heavy_ball_fixed.opt", "1/2", grid(6, 10), 0.01),
-        ("examples/nesterov_fixed.opt", "1/2", grid(6, 10), 0.01),
-        ("examples/heavy_ball_fixed.opt", "9/10", grid(12, 16), 0.01),
-        ("examples/nesterov_fixed.opt", "9/10", grid(12, 16), 0.01),
+    for (example, mu, etas) in [
+        ("examples/heavy_ball_fixed.opt", "1/2", grid(6, 10)),
+        ("examples/nesterov_fixed.opt", "1/2", grid(6, 10)),
+        ("examples/heavy_ball_fixed.opt", "9/10", grid(12, 16)),
+        ("examples/nesterov_fixed.opt", "9/10", grid(12, 16)),
     ] {
         let src = with_momentum(example, mu);
         let mut p = prepare_source(&src, "examples/problems/quadratic.prob", &[1, 2], &[]);
         let s = verify::exact(&mut p, &etas).unwrap();
         for se in &s {
-            let slope = se.slope.unwrap();
-            eprintln!(
-                "{example} mu = {mu} exact: order {} on {}: slope {slope:.4} ± {:.4} (local {:?})",
-                se.order,
-                se.observable,
-                se.half_width.unwrap(),
-                se.local_slopes
-            );
-            assert!(
-                (slope - se.order as f64).abs() < tol,
-                "{example} mu = {mu}: {}",
-                se.verdict
-            );
+            assert_exact_order(se, &format!("{example} mu = {mu}"));
         }
     }
 }

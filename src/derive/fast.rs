@@ -259,13 +259,8 @@ fn affine(e: &Expr, name: &str, steps: &[Step]) -> Result<bool, String> {
 /// Whether `e` is affine in the nodes `is` picks (`what` names them). `Err` names what
 /// is not.
 fn affine_in(e: &Expr, is: &impl Fn(&Expr) -> bool, what: &str) -> Result<bool, String> {
-    let reads = |e: &Expr| {
-        let mut found = false;
-        e.walk(&mut |x| found |= is(x));
-        found
-    };
     let plain = |e: &Expr| -> Result<bool, String> {
-        if reads(e) {
+        if reads(e, is) {
             Err(format!("a nonlinear function of {what}"))
         } else {
             Ok(false)
@@ -453,59 +448,22 @@ pub(crate) fn eliminate(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Red
     let name = f.name.as_str();
     let prep = prepare(opt, f, syms)?;
     let (scaled, at, rate) = (&prep.scaled, prep.at, &prep.rate);
-    let shape = opt
-        .states
-        .iter()
-        .find(|s| s.name == name)
-        .map_or(Shape::Vector, |s| s.shape);
-    let zero = if shape == Shape::Scalar {
-        num(BigRational::zero())
-    } else {
-        bin(
-            BinOp::Mul,
-            num(BigRational::zero()),
-            Expr {
-                kind: ExprKind::Var {
-                    name: opt.param.name.clone(),
-                    version: Version::Old,
-                },
-                shape: Shape::Vector,
-            },
-        )
-    };
     let update = &scaled.steps[at];
-    // F with u at 0 (its dependence on u is of higher order), over 1 − μ.
-    let forcing = inline(&update.expr, &scaled.steps[..at]).rewrite(&mut |x| match &x.kind {
-        ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
-        _ => None,
-    });
-    // At order 1 the new value of another state differs from its old one by O(ε) (a
-    // slow state) or is replaced by its own stationary value (a fast one): F reads the
-    // old values, so the stationary value can be computed first.
-    let bar_expr = prep
-        .over_one_minus(forcing)
-        .rewrite(&mut |x| match &x.kind {
-            ExprKind::Var {
-                name: n,
-                version: Version::New,
-            } => Some(Expr {
-                kind: ExprKind::Var {
-                    name: n.clone(),
-                    version: Version::Old,
-                },
-                shape: x.shape,
-            }),
-            _ => None,
-        });
+    // F with u at 0 (its dependence on u is of higher order), over 1 − μ. At order 1 the
+    // new value of another state differs from its old one by O(ε) (a slow state) or is
+    // replaced by its own stationary value (a fast one): F reads the old values, so the
+    // stationary value can be computed first.
+    let bar_expr = reversion(
+        &prep.over_one_minus(forcing_at_zero(&prep, name)),
+        Version::New,
+        Version::Old,
+    );
     let bar = fresh(scaled, &format!("{name}_bar"));
     // Both the old and the new value read the stationary one: at order 1 the fast
     // update's own dependence on `u` (of higher order in ε) does not enter.
     let swap = |e: &Expr| {
         e.rewrite(&mut |x| match &x.kind {
-            ExprKind::Var { name: n, .. } if n == name => Some(Expr {
-                kind: ExprKind::Local(bar.clone()),
-                shape: x.shape,
-            }),
+            ExprKind::Var { name: n, .. } if n == name => Some(local(&bar, x.shape)),
             _ => None,
         })
     };
@@ -681,7 +639,7 @@ fn reversion(e: &Expr, from: Version, to: Version) -> Expr {
 /// the new values of other states at their old ones. `None` where F vanishes so.
 fn stationary_mean(prep: &Prepared, name: &str) -> Result<Option<Expr>, Failure> {
     let update = &prep.scaled.steps[prep.at];
-    let forcing = inline(&update.expr, &prep.scaled.steps[..prep.at]);
+    let forcing = forcing_at_zero(prep, name);
     let is_noise = |x: &Expr| matches!(x.kind, ExprKind::Noise { .. });
     if let Err(what) = affine_in(&forcing, &is_noise, "the noise") {
         return Err(refuse(
@@ -690,20 +648,26 @@ fn stationary_mean(prep: &Prepared, name: &str) -> Result<Option<Expr>, Failure>
             "ask for weak order 1 (`--order 1`), where the fast state is eliminated with the step's own noise".into(),
         ));
     }
-    // The state at zero (also inside a gradient: Nesterov's look-ahead).
-    let zero = zero_of(
-        prep.scaled.var_shape(name).unwrap_or(Shape::Vector),
-        &prep.scaled.param.name,
-    );
-    let forcing = forcing.rewrite(&mut |x| match &x.kind {
-        ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
-        _ => None,
-    });
     let Some(f) = without(&forcing, &is_noise) else {
         return Ok(None);
     };
     let f = reversion(&f, Version::New, Version::Old);
     Ok(Some(prep.over_one_minus(f)))
+}
+
+/// The fast state's new value with the state itself at zero (also inside a gradient:
+/// Nesterov's look-ahead) and the step's locals inlined: its forcing F, with the step's
+/// own noise.
+fn forcing_at_zero(prep: &Prepared, name: &str) -> Expr {
+    let update = &prep.scaled.steps[prep.at];
+    let zero = zero_of(
+        prep.scaled.var_shape(name).unwrap_or(Shape::Vector),
+        &prep.scaled.param.name,
+    );
+    inline(&update.expr, &prep.scaled.steps[..prep.at]).rewrite(&mut |x| match &x.kind {
+        ExprKind::Var { name: n, .. } if n == name => Some(zero.clone()),
+        _ => None,
+    })
 }
 
 /// A slow state whose update reads the fast state `u`: `Y = x + C u` cancels `u` from
@@ -974,26 +938,19 @@ pub(crate) fn eliminate2(opt: &Optimizer, f: &Fast, syms: &Symbols) -> Result<Re
         .iter()
         .map(|s| (s.name.clone(), show(&s.c)))
         .collect();
-    let map = |with: &str| {
+    // `head(x) ± C·(with)` for each shifted state x, the sign of C written out.
+    let weighted = |head: &dyn Fn(&str) -> String, with: &str| {
         weights
             .iter()
             .map(|(x, c)| match c.strip_prefix('-') {
-                Some(c) => format!("{x} − {c}·({with})"),
-                None => format!("{x} + {c}·({with})"),
+                Some(c) => format!("{} − {c}·({with})", head(x)),
+                None => format!("{} + {c}·({with})", head(x)),
             })
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let start = |with: &str| {
-        weights
-            .iter()
-            .map(|(x, c)| match c.strip_prefix('-') {
-                Some(c) => format!("{x}(0) = {x}₀ − {c}·({with})"),
-                None => format!("{x}(0) = {x}₀ + {c}·({with})"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let map = |with: &str| weighted(&|x| x.to_string(), with);
+    let start = |with: &str| weighted(&|x| format!("{x}(0) = {x}₀"), with);
     let rate = &prep.rate;
     let eta = &opt.small.name;
     let bar = format!("{name}̄");
@@ -1081,12 +1038,9 @@ fn tidy(e: &Expr) -> Expr {
             },
         },
         ExprKind::Bin(BinOp::Add, a, b) if zero(&b) && a.shape == e.shape => *a,
-        ExprKind::Bin(BinOp::Add | BinOp::Sub, a, b) if zero(&a) && b.shape == e.shape => {
-            if matches!(kids_op(e), Some(BinOp::Sub)) {
-                tidy(&Expr::new(ExprKind::Neg(b), e.shape))
-            } else {
-                *b
-            }
+        ExprKind::Bin(BinOp::Add, a, b) if zero(&a) && b.shape == e.shape => *b,
+        ExprKind::Bin(BinOp::Sub, a, b) if zero(&a) && b.shape == e.shape => {
+            tidy(&Expr::new(ExprKind::Neg(b), e.shape))
         }
         ExprKind::Bin(BinOp::Sub, a, b) if zero(&b) && a.shape == e.shape => *a,
         ExprKind::Bin(BinOp::Mul, a, _) if zero(&a) && a.shape == e.shape => *a,
@@ -1117,13 +1071,6 @@ fn tidy(e: &Expr) -> Expr {
             _ => Expr::new(ExprKind::Bin(BinOp::Div, a, b), e.shape),
         },
         kind => Expr::new(kind, e.shape),
-    }
-}
-
-fn kids_op(e: &Expr) -> Option<BinOp> {
-    match &e.kind {
-        ExprKind::Bin(op, ..) => Some(*op),
-        _ => None,
     }
 }
 

@@ -177,9 +177,7 @@ pub fn bind(
         )));
     }
     let started = |n: &str| problem.starts.iter().any(|s| s.name == n);
-    let manifold = smes
-        .first()
-        .map_or(&[][..], |s| &s.eliminated[..])
+    let manifold = eliminated(&smes)
         .iter()
         .filter(|e| !started(&e.name))
         .filter_map(|e| {
@@ -208,10 +206,7 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
     let step = compile::compile_step(&p.rule, &mut p.problem.model, &p.layout, &nums)?;
     let start = manifold_start(p, &nums)?;
     // The slots of the eliminated states, for the coupling.
-    let fast: Vec<(usize, usize)> = p
-        .smes
-        .first()
-        .map_or(&[][..], |s| &s.eliminated[..])
+    let fast: Vec<(usize, usize)> = eliminated(&p.smes)
         .iter()
         .filter_map(|e| p.layout.find(&e.name))
         .collect();
@@ -280,6 +275,11 @@ pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> 
     })
 }
 
+/// The rule's eliminated fast states (the same for every order's SME).
+fn eliminated(smes: &[Sme]) -> &[crate::sme::Eliminated] {
+    smes.first().map_or(&[], |s| &s.eliminated)
+}
+
 /// The start state with the fast states the problem does not start on their slow
 /// manifold at this step size: one step of the rule that sets each to its value there
 /// and leaves the rest, compiled and run once.
@@ -300,8 +300,7 @@ fn manifold_start(p: &mut Prepared, nums: &Numbers) -> Result<Vec<f64>, Error> {
     let once = compile::compile_step(&rule, &mut p.problem.model, &p.layout, nums)?;
     let mut inputs = vec![0.0; once.n_inputs()];
     inputs[..once.n_state].copy_from_slice(&p.start[..once.n_state]);
-    let g = once.graph.clone();
-    let out = g.eval(&once.outputs, &inputs);
+    let out = once.graph.eval(&once.outputs, &inputs);
     let mut start = p.start.clone();
     start[..out.len().min(once.n_state)].copy_from_slice(&out[..out.len().min(once.n_state)]);
     Ok(start)
@@ -1301,6 +1300,21 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
     }
     for ((sme, &order), &reached) in p.smes.iter().zip(&p.orders).zip(&derived) {
         let mut per_obs: Vec<Vec<ErrorPoint>> = vec![Vec::new(); outs.len()];
+        // The SME's own variables (the rule's less its eliminated fast states): their
+        // slots in the rule's state and their start values.
+        let at: Vec<(usize, usize)> = sme
+            .vars
+            .iter()
+            .filter_map(|v| p.layout.find(&v.name))
+            .collect();
+        let own: Vec<_> = sme
+            .vars
+            .iter()
+            .filter_map(|v| {
+                let i = p.layout.vars.iter().position(|(n, ..)| *n == v.name)?;
+                like.get(i).cloned()
+            })
+            .collect();
         for (e, &eta) in etas.iter().enumerate() {
             let values = Values {
                 small: eta,
@@ -1316,20 +1330,6 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
                 .filter_map(|i| sme.symbols.try_name(i).map(|nm| (nm.to_string(), syms[i])))
                 .collect();
             let step = affine_step(&p.rule, &q, &values, &like).map_err(|e| not(&e.to_string()))?;
-            // The SME's own variables (the rule's less its eliminated fast states).
-            let at: Vec<(usize, usize)> = sme
-                .vars
-                .iter()
-                .filter_map(|v| p.layout.find(&v.name))
-                .collect();
-            let own: Vec<_> = sme
-                .vars
-                .iter()
-                .filter_map(|v| {
-                    let i = p.layout.vars.iter().position(|(n, ..)| *n == v.name)?;
-                    like.get(i).cloned()
-                })
-                .collect();
             let sde = linear_sde(sme, &q, &symbols, &own)
                 .map_err(|e| not(&e.to_string()))?
                 .embed(&at, n);
