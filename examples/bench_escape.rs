@@ -88,7 +88,9 @@ fn main() {
             // Alternated, best of 3 rounds each, so that drifts of the machine hit both.
             let (mut t_verify, mut t_escape) = (f64::INFINITY, f64::INFINITY);
             for _ in 0..3 {
-                t_verify = t_verify.min(best(threads, || weak::run(&plan, paths, 1, &|_| {})));
+                t_verify = t_verify.min(best(threads, || {
+                    weak::run(&plan, &weak::Sampling::new(paths, 1), &|_| {})
+                }));
                 t_escape = t_escape.min(best(threads, || {
                     smelt::internals::sim::escape::run(&ep.plan, paths, 1)
                 }));

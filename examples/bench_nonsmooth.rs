@@ -51,7 +51,7 @@ fn time(plan: &weak::Plan, paths: usize) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
-        pool.install(|| weak::run(plan, paths, 1, &|_| {}));
+        pool.install(|| weak::run(plan, &weak::Sampling::new(paths, 1), &|_| {}));
         best = best.min(t.elapsed().as_secs_f64());
     }
     best

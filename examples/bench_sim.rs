@@ -57,7 +57,7 @@ fn time(plan: &weak::Plan, paths: usize, threads: usize) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
-        let st = pool.install(|| weak::run(plan, paths, 1, &|_| {}));
+        let st = pool.install(|| weak::run(plan, &weak::Sampling::new(paths, 1), &|_| {}));
         best = best.min(t.elapsed().as_secs_f64());
         assert!(st.opt_divergence.is_none());
     }

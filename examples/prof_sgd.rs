@@ -33,7 +33,13 @@ fn main() {
         .unwrap();
     let t = std::time::Instant::now();
     let paths = (1 << 20) / d;
-    pool.install(|| smelt::internals::sim::weak::run(&plan, paths, 1, &|_| {}));
+    pool.install(|| {
+        smelt::internals::sim::weak::run(
+            &plan,
+            &smelt::internals::sim::weak::Sampling::new(paths, 1),
+            &|_| {},
+        )
+    });
     let s = t.elapsed().as_secs_f64();
     println!(
         "{:.1} M path-steps/s, tape {} instructions",

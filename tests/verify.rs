@@ -37,7 +37,11 @@ fn run_defaults(p: &mut Prepared, seed: u64) -> Vec<Series> {
     let paths = 65536;
     let budget = 8 * verify::path_steps(p, &etas, paths).unwrap();
     let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
-        smelt::internals::sim::weak::run(plan, paths, seed, &|_| {})
+        smelt::internals::sim::weak::run(
+            plan,
+            &smelt::internals::sim::weak::Sampling::new(paths, seed),
+            &|_| {},
+        )
     };
     let (_, s, ext) = verify::run_extending(p, &etas, paths, 8, budget, &mut sim).unwrap();
     eprintln!("{ext:?}");
@@ -173,7 +177,13 @@ fn results_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| smelt::internals::sim::weak::run(&plan, 64 * 40, 9, &|_| {}))
+        pool.install(|| {
+            smelt::internals::sim::weak::run(
+                &plan,
+                &smelt::internals::sim::weak::Sampling::new(64 * 40, 9),
+                &|_| {},
+            )
+        })
     };
     let (a, b) = (run(1), run(2));
     for (x, y) in a.opt.iter().zip(&b.opt) {
@@ -524,7 +534,11 @@ fn the_grid_extends_within_its_budget_deterministically() {
     assert_eq!(grid, 128 * (4 + 8 + 16));
     let mut run = |budget: u64| {
         let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
-            smelt::internals::sim::weak::run(plan, paths, 7, &|_| {})
+            smelt::internals::sim::weak::run(
+                plan,
+                &smelt::internals::sim::weak::Sampling::new(paths, 7),
+                &|_| {},
+            )
         };
         verify::run_extending(&mut p, &etas, paths, 8, budget, &mut sim).unwrap()
     };
@@ -637,7 +651,11 @@ fn a_series_that_is_never_simulable_does_not_extend_the_grid() {
     let paths = 1024;
     let budget = 8 * verify::path_steps(&mut p, &etas, paths).unwrap();
     let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
-        smelt::internals::sim::weak::run(plan, paths, 5, &|_| {})
+        smelt::internals::sim::weak::run(
+            plan,
+            &smelt::internals::sim::weak::Sampling::new(paths, 5),
+            &|_| {},
+        )
     };
     let (_, s, ext) = verify::run_extending(&mut p, &etas, paths, 8, budget, &mut sim).unwrap();
     eprintln!("{ext:?}");
@@ -775,4 +793,121 @@ fn heavy_ball_with_fixed_momentum_has_orders_1_and_2() {
         assert!((slope - 2.0).abs() <= 0.1, "{}", two.verdict);
         assert!(slope - hw > 1.0 && slope + hw < 3.0, "{}", two.verdict);
     }
+}
+
+/// Runs the grid as given (no extension) with the paths in antithetic pairs.
+fn run_antithetic(
+    p: &mut Prepared,
+    etas: &[f64],
+    paths: usize,
+    seed: u64,
+    substeps: usize,
+) -> Vec<Series> {
+    let sampling = smelt::internals::sim::weak::Sampling {
+        paths,
+        seed,
+        antithetic: true,
+    };
+    let mut sim = |plan: &smelt::internals::sim::weak::Plan| {
+        let st = smelt::internals::sim::weak::run(plan, &sampling, &|_| {});
+        // Each pair is one sample, and the pairs cover every path.
+        for a in &st.opt {
+            assert_eq!((a.n, a.paths), (paths as f64 / 2.0, paths as f64));
+        }
+        st
+    };
+    verify::run_extending(p, etas, paths, substeps, 0, &mut sim)
+        .unwrap()
+        .1
+}
+
+/// Antithetic pairs keep the estimator unbiased. On the linear-Gaussian quadratic, exact
+/// mode propagates both sides' means and covariances with no sampling (a computation
+/// independent of the simulation); the weak errors that antithetic pairs estimate agree
+/// with it within 4 standard errors plus the SDE's own bias estimate, for SGD and for
+/// heavy ball with a fixed momentum (its fast state started on its slow manifold).
+#[test]
+fn antithetic_pairs_estimate_the_exact_errors() {
+    for (src, set) in [
+        (std::fs::read_to_string("examples/sgd.opt").unwrap(), vec![]),
+        (
+            with_momentum("examples/heavy_ball_fixed.opt", "1/2"),
+            vec![],
+        ),
+    ] {
+        let etas = [2f64.powi(-4), 2f64.powi(-5), 2f64.powi(-6)];
+        let mut p = prepare_source(&src, "examples/problems/quadratic.prob", &[1, 2], &set);
+        let exact = verify::exact(&mut p, &etas).unwrap();
+        let mc = run_antithetic(&mut p, &etas, 8192, 3, 8);
+        for (e, m) in exact.iter().zip(&mc) {
+            assert_eq!((e.order, &e.observable), (m.order, &m.observable));
+            for (a, b) in e.points.iter().zip(&m.points) {
+                let tol = 4.0 * b.std_err + 2.0 * b.discretization.abs() + 1e-9;
+                eprintln!(
+                    "order {} {} η = {}: exact {:.6e}, pairs {:.6e} ± {:.1e}",
+                    e.order, e.observable, a.eta, a.error, b.error, b.std_err
+                );
+                assert!(
+                    (a.error - b.error).abs() <= tol,
+                    "order {} {} at η = {}: exact {} against {} ± {}",
+                    e.order,
+                    e.observable,
+                    a.eta,
+                    a.error,
+                    b.error,
+                    b.std_err
+                );
+            }
+        }
+    }
+}
+
+/// Fixed momentum μ = 9/10 on the double well over T = 1/8 (issue 19). A path's error
+/// carries the fast state's end fluctuation C(v_N − v̄), about 15η per path against an
+/// O(η²) mean: independent paths need about 10¹¹ path-steps to resolve order 2. That
+/// fluctuation is odd in the noise, so antithetic pairs cancel it (at η = 2⁻¹³ the
+/// standard error falls about 25×, measured). On η = 2⁻¹² … 2⁻¹⁵, where the expansion
+/// is asymptotic (see `fixed_momentum_exact_mode_gives_orders_1_and_2`), heavy ball's
+/// order 2 is then confirmed at 16,384 paths (seeds 1–3: 2.01, 1.99, 1.96 ± 0.07). (Order 1 and Nesterov confirm too, on the
+/// same grid: README, *Fast states*; left out here for the test's time, as are half the
+/// SDE's substeps, whose bias estimate stays far below the errors, which `assert_order`
+/// checks.)
+#[test]
+fn fixed_momentum_nine_tenths_has_order_2_in_antithetic_pairs() {
+    let example = "examples/heavy_ball_fixed.opt";
+    let mut p = prepare(
+        example,
+        "examples/problems/double_well_short.prob",
+        &[2],
+        &[],
+    );
+    let etas = p.problem.etas.clone().unwrap();
+    assert_eq!(etas, (12..=15).map(|k| 2f64.powi(-k)).collect::<Vec<_>>());
+    let s = run_antithetic(&mut p, &etas, 16384, 1, 4);
+    for obs in ["sq", "cos"] {
+        assert_order(series(&s, 2, obs), example);
+    }
+}
+
+/// Minibatch noise draws rows, which have no antithetic: such a run is refused with the
+/// reason, not silently run with independent paths.
+#[test]
+fn antithetic_pairs_are_refused_with_minibatch_noise() {
+    let mut p = prepare(
+        "examples/sgd.opt",
+        "examples/problems/logistic.prob",
+        &[1],
+        &[],
+    );
+    let config = verify::Config {
+        paths: 256,
+        antithetic: true,
+        ..verify::Config::default()
+    };
+    let err = verify::execute(&mut p, &config, &|_| {}).unwrap_err();
+    let text = format!("{err}");
+    assert!(
+        text.contains("minibatch") && text.contains("--antithetic"),
+        "{text}"
+    );
 }

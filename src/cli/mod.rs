@@ -121,6 +121,11 @@ enum Command {
         /// exactly on both sides, no sampling
         #[arg(long)]
         exact: bool,
+        /// Paths in antithetic pairs (each pair's noise negated): unbiased, and the part of a
+        /// path's error odd in the noise cancels within a pair (a fast state's end
+        /// fluctuation, for one); not with minibatch noise
+        #[arg(long, conflicts_with = "exact")]
+        antithetic: bool,
         /// Cap on simulated path-steps (paths × optimizer steps over all step sizes) within
         /// which the grid extends to smaller steps until every verdict settles (default: 8×
         /// the given grid's; 0 or the grid's own count: no extension; with --exact, a cap
@@ -242,10 +247,12 @@ pub fn main() -> ExitCode {
             format,
             plot,
             exact,
+            antithetic,
             budget,
             quiet,
         } => verify::run(verify::Args {
             exact,
+            antithetic,
             budget,
             file,
             problem,

@@ -20,6 +20,7 @@ pub struct Args {
     pub json: bool,
     pub plot: Option<PathBuf>,
     pub exact: bool,
+    pub antithetic: bool,
     pub budget: Option<u64>,
     pub quiet: bool,
 }
@@ -146,6 +147,7 @@ pub fn run(a: Args) -> Outcome {
         substeps: a.substeps,
         budget: a.budget,
         exact: a.exact,
+        antithetic: a.antithetic,
         threads: a.threads,
     };
     let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -636,10 +636,10 @@ fn not_finite(name: &str, st: &EtaStats, j: usize, oi: usize) -> Option<String> 
     let paths = st.paths as f64;
     let opt = st.opt.get(j)?;
     let err = st.orders.get(oi)?.get(j)?;
-    let (lost, side) = if opt.n < paths {
-        (paths - opt.n, "optimizer")
-    } else if err.err.n < opt.n {
-        (opt.n - err.err.n, "SME")
+    let (lost, side) = if opt.paths < paths {
+        (paths - opt.paths, "optimizer")
+    } else if err.err.paths < opt.paths {
+        (opt.paths - err.err.paths, "SME")
     } else if !(err.err.mean().is_finite() && err.err.se().is_finite()) {
         (paths, "optimizer or SME")
     } else {
@@ -834,11 +834,10 @@ pub fn plot_named(
 /// reporting the blocks of [`BLOCK`] paths done to `progress`.
 pub fn simulate(
     plan: &Plan,
-    paths: usize,
-    seed: u64,
+    sampling: &weak::Sampling,
     progress: &(dyn Fn(usize) + Sync),
 ) -> EtaStats {
-    weak::run(plan, paths, seed, progress)
+    weak::run(plan, sampling, progress)
 }
 
 /// Paths per block: runs go in whole blocks, and [`simulate`] reports blocks done.
@@ -855,7 +854,7 @@ pub fn run(
     substeps: usize,
 ) -> Result<(Vec<EtaStats>, Vec<Series>), Error> {
     // The grid as given: no budget to extend it.
-    let mut sim = |plan: &Plan| weak::run(plan, paths, seed, &|_| {});
+    let mut sim = |plan: &Plan| weak::run(plan, &weak::Sampling::new(paths, seed), &|_| {});
     let (stats, series, _) = run_extending(p, etas, paths, substeps, 0, &mut sim)?;
     Ok((stats, series))
 }
@@ -1080,13 +1079,13 @@ fn simulate_checked(
     let n_obs = p.problem.observables.len();
     let paths = st.paths as f64;
     let diverged = st.opt_divergence.is_some() || st.sde_divergence.iter().any(Option::is_some);
-    let lost = st.opt.iter().any(|a| a.n < paths)
+    let lost = st.opt.iter().any(|a| a.paths < paths)
         || st
             .orders
             .iter()
             .zip(&st.refused)
             .filter(|(_, r)| r.is_none())
-            .any(|(o, _)| o.iter().zip(&st.opt).any(|(s, a)| s.err.n < a.n));
+            .any(|(o, _)| o.iter().zip(&st.opt).any(|(s, a)| s.err.paths < a.paths));
     if diverged || !lost || n_obs < 2 {
         return Ok((st, 1));
     }
@@ -1480,6 +1479,8 @@ pub struct Config {
     pub budget: Option<u64>,
     /// Exact mode (linear-Gaussian problems): laws propagated exactly, no sampling.
     pub exact: bool,
+    /// Paths in antithetic pairs ([`weak::Sampling::antithetic`]).
+    pub antithetic: bool,
     /// Worker threads (`None`: all cores); results do not depend on it.
     pub threads: Option<usize>,
 }
@@ -1493,6 +1494,7 @@ impl Default for Config {
             substeps: 8,
             budget: None,
             exact: false,
+            antithetic: false,
             threads: None,
         }
     }
@@ -1517,6 +1519,8 @@ pub struct Report {
     pub exact: bool,
     /// Paths per step size (0 in exact mode).
     pub paths: usize,
+    /// Whether the paths ran in antithetic pairs.
+    pub antithetic: bool,
     pub seed: u64,
     pub substeps: usize,
     /// Wall-clock time of the run.
@@ -1544,7 +1548,7 @@ impl Report {
             )
         } else {
             format!(
-                "{} on {} (d = {}, T = {}): {} paths per step size, seed {}, {} substeps, {:.1} s\n\
+                "{} on {} (d = {}, T = {}): {} paths per step size{}, seed {}, {} substeps, {:.1} s\n\
                  SDE: Euler–Maruyama with Richardson extrapolation; noise coupled to the optimizer's\n\
                  generator: {}\n{}\n",
                 p.rule.name,
@@ -1552,6 +1556,11 @@ impl Report {
                 p.problem.dim,
                 p.problem.horizon,
                 self.paths,
+                if self.antithetic {
+                    " in antithetic pairs"
+                } else {
+                    ""
+                },
                 self.seed,
                 self.substeps,
                 self.seconds,
@@ -1573,6 +1582,7 @@ impl Report {
         } else {
             serde_json::json!({
                 "paths": self.paths,
+                "antithetic": self.antithetic,
                 "seed": self.seed,
                 "substeps": self.substeps,
                 "generator": super::GENERATOR,
@@ -1631,6 +1641,7 @@ pub fn execute(
             extension,
             exact: true,
             paths: 0,
+            antithetic: false,
             seed: config.seed,
             substeps: config.substeps,
             seconds: started.elapsed().as_secs_f64(),
@@ -1644,13 +1655,28 @@ pub fn execute(
         Some(b) => b,
         None => path_steps(p, &etas, config.paths)?.saturating_mul(8),
     };
+    if config.antithetic
+        && matches!(
+            p.problem.model.noise,
+            crate::problem::Noise::Minibatch { .. }
+        )
+    {
+        return Err(Error::Other(
+            "antithetic pairs negate the noise's normals, and minibatch noise draws rows instead; run without `--antithetic`".into(),
+        ));
+    }
     let (paths, seed) = (config.paths, config.seed);
+    let sampling = weak::Sampling {
+        paths,
+        seed,
+        antithetic: config.antithetic,
+    };
     let mut sim = |plan: &Plan| {
         progress(Event::Start {
             eta: plan.eta,
             blocks: paths.div_ceil(BLOCK) as u64,
         });
-        let st = pool.install(|| simulate(plan, paths, seed, &|k| progress(Event::Blocks(k))));
+        let st = pool.install(|| simulate(plan, &sampling, &|k| progress(Event::Blocks(k))));
         progress(Event::Finish);
         st
     };
@@ -1661,6 +1687,7 @@ pub fn execute(
         extension,
         exact: false,
         paths: stats.first().map_or(0, |s| s.paths),
+        antithetic: config.antithetic,
         seed,
         substeps: config.substeps,
         seconds: started.elapsed().as_secs_f64(),

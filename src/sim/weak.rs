@@ -19,6 +19,13 @@
 //! Paths run in blocks of [`LANES`]; block `b` draws from stream `b` of the seed, and
 //! block results are added in block order, so the numbers do not depend on the thread
 //! count.
+//!
+//! Antithetic pairs ([`Sampling::antithetic`]): lane `2j + 1` of a block takes the
+//! negatives of every normal lane `2j` draws, optimizer's and SDE's alike, and the pair's
+//! mean is one sample. Each lane keeps its law, so the estimators stay unbiased; the part
+//! of `φ(x_N) − φ(X_N)` odd in the noise cancels within a pair. That part is what a fast
+//! state's end fluctuation `C(u_N − ū)` puts in a path's error (O(η) per path against an
+//! O(η²) mean), so pairs resolve an order-2 slope with far fewer paths there.
 
 #![allow(
     clippy::needless_range_loop,
@@ -273,24 +280,29 @@ fn carry_fast(
     }
 }
 
-/// Sums over paths of one quantity: count, Σx, Σx².
+/// Sums over independent samples of one quantity: count, Σx, Σx², and the paths the
+/// samples cover (one each, or two for an antithetic pair's mean).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Acc {
     pub n: f64,
     pub s: f64,
     pub s2: f64,
+    pub paths: f64,
 }
 
 impl Acc {
-    fn push(&mut self, x: f64) {
+    /// One sample, the mean over `paths` paths.
+    fn push(&mut self, x: f64, paths: f64) {
         self.n += 1.0;
         self.s += x;
         self.s2 += x * x;
+        self.paths += paths;
     }
     fn merge(&mut self, o: &Acc) {
         self.n += o.n;
         self.s += o.s;
         self.s2 += o.s2;
+        self.paths += o.paths;
     }
     pub fn mean(&self) -> f64 {
         self.s / self.n
@@ -356,11 +368,34 @@ struct BlockOut {
     sde_bad: Vec<(Option<usize>, usize)>,
 }
 
-/// Runs `paths` paths (rounded up to whole blocks) of the plan. `progress` is called
-/// with the number of blocks done after each block.
-pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
-    let blocks = paths.div_ceil(LANES).max(1);
-    let streams = Streams::new(seed).streams(blocks);
+/// How the paths of a run are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Paths per step size (rounded up to whole blocks of [`LANES`]).
+    pub paths: usize,
+    pub seed: u64,
+    /// Paths in antithetic pairs (see the module's documentation). Minibatch noise
+    /// draws indices, which have no antithetic; such a plan is run without pairs.
+    pub antithetic: bool,
+}
+
+impl Sampling {
+    /// Independent paths.
+    pub fn new(paths: usize, seed: u64) -> Sampling {
+        Sampling {
+            paths,
+            seed,
+            antithetic: false,
+        }
+    }
+}
+
+/// Runs the paths of the plan that `sampling` says. `progress` is called with the
+/// number of blocks done after each block.
+pub fn run(plan: &Plan, sampling: &Sampling, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
+    let blocks = sampling.paths.div_ceil(LANES).max(1);
+    let streams = Streams::new(sampling.seed).streams(blocks);
+    let pairs = sampling.antithetic && plan.step.minibatch.is_none();
     // The optimizer's and the SDEs' double-buffered programs, shared by every block.
     let steppers = Steppers {
         opt: Stepper::new(&plan.step.tape, plan.step.n_state),
@@ -374,7 +409,7 @@ pub fn run(plan: &Plan, paths: usize, seed: u64, progress: &(dyn Fn(usize) + Syn
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .map(|rng| {
-            let out = in_avx2(Block(plan, &steppers, rng));
+            let out = in_avx2(Block(plan, &steppers, rng, pairs));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             out
@@ -465,13 +500,25 @@ fn state(stepper: &Stepper, parity: usize, regs: &[f64], n: usize) -> Vec<f64> {
 
 /// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
-struct Block<'a>(&'a Plan, &'a Steppers, Stream);
+struct Block<'a>(&'a Plan, &'a Steppers, Stream, bool);
 
 impl Job for Block<'_> {
     type Out = BlockOut;
     #[inline(always)]
     fn run(self) -> BlockOut {
-        block(self.0, self.1, self.2)
+        block(self.0, self.1, self.2, self.3)
+    }
+}
+
+/// Standard normals into `out` (whole runs of [`LANES`]); with `pairs`, each odd lane
+/// the negative of the even lane before it.
+#[inline(always)]
+fn normals(rng: &mut Stream, out: &mut [f64], pairs: bool) {
+    rng.fill_normal(out);
+    if pairs {
+        for run in out.chunks_exact_mut(2) {
+            run[1] = -run[0];
+        }
     }
 }
 
@@ -481,9 +528,9 @@ struct Steppers {
     sdes: Vec<Stepper>,
 }
 
-/// One block of paths (inlined into [`Block::run`]).
+/// One block of paths (inlined into [`Block::run`]); `pairs`: antithetic pairs.
 #[inline(always)]
-fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
+fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> BlockOut {
     let step = &plan.step;
     let n_rule = step.n_state;
     let n = plan.layout.n;
@@ -551,12 +598,12 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
             match r {
                 Some(r) => {
                     let reg = &mut oregs[r * LANES..(r + 1) * LANES];
-                    rng.fill_normal(reg);
+                    normals(&mut rng, reg, pairs);
                     if !plan.sdes.is_empty() {
                         zq.copy_from_slice(reg);
                     }
                 }
-                None => rng.fill_normal(zq),
+                None => normals(&mut rng, zq, pairs),
             }
         }
         step.draw_minibatch(&mut oregs, &mut rng);
@@ -576,7 +623,7 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
             continue;
         }
         // The Brownian bridge normals, shared by every SME, and their means.
-        rng.fill_normal(&mut bridge);
+        normals(&mut rng, &mut bridge, pairs);
         mean.fill(0.0);
         for i in 0..k_sub {
             for (m, &u) in mean
@@ -604,7 +651,7 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
                 }
             }
             if !cp.r.is_empty() {
-                rng.fill_normal(&mut y);
+                normals(&mut rng, &mut y, pairs);
                 for a in 0..n {
                     for c2 in 0..n {
                         let r = cp.r[a][c2];
@@ -687,16 +734,23 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
         out
     };
     let a = eval_obs(&ostate);
+    // The samples: one lane each, or an antithetic pair of lanes.
+    let width = if pairs { 2 } else { 1 };
+    let units = || (0..LANES).step_by(width).map(move |l| l..l + width);
+    let mean_over = |v: &[f64], j: usize, u: std::ops::Range<usize>| {
+        u.map(|l| v[j * LANES + l]).sum::<f64>() / width as f64
+    };
     let mut opt = vec![Acc::default(); n_obs];
     let finite_lane = |v: &[f64], l: usize| (0..n_obs).all(|j| v[j * LANES + l].is_finite());
+    let finite = |v: &[f64], mut u: std::ops::Range<usize>| u.all(|l| finite_lane(v, l));
     let mut opt_bad_paths = 0;
-    for l in 0..LANES {
-        if !finite_lane(&a, l) {
-            opt_bad_paths += 1;
+    for u in units() {
+        if !finite(&a, u.clone()) {
+            opt_bad_paths += width;
             continue;
         }
         for (j, acc) in opt.iter_mut().enumerate() {
-            acc.push(a[j * LANES + l]);
+            acc.push(mean_over(&a, j, u.clone()), width as f64);
         }
     }
     let mut orders = Vec::new();
@@ -708,19 +762,19 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream) -> BlockOut {
             .collect();
         let mut stats = vec![OrderStats::default(); n_obs];
         let mut bad = 0;
-        for l in 0..LANES {
-            if !finite_lane(&a, l) || vals.iter().any(|v| !finite_lane(v, l)) {
-                bad += 1;
+        for u in units() {
+            if !finite(&a, u.clone()) || vals.iter().any(|v| !finite(v, u.clone())) {
+                bad += width;
                 continue;
             }
             for (j, st) in stats.iter_mut().enumerate() {
-                let at = j * LANES + l;
-                let (f, m, c) = (vals[0][at], vals[1][at], vals[2][at]);
+                let at = |v: &[f64]| mean_over(v, j, u.clone());
+                let (f, m, c) = (at(&vals[0]), at(&vals[1]), at(&vals[2]));
                 let r = 2.0 * f - m;
                 let r2 = 2.0 * m - c;
-                st.err.push(a[at] - r);
-                st.disc.push(r - r2);
-                st.sde.push(r);
+                st.err.push(at(&a) - r, width as f64);
+                st.disc.push(r - r2, width as f64);
+                st.sde.push(r, width as f64);
             }
         }
         orders.push(stats);
