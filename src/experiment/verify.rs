@@ -830,17 +830,7 @@ pub fn plot_named(
     }
 }
 
-/// Simulates one step size's plan over `paths` paths on the current thread pool,
-/// reporting the blocks of [`BLOCK`] paths done to `progress`.
-pub fn simulate(
-    plan: &Plan,
-    sampling: &weak::Sampling,
-    progress: &(dyn Fn(usize) + Sync),
-) -> EtaStats {
-    weak::run(plan, sampling, progress)
-}
-
-/// Paths per block: runs go in whole blocks, and [`simulate`] reports blocks done.
+/// Paths per block: runs go in whole blocks, and [`execute`] reports blocks done.
 pub const BLOCK: usize = crate::numeric::tape::LANES;
 
 /// Simulates every step size on the current thread pool and fits the results: the
@@ -1628,6 +1618,17 @@ pub fn execute(
     config: &Config,
     progress: &(dyn Fn(Event) + Sync),
 ) -> Result<Report, Error> {
+    execute_until(p, config, progress, &|| false)
+}
+
+/// [`execute`] that stops between blocks of paths once `stop` says so (Ctrl-C in the
+/// Python package), with [`Error::Other`] saying it was interrupted.
+pub fn execute_until(
+    p: &mut Prepared,
+    config: &Config,
+    progress: &(dyn Fn(Event) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Report, Error> {
     let etas = grid(p, &config.grid)?;
     let started = std::time::Instant::now();
     if config.exact {
@@ -1676,12 +1677,16 @@ pub fn execute(
             eta: plan.eta,
             blocks: paths.div_ceil(BLOCK) as u64,
         });
-        let st = pool.install(|| simulate(plan, &sampling, &|k| progress(Event::Blocks(k))));
+        let st = pool
+            .install(|| weak::run_until(plan, &sampling, &|k| progress(Event::Blocks(k)), stop));
         progress(Event::Finish);
         st
     };
     let (stats, series, extension) =
         run_extending(p, &etas, paths, config.substeps, budget, &mut sim)?;
+    if stop() {
+        return Err(Error::Other("interrupted".into()));
+    }
     Ok(Report {
         series,
         extension,

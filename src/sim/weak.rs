@@ -393,6 +393,17 @@ impl Sampling {
 /// Runs the paths of the plan that `sampling` says. `progress` is called with the
 /// number of blocks done after each block.
 pub fn run(plan: &Plan, sampling: &Sampling, progress: &(dyn Fn(usize) + Sync)) -> EtaStats {
+    run_until(plan, sampling, progress, &|| false)
+}
+
+/// [`run`], skipping the blocks not yet started once `stop` says so (an interrupted run:
+/// its statistics cover only the blocks that ran, and the caller discards them).
+pub fn run_until(
+    plan: &Plan,
+    sampling: &Sampling,
+    progress: &(dyn Fn(usize) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> EtaStats {
     let blocks = sampling.paths.div_ceil(LANES).max(1);
     let streams = Streams::new(sampling.seed).streams(blocks);
     let pairs = sampling.antithetic && plan.step.minibatch.is_none();
@@ -408,11 +419,14 @@ pub fn run(plan: &Plan, sampling: &Sampling, progress: &(dyn Fn(usize) + Sync)) 
     let done = std::sync::atomic::AtomicUsize::new(0);
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
-        .map(|rng| {
+        .filter_map(|rng| {
+            if stop() {
+                return None;
+            }
             let out = in_avx2(Block(plan, &steppers, rng, pairs));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
-            out
+            Some(out)
         })
         .collect();
     let n_obs = plan.observables.n_outputs();

@@ -1,0 +1,337 @@
+//! `smelt._native`: the library as Python sees it. Every function takes the rule's (and
+//! the problem's) source text and returns the library's own outputs (SymPy scripts,
+//! JSON, LaTeX, NumPy modules, text), so the Python side (`python/smelt/`) shows exactly
+//! what the CLI prints and builds SymPy objects and arrays from it. Errors become
+//! `smelt.SmeltError` with the diagnostic's text, line and column. Long work runs with
+//! the GIL released.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use smelt::experiment::verify as run;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `smelt.SmeltError` for an error of the library: the rendered diagnostics (`text`),
+/// the first one's message, code and hint, and the file, line and column it points at
+/// (`None` for errors no span explains).
+fn smelt_error(
+    py: Python<'_>,
+    e: &smelt::Error,
+    rule: (&str, &str),
+    problem: (&str, &str),
+) -> PyErr {
+    let text = e.render(rule, problem);
+    let (file, source) = match e.source() {
+        Some(smelt::Source::Problem) => problem,
+        _ => rule,
+    };
+    let first = e.diagnostics().first();
+    let message = match (first, e) {
+        (Some(d), _) => d.message.clone(),
+        (None, smelt::Error::Other(m)) => m.clone(),
+        (None, smelt::Error::Internal(m)) => format!("internal error in smelt: {m}"),
+        (None, _) => text.clone(),
+    };
+    let at = first.map(|d| smelt::internals::span::line_col(source, d.span.start));
+    let args = (
+        message,
+        text.clone(),
+        first.map(|_| file.to_string()),
+        at.map(|a| a.0),
+        at.map(|a| a.1),
+        first.map(|d| d.code.name()),
+        first.and_then(|d| d.hint.clone()),
+    );
+    let class = py
+        .import("smelt._errors")
+        .and_then(|m| m.getattr("SmeltError"));
+    match class.and_then(|c| c.call1(args)) {
+        Ok(v) => PyErr::from_value(v),
+        Err(err) => err,
+    }
+}
+
+/// What `derive` derived: an SME, or a Hessian-aware SME.
+enum Derived {
+    Sme(Box<smelt::Sme>),
+    Hessian(Box<smelt::analysis::hasme::HaSme>),
+}
+
+/// A derivation's result, exported on demand in each of the library's formats.
+#[pyclass(frozen, module = "smelt._native")]
+struct Derivation {
+    derived: Derived,
+}
+
+#[pymethods]
+impl Derivation {
+    /// The SymPy script `smelt derive --format sympy [--dim d]` prints.
+    #[pyo3(signature = (dim=None))]
+    fn sympy(&self, py: Python<'_>, dim: Option<usize>) -> PyResult<String> {
+        match &self.derived {
+            Derived::Sme(s) => Ok(smelt::emit::sympy::render(s, dim)),
+            Derived::Hessian(h) => {
+                exportable(py, h)?;
+                Ok(smelt::emit::hasme::sympy(h, dim))
+            }
+        }
+    }
+
+    /// The JSON document `--format json` prints.
+    fn json(&self) -> String {
+        match &self.derived {
+            Derived::Sme(s) => smelt::emit::json::to_json(s),
+            Derived::Hessian(h) => smelt::emit::json::hasme_to_json(h),
+        }
+    }
+
+    /// The LaTeX `--format latex [--standalone]` prints.
+    #[pyo3(signature = (standalone=false))]
+    fn latex(&self, py: Python<'_>, standalone: bool) -> PyResult<String> {
+        match &self.derived {
+            Derived::Sme(s) => Ok(smelt::emit::latex::render(s, standalone)),
+            Derived::Hessian(h) => {
+                exportable(py, h)?;
+                Ok(smelt::emit::hasme::latex(h, standalone))
+            }
+        }
+    }
+
+    /// The NumPy module `--format numpy` prints.
+    fn numpy(&self, py: Python<'_>) -> PyResult<String> {
+        match &self.derived {
+            Derived::Sme(s) => Ok(smelt::emit::numpy::render(s)),
+            Derived::Hessian(h) => {
+                exportable(py, h)?;
+                Ok(smelt::emit::hasme::numpy(h))
+            }
+        }
+    }
+
+    /// The text `smelt derive [--dim d]` prints.
+    #[pyo3(signature = (dim=None))]
+    fn text(&self, dim: Option<usize>) -> String {
+        match (&self.derived, dim) {
+            (Derived::Sme(s), None) => smelt::emit::text::render(s),
+            (Derived::Sme(s), Some(d)) => smelt::emit::text::render_components(s, d),
+            (Derived::Hessian(h), None) => smelt::emit::hasme::text(h),
+            (Derived::Hessian(h), Some(d)) => smelt::emit::hasme::components(h, d),
+        }
+    }
+}
+
+/// The Hessian-aware exports exist only where the series match the closed forms (as in
+/// the CLI).
+fn exportable(py: Python<'_>, h: &smelt::analysis::hasme::HaSme) -> PyResult<()> {
+    if h.mismatches.is_empty() {
+        return Ok(());
+    }
+    let e = smelt::Error::Other(format!(
+        "the series derived do not match the Hessian-aware closed forms, so there are none to export: {}",
+        h.mismatches.join("; ")
+    ));
+    Err(smelt_error(py, &e, ("", ""), ("", "")))
+}
+
+/// Derives the SME of `source` (the rule's text; `name` is shown in diagnostics) to
+/// `order` (`None`: 1, or the Hessian-aware default), or the Hessian-aware SME. `check`:
+/// the seed of the independent check, which then runs; an SME it contradicts is an
+/// error, as in the CLI. `max_terms`: the limit on one intermediate expression. The GIL
+/// is released while it derives.
+#[pyfunction]
+#[pyo3(signature = (source, name, order=None, hessian_aware=false, check=None, max_terms=None))]
+fn derive(
+    py: Python<'_>,
+    source: &str,
+    name: &str,
+    order: Option<u32>,
+    hessian_aware: bool,
+    check: Option<u64>,
+    max_terms: Option<usize>,
+) -> PyResult<Derivation> {
+    let order = order.unwrap_or(if hessian_aware {
+        smelt::analysis::hasme::DEFAULT_ORDER
+    } else {
+        1
+    });
+    if order == 0 || order > smelt::MAX_ORDER {
+        return Err(PyValueError::new_err(format!(
+            "order must be from 1 to {}, not {order}",
+            smelt::MAX_ORDER
+        )));
+    }
+    let result = py.allow_threads(|| {
+        if hessian_aware {
+            smelt::check(source)
+                .and_then(|opt| smelt::analysis::hasme::hessian_aware(&opt, order))
+                .map(|h| Derived::Hessian(Box::new(h)))
+        } else {
+            let options = smelt::Options {
+                order,
+                max_terms: max_terms.unwrap_or(smelt::MAX_TERMS),
+                progress: None,
+            };
+            smelt::lower(source).and_then(|opt| {
+                let mut sme = smelt::derive_checked(&opt, &options)?;
+                if let Some(seed) = check {
+                    let c = smelt::certify(&opt, &sme, seed);
+                    if c.failed() {
+                        return Err(smelt::Error::Other(format!(
+                            "the independent check contradicts the derived SME: {}",
+                            c.summary()
+                        )));
+                    }
+                    sme.independent = Some(c);
+                }
+                Ok(Derived::Sme(Box::new(sme)))
+            })
+        }
+    });
+    match result {
+        Ok(derived) => Ok(Derivation { derived }),
+        Err(e) => Err(smelt_error(py, &e, (name, source), ("", ""))),
+    }
+}
+
+/// The canonical form of a rule that passes every check (`smelt check`).
+#[pyfunction]
+fn check(py: Python<'_>, source: &str, name: &str) -> PyResult<String> {
+    smelt::check(source)
+        .map(|opt| smelt::canonical(&opt))
+        .map_err(|e| smelt_error(py, &e, (name, source), ("", "")))
+}
+
+/// The batch-size scaling rule's text (`smelt scaling [--noise-scale n]`).
+#[pyfunction]
+#[pyo3(signature = (source, name, noise_scale=None))]
+fn scaling(
+    py: Python<'_>,
+    source: &str,
+    name: &str,
+    noise_scale: Option<String>,
+) -> PyResult<String> {
+    let fail = |e: &smelt::Error| smelt_error(py, e, (name, source), ("", ""));
+    let opt = smelt::check(source).map_err(|e| fail(&e))?;
+    let sme = smelt::derive_checked(&opt, &smelt::Options::order(1)).map_err(|e| fail(&e))?;
+    let batch = match noise_scale {
+        Some(n) => smelt::analysis::scaling::NoiseScale::Named(n),
+        None => smelt::analysis::scaling::NoiseScale::Covariance,
+    };
+    match smelt::analysis::scaling::rule(&opt, &sme, &batch) {
+        Ok(outcome) => Ok(smelt::emit::scaling::render(&opt, &sme, &batch, &outcome)),
+        Err(msg) => Err(fail(&smelt::Error::Other(msg.to_string()))),
+    }
+}
+
+/// `smelt verify --format json`: the same document, for the same arguments and seed the
+/// same numbers (only `run.seconds`, the wall-clock time, differs). `problem_dir`: where
+/// the problem's data files are. The GIL is released while it runs; Ctrl-C stops it
+/// between blocks of paths and raises KeyboardInterrupt here.
+#[pyfunction]
+#[pyo3(signature = (
+    rule, rule_name, problem, problem_name, problem_dir, orders, etas=None,
+    time_steps=None, paths=65536, seed=1, substeps=8, budget=None, exact=false,
+    antithetic=false, threads=None, set=None
+))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the keyword arguments of smelt.verify"
+)]
+fn verify(
+    py: Python<'_>,
+    rule: &str,
+    rule_name: &str,
+    problem: &str,
+    problem_name: &str,
+    problem_dir: &str,
+    orders: Vec<u32>,
+    etas: Option<Vec<f64>>,
+    time_steps: Option<Vec<f64>>,
+    paths: usize,
+    seed: u64,
+    substeps: usize,
+    budget: Option<u64>,
+    exact: bool,
+    antithetic: bool,
+    threads: Option<usize>,
+    set: Option<BTreeMap<String, f64>>,
+) -> PyResult<String> {
+    let at = ((rule_name, rule), (problem_name, problem));
+    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
+    let bad = |msg: &str| PyValueError::new_err(msg.to_string());
+    if orders.is_empty() || orders.iter().any(|&o| o == 0 || o > 3) {
+        return Err(bad("orders: give orders from 1 to 3, e.g. (1, 2)"));
+    }
+    if paths == 0 || paths > 1 << 30 {
+        return Err(bad("paths must be between 1 and 2**30"));
+    }
+    if substeps < 4 || substeps % 4 != 0 || substeps > 1024 {
+        return Err(bad("substeps must be a multiple of 4 between 4 and 1024"));
+    }
+    for given in [&etas, &time_steps].into_iter().flatten() {
+        if given.is_empty() || given.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
+            return Err(bad("step sizes must be positive and finite"));
+        }
+    }
+    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
+    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
+        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
+    let set = set.unwrap_or_default();
+    let mut prepared = run::prepare(opt, prob, &orders, &set).map_err(|e| fail(&e))?;
+    let config = run::Config {
+        grid: match (etas, time_steps) {
+            (Some(e), _) => run::Grid::Etas(e),
+            (None, Some(t)) => run::Grid::Times(t),
+            (None, None) => run::Grid::Default,
+        },
+        paths,
+        seed,
+        substeps,
+        budget,
+        exact,
+        antithetic,
+        threads,
+    };
+    // The run goes on a thread of its own; this (the caller's) thread polls for signals,
+    // which Python handles on its main thread only, and stops the run between blocks of
+    // paths on Ctrl-C.
+    let interrupted = AtomicBool::new(false);
+    let mut signal: Option<PyErr> = None;
+    let result = py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                run::execute_until(&mut prepared, &config, &|_| {}, &|| {
+                    interrupted.load(Ordering::Relaxed)
+                })
+            });
+            while !worker.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if let Err(e) = Python::with_gil(|py| py.check_signals()) {
+                    signal = Some(e);
+                    interrupted.store(true, Ordering::Relaxed);
+                }
+            }
+            worker.join()
+        })
+    });
+    let result = result.map_err(|_| {
+        pyo3::exceptions::PyRuntimeError::new_err("smelt.verify: the simulation panicked")
+    })?;
+    // The signal handler's exception (KeyboardInterrupt for Ctrl-C), raised here.
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    let report = result.map_err(|e| fail(&e))?;
+    Ok(report.to_json(&prepared).to_string())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Derivation>()?;
+    m.add_function(wrap_pyfunction!(derive, m)?)?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
+    m.add_function(wrap_pyfunction!(scaling, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
