@@ -14,11 +14,12 @@ come from the SymPy export, NumPy callables from the NumPy export, and the numbe
 from ._errors import SmeltError
 from ._sme import Sme, derive, diff
 from ._verify import VerifyResult, verify
+from ._escape import EscapeResult, escape
 from ._native import VERSION as __version__
 from . import _native
 from ._source import read as _read
 
-__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "verify", "VerifyResult"]
+__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "verify", "VerifyResult", "escape", "EscapeResult"]
 
 
 def check(rule):

@@ -1,5 +1,6 @@
 """Derived SMEs as SymPy objects."""
 
+import functools
 import json
 import types
 
@@ -26,10 +27,19 @@ class Sme:
         self._derivation = derivation
         self.dim = dim
         self.hessian_aware = hessian_aware
-        self.symbols = {}
-        exec(compile(derivation.sympy(dim), "<smelt: SymPy export>", "exec"), self.symbols)
-        self.symbols.pop("__builtins__", None)
-        self._json = json.loads(derivation.json())
+
+    @functools.cached_property
+    def symbols(self):
+        """Every name the SymPy export defines (built on first use: SymPy takes about a
+        millisecond to build the expressions)."""
+        names = {}
+        exec(compile(self._derivation.sympy(self.dim), "<smelt: SymPy export>", "exec"), names)
+        names.pop("__builtins__", None)
+        return names
+
+    @functools.cached_property
+    def _json(self):
+        return json.loads(self._derivation.json())
 
     @property
     def drift(self):
@@ -99,9 +109,10 @@ class Sme:
         return module
 
     def _repr_latex_(self):
-        body = self.to_latex()
-        lines = [l for l in body.splitlines() if l.strip() and not l.lstrip().startswith("%")]
-        return "$$" + " ".join(lines) + "$$" if "$" not in body else body
+        # The LaTeX export without its comment lines: an align environment, which
+        # Jupyter's MathJax renders as it stands.
+        lines = [l for l in self.to_latex().splitlines() if not l.lstrip().startswith("%")]
+        return "\n".join(lines)
 
     def __str__(self):
         return self.text()

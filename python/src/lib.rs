@@ -325,6 +325,92 @@ fn verify(
     Ok(report.to_json(&prepared).to_string())
 }
 
+/// `smelt escape --format json`: the same document, for the same arguments and seed the
+/// same numbers (only `run.seconds` and the per-run `seconds` differ). The GIL is
+/// released while it runs.
+#[pyfunction]
+#[pyo3(signature = (
+    rule, rule_name, problem, problem_name, problem_dir, region, models="opt,sme1,sme2",
+    etas=None, batch=None, paths=10000, seed=1, from=None, refine=true, saddle=None,
+    horizon=None, substeps=8, em=false, threads=None, set=None
+))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the keyword arguments of smelt.escape"
+)]
+fn escape(
+    py: Python<'_>,
+    rule: &str,
+    rule_name: &str,
+    problem: &str,
+    problem_name: &str,
+    problem_dir: &str,
+    region: &str,
+    models: &str,
+    etas: Option<Vec<f64>>,
+    batch: Option<Vec<f64>>,
+    paths: usize,
+    seed: u64,
+    from: Option<String>,
+    refine: bool,
+    saddle: Option<String>,
+    horizon: Option<f64>,
+    substeps: usize,
+    em: bool,
+    threads: Option<usize>,
+    set: Option<BTreeMap<String, f64>>,
+) -> PyResult<String> {
+    use smelt::experiment::escape as esc;
+    let at = ((rule_name, rule), (problem_name, problem));
+    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
+    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
+    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
+        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
+    let request = esc::Request {
+        region: region.to_string(),
+        models: models.to_string(),
+        etas,
+        batch: batch.unwrap_or_default(),
+        paths,
+        seed,
+        from,
+        refine,
+        saddle,
+        horizon,
+        substeps,
+        em,
+    };
+    let (opts, etas, batches) = request
+        .options(&opt.name, &prob)
+        .map_err(|e| PyValueError::new_err(e.replace('`', "")))?;
+    let set = set.unwrap_or_default();
+    let mut setup = esc::prepare(opt, prob, &set, opts).map_err(|e| fail(&e))?;
+    let pool = rayon_pool(threads)?;
+    let started = std::time::Instant::now();
+    let results =
+        py.allow_threads(|| esc::run(&mut setup, &etas, &batches, paths, seed, &pool, &mut |_| {}));
+    let results = results.map_err(|e| fail(&e))?;
+    let pr = esc::predictions(&mut setup);
+    let fits = esc::scaling(&setup, &pr, &results);
+    let run = esc::RunInfo {
+        region,
+        seed,
+        substeps,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(esc::json(&setup, &run, &results, &fits, &pr).to_string())
+}
+
+/// A pool of `threads` worker threads (None: all cores).
+fn rayon_pool(threads: Option<usize>) -> PyResult<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start worker threads: {e}"))
+        })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Derivation>()?;
@@ -332,6 +418,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(scaling, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(escape, m)?)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

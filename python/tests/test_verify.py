@@ -88,3 +88,22 @@ def test_ctrl_c_interrupts_a_simulation(root):
         p.kill()
     assert p.returncode == 0 and "interrupted" in out
     assert time.monotonic() - started < 30
+
+
+def test_escape_gives_the_clis_numbers(root, cli):
+    rule, problem = root / "examples/sgd.opt", root / "examples/problems/double_well_escape.prob"
+    res = smelt.escape(rule, problem, region="past 0", etas=[0.2, 0.15], paths=512, seed=3)
+    out = subprocess.run(
+        [cli, "escape", str(rule), "--problem", str(problem), "--region", "past 0",
+         "--etas", "0.2,0.15", "--paths", "512", "--seed", "3", "--format", "json", "-q"],
+        capture_output=True, text=True, check=True,
+    )
+    theirs = json.loads(out.stdout)
+    strip = lambda d: {k: v for k, v in without_clock(d).items() if k != "results"}
+    assert strip(res.json) == strip(theirs)
+    for a, b in zip(res.json["results"], theirs["results"]):
+        a, b = dict(a), dict(b)
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    assert res.models[0] == "SGD" and res.mean_time["SGD"].shape == (2,)
+    assert np.all(res.mean_time["SGD"] > 0)

@@ -2,7 +2,7 @@
 
 use crate::cli::console::{emit, Outcome};
 use crate::cli::verify::{inputs, report_error, Inputs};
-use smelt::experiment::escape::{self, Options, Progress};
+use smelt::experiment::escape::{self, Progress};
 use smelt::report::escape as report;
 use std::path::PathBuf;
 
@@ -46,59 +46,23 @@ pub fn run(a: Args) -> Outcome {
         Ok(i) => i,
         Err(o) => return o,
     };
-    let models = match escape::parse_models(&a.models, &rule.name) {
-        Ok(m) => m,
-        Err(e) => return usage(e),
-    };
-    let region = match escape::parse_region(&a.region) {
-        Ok(r) => r,
-        Err(e) => return usage(e),
-    };
-    let point = |flag: &str, s: &Option<String>| match s {
-        Some(s) => escape::parse_point(s)
-            .map(Some)
-            .map_err(|e| usage(format!("`{flag}`: {e}"))),
-        None => Ok(None),
-    };
-    let from = match point("--from", &a.from) {
-        Ok(p) => p,
-        Err(o) => return o,
-    };
-    let saddle = match point("--saddle", &a.saddle) {
-        Ok(p) => p,
-        Err(o) => return o,
-    };
-    if a.paths == 0 || a.paths > 1 << 26 {
-        return usage("`--paths` must be between 1 and 2^26");
-    }
-    if a.substeps == 0 || a.substeps > 1024 {
-        return usage("`--substeps` must be between 1 and 1024");
-    }
-    let etas = a
-        .etas
-        .clone()
-        .or_else(|| problem.etas.clone())
-        .unwrap_or_else(|| vec![0.1]);
-    if etas.is_empty() || etas.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-        return usage("`--etas`: give positive step sizes, e.g. `--etas 0.2,0.1,0.05`");
-    }
-    let batches = if a.batch.is_empty() {
-        vec![1.0]
-    } else {
-        a.batch.clone()
-    };
-    if batches.iter().any(|b| !(*b >= 1.0 && b.is_finite())) {
-        return usage("`--batch`: batch sizes are at least 1");
-    }
-    let opts = Options {
-        models,
-        region,
-        from,
+    let request = escape::Request {
+        region: a.region.clone(),
+        models: a.models.clone(),
+        etas: a.etas.clone(),
+        batch: a.batch.clone(),
+        paths: a.paths,
+        seed: a.seed,
+        from: a.from.clone(),
         refine: !a.no_refine,
-        saddle,
+        saddle: a.saddle.clone(),
         horizon: a.horizon,
         substeps: a.substeps,
         em: a.em,
+    };
+    let (opts, etas, batches) = match request.options(&rule.name, &problem) {
+        Ok(o) => o,
+        Err(e) => return usage(e),
     };
     // The plot's file is opened before the run, so that a path that cannot be written
     // is reported before minutes of simulation, not after them.

@@ -300,6 +300,82 @@ pub struct Options {
     pub em: bool,
 }
 
+/// An escape run as asked (the options of `smelt escape` and `smelt.escape`), before
+/// it is checked and parsed by [`Request::options`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `ball R`, `level C`, `past POINT`, or `EXPR < C` / `EXPR > C`.
+    pub region: String,
+    /// `opt,sme1,sme2,…`.
+    pub models: String,
+    /// Values of the small parameter (None: the problem's `etas`, else 0.1).
+    pub etas: Option<Vec<f64>>,
+    /// Batch sizes (empty: 1).
+    pub batch: Vec<f64>,
+    pub paths: usize,
+    pub seed: u64,
+    pub from: Option<String>,
+    pub refine: bool,
+    pub saddle: Option<String>,
+    pub horizon: Option<f64>,
+    pub substeps: usize,
+    pub em: bool,
+}
+
+impl Request {
+    /// The run's options, step sizes and batch sizes, or what is wrong with the request
+    /// (a usage error, said with the option's name).
+    pub fn options(
+        &self,
+        rule_name: &str,
+        problem: &crate::problem::Problem,
+    ) -> Result<(Options, Vec<f64>, Vec<f64>), String> {
+        let models = parse_models(&self.models, rule_name).map_err(|e| e.to_string())?;
+        let region = parse_region(&self.region).map_err(|e| e.to_string())?;
+        let point = |flag: &str, s: &Option<String>| match s {
+            Some(s) => parse_point(s)
+                .map(Some)
+                .map_err(|e| format!("`{flag}`: {e}")),
+            None => Ok(None),
+        };
+        let from = point("--from", &self.from)?;
+        let saddle = point("--saddle", &self.saddle)?;
+        if self.paths == 0 || self.paths > 1 << 26 {
+            return Err("`--paths` must be between 1 and 2^26".into());
+        }
+        if self.substeps == 0 || self.substeps > 1024 {
+            return Err("`--substeps` must be between 1 and 1024".into());
+        }
+        let etas = self
+            .etas
+            .clone()
+            .or_else(|| problem.etas.clone())
+            .unwrap_or_else(|| vec![0.1]);
+        if etas.is_empty() || etas.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
+            return Err("`--etas`: give positive step sizes, e.g. `--etas 0.2,0.1,0.05`".into());
+        }
+        let batches = if self.batch.is_empty() {
+            vec![1.0]
+        } else {
+            self.batch.clone()
+        };
+        if batches.iter().any(|b| !(*b >= 1.0 && b.is_finite())) {
+            return Err("`--batch`: batch sizes are at least 1".into());
+        }
+        let opts = Options {
+            models,
+            region,
+            from,
+            refine: self.refine,
+            saddle,
+            horizon: self.horizon,
+            substeps: self.substeps,
+            em: self.em,
+        };
+        Ok((opts, etas, batches))
+    }
+}
+
 /// A rule and problem made ready for escape runs.
 pub struct Setup {
     pub prepared: Prepared,
