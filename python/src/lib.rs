@@ -325,6 +325,37 @@ fn verify(
     Ok(report.to_json(&prepared).to_string())
 }
 
+/// The drift and the diffusion (row-major) of the order-`order` SME at `state` (the
+/// layout's slots) on the problem, at small parameter `eta`, from the program `verify`
+/// simulates: the Rust evaluator, to check the NumPy export against.
+#[pyfunction]
+#[pyo3(signature = (rule, rule_name, problem, problem_name, problem_dir, order, eta, state, set=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the files, the order and the point"
+)]
+fn coefficients(
+    py: Python<'_>,
+    rule: &str,
+    rule_name: &str,
+    problem: &str,
+    problem_name: &str,
+    problem_dir: &str,
+    order: u32,
+    eta: f64,
+    state: Vec<f64>,
+    set: Option<BTreeMap<String, f64>>,
+) -> PyResult<(Vec<f64>, Vec<f64>)> {
+    let at = ((rule_name, rule), (problem_name, problem));
+    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
+    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
+    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
+        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
+    let set = set.unwrap_or_default();
+    let mut prepared = run::prepare(opt, prob, &[order], &set).map_err(|e| fail(&e))?;
+    run::coefficients(&mut prepared, 0, eta, &state).map_err(|e| fail(&e))
+}
+
 /// `smelt escape --format json`: the same document, for the same arguments and seed the
 /// same numbers (only `run.seconds` and the per-run `seconds` differ). The GIL is
 /// released while it runs.
@@ -419,6 +450,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scaling, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(escape, m)?)?;
+    m.add_function(wrap_pyfunction!(coefficients, m)?)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

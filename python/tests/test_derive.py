@@ -1,6 +1,7 @@
 """The SymPy objects of smelt.derive against independent statements of published SMEs
 (written here by hand from the papers, not produced by smelt), and the exports."""
 
+import inspect
 import json
 
 import numpy as np
@@ -118,3 +119,44 @@ def test_diff_of_sam_and_sgd(root):
     r = sam.symbols["r"]
     assert sympy.expand(sympy.Add(*terms) + r * eta * fp * fpp) == 0
     assert smelt.diff(smelt.derive(root / "examples/sam.opt", order=1), smelt.derive(root / "examples/sgd.opt")) == {}
+
+
+def test_numpy_callables_agree_with_the_rust_evaluator(root):
+    # The NumPy export (emit/numpy.rs) and the program `verify` simulates (the tape
+    # compiler, sim/compile.rs) are two translations of one SME; on the 2-D double well
+    # (examples/problems/double_well_2d.prob) they must give the same numbers.
+    from smelt import _native
+
+    prob = root / "examples/problems/double_well_2d.prob"
+    text = prob.read_text()
+    for rule, order in [("sgd.opt", 1), ("sgd.opt", 2), ("sam.opt", 2)]:
+        sme = smelt.derive(root / "examples" / rule, order=order)
+        mod = sme.numpy()
+        src = (root / "examples" / rule).read_text()
+        for point in ([0.3, -0.8], [-1.2, 0.1], [0.0, 0.0]):
+            b, D = _native.coefficients(src, rule, text, str(prob), str(prob.parent), order, 0.05, point,
+                                        set={"r": 0.7} if rule == "sam.opt" else None)
+            z = np.array(point)
+            kw = dict(grad_f=grad2, hess_f=hess2, Sigma=sigma2, eta=0.05)
+            if "r" in sme.symbols:
+                kw["r"] = 0.7
+            # Each function takes what its SME reads (order 1: no Hessian).
+            takes = lambda fn: {k: v for k, v in kw.items() if k in inspect.signature(fn).parameters}
+            got_b = np.ravel(mod.drift(z, **takes(mod.drift)))
+            got_D = np.ravel(mod.diffusion(z, **takes(mod.diffusion))[("x", "x")])
+            np.testing.assert_allclose(got_b, b, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got_D, D, rtol=1e-12, atol=1e-14)
+
+
+# f = Σ (x⁴/4 − x²/2) + 0.2 x₁x₂ and its noise, as examples/problems/double_well_2d.prob
+# states them, written out by hand.
+def grad2(z):
+    return np.array([z[0] ** 3 - z[0] + 0.2 * z[1], z[1] ** 3 - z[1] + 0.2 * z[0]])
+
+
+def hess2(z):
+    return np.array([[3 * z[0] ** 2 - 1, 0.2], [0.2, 3 * z[1] ** 2 - 1]])
+
+
+def sigma2(z):
+    return np.array([[0.5 + 0.1 * z[1] ** 2, 0.1], [0.1, 0.4]])

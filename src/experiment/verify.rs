@@ -197,6 +197,43 @@ pub fn bind(
     })
 }
 
+/// The drift `b(Z)` and the diffusion `D(Z)` (`n × n`, row-major) of the SME of order
+/// `p.orders[k]` at the state `z` (the layout's slots), at small parameter `eta`: the
+/// compiled program `verify` simulates, evaluated once (the Python package's check of
+/// the NumPy export against it).
+pub fn coefficients(
+    p: &mut Prepared,
+    k: usize,
+    eta: f64,
+    z: &[f64],
+) -> Result<(Vec<f64>, Vec<f64>), Error> {
+    let sme = p
+        .smes
+        .get(k)
+        .ok_or_else(|| Error::Other(format!("no SME number {k}")))?;
+    if z.len() != p.layout.n {
+        return Err(Error::Other(format!(
+            "the state has {} slots, not {}",
+            p.layout.n,
+            z.len()
+        )));
+    }
+    let nums = Numbers {
+        small: eta,
+        hypers: p.hypers.clone(),
+    };
+    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)?;
+    // Inputs: the state, then the increments and the substep (which b and D do not read).
+    let mut inputs = z.to_vec();
+    inputs.resize(2 * z.len() + 1, 0.0);
+    Ok((
+        sde.graph.eval(&sde.drift, &inputs),
+        sde.graph.eval(&sde.diffusion, &inputs),
+    ))
+}
+
 /// Compiles everything for one value of the small parameter.
 pub fn plan(p: &mut Prepared, eta: f64, substeps: usize) -> Result<Plan, Error> {
     let nums = Numbers {
