@@ -133,6 +133,36 @@ fn exportable(py: Python<'_>, h: &smelt::analysis::hasme::HaSme) -> PyResult<()>
     Err(smelt_error(py, &e, ("", ""), ("", "")))
 }
 
+/// Runs `work` with the GIL released on a thread of its own while this (the caller's)
+/// thread polls for signals, which Python handles on its main thread only; `work` gets
+/// a stop flag that turns true on Ctrl-C (or any signal whose handler raises), and the
+/// handler's exception (KeyboardInterrupt) is raised here.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce(&(dyn Fn() -> bool + Sync)) -> T + Send,
+) -> PyResult<T> {
+    let stopped = AtomicBool::new(false);
+    let stop = || stopped.load(Ordering::Relaxed);
+    let mut signal: Option<PyErr> = None;
+    let result = py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| work(&stop));
+            while !worker.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if let Err(e) = Python::with_gil(|py| py.check_signals()) {
+                    signal = Some(e);
+                    stopped.store(true, Ordering::Relaxed);
+                }
+            }
+            worker.join()
+        })
+    });
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    result.map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("smelt: the run panicked"))
+}
+
 /// Derives the SME of `source` (the rule's text; `name` is shown in diagnostics) to
 /// `order` (`None`: 1, or the Hessian-aware default), or the Hessian-aware SME. `check`:
 /// the seed of the independent check, which then runs; an SME it contradicts is an
@@ -292,35 +322,9 @@ fn verify(
         antithetic,
         threads,
     };
-    // The run goes on a thread of its own; this (the caller's) thread polls for signals,
-    // which Python handles on its main thread only, and stops the run between blocks of
-    // paths on Ctrl-C.
-    let interrupted = AtomicBool::new(false);
-    let mut signal: Option<PyErr> = None;
-    let result = py.allow_threads(|| {
-        std::thread::scope(|scope| {
-            let worker = scope.spawn(|| {
-                run::execute_until(&mut prepared, &config, &|_| {}, &|| {
-                    interrupted.load(Ordering::Relaxed)
-                })
-            });
-            while !worker.is_finished() {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                if let Err(e) = Python::with_gil(|py| py.check_signals()) {
-                    signal = Some(e);
-                    interrupted.store(true, Ordering::Relaxed);
-                }
-            }
-            worker.join()
-        })
-    });
-    let result = result.map_err(|_| {
-        pyo3::exceptions::PyRuntimeError::new_err("smelt.verify: the simulation panicked")
+    let result = interruptible(py, |stop| {
+        run::execute_until(&mut prepared, &config, &|_| {}, stop)
     })?;
-    // The signal handler's exception (KeyboardInterrupt for Ctrl-C), raised here.
-    if let Some(e) = signal {
-        return Err(e);
-    }
     let report = result.map_err(|e| fail(&e))?;
     Ok(report.to_json(&prepared).to_string())
 }
@@ -358,7 +362,8 @@ fn coefficients(
 
 /// `smelt escape --format json`: the same document, for the same arguments and seed the
 /// same numbers (only `run.seconds` and the per-run `seconds` differ). The GIL is
-/// released while it runs.
+/// released while it runs; Ctrl-C stops it between blocks of paths and raises
+/// KeyboardInterrupt here.
 #[pyfunction]
 #[pyo3(signature = (
     rule, rule_name, problem, problem_name, problem_dir, region, models="opt,sme1,sme2",
@@ -413,13 +418,23 @@ fn escape(
     };
     let (opts, etas, batches) = request
         .options(&opt.name, &prob)
-        .map_err(|e| PyValueError::new_err(e.replace('`', "")))?;
+        .map_err(|e| PyValueError::new_err(e.to_string().replace('`', "")))?;
     let set = set.unwrap_or_default();
     let mut setup = esc::prepare(opt, prob, &set, opts).map_err(|e| fail(&e))?;
     let pool = rayon_pool(threads)?;
     let started = std::time::Instant::now();
-    let results =
-        py.allow_threads(|| esc::run(&mut setup, &etas, &batches, paths, seed, &pool, &mut |_| {}));
+    let results = interruptible(py, |stop| {
+        esc::run_until(
+            &mut setup,
+            &etas,
+            &batches,
+            paths,
+            seed,
+            &pool,
+            &mut |_| {},
+            stop,
+        )
+    })?;
     let results = results.map_err(|e| fail(&e))?;
     let pr = esc::predictions(&mut setup);
     let fits = esc::scaling(&setup, &pr, &results);

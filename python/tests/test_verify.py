@@ -107,3 +107,29 @@ def test_escape_gives_the_clis_numbers(root, cli):
         assert a == b
     assert res.models[0] == "SGD" and res.mean_time["SGD"].shape == (2,)
     assert np.all(res.mean_time["SGD"] > 0)
+
+
+def test_ctrl_c_interrupts_an_escape_run(root):
+    script = (
+        "import signal, smelt, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print('start', flush=True)\n"
+        "try:\n"
+        f"    smelt.escape({str(root / 'examples/sgd.opt')!r}, {str(root / 'examples/problems/double_well_escape.prob')!r},"
+        " region='past 0', etas=[0.01], paths=1 << 20, threads=1)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(0)\n"
+        "sys.exit(5)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "start"
+        time.sleep(2.0)
+        started = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0 and "interrupted" in out
+    assert time.monotonic() - started < 30

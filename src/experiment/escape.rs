@@ -324,27 +324,28 @@ pub struct Request {
 
 impl Request {
     /// The run's options, step sizes and batch sizes, or what is wrong with the request
-    /// (a usage error, said with the option's name).
+    /// ([`Error::Other`], a usage error said with the option's name).
     pub fn options(
         &self,
         rule_name: &str,
         problem: &crate::problem::Problem,
-    ) -> Result<(Options, Vec<f64>, Vec<f64>), String> {
-        let models = parse_models(&self.models, rule_name).map_err(|e| e.to_string())?;
-        let region = parse_region(&self.region).map_err(|e| e.to_string())?;
+    ) -> Result<(Options, Vec<f64>, Vec<f64>), Error> {
+        let usage = |msg: &str| Error::Other(msg.to_string());
+        let models = parse_models(&self.models, rule_name)?;
+        let region = parse_region(&self.region)?;
         let point = |flag: &str, s: &Option<String>| match s {
             Some(s) => parse_point(s)
                 .map(Some)
-                .map_err(|e| format!("`{flag}`: {e}")),
+                .map_err(|e| usage(&format!("`{flag}`: {e}"))),
             None => Ok(None),
         };
         let from = point("--from", &self.from)?;
         let saddle = point("--saddle", &self.saddle)?;
         if self.paths == 0 || self.paths > 1 << 26 {
-            return Err("`--paths` must be between 1 and 2^26".into());
+            return Err(usage("`--paths` must be between 1 and 2^26"));
         }
         if self.substeps == 0 || self.substeps > 1024 {
-            return Err("`--substeps` must be between 1 and 1024".into());
+            return Err(usage("`--substeps` must be between 1 and 1024"));
         }
         let etas = self
             .etas
@@ -352,7 +353,9 @@ impl Request {
             .or_else(|| problem.etas.clone())
             .unwrap_or_else(|| vec![0.1]);
         if etas.is_empty() || etas.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-            return Err("`--etas`: give positive step sizes, e.g. `--etas 0.2,0.1,0.05`".into());
+            return Err(usage(
+                "`--etas`: give positive step sizes, e.g. `--etas 0.2,0.1,0.05`",
+            ));
         }
         let batches = if self.batch.is_empty() {
             vec![1.0]
@@ -360,7 +363,7 @@ impl Request {
             self.batch.clone()
         };
         if batches.iter().any(|b| !(*b >= 1.0 && b.is_finite())) {
-            return Err("`--batch`: batch sizes are at least 1".into());
+            return Err(usage("`--batch`: batch sizes are at least 1"));
         }
         let opts = Options {
             models,
@@ -882,13 +885,35 @@ pub fn run(
     pool: &rayon::ThreadPool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<EtaResult>, Error> {
+    run_until(s, etas, batches, paths, seed, pool, progress, &|| false)
+}
+
+/// [`run`] that stops between blocks of paths once `stop` says so (Ctrl-C in the Python
+/// package), with [`Error::Other`] saying it was interrupted.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "run's arguments and the stop flag"
+)]
+pub fn run_until(
+    s: &mut Setup,
+    etas: &[f64],
+    batches: &[f64],
+    paths: usize,
+    seed: u64,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn FnMut(Progress),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<EtaResult>, Error> {
     let mut results = Vec::with_capacity(etas.len() * batches.len());
     for &batch in batches {
         for &eta in etas {
             progress(Progress::Starting { eta, batch });
             let ep = plan(s, eta, batch)?;
             let t0 = std::time::Instant::now();
-            let (times, lane_steps) = pool.install(|| sim::run(&ep.plan, paths, seed));
+            let (times, lane_steps) = pool.install(|| sim::run_until(&ep.plan, paths, seed, stop));
+            if stop() {
+                return Err(Error::Other("interrupted".into()));
+            }
             results.push(summarize(
                 &ep,
                 batch,

@@ -81,6 +81,7 @@ pub struct ExitTimes {
 }
 
 /// What one block of one model gives.
+#[derive(Default)]
 struct BlockOut {
     exits: Vec<u32>,
     censored: usize,
@@ -104,6 +105,17 @@ pub fn quotas(paths: usize) -> Vec<usize> {
 /// Simulates every model on `paths` paths; returns the exit times and the lane-steps
 /// simulated.
 pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> (Vec<ExitTimes>, u64) {
+    run_until(plan, paths, seed, &|| false)
+}
+
+/// [`run`], skipping the blocks not yet started once `stop` says so (an interrupted run,
+/// whose results the caller discards).
+pub fn run_until(
+    plan: &EscapePlan,
+    paths: usize,
+    seed: u64,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> (Vec<ExitTimes>, u64) {
     let quotas = quotas(paths.max(1));
     let blocks = quotas.len();
     let models = plan.models.len();
@@ -111,7 +123,12 @@ pub fn run(plan: &EscapePlan, paths: usize, seed: u64) -> (Vec<ExitTimes>, u64) 
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
         .enumerate()
-        .map(|(i, rng)| in_avx2(Block(plan, i / blocks, quotas[i % blocks], rng)))
+        .map(|(i, rng)| {
+            if stop() {
+                return BlockOut::default();
+            }
+            in_avx2(Block(plan, i / blocks, quotas[i % blocks], rng, stop))
+        })
         .collect();
     let lane_steps = outs.iter().map(|o| o.lane_steps).sum();
     let times = (0..models)
@@ -190,21 +207,35 @@ fn lanes_input(tape: &Tape, regs: &mut [f64], i: usize, v: impl Fn(usize) -> f64
 
 /// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
-struct Block<'a>(&'a EscapePlan, usize, usize, Stream);
+struct Block<'a>(
+    &'a EscapePlan,
+    usize,
+    usize,
+    Stream,
+    &'a (dyn Fn() -> bool + Sync),
+);
 
 impl Job for Block<'_> {
     type Out = BlockOut;
     #[inline(always)]
     fn run(self) -> BlockOut {
-        block(self.0, self.1, self.2, self.3)
+        block(self.0, self.1, self.2, self.3, self.4)
     }
 }
 
 /// One block of one model: `quota` paths through `LANES` lanes; a lane whose path has
 /// left (or stopped, or reached the horizon) starts the next path at once. Every lane
-/// keeps its own step count, so the clock and the counter are per lane.
+/// keeps its own step count, so the clock and the counter are per lane. Every 4096
+/// steps it asks `stop`, and an interrupted block ends where it is (its results are
+/// discarded: see [`run_until`]).
 #[inline(always)]
-fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> BlockOut {
+fn block(
+    plan: &EscapePlan,
+    model: usize,
+    quota: usize,
+    mut rng: Stream,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> BlockOut {
     let n = plan.n;
     // The slots a model advances (the clock is set from the step counter).
     let n_dyn = if plan.clock { n - 1 } else { n };
@@ -271,6 +302,9 @@ fn block(plan: &EscapePlan, model: usize, quota: usize, mut rng: Stream) -> Bloc
     let mut oldest = 0u32;
     let mut live = done.iter().filter(|&&x| !x).count();
     while live > 0 {
+        if now % 4096 == 4095 && stop() {
+            break;
+        }
         out.lane_steps += live as u64;
         // The clock of each lane before this step.
         let steps = |lane: usize| now - begin[lane];
