@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from . import _native
+from ._plot import loglog
 from ._source import directory, read
 
 
@@ -46,20 +47,9 @@ class EscapeResult:
     def plot(self, ax=None):
         """Mean exit time against η per model, with 2-s.e. bars, on log axes (needs
         matplotlib)."""
-        if ax is None:
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots()
-        for name in self.models:
-            ax.errorbar(self.eta, self.mean_time[name], yerr=2 * self.mean_time_se[name],
-                        marker="o", capsize=2, label=name)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("step size η")
-        ax.set_ylabel("mean exit time")
-        ax.set_title(f"{self.json['optimizer']} on {self.json['problem']}, region {self.json['region']}")
-        ax.legend(fontsize="small")
-        return ax
+        lines = [(self.eta, self.mean_time[m], self.mean_time_se[m], m) for m in self.models]
+        title = f"{self.json['optimizer']} on {self.json['problem']}, region {self.json['region']}"
+        return loglog(ax, lines, "step size η", "mean exit time", title)
 
     def __repr__(self):
         return f"<EscapeResult {self.json['optimizer']}: {len(self.eta)} runs of {', '.join(self.models)}>"

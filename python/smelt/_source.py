@@ -4,12 +4,17 @@ import os
 from pathlib import Path
 
 
-def read(given):
-    """``(text, name)`` of a rule or problem: a path (``os.PathLike``, or a one-line
-    string naming an existing file) is read; any other string is the source itself."""
-    if isinstance(given, os.PathLike) or (
+def _is_path(given):
+    """A path: an ``os.PathLike``, or a one-line string naming an existing file."""
+    return isinstance(given, os.PathLike) or (
         isinstance(given, str) and "\n" not in given and given.strip() and os.path.isfile(given)
-    ):
+    )
+
+
+def read(given):
+    """``(text, name)`` of a rule or problem: a path (see ``_is_path``) is read; any other
+    string is the source itself."""
+    if _is_path(given):
         path = Path(given)
         return path.read_text(encoding="utf-8"), str(path)
     if not isinstance(given, str):
@@ -18,9 +23,6 @@ def read(given):
 
 
 def directory(given):
-    """The directory a problem's data files are relative to."""
-    if isinstance(given, os.PathLike) or (
-        isinstance(given, str) and "\n" not in given and os.path.isfile(given)
-    ):
-        return str(Path(given).resolve().parent)
-    return os.getcwd()
+    """The directory a problem's data files are relative to: the file's, or the current
+    one for a problem given as text."""
+    return str(Path(given).resolve().parent) if _is_path(given) else os.getcwd()

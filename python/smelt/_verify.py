@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from . import _native
+from ._plot import loglog
 from ._source import directory, read
 
 # The per-step-size columns of a series, as arrays.
@@ -67,21 +68,13 @@ class VerifyResult:
     def plot(self, ax=None):
         """|weak error| against the time per step on log–log axes, with 2-s.e. bars, one
         line per series labelled with its verdict (needs matplotlib)."""
-        if ax is None:
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots()
-        for s in self.series:
+        def line(s):
             ok = s.resolved & np.isfinite(s.error)
-            ax.errorbar(s.tau[ok], np.abs(s.error[ok]), yerr=2 * s.std_err[ok], marker="o",
-                        capsize=2, label=f"order {s.order} · {s.observable}: {s.verdict.split(':')[0]}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("time per step τ")
-        ax.set_ylabel("|E φ(optimizer) − E φ(SME)|")
-        ax.set_title(f"{self.json['optimizer']} on {self.json['problem']}")
-        ax.legend(fontsize="small")
-        return ax
+            label = f"order {s.order} · {s.observable}: {s.verdict.split(':')[0]}"
+            return s.tau[ok], np.abs(s.error[ok]), s.std_err[ok], label
+
+        return loglog(ax, [line(s) for s in self.series], "time per step τ",
+                      "|E φ(optimizer) − E φ(SME)|", f"{self.json['optimizer']} on {self.json['problem']}")
 
     def __repr__(self):
         return "<VerifyResult " + "; ".join(f"order {s.order} · {s.observable}: {s.status}" for s in self.series) + ">"

@@ -51,6 +51,34 @@ fn smelt_error(
     }
 }
 
+/// A rule and a problem as the functions that run them receive them: each text with the
+/// name its diagnostics show, and the directory of the problem's data files.
+struct Files<'a> {
+    rule: (&'a str, &'a str),
+    problem: (&'a str, &'a str),
+    dir: &'a str,
+}
+
+impl Files<'_> {
+    /// `smelt.SmeltError` for an error in either file.
+    fn fail(&self, py: Python<'_>, e: &smelt::Error) -> PyErr {
+        smelt_error(py, e, self.rule, self.problem)
+    }
+
+    /// The rule checked and the problem read.
+    fn load(&self, py: Python<'_>) -> PyResult<(smelt::Optimizer, smelt::problem::Problem)> {
+        let opt = smelt::check(self.rule.1).map_err(|e| self.fail(py, &e))?;
+        let prob = smelt::problem::load_in(self.problem.1, std::path::Path::new(self.dir))
+            .map_err(|d| self.fail(py, &smelt::Error::Problem(d)))?;
+        Ok((opt, prob))
+    }
+}
+
+/// A usage error of the library (options said with the CLI's names) as a ValueError.
+fn usage(e: &smelt::Error) -> PyErr {
+    PyValueError::new_err(e.to_string().replace('`', ""))
+}
+
 /// What `derive` derived: an SME, or a Hessian-aware SME.
 enum Derived {
     Sme(Box<smelt::Sme>),
@@ -286,28 +314,14 @@ fn verify(
     threads: Option<usize>,
     set: Option<BTreeMap<String, f64>>,
 ) -> PyResult<String> {
-    let at = ((rule_name, rule), (problem_name, problem));
-    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
-    let bad = |msg: &str| PyValueError::new_err(msg.to_string());
-    if orders.is_empty() || orders.iter().any(|&o| o == 0 || o > 3) {
-        return Err(bad("orders: give orders from 1 to 3, e.g. (1, 2)"));
+    let files = Files {
+        rule: (rule_name, rule),
+        problem: (problem_name, problem),
+        dir: problem_dir,
+    };
+    if etas.is_some() && time_steps.is_some() {
+        return Err(PyValueError::new_err("give etas or time_steps, not both"));
     }
-    if paths == 0 || paths > 1 << 30 {
-        return Err(bad("paths must be between 1 and 2**30"));
-    }
-    if substeps < 4 || substeps % 4 != 0 || substeps > 1024 {
-        return Err(bad("substeps must be a multiple of 4 between 4 and 1024"));
-    }
-    for given in [&etas, &time_steps].into_iter().flatten() {
-        if given.is_empty() || given.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-            return Err(bad("step sizes must be positive and finite"));
-        }
-    }
-    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
-    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
-        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
-    let set = set.unwrap_or_default();
-    let mut prepared = run::prepare(opt, prob, &orders, &set).map_err(|e| fail(&e))?;
     let config = run::Config {
         grid: match (etas, time_steps) {
             (Some(e), _) => run::Grid::Etas(e),
@@ -322,10 +336,14 @@ fn verify(
         antithetic,
         threads,
     };
+    config.check(&orders).map_err(|e| usage(&e))?;
+    let (opt, prob) = files.load(py)?;
+    let set = set.unwrap_or_default();
+    let mut prepared = run::prepare(opt, prob, &orders, &set).map_err(|e| files.fail(py, &e))?;
     let result = interruptible(py, |stop| {
         run::execute_until(&mut prepared, &config, &|_| {}, stop)
     })?;
-    let report = result.map_err(|e| fail(&e))?;
+    let report = result.map_err(|e| files.fail(py, &e))?;
     Ok(report.to_json(&prepared).to_string())
 }
 
@@ -350,14 +368,15 @@ fn coefficients(
     state: Vec<f64>,
     set: Option<BTreeMap<String, f64>>,
 ) -> PyResult<(Vec<f64>, Vec<f64>)> {
-    let at = ((rule_name, rule), (problem_name, problem));
-    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
-    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
-    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
-        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
+    let files = Files {
+        rule: (rule_name, rule),
+        problem: (problem_name, problem),
+        dir: problem_dir,
+    };
+    let (opt, prob) = files.load(py)?;
     let set = set.unwrap_or_default();
-    let mut prepared = run::prepare(opt, prob, &[order], &set).map_err(|e| fail(&e))?;
-    run::coefficients(&mut prepared, 0, eta, &state).map_err(|e| fail(&e))
+    let mut prepared = run::prepare(opt, prob, &[order], &set).map_err(|e| files.fail(py, &e))?;
+    run::coefficients(&mut prepared, 0, eta, &state).map_err(|e| files.fail(py, &e))
 }
 
 /// `smelt escape --format json`: the same document, for the same arguments and seed the
@@ -397,11 +416,12 @@ fn escape(
     set: Option<BTreeMap<String, f64>>,
 ) -> PyResult<String> {
     use smelt::experiment::escape as esc;
-    let at = ((rule_name, rule), (problem_name, problem));
-    let fail = |e: &smelt::Error| smelt_error(py, e, at.0, at.1);
-    let opt = smelt::check(rule).map_err(|e| fail(&e))?;
-    let prob = smelt::problem::load_in(problem, std::path::Path::new(problem_dir))
-        .map_err(|d| fail(&smelt::Error::Problem(d)))?;
+    let files = Files {
+        rule: (rule_name, rule),
+        problem: (problem_name, problem),
+        dir: problem_dir,
+    };
+    let (opt, prob) = files.load(py)?;
     let request = esc::Request {
         region: region.to_string(),
         models: models.to_string(),
@@ -416,11 +436,9 @@ fn escape(
         substeps,
         em,
     };
-    let (opts, etas, batches) = request
-        .options(&opt.name, &prob)
-        .map_err(|e| PyValueError::new_err(e.to_string().replace('`', "")))?;
+    let (opts, etas, batches) = request.options(&opt.name, &prob).map_err(|e| usage(&e))?;
     let set = set.unwrap_or_default();
-    let mut setup = esc::prepare(opt, prob, &set, opts).map_err(|e| fail(&e))?;
+    let mut setup = esc::prepare(opt, prob, &set, opts).map_err(|e| files.fail(py, &e))?;
     let pool = rayon_pool(threads)?;
     let started = std::time::Instant::now();
     let results = interruptible(py, |stop| {
@@ -435,7 +453,7 @@ fn escape(
             stop,
         )
     })?;
-    let results = results.map_err(|e| fail(&e))?;
+    let results = results.map_err(|e| files.fail(py, &e))?;
     let pr = esc::predictions(&mut setup);
     let fits = esc::scaling(&setup, &pr, &results);
     let run = esc::RunInfo {

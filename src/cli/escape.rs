@@ -9,18 +9,8 @@ use std::path::PathBuf;
 pub struct Args {
     pub file: PathBuf,
     pub problem: PathBuf,
-    pub region: String,
-    pub models: String,
-    pub etas: Option<Vec<f64>>,
-    pub batch: Vec<f64>,
-    pub paths: usize,
-    pub seed: u64,
-    pub from: Option<String>,
-    pub no_refine: bool,
-    pub saddle: Option<String>,
-    pub horizon: Option<f64>,
-    pub substeps: usize,
-    pub em: bool,
+    /// The run's options as the library takes them (the same in the Python package).
+    pub request: escape::Request,
     pub set: Vec<String>,
     pub threads: Option<usize>,
     pub json: bool,
@@ -46,20 +36,7 @@ pub fn run(a: Args) -> Outcome {
         Ok(i) => i,
         Err(o) => return o,
     };
-    let request = escape::Request {
-        region: a.region.clone(),
-        models: a.models.clone(),
-        etas: a.etas.clone(),
-        batch: a.batch.clone(),
-        paths: a.paths,
-        seed: a.seed,
-        from: a.from.clone(),
-        refine: !a.no_refine,
-        saddle: a.saddle.clone(),
-        horizon: a.horizon,
-        substeps: a.substeps,
-        em: a.em,
-    };
+    let request = &a.request;
     let (opts, etas, batches) = match request.options(&rule.name, &problem) {
         Ok(o) => o,
         Err(e) => return usage(e),
@@ -116,8 +93,8 @@ pub fn run(a: Args) -> Outcome {
         &mut setup,
         &etas,
         &batches,
-        a.paths,
-        a.seed,
+        request.paths,
+        request.seed,
         &pool,
         &mut progress,
     );
@@ -133,9 +110,9 @@ pub fn run(a: Args) -> Outcome {
     let elapsed = started.elapsed().as_secs_f64();
     if a.json {
         let run = escape::RunInfo {
-            region: &a.region,
-            seed: a.seed,
-            substeps: a.substeps,
+            region: &request.region,
+            seed: request.seed,
+            substeps: request.substeps,
             seconds: elapsed,
         };
         let doc = escape::json(&setup, &run, &results, &fits, &pr);
@@ -155,7 +132,7 @@ pub fn run(a: Args) -> Outcome {
         let text = format!(
             "{}{}",
             report::render_text(&setup.header(), &pr, &results, &fits),
-            report::render_footer(paths, a.seed, elapsed, smelt::experiment::GENERATOR)
+            report::render_footer(paths, request.seed, elapsed, smelt::experiment::GENERATOR)
         );
         if let Err(o) = emit(&text) {
             return o;

@@ -98,27 +98,23 @@ pub fn run(a: Args) -> Outcome {
         Ok(i) => i,
         Err(o) => return o,
     };
-    if a.orders.is_empty() || a.orders.iter().any(|&o| o == 0 || o > 3) {
-        eprintln!("error: `--orders`: give orders from 1 to 3, e.g. `--orders 1,2`");
+    let config = verify::Config {
+        grid: match (&a.etas, &a.time_steps) {
+            (Some(e), _) => verify::Grid::Etas(e.clone()),
+            (None, Some(t)) => verify::Grid::Times(t.clone()),
+            (None, None) => verify::Grid::Default,
+        },
+        paths: a.paths,
+        seed: a.seed,
+        substeps: a.substeps,
+        budget: a.budget,
+        exact: a.exact,
+        antithetic: a.antithetic,
+        threads: a.threads,
+    };
+    if let Err(e) = config.check(&a.orders) {
+        eprintln!("error: {e}");
         return Outcome::Usage;
-    }
-    if a.paths == 0 || a.paths > 1 << 30 {
-        eprintln!("error: `--paths` must be between 1 and 2^30");
-        return Outcome::Usage;
-    }
-    if a.substeps < 4 || a.substeps % 4 != 0 || a.substeps > 1024 {
-        eprintln!("error: `--substeps` must be a multiple of 4 between 4 and 1024");
-        return Outcome::Usage;
-    }
-    for (flag, given) in [("--etas", &a.etas), ("--time-steps", &a.time_steps)] {
-        if let Some(g) = given {
-            if g.is_empty() || g.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
-                eprintln!(
-                    "error: `{flag}`: give positive step sizes, e.g. `{flag} 0.25,0.125,0.0625`"
-                );
-                return Outcome::Usage;
-            }
-        }
     }
     let mut prepared = match verify::prepare(rule, problem, &a.orders, &overrides) {
         Ok(p) => p,
@@ -135,20 +131,6 @@ pub fn run(a: Args) -> Outcome {
             }
         },
         None => None,
-    };
-    let config = verify::Config {
-        grid: match (&a.etas, &a.time_steps) {
-            (Some(e), _) => verify::Grid::Etas(e.clone()),
-            (None, Some(t)) => verify::Grid::Times(t.clone()),
-            (None, None) => verify::Grid::Default,
-        },
-        paths: a.paths,
-        seed: a.seed,
-        substeps: a.substeps,
-        budget: a.budget,
-        exact: a.exact,
-        antithetic: a.antithetic,
-        threads: a.threads,
     };
     let show = !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let small = prepared.rule.small.name.clone();

@@ -1527,6 +1527,34 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// What is wrong with the options of a run of `orders` ([`Error::Other`], a usage
+    /// error said with the CLI's option names), checked before anything is derived.
+    pub fn check(&self, orders: &[u32]) -> Result<(), Error> {
+        let usage = |msg: String| Err(Error::Other(msg));
+        if orders.is_empty() || orders.iter().any(|&o| o == 0 || o > 3) {
+            return usage("`--orders`: give orders from 1 to 3, e.g. `--orders 1,2`".into());
+        }
+        if self.paths == 0 || self.paths > 1 << 30 {
+            return usage("`--paths` must be between 1 and 2^30".into());
+        }
+        if self.substeps < 4 || self.substeps % 4 != 0 || self.substeps > 1024 {
+            return usage("`--substeps` must be a multiple of 4 between 4 and 1024".into());
+        }
+        let (flag, given) = match &self.grid {
+            Grid::Etas(e) => ("--etas", e),
+            Grid::Times(t) => ("--time-steps", t),
+            Grid::Default => return Ok(()),
+        };
+        if given.is_empty() || given.iter().any(|e| !(*e > 0.0 && e.is_finite())) {
+            return usage(format!(
+                "`{flag}`: give positive step sizes, e.g. `{flag} 0.25,0.125,0.0625`"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a run reports while it runs.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
