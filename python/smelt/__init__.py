@@ -15,11 +15,12 @@ from ._errors import SmeltError
 from ._sme import Sme, derive, diff
 from ._verify import VerifyResult, verify
 from ._escape import EscapeResult, escape
+from ._scaling import Scaling, scaling
 from ._native import VERSION as __version__
 from . import _native
 from ._source import read as _read
 
-__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "verify", "VerifyResult", "escape", "EscapeResult"]
+__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "Scaling", "verify", "VerifyResult", "escape", "EscapeResult"]
 
 
 def check(rule):
@@ -28,9 +29,3 @@ def check(rule):
     text, name = _read(rule)
     return _native.check(text, name)
 
-
-def scaling(rule, noise_scale=None):
-    """The batch-size scaling rule of a rule (``smelt scaling``), as text.
-    ``noise_scale``: the hyperparameter that scales the noise, if any."""
-    text, name = _read(rule)
-    return _native.scaling(text, name, noise_scale)

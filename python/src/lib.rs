@@ -7,6 +7,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use smelt::experiment::verify as run;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,26 +260,51 @@ fn check(py: Python<'_>, source: &str, name: &str) -> PyResult<String> {
         .map_err(|e| smelt_error(py, &e, (name, source), ("", "")))
 }
 
-/// The batch-size scaling rule's text (`smelt scaling [--noise-scale n]`).
+/// The batch-size scaling rule (`smelt scaling [--noise-scale n]`) as a dict: `text` (what
+/// the CLI prints), and either `hypers`, `derived` (lists of (name, exponent of κ) with
+/// exponents as "p/q" strings), `steps` and `free`, or `blocker` (why no rule exists).
 #[pyfunction]
 #[pyo3(signature = (source, name, noise_scale=None))]
-fn scaling(
-    py: Python<'_>,
+fn scaling<'py>(
+    py: Python<'py>,
     source: &str,
     name: &str,
     noise_scale: Option<String>,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyDict>> {
+    use smelt::analysis::scaling::{NoiseScale, Outcome};
     let fail = |e: &smelt::Error| smelt_error(py, e, (name, source), ("", ""));
     let opt = smelt::check(source).map_err(|e| fail(&e))?;
     let sme = smelt::derive_checked(&opt, &smelt::Options::order(1)).map_err(|e| fail(&e))?;
     let batch = match noise_scale {
-        Some(n) => smelt::analysis::scaling::NoiseScale::Named(n),
-        None => smelt::analysis::scaling::NoiseScale::Covariance,
+        Some(n) => NoiseScale::Named(n),
+        None => NoiseScale::Covariance,
     };
-    match smelt::analysis::scaling::rule(&opt, &sme, &batch) {
-        Ok(outcome) => Ok(smelt::emit::scaling::render(&opt, &sme, &batch, &outcome)),
-        Err(msg) => Err(fail(&smelt::Error::Other(msg.to_string()))),
+    let outcome = smelt::analysis::scaling::rule(&opt, &sme, &batch)
+        .map_err(|msg| fail(&smelt::Error::Other(msg.to_string())))?;
+    let out = PyDict::new(py);
+    out.set_item(
+        "text",
+        smelt::emit::scaling::render(&opt, &sme, &batch, &outcome),
+    )?;
+    match &outcome {
+        Outcome::Rule(r) => {
+            out.set_item("hypers", exponents(&r.hypers))?;
+            out.set_item("derived", exponents(&r.derived))?;
+            out.set_item("steps", r.steps.to_string())?;
+            out.set_item("free", r.free.clone())?;
+        }
+        Outcome::Impossible(why) => {
+            out.set_item("blocker", smelt::emit::scaling::blocker(&sme, why))?;
+        }
     }
+    Ok(out)
+}
+
+/// (name, exponent) pairs with the exponents as text ("1/2").
+fn exponents<E: std::fmt::Display>(list: &[(String, E)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(h, e)| (h.clone(), e.to_string()))
+        .collect()
 }
 
 /// `smelt verify --format json`: the same document, for the same arguments and seed the

@@ -39,4 +39,29 @@ def test_a_bad_problem_points_into_the_problem(root, tmp_path):
 def test_check_and_scaling(root):
     canonical = smelt.check(root / "examples/sgd.opt")
     assert canonical.startswith("optimizer SGD")
-    assert "batch" in smelt.scaling(root / "examples/sgd.opt").lower()
+    assert "batch" in str(smelt.scaling(root / "examples/sgd.opt")).lower()
+
+
+def test_scaling_rules_as_exponents(root):
+    """The published rules, stated here by hand: SGD's linear scaling rule (Goyal et al.
+    2017; Li, Tai & E), and Adam's square-root rule in Malladi et al.'s parametrisation
+    (NeurIPS 2022, Definition 4.3: eta -> sqrt(k) eta, 1 - beta -> k (1 - beta),
+    eps -> eps / sqrt(k)); the exponents come from smelt's solver of the SME's
+    invariance equations, not from a table."""
+    from fractions import Fraction as F
+
+    sgd = smelt.scaling(root / "examples/sgd.opt")
+    assert sgd.possible and sgd.exponents == {"eta": F(1)}
+    assert sgd.steps == F(-1) and sgd.free == []
+    assert str(sgd) == sgd.text and "× κ" in sgd.text
+
+    adam = smelt.scaling(root / "examples/adam.opt", noise_scale="sigma")
+    assert adam.exponents["eta"] == F(1, 2)
+    assert adam.derived["1 - beta1"] == F(1) and adam.derived["1 - beta2"] == F(1)
+    assert adam.derived["sigma"] == F(-1, 2) and adam.derived["eps"] == F(-1, 2)
+
+    # RMSprop's state u = v/sigma^2 is measured against sigma: with the covariance of the
+    # normalised noise changing instead, no scaling keeps u's drift.
+    rms = smelt.scaling(root / "examples/rmsprop.opt")
+    assert not rms.possible and rms.exponents == {} and rms.steps is None
+    assert "drift of u" in rms.blocker and "none:" in rms.text
