@@ -149,7 +149,7 @@ fn an_endless_data_file_stops_at_the_limit() {
     let d = smelt::problem::load(source).err().unwrap();
     let shown = smelt::diagnostic::render(&[*d], "p.prob", source);
     assert!(
-        shown.contains("`/dev/zero` is larger than 32 MiB") && shown.contains("p.prob:3:19"),
+        shown.contains("`/dev/zero` is larger than 1024 MiB") && shown.contains("p.prob:3:19"),
         "{shown}"
     );
     assert!(started.elapsed().as_secs() < 30);

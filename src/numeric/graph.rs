@@ -9,7 +9,9 @@
 //! the problem's objective and noise. [`super::tape`] turns a graph's outputs into a
 //! flat program over batches of paths; [`Graph::eval`] is the slow reference.
 
+use ndarray::Array2;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A node of a [`Graph`].
 pub type Id = u32;
@@ -66,14 +68,21 @@ pub enum Op {
     /// Φ₂(h, k; ρ), the standard bivariate normal distribution function
     /// ([`super::gauss::bvn`]), of the nodes `(h, k, ρ)`.
     Bvn(Id, Id, Id),
+    /// Column `c` of the data row that a [`Op::RowMean`] is averaging over: it has a
+    /// value only inside a row mean's body.
+    Row(u32),
+    /// `(1/n) Σᵢ body(rowᵢ)`: the mean over the graph's data rows ([`Graph::set_rows`])
+    /// of a node that reads [`Op::Row`]. A finite sum stays one node over one row, however
+    /// many rows there are; the tape runs its body over the rows.
+    RowMean(Id),
 }
 
 impl Op {
     /// The nodes this operation reads, in order.
     pub fn children(self) -> impl Iterator<Item = Id> {
         let (a, b, c) = match self {
-            Op::Const(_) | Op::Input(_) => (None, None, None),
-            Op::Unary(_, a) | Op::PowI(a, _) => (Some(a), None, None),
+            Op::Const(_) | Op::Input(_) | Op::Row(_) => (None, None, None),
+            Op::Unary(_, a) | Op::PowI(a, _) | Op::RowMean(a) => (Some(a), None, None),
             Op::Binary(_, a, b) => (Some(a), Some(b), None),
             Op::Bvn(h, k, r) => (Some(h), Some(k), Some(r)),
         };
@@ -87,8 +96,6 @@ impl Unary {
             Unary::Neg => -a,
             Unary::Sqrt => a.sqrt(),
             Unary::SqrtPos => a.max(0.0).sqrt(),
-            Unary::Exp => a.exp(),
-            Unary::Log => a.ln(),
             Unary::Sin => a.sin(),
             Unary::Cos => a.cos(),
             Unary::Tanh => a.tanh(),
@@ -102,22 +109,11 @@ impl Unary {
                     0.0
                 }
             }
-            Unary::Softplus => {
-                if a > 0.0 {
-                    a + (-a).exp().ln_1p()
-                } else {
-                    a.exp().ln_1p()
-                }
-            }
-            Unary::Sigmoid => {
-                if a >= 0.0 {
-                    1.0 / (1.0 + (-a).exp())
-                } else {
-                    let e = a.exp();
-                    e / (1.0 + e)
-                }
-            }
             // The tapes' vectorizable forms, so that every evaluator agrees bit for bit.
+            Unary::Exp => super::vmath::exp(a),
+            Unary::Log => super::vmath::log(a),
+            Unary::Softplus => super::vmath::softplus(a),
+            Unary::Sigmoid => super::vmath::sigmoid(a),
             Unary::Ncdf => super::vmath::ncdf(a),
             Unary::Npdf => super::vmath::npdf(a),
         }
@@ -154,6 +150,12 @@ pub struct Graph {
     nodes: Vec<Op>,
     index: HashMap<Op, Id>,
     inputs: u32,
+    /// Per node: whether it varies with the data row (reads [`Op::Row`] outside a row
+    /// mean).
+    row_dep: Vec<bool>,
+    /// The data rows that [`Op::RowMean`] averages over (one row per sample, the
+    /// columns that [`Op::Row`] numbers), shared, never copied.
+    rows: Option<Arc<Array2<f64>>>,
 }
 
 /// The graph grew past [`Graph::MAX_NODES`].
@@ -199,9 +201,45 @@ impl Graph {
             return id;
         }
         let id = self.nodes.len() as Id;
+        let dep = match op {
+            Op::Row(_) => true,
+            Op::RowMean(_) => false,
+            _ => op.children().any(|c| self.row_dep[c as usize]),
+        };
         self.nodes.push(op);
+        self.row_dep.push(dep);
         self.index.insert(op, id);
         id
+    }
+
+    /// Sets the data rows that row means average over (shared).
+    pub fn set_rows(&mut self, rows: Arc<Array2<f64>>) {
+        self.rows = Some(rows);
+    }
+
+    /// The data rows that row means average over.
+    pub fn rows(&self) -> Option<&Arc<Array2<f64>>> {
+        self.rows.as_ref()
+    }
+
+    /// Column `c` of the row being averaged over (see [`Op::Row`]).
+    pub fn row(&mut self, c: u32) -> Id {
+        self.intern(Op::Row(c))
+    }
+
+    /// The mean of `body` over the data rows; `body` itself when it does not vary with
+    /// the row (the mean of n equal values, exactly).
+    pub fn row_mean(&mut self, body: Id) -> Id {
+        if !self.row_dep[body as usize] {
+            return body;
+        }
+        self.intern(Op::RowMean(body))
+    }
+
+    /// Whether a node varies with the data row: it reads [`Op::Row`] other than inside a
+    /// row mean. Such a node has a value only inside a row mean's body.
+    pub fn row_dep(&self, id: Id) -> bool {
+        self.row_dep[id as usize]
     }
 
     pub fn constant(&mut self, v: f64) -> Id {
@@ -464,8 +502,16 @@ impl Graph {
     fn diff_node(&mut self, n: Id, input: u32, memo: &HashMap<Id, Id>) -> Id {
         let zero = self.constant(0.0);
         match self.op(n) {
-            Op::Const(_) => zero,
+            Op::Const(_) | Op::Row(_) => zero,
             Op::Input(i) => self.constant(if i == input { 1.0 } else { 0.0 }),
+            // The mean over the rows is linear: its derivative is the mean of the body's.
+            Op::RowMean(b) => {
+                let db = memo[&b];
+                if db == zero {
+                    return zero;
+                }
+                self.row_mean(db)
+            }
             Op::Unary(u, a) => {
                 let da = memo[&a];
                 if da == zero {
@@ -594,12 +640,69 @@ impl Graph {
 
     /// Copies the nodes `roots` of `other` into this graph, with `other`'s input `i`
     /// replaced by the node `inputs[i]`.
+    /// Row means keep their rows: a graph that imports one takes `other`'s data rows.
     pub fn import(&mut self, other: &Graph, roots: &[Id], inputs: &[Id]) -> Vec<Id> {
         let mut map: HashMap<Id, Id> = HashMap::new();
+        self.import_mapped(other, roots, inputs, &mut map)
+    }
+
+    /// [`Graph::import`] with some of `other`'s nodes already mapped (`map`: those nodes
+    /// stand for the given nodes of this graph, and what they read is not copied).
+    pub fn import_mapped(
+        &mut self,
+        other: &Graph,
+        roots: &[Id],
+        inputs: &[Id],
+        map: &mut HashMap<Id, Id>,
+    ) -> Vec<Id> {
+        if self.rows.is_none() {
+            self.rows = other.rows.clone();
+        }
         roots
             .iter()
-            .map(|&r| self.import_one(other, r, inputs, &mut map))
+            .map(|&r| self.import_one(other, r, inputs, map, None))
             .collect()
+    }
+
+    /// The nodes `body` reads that do not vary with the row, constants left out: what a
+    /// row mean's body needs from outside (in id order).
+    pub fn frontier(&self, body: Id) -> Vec<Id> {
+        let mut out = Vec::new();
+        let mut need = vec![body];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = need.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if self.row_dep(n) {
+                need.extend(self.op(n).children());
+            } else if !matches!(self.op(n), Op::Const(_)) {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Row means' bodies as a graph of their own over one row: its input `k` stands for
+    /// `outer[k]` (which must hold every node of [`Graph::frontier`] of each body) and
+    /// input `outer.len() + c` for column `c` of the row. Returns the graph and the
+    /// bodies' nodes in it.
+    pub fn row_program(&self, bodies: &[Id], outer: &[Id]) -> (Graph, Vec<Id>) {
+        let mut g = Graph::new();
+        let mut map: HashMap<Id, Id> = HashMap::new();
+        for (k, &n) in outer.iter().enumerate() {
+            map.insert(n, g.input(k as u32));
+        }
+        let width = self.rows.as_ref().map_or(0, |r| r.ncols());
+        let cols: Vec<Id> = (0..width)
+            .map(|c| g.input((outer.len() + c) as u32))
+            .collect();
+        let out = bodies
+            .iter()
+            .map(|&b| g.import_one(self, b, &[], &mut map, Some(&cols)))
+            .collect();
+        (g, out)
     }
 
     fn import_one(
@@ -608,30 +711,43 @@ impl Graph {
         root: Id,
         inputs: &[Id],
         map: &mut HashMap<Id, Id>,
+        rows: Option<&[Id]>,
     ) -> Id {
         // Nodes of a hash-consed graph only refer to earlier nodes: copy in id order.
         let mut need = vec![root];
         let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         while let Some(n) = need.pop() {
-            if map.contains_key(&n) || order.contains(&n) {
+            if map.contains_key(&n) || !seen.insert(n) {
                 continue;
             }
             order.push(n);
             need.extend(other.op(n).children());
         }
         order.sort_unstable();
-        order.dedup();
         for n in order {
             if map.contains_key(&n) {
                 continue;
             }
             let new = match other.op(n) {
                 Op::Const(bits) => self.constant(f64::from_bits(bits)),
-                Op::Input(i) => inputs[i as usize],
+                Op::Input(i) => inputs
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or_else(|| self.constant(f64::NAN)),
                 Op::Unary(u, a) => self.unary(u, map[&a]),
                 Op::PowI(a, k) => self.powi(map[&a], k),
                 Op::Binary(b, x, y) => self.binary(b, map[&x], map[&y]),
                 Op::Bvn(h, k, r) => self.bvn(map[&h], map[&k], map[&r]),
+                // Into a row program, a column becomes that program's input.
+                Op::Row(c) => match rows {
+                    Some(cols) => cols
+                        .get(c as usize)
+                        .copied()
+                        .unwrap_or_else(|| self.constant(f64::NAN)),
+                    None => self.row(c),
+                },
+                Op::RowMean(b) => self.row_mean(map[&b]),
             };
             map.insert(n, new);
         }
@@ -655,22 +771,142 @@ impl Graph {
             live[n as usize] = true;
             need.extend(self.op(n).children());
         }
+        let means: Vec<Id> = (0..live.len() as Id)
+            .filter(|&n| live[n as usize] && matches!(self.op(n), Op::RowMean(_)))
+            .collect();
         for (n, &is_live) in live.iter().enumerate() {
-            if !is_live {
+            // A node that varies with the row is evaluated inside its row mean.
+            if !is_live || self.row_dep(n as Id) {
                 continue;
             }
             let n = n as Id;
             let v = match self.op(n) {
-                Op::Const(bits) => f64::from_bits(bits),
-                Op::Input(i) => inputs.get(i as usize).copied().unwrap_or(f64::NAN),
-                Op::Unary(u, a) => u.apply(vals[&a]),
-                Op::PowI(a, k) => powi(vals[&a], k),
-                Op::Binary(b, x, y) => b.apply(vals[&x], vals[&y]),
-                Op::Bvn(h, k, r) => super::gauss::bvn(vals[&h], vals[&k], vals[&r]),
+                Op::RowMean(_) => {
+                    if !vals.contains_key(&n) {
+                        // Every row mean whose outside values are known now, in one pass.
+                        let ready: Vec<Id> = means
+                            .iter()
+                            .copied()
+                            .filter(|&m| {
+                                !vals.contains_key(&m)
+                                    && self
+                                        .frontier(self.body(m))
+                                        .iter()
+                                        .all(|f| vals.contains_key(f))
+                            })
+                            .collect();
+                        for (m, v) in ready
+                            .iter()
+                            .zip(self.means_over_rows(&ready, &vals, inputs))
+                        {
+                            vals.insert(*m, v);
+                        }
+                    }
+                    vals[&n]
+                }
+                op => self.apply(op, |c| vals[&c], inputs, None),
             };
             vals.insert(n, v);
         }
-        outputs.iter().map(|o| vals[o]).collect()
+        // An output that varies with the row has no value outside a row mean.
+        outputs
+            .iter()
+            .map(|o| vals.get(o).copied().unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    /// One operation of the reference evaluation, its operands' values from `get`.
+    fn apply(
+        &self,
+        op: Op,
+        get: impl Fn(Id) -> f64,
+        inputs: &[f64],
+        row: Option<ndarray::ArrayView1<'_, f64>>,
+    ) -> f64 {
+        match op {
+            Op::Const(bits) => f64::from_bits(bits),
+            Op::Input(i) => inputs.get(i as usize).copied().unwrap_or(f64::NAN),
+            Op::Unary(u, a) => u.apply(get(a)),
+            Op::PowI(a, k) => powi(get(a), k),
+            Op::Binary(b, x, y) => b.apply(get(x), get(y)),
+            Op::Bvn(h, k, r) => super::gauss::bvn(get(h), get(k), get(r)),
+            Op::Row(c) => row
+                .and_then(|r| r.get(c as usize).copied())
+                .unwrap_or(f64::NAN),
+            Op::RowMean(_) => f64::NAN,
+        }
+    }
+
+    /// The body of a row mean (the node itself otherwise).
+    fn body(&self, mean: Id) -> Id {
+        match self.op(mean) {
+            Op::RowMean(b) => b,
+            _ => mean,
+        }
+    }
+
+    /// `(1/n) Σᵢ body(rowᵢ)` of each row mean of `means`, in one pass over the rows:
+    /// each summed in row order and divided by n (as the tape does), the nodes that do
+    /// not vary with the row read from `outer`. Their bodies' nodes are renumbered into
+    /// one array (the outside values first), so that a row costs no hashing.
+    fn means_over_rows(&self, means: &[Id], outer: &HashMap<Id, f64>, inputs: &[f64]) -> Vec<f64> {
+        let Some(rows) = &self.rows else {
+            return vec![f64::NAN; means.len()];
+        };
+        let mut inner: Vec<Id> = Vec::new();
+        let mut need: Vec<Id> = means.iter().map(|&m| self.body(m)).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = need.pop() {
+            if self.row_dep(n) && seen.insert(n) {
+                inner.push(n);
+                need.extend(self.op(n).children());
+            }
+        }
+        inner.sort_unstable();
+        // Local numbering: the outside operands first, then the inner nodes.
+        let mut local_of: HashMap<Id, Id> = HashMap::new();
+        let mut local: Vec<f64> = Vec::new();
+        for &n in &inner {
+            for c in self.op(n).children() {
+                if !self.row_dep(c) && !local_of.contains_key(&c) {
+                    local_of.insert(c, local.len() as Id);
+                    local.push(match self.op(c) {
+                        Op::Const(bits) => f64::from_bits(bits),
+                        _ => outer[&c],
+                    });
+                }
+            }
+        }
+        let base = local.len();
+        for (k, &n) in inner.iter().enumerate() {
+            local_of.insert(n, (base + k) as Id);
+        }
+        let code: Vec<Op> = inner
+            .iter()
+            .map(|&n| match self.op(n) {
+                Op::Unary(u, a) => Op::Unary(u, local_of[&a]),
+                Op::PowI(a, k) => Op::PowI(local_of[&a], k),
+                Op::Binary(b, x, y) => Op::Binary(b, local_of[&x], local_of[&y]),
+                Op::Bvn(h, k, r) => Op::Bvn(local_of[&h], local_of[&k], local_of[&r]),
+                op => op,
+            })
+            .collect();
+        let bodies: Vec<usize> = means
+            .iter()
+            .map(|&m| local_of[&self.body(m)] as usize)
+            .collect();
+        local.resize(base + inner.len(), 0.0);
+        let mut acc = vec![0.0; means.len()];
+        for row in rows.rows() {
+            for (k, &op) in code.iter().enumerate() {
+                local[base + k] = self.apply(op, |c| local[c as usize], inputs, Some(row));
+            }
+            for (a, &b) in acc.iter_mut().zip(&bodies) {
+                *a += local[b];
+            }
+        }
+        let n = rows.nrows() as f64;
+        acc.into_iter().map(|a| a / n).collect()
     }
 
     /// Whether a node reads any input.

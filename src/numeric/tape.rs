@@ -40,6 +40,23 @@ enum Instr {
     /// `dst = a`: an output that is an input or a constant, or another output's node,
     /// gets a register of its own.
     Copy(u32, u32),
+    /// Runs row loop `k` of the tape ([`RowLoop`]).
+    Rows(u32),
+}
+
+impl Instr {
+    /// The instruction with every register renamed by `m`.
+    fn renamed(self, m: impl Fn(u32) -> u32) -> Instr {
+        match self {
+            Instr::Un(u, d, a) => Instr::Un(u, m(d), m(a)),
+            Instr::Bin(b, d, x, y) => Instr::Bin(b, m(d), m(x), m(y)),
+            Instr::PowI(d, a, k) => Instr::PowI(m(d), m(a), k),
+            Instr::Fused(f, s, left, r) => Instr::Fused(f, s, left, r.map(m)),
+            Instr::Bvn(r) => Instr::Bvn(r.map(m)),
+            Instr::Copy(d, a) => Instr::Copy(m(d), m(a)),
+            Instr::Rows(k) => Instr::Rows(k),
+        }
+    }
 }
 
 /// The first operation of a fused instruction.
@@ -138,13 +155,84 @@ pub struct Tape {
     inputs: Vec<Option<u32>>,
     outputs: Vec<u32>,
     code: Vec<Instr>,
+    /// The row loops that [`Instr::Rows`] runs.
+    loops: Vec<RowLoop>,
+}
+
+/// A loop over the data rows: the bodies of some row means as a program of their own,
+/// run once per row on the tape's register file (in registers of its own), each body's
+/// value added into its row mean's register, which is divided by the number of rows at
+/// the end. Before the rows, the values the bodies read from outside are copied in; for
+/// each row, its columns are broadcast over the lanes.
+#[derive(Debug, Clone)]
+struct RowLoop {
+    rows: std::sync::Arc<ndarray::Array2<f64>>,
+    code: Vec<Instr>,
+    /// (outer register, loop register): the frontier values.
+    load: Vec<(u32, u32)>,
+    /// (column, loop register).
+    cols: Vec<(usize, u32)>,
+    /// (loop register of a body, outer register of its mean).
+    outs: Vec<(u32, u32)>,
+}
+
+impl RowLoop {
+    /// The loop with every register renamed by `m`.
+    fn renamed(&self, m: impl Fn(u32) -> u32 + Copy) -> RowLoop {
+        RowLoop {
+            rows: self.rows.clone(),
+            code: self.code.iter().map(|&i| i.renamed(m)).collect(),
+            load: self.load.iter().map(|&(o, r)| (m(o), m(r))).collect(),
+            cols: self.cols.iter().map(|&(c, r)| (c, m(r))).collect(),
+            outs: self.outs.iter().map(|&(r, d)| (m(r), m(d))).collect(),
+        }
+    }
+
+    #[inline(always)]
+    fn run(&self, regs: &mut [f64]) {
+        let lane = |r: u32| r as usize * LANES..(r as usize + 1) * LANES;
+        for &(o, r) in &self.load {
+            regs.copy_within(lane(o), r as usize * LANES);
+        }
+        for &(_, d) in &self.outs {
+            regs[lane(d)].fill(0.0);
+        }
+        for row in self.rows.rows() {
+            for &(c, r) in &self.cols {
+                regs[lane(r)].fill(row[c]);
+            }
+            exec::<false>(&self.code, &[], regs);
+            for &(r, d) in &self.outs {
+                let (dst, x, _) = parts(regs, d as usize, r as usize, r as usize);
+                for (o, &v) in dst.iter_mut().zip(x) {
+                    *o += v;
+                }
+            }
+        }
+        let n = self.rows.nrows() as f64;
+        for &(_, d) in &self.outs {
+            for o in &mut regs[lane(d)] {
+                *o /= n;
+            }
+        }
+    }
 }
 
 impl Tape {
     /// Compiles the nodes `outputs` of `g`, which reads `n_inputs` inputs (inputs the
     /// outputs do not read get no register).
+    ///
+    /// Row means ([`Op::RowMean`]) are run as loops over the data rows: the row means
+    /// that depend on no other row mean form one loop, those that depend on them the
+    /// next, and so on; each loop is one instruction ([`RowLoop`]) that runs the bodies
+    /// of its row means, compiled as a program of their own ([`Graph::row_program`]),
+    /// once per row. So the nodes run in order of stage (how many loops they wait for),
+    /// then of id. A node that varies with the row outside a row mean reads NaN for the
+    /// row, as [`Graph::eval`] gives it no value.
     pub fn compile(g: &Graph, outputs: &[Id], n_inputs: usize) -> Tape {
-        // The nodes the outputs need, in id order (children before parents).
+        // What each node reads from outside: its children, or for a row mean its body's
+        // frontier.
+        let mut fronts: HashMap<Id, Vec<Id>> = HashMap::new();
         let mut live: Vec<Id> = Vec::new();
         let mut seen: HashMap<Id, ()> = HashMap::new();
         let mut stack: Vec<Id> = outputs.to_vec();
@@ -153,14 +241,47 @@ impl Tape {
                 continue;
             }
             live.push(n);
-            stack.extend(g.op(n).children());
+            match g.op(n) {
+                Op::RowMean(b) => {
+                    let f = g.frontier(b);
+                    stack.extend(&f);
+                    fronts.insert(n, f);
+                }
+                op => stack.extend(op.children()),
+            }
         }
         live.sort_unstable();
+        let reads = |n: Id| -> Vec<Id> {
+            match fronts.get(&n) {
+                Some(f) => f.clone(),
+                None => g.op(n).children().collect(),
+            }
+        };
+        // Stages: a row mean runs in the loop after those its frontier waits for.
+        let mut stage: HashMap<Id, u32> = HashMap::new();
+        for &n in &live {
+            let after = reads(n).iter().map(|c| stage[c]).max().unwrap_or(0);
+            let is_mean = matches!(g.op(n), Op::RowMean(_));
+            stage.insert(n, after + u32::from(is_mean));
+        }
+        let is_mean = |n: Id| matches!(g.op(n), Op::RowMean(_));
+        live.sort_by_key(|&n| (stage[&n], !is_mean(n), n));
+        // The position of every node's instruction: a row mean's is its loop's.
+        let mut pos_of: HashMap<Id, usize> = HashMap::new();
+        let mut loop_at: HashMap<u32, usize> = HashMap::new();
+        for (pos, &n) in live.iter().enumerate() {
+            let p = if is_mean(n) {
+                *loop_at.entry(stage[&n]).or_insert(pos)
+            } else {
+                pos
+            };
+            pos_of.insert(n, p);
+        }
         let pinned: std::collections::HashSet<Id> = outputs.iter().copied().collect();
         // Readers of every node, counted with multiplicity.
         let mut uses: HashMap<Id, usize> = HashMap::new();
         for &n in &live {
-            for a in g.op(n).children() {
+            for a in reads(n) {
                 *uses.entry(a).or_default() += 1;
             }
         }
@@ -187,32 +308,39 @@ impl Tape {
                 inlined.insert(n);
             }
         }
-        // Last use of every node (position in `live` of the instruction that last reads
-        // it; an inlined node's operands are read by its reader's instruction).
+        // Last use of every node (position of the instruction that last reads it; an
+        // inlined node's operands are read by its reader's instruction).
         let mut last_use: HashMap<Id, usize> = HashMap::new();
-        for (pos, &n) in live.iter().enumerate() {
+        for &n in &live {
             if inlined.contains(&n) {
                 continue;
             }
-            let mut reads: Vec<Id> = g.op(n).children().collect();
+            let mut r = reads(n);
             if let Some(&k) = absorbed.get(&n) {
-                reads.extend(g.op(k).children());
+                r.extend(g.op(k).children());
             }
-            for a in reads {
-                let p = last_use.entry(a).or_insert(pos);
-                *p = (*p).max(pos);
+            for a in r {
+                let p = last_use.entry(a).or_insert(pos_of[&n]);
+                *p = (*p).max(pos_of[&n]);
             }
         }
         let mut reg_of: HashMap<Id, u32> = HashMap::new();
         let mut regs: u32 = 0;
         let mut consts = Vec::new();
         let mut inputs = vec![None; n_inputs];
-        // Constants and inputs get fixed registers.
+        let fixed = |op: Op| matches!(op, Op::Const(_) | Op::Input(_) | Op::Row(_));
+        // Constants and inputs get fixed registers (and a row read outside a row mean,
+        // NaN).
         for &n in &live {
             match g.op(n) {
                 Op::Const(bits) => {
                     reg_of.insert(n, regs);
                     consts.push((regs, f64::from_bits(bits)));
+                    regs += 1;
+                }
+                Op::Row(_) => {
+                    reg_of.insert(n, regs);
+                    consts.push((regs, f64::NAN));
                     regs += 1;
                 }
                 Op::Input(i) => {
@@ -227,36 +355,92 @@ impl Tape {
         }
         let mut free: Vec<u32> = Vec::new();
         let mut code = Vec::new();
+        // Row loops, their programs still with registers of their own (placed after the
+        // outer registers at the end).
+        let mut loops: Vec<(RowLoop, Tape)> = Vec::new();
         for (pos, &n) in live.iter().enumerate() {
             let op = g.op(n);
-            if matches!(op, Op::Const(_) | Op::Input(_)) || inlined.contains(&n) {
+            if fixed(op) || inlined.contains(&n) {
                 continue;
             }
-            let mut operands: Vec<Id> = op.children().collect();
-            let dst = free.pop().unwrap_or_else(|| {
-                regs += 1;
-                regs - 1
-            });
-            reg_of.insert(n, dst);
-            code.push(match (op, absorbed.get(&n)) {
-                (Op::Binary(b, x, y), Some(&k)) => {
-                    let first = First::of(g.op(k)).expect("only arithmetic nodes are fused");
-                    let kids: Vec<Id> = g.op(k).children().collect();
-                    let (a, c) = (reg_of[&kids[0]], reg_of[kids.last().expect("an operand")]);
-                    operands.extend(kids);
-                    let second = Second::of(b).expect("only arithmetic nodes fuse");
-                    let (left, other) = if x == k { (true, y) } else { (false, x) };
-                    Instr::Fused(first, second, left, [dst, a, c, reg_of[&other]])
+            let mut operands: Vec<Id> = reads(n);
+            if let Op::RowMean(_) = op {
+                if pos_of[&n] != pos {
+                    continue; // in the loop emitted at its stage's first row mean
                 }
-                (Op::Unary(u, a), _) => Instr::Un(u, dst, reg_of[&a]),
-                (Op::PowI(a, k), _) => Instr::PowI(dst, reg_of[&a], k),
-                (Op::Bvn(h, k, r), _) => Instr::Bvn([dst, reg_of[&h], reg_of[&k], reg_of[&r]]),
-                (Op::Binary(b, x, y), None) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
-                _ => unreachable!("constants and inputs were skipped"),
-            });
+                let members: Vec<Id> = live[pos..]
+                    .iter()
+                    .copied()
+                    .take_while(|&m| is_mean(m) && stage[&m] == stage[&n])
+                    .collect();
+                let mut outer: Vec<Id> = members.iter().flat_map(|m| fronts[m].clone()).collect();
+                outer.sort_unstable();
+                outer.dedup();
+                let bodies: Vec<Id> = members
+                    .iter()
+                    .map(|&m| match g.op(m) {
+                        Op::RowMean(b) => b,
+                        _ => unreachable!("members are row means"),
+                    })
+                    .collect();
+                let (sg, outs) = g.row_program(&bodies, &outer);
+                let width = g.rows().map_or(0, |r| r.ncols());
+                let sub = Tape::compile(&sg, &outs, outer.len() + width);
+                let mut dsts = Vec::with_capacity(members.len());
+                for &m in &members {
+                    let dst = free.pop().unwrap_or_else(|| {
+                        regs += 1;
+                        regs - 1
+                    });
+                    reg_of.insert(m, dst);
+                    dsts.push(dst);
+                }
+                let lp = RowLoop {
+                    rows: g
+                        .rows()
+                        .cloned()
+                        .unwrap_or_else(|| std::sync::Arc::new(ndarray::Array2::zeros((0, 0)))),
+                    code: Vec::new(),
+                    load: outer
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, o)| sub.input_reg(k).map(|r| (reg_of[o], r as u32)))
+                        .collect(),
+                    cols: (0..width)
+                        .filter_map(|c| sub.input_reg(outer.len() + c).map(|r| (c, r as u32)))
+                        .collect(),
+                    outs: (0..members.len())
+                        .map(|k| (sub.output_reg(k) as u32, dsts[k]))
+                        .collect(),
+                };
+                code.push(Instr::Rows(loops.len() as u32));
+                loops.push((lp, sub));
+                operands = outer;
+            } else {
+                let dst = free.pop().unwrap_or_else(|| {
+                    regs += 1;
+                    regs - 1
+                });
+                reg_of.insert(n, dst);
+                code.push(match (op, absorbed.get(&n)) {
+                    (Op::Binary(b, x, y), Some(&k)) => {
+                        let first = First::of(g.op(k)).expect("only arithmetic nodes are fused");
+                        let kids: Vec<Id> = g.op(k).children().collect();
+                        let (a, c) = (reg_of[&kids[0]], reg_of[kids.last().expect("an operand")]);
+                        operands.extend(kids);
+                        let second = Second::of(b).expect("only arithmetic nodes fuse");
+                        let (left, other) = if x == k { (true, y) } else { (false, x) };
+                        Instr::Fused(first, second, left, [dst, a, c, reg_of[&other]])
+                    }
+                    (Op::Unary(u, a), _) => Instr::Un(u, dst, reg_of[&a]),
+                    (Op::PowI(a, k), _) => Instr::PowI(dst, reg_of[&a], k),
+                    (Op::Bvn(h, k, r), _) => Instr::Bvn([dst, reg_of[&h], reg_of[&k], reg_of[&r]]),
+                    (Op::Binary(b, x, y), None) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
+                    _ => unreachable!("constants, inputs, rows and row means were handled"),
+                });
+            }
             for a in operands {
-                let fixed = matches!(g.op(a), Op::Const(_) | Op::Input(_));
-                let kept = fixed || pinned.contains(&a) || inlined.contains(&a);
+                let kept = fixed(g.op(a)) || pinned.contains(&a) || inlined.contains(&a);
                 if !kept && last_use.get(&a) == Some(&pos) {
                     let r = reg_of[&a];
                     if !free.contains(&r) {
@@ -271,7 +455,7 @@ impl Tape {
         let mut out_regs: Vec<u32> = Vec::with_capacity(outputs.len());
         for o in outputs {
             let r = reg_of[o];
-            let computed = !matches!(g.op(*o), Op::Const(_) | Op::Input(_));
+            let computed = !fixed(g.op(*o));
             if computed && !out_regs.contains(&r) {
                 out_regs.push(r);
             } else {
@@ -280,13 +464,28 @@ impl Tape {
                 regs += 1;
             }
         }
-        let outputs = out_regs;
+        // Each loop's program gets the registers after the outer ones.
+        let loops = loops
+            .into_iter()
+            .map(|(mut lp, sub)| {
+                let base = regs;
+                let at = |r: u32| r + base;
+                lp.code = sub.code.iter().map(|&i| i.renamed(at)).collect();
+                lp.load = lp.load.iter().map(|&(o, r)| (o, at(r))).collect();
+                lp.cols = lp.cols.iter().map(|&(c, r)| (c, at(r))).collect();
+                lp.outs = lp.outs.iter().map(|&(r, d)| (at(r), d)).collect();
+                consts.extend(sub.consts.iter().map(|&(r, v)| (at(r), v)));
+                regs += sub.regs as u32;
+                lp
+            })
+            .collect();
         Tape {
             regs: regs as usize,
             consts,
             inputs,
-            outputs,
+            outputs: out_regs,
             code,
+            loops,
         }
     }
 
@@ -361,7 +560,17 @@ impl Tape {
 
     #[inline(always)]
     fn run_lanes(&self, regs: &mut [f64]) {
-        for ins in &self.code {
+        exec::<true>(&self.code, &self.loops, regs);
+    }
+}
+
+/// Runs instructions, and with `LOOPS` the row loops they call (a loop's own program has
+/// none and runs as `exec::<false>`). No closures: a closure would not inherit the AVX2
+/// and FMA features of [`in_avx2`]'s caller, and its `mul_add` would call software FMA.
+#[inline(always)]
+fn exec<const LOOPS: bool>(code: &[Instr], loops: &[RowLoop], regs: &mut [f64]) {
+    {
+        for ins in code {
             match *ins {
                 Instr::Un(u, d, a) => {
                     let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
@@ -411,6 +620,11 @@ impl Tape {
                     let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
                     dst.copy_from_slice(x);
                 }
+                Instr::Rows(k) => {
+                    if LOOPS {
+                        loops[k as usize].run(regs);
+                    }
+                }
             }
         }
     }
@@ -446,24 +660,13 @@ impl Stepper {
             }
         }
         let m = |r: u32| map[r as usize];
-        let code = tape
-            .code
-            .iter()
-            .map(|ins| match *ins {
-                Instr::Un(u, d, a) => Instr::Un(u, m(d), m(a)),
-                Instr::Bin(b, d, x, y) => Instr::Bin(b, m(d), m(x), m(y)),
-                Instr::PowI(d, a, k) => Instr::PowI(m(d), m(a), k),
-                Instr::Fused(f, s, left, r) => Instr::Fused(f, s, left, r.map(m)),
-                Instr::Bvn(r) => Instr::Bvn(r.map(m)),
-                Instr::Copy(d, a) => Instr::Copy(m(d), m(a)),
-            })
-            .collect();
         let twin = Tape {
             regs: tape.regs,
             consts: tape.consts.iter().map(|&(r, v)| (m(r), v)).collect(),
             inputs: tape.inputs.iter().map(|r| r.map(m)).collect(),
             outputs: tape.outputs.iter().map(|&r| m(r)).collect(),
-            code,
+            code: tape.code.iter().map(|&i| i.renamed(m)).collect(),
+            loops: tape.loops.iter().map(|l| l.renamed(m)).collect(),
         };
         Stepper {
             programs: [tape.clone(), twin],
@@ -614,6 +817,10 @@ fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
         }
         Unary::Ncdf => super::vmath::ncdf_lanes(dst, x),
         Unary::Npdf => super::vmath::npdf_lanes(dst, x),
+        Unary::Exp => super::vmath::lanes(dst, x, super::vmath::exp),
+        Unary::Log => super::vmath::lanes(dst, x, super::vmath::log),
+        Unary::Sigmoid => super::vmath::lanes(dst, x, super::vmath::sigmoid),
+        Unary::Softplus => super::vmath::lanes(dst, x, super::vmath::softplus),
         _ => {
             for i in 0..LANES {
                 dst[i] = u.apply(x[i]);
@@ -750,6 +957,121 @@ mod tests {
             let close = |got: f64, w: f64| got == w || (got - w).abs() <= 1e-12 * w.abs().max(1.0);
             check_against_reference(&g, &outs, point, close, seed);
         }
+    }
+
+    /// A graph with row means over 7 rows of 2 columns: means of random bodies over x and
+    /// a row, means whose bodies read other means (a centred moment), and outer nodes
+    /// that mix them. The tape runs loops over the rows; [`Graph::eval`] sums each mean
+    /// on its own, node by node. Both add the rows in order and divide by n, and the
+    /// arithmetic rounds as alone, so they agree bit for bit.
+    #[test]
+    fn row_means_run_as_loops_and_agree_with_the_reference_bit_for_bit() {
+        let rows = ndarray::Array2::from_shape_fn((7, 2), |(i, c)| {
+            (i as f64 * 0.7 + c as f64 * 1.3).sin() * (1.0 + i as f64)
+        });
+        for seed in 0..12 {
+            let (mut g, outs) = random_graph_of(seed, 3, 30, 5);
+            g.set_rows(std::sync::Arc::new(rows.clone()));
+            let (r0, r1) = (g.row(0), g.row(1));
+            // Bodies: each random output times a column plus the other column squared.
+            let mut means = Vec::new();
+            for (k, &o) in outs.iter().enumerate() {
+                let col = if k % 2 == 0 { r0 } else { r1 };
+                let p = g.mul(o, col);
+                let sq = g.powi(if k % 2 == 0 { r1 } else { r0 }, 2);
+                let body = g.add(p, sq);
+                means.push(g.row_mean(body));
+            }
+            // Second stage: the mean of (body − its mean)², then an outer mix.
+            let (o0, m0) = (outs[0], means[0]);
+            let body0 = {
+                let p = g.mul(o0, r0);
+                let sq = g.powi(r1, 2);
+                g.add(p, sq)
+            };
+            let dev = g.sub(body0, m0);
+            let dev2 = g.powi(dev, 2);
+            let var = g.row_mean(dev2);
+            let mix = g.mul(var, means[1]);
+            let last = g.add(mix, outs[2]);
+            let mut all = means.clone();
+            all.extend([var, last, outs[3]]);
+            let point = |lane: usize| [0.9 - 0.013 * lane as f64, 0.5, (lane as f64).sqrt()];
+            let same =
+                |got: f64, w: f64| got.to_bits() == w.to_bits() || (got.is_nan() && w.is_nan());
+            let tape = check_against_reference(&g, &all, point, same, seed);
+            assert_eq!(tape.loops.len(), 2, "two stages of row means");
+            assert_eq!(
+                tape.loops[0].outs.len(),
+                means.len(),
+                "one loop for the first stage"
+            );
+        }
+    }
+
+    /// The mean of a body that does not vary with the row is the body; derivatives go
+    /// inside the mean; a row read outside a mean has no value.
+    #[test]
+    fn row_means_fold_differentiate_and_stay_inside() {
+        let mut g = Graph::new();
+        g.set_rows(std::sync::Arc::new(
+            ndarray::Array2::from_shape_vec((3, 1), vec![1.0, 2.0, 4.0]).unwrap(),
+        ));
+        let x = g.input(0);
+        let sq = g.powi(x, 2);
+        assert_eq!(g.row_mean(sq), sq);
+        let a = g.row(0);
+        let ax = g.mul(a, x);
+        let body = g.unary(Unary::Exp, ax);
+        let m = g.row_mean(body);
+        let dm = g.diff(m, 0);
+        assert!(matches!(g.op(dm), Op::RowMean(_)));
+        let x0 = 0.3f64;
+        let want: f64 = [1.0f64, 2.0, 4.0]
+            .iter()
+            .map(|a| a * (a * x0).exp())
+            .sum::<f64>()
+            / 3.0;
+        let got = g.eval(&[dm], &[x0])[0];
+        assert!((got - want).abs() < 1e-14 * want, "{got} vs {want}");
+        assert!(g.eval(&[body], &[x0])[0].is_nan());
+        let tape = Tape::compile(&g, &[dm, body], 1);
+        let mut regs = tape.registers();
+        regs[tape.input_reg(0).unwrap() * LANES..][..LANES].fill(x0);
+        tape.run(&mut regs);
+        assert_eq!(tape.lane(&regs, tape.output_reg(0))[5], got);
+        assert!(tape.lane(&regs, tape.output_reg(1))[5].is_nan());
+    }
+
+    /// A step whose state reads a row mean (full-batch gradient descent on a finite
+    /// sum) is double-buffered like any other: the loop's registers follow the swap.
+    #[test]
+    fn steps_through_row_means_swap_buffers() {
+        let mut g = Graph::new();
+        g.set_rows(std::sync::Arc::new(
+            ndarray::Array2::from_shape_vec((4, 1), vec![-1.0, 0.5, 2.0, 3.5]).unwrap(),
+        ));
+        // f = mean (x − a)² / 2, x ← x − 0.25 f'(x) = x − 0.25 (x − ā).
+        let (x, a) = (g.input(0), g.row(0));
+        let r = g.sub(x, a);
+        let grad = g.row_mean(r);
+        let lr = g.constant(0.25);
+        let step = g.mul(lr, grad);
+        let next = g.sub(x, step);
+        let tape = Tape::compile(&g, &[next], 1);
+        let stepper = Stepper::new(&tape, 1);
+        let mut regs = tape.registers();
+        regs[tape.input_reg(0).unwrap() * LANES..][..LANES].fill(10.0);
+        let (mut parity, mut want) = (0, 10.0f64);
+        for _ in 0..5 {
+            stepper.step(&mut regs, &mut parity, true);
+            want = g.eval(&[next], &[want])[0];
+            assert_eq!(regs[stepper.state_reg(parity, 0) * LANES + 3], want);
+        }
+        assert!(
+            (want - 1.25).abs() < 3.0,
+            "moves toward the mean 1.25: {want}"
+        );
     }
 
     /// Fused instructions round each operation as the reference does: on arithmetic

@@ -21,8 +21,9 @@ pub struct Data {
     pub columns: Vec<(String, usize)>,
     /// The total width of a row.
     pub width: usize,
-    /// The samples, one a row (`rows × width`), the columns in the order of `columns`.
-    pub rows: Array2<f64>,
+    /// The samples, one a row (`rows × width`), the columns in the order of `columns`:
+    /// read once, shared by every program that reads them (never copied).
+    pub rows: std::sync::Arc<Array2<f64>>,
     /// The loss of one sample: a node over x (inputs `0..d`) and the row (`d..d+width`).
     pub loss: Id,
     /// Where the data came from, for reports.
@@ -58,12 +59,14 @@ impl Data {
     }
 }
 
-/// The most rows a data set may have (the objective is summed over them symbolically).
-pub const MAX_ROWS: usize = 10_000;
+/// The most rows a data set may have. The rows are data (one array, shared by every
+/// program): the objective is a row mean over them, run as a loop, so the limit is one
+/// of memory (8 bytes a number) and time (every SME substep runs over all rows).
+pub const MAX_ROWS: usize = 1_000_000;
 
-/// The largest CSV file read, in bytes (room for [`MAX_ROWS`] rows of 65 numbers
+/// The largest CSV file read, in bytes (room for [`MAX_ROWS`] rows of about 40 numbers
 /// written to full precision); a larger file is refused once this much has been read.
-pub const MAX_CSV_BYTES: u64 = 32 << 20;
+pub const MAX_CSV_BYTES: u64 = 1 << 30;
 
 /// Reads a data file as UTF-8 text, stopping as soon as it is longer than
 /// [`MAX_CSV_BYTES`] (`/dev/zero` or a stream never ends).
@@ -220,7 +223,7 @@ pub(super) fn read(
     Ok(Data {
         columns,
         width,
-        rows,
+        rows: std::sync::Arc::new(rows),
         loss: 0,
         source: what,
     })

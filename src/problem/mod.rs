@@ -104,8 +104,9 @@ pub struct Model {
     pub data: Option<Data>,
     df: HashMap<usize, Vec<Id>>,
     moments: HashMap<(usize, usize), Vec<Id>>,
-    /// Minibatch noise: the centred per-sample gradients `∇ℓ_i − ∇f`, one row per sample.
-    centred: Option<Vec<Vec<Id>>>,
+    /// Minibatch noise: the centred per-sample gradient `∇ℓ(x; row) − ∇f`, over the row
+    /// a row mean averages over.
+    centred: Option<Vec<Id>>,
 }
 
 impl Model {
@@ -149,57 +150,41 @@ impl Model {
         )
     }
 
-    /// `∇ℓ_i(x) − ∇f(x)` for every row i (minibatch noise only).
-    fn centred(&mut self) -> Vec<Vec<Id>> {
+    /// `∇ℓ(x; row) − ∇f(x)`: the centred gradient of the sample a row mean is averaging
+    /// over, `d` nodes that read the row ([`crate::numeric::graph::Op::Row`]).
+    fn centred(&mut self) -> Vec<Id> {
         if let Some(c) = &self.centred {
             return c.clone();
         }
         let d = self.dim;
         let grad = self.df(1);
         let lg = self.loss_grad().unwrap_or_default();
-        let rows = self
-            .data
-            .as_ref()
-            .map(|dt| dt.rows.clone())
-            .unwrap_or_default();
+        let width = self.data.as_ref().map_or(0, |dt| dt.width);
+        let mut at: Vec<Id> = (0..d as u32).map(|i| self.graph.input(i)).collect();
+        at.extend((0..width as u32).map(|c| self.graph.row(c)));
         let template = self.graph.clone();
-        let mut out = Vec::with_capacity(rows.nrows());
-        for row in rows.rows() {
-            let mut at: Vec<Id> = (0..d as u32).map(|i| self.graph.input(i)).collect();
-            at.extend(row.iter().map(|&v| self.graph.constant(v)));
-            let gi = self.graph.import(&template, &lg, &at);
-            out.push(
-                gi.iter()
-                    .zip(&grad)
-                    .map(|(&a, &b)| self.graph.sub(a, b))
-                    .collect(),
-            );
-        }
+        let gi = self.graph.import(&template, &lg, &at);
+        let out: Vec<Id> = gi
+            .iter()
+            .zip(&grad)
+            .map(|(&a, &b)| self.graph.sub(a, b))
+            .collect();
         self.centred = Some(out.clone());
         out
     }
 
-    /// `(1/n) Σ_i c_i^{⊗r}` over the centred per-sample gradients, `d^r` nodes.
+    /// `(1/n) Σ_i c_i^{⊗r}` over the centred per-sample gradients, `d^r` row means.
     fn sample_moment(&mut self, r: usize) -> Vec<Id> {
         let d = self.dim;
         let c = self.centred();
-        let n = c.len().max(1);
-        let inv = self.graph.constant(1.0 / n as f64);
         (0..d.pow(r as u32))
             .map(|flat| {
                 let idx = multi_index(flat, d, r);
-                let terms: Vec<Id> = c
-                    .iter()
-                    .map(|ci| {
-                        let mut p = self.graph.constant(1.0);
-                        for &k in &idx {
-                            p = self.graph.mul(p, ci[k]);
-                        }
-                        p
-                    })
-                    .collect();
-                let s = self.graph.sum(terms);
-                self.graph.mul(inv, s)
+                let mut p = self.graph.constant(1.0);
+                for &k in &idx {
+                    p = self.graph.mul(p, c[k]);
+                }
+                self.graph.row_mean(p)
             })
             .collect()
     }
@@ -559,30 +544,20 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                         .hint("sum the components: `sum(x^4/4 - x^2/2)`"))
                     }
                 };
+                // A finite sum stays one node over one row: f = mean over the rows of
+                // the loss, with the row's names read from the row being averaged.
                 let f = match &mut data {
                     None => f,
                     Some(dt) => {
                         dt.loss = f;
+                        g.set_rows(dt.rows.clone());
+                        let mut at = inputs.clone();
+                        at.extend((0..dt.width as u32).map(|c| g.row(c)));
                         let template = g.clone();
-                        let mut terms = Vec::with_capacity(dt.len());
-                        for row in dt.rows.rows() {
-                            let mut at = inputs.clone();
-                            at.extend(row.iter().map(|&v| g.constant(v)));
-                            terms.push(g.import(&template, &[f], &at)[0]);
-                        }
-                        let sum = g.sum(terms);
-                        let c = g.constant(1.0 / dt.len() as f64);
-                        g.mul(c, sum)
+                        let body = g.import(&template, &[f], &at)[0];
+                        g.row_mean(body)
                     }
                 };
-                g.check_size().map_err(|_| {
-                    err(
-                        Code::TooLarge,
-                        item.span,
-                        "the objective is too large once summed over the data",
-                    )
-                    .hint("use fewer rows")
-                })?;
                 objective = Some((f, var.clone(), item.span));
             }
             PItemKind::Noise {

@@ -280,10 +280,12 @@ impl RandomProblem {
             let total = g.sum(parts);
             let inv = g.constant(1.0 / n as f64);
             let f = g.mul(inv, total);
+            let table = std::sync::Arc::new(crate::numeric::exact::from_rows(&rows));
+            g.set_rows(table.clone());
             let data = Data {
                 columns: vec![("r".to_string(), width)],
                 width,
-                rows: crate::numeric::exact::from_rows(&rows),
+                rows: table,
                 loss,
                 source: "a random skewed law".to_string(),
             };

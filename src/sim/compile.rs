@@ -332,9 +332,7 @@ pub fn compile_step(
     let n_inputs = n_state + 1 + samples * draws;
     let tape = Tape::compile(&b.g, &outputs, n_inputs);
     let minibatch = match (&b.model.noise, &b.model.data) {
-        (problem::Noise::Minibatch { batch }, Some(data)) => {
-            Some((std::sync::Arc::new(data.rows.clone()), *batch))
-        }
+        (problem::Noise::Minibatch { batch }, Some(data)) => Some((data.rows.clone(), *batch)),
         _ => None,
     };
     Ok(StepProgram {
