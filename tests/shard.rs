@@ -1,0 +1,308 @@
+//! Sharded runs (`--shard K/N`) merged by `smelt merge` against the single run.
+//!
+//! What makes the two sides independent: the single run folds every block in one
+//! process; each shard is a separate `smelt` process that runs only its range of blocks,
+//! and the shards meet only through their serialized JSON parts, which a further
+//! process merges. The comparison is of the two JSON documents as text, line by line,
+//! with only the wall-clock lines (`seconds`) left out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn smelt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smelt"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs smelt")
+}
+
+/// The output of a run that succeeded (exit 0, or 3: a verification whose verdict
+/// contradicts an order, which is a result).
+fn ok(args: &[&str]) -> String {
+    let out = smelt(args);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "smelt {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("smelt-shard-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The JSON's lines but those of wall-clock time.
+fn without_seconds(json: &str) -> Vec<&str> {
+    json.lines()
+        .filter(|l| !l.trim_start().starts_with("\"seconds\""))
+        .collect()
+}
+
+/// Runs `args` whole (`--format json`) and as `n` shards merged (the parts given to
+/// `merge` in reverse order), and asserts the two reports are the same text.
+fn same_as_single(name: &str, args: &[&str], n: usize) -> String {
+    let mut single = args.to_vec();
+    single.extend(["--format", "json", "-q"]);
+    let whole = ok(&single);
+    let dir = TempDir::new(&format!("{name}-{n}"));
+    let mut files = Vec::new();
+    for k in (1..=n).rev() {
+        let shard = format!("{k}/{n}");
+        let mut a = args.to_vec();
+        a.extend(["--shard", &shard, "-q"]);
+        let part = ok(&a);
+        let file = dir.path().join(format!("part-{k}.json"));
+        std::fs::write(&file, part).unwrap();
+        files.push(file.display().to_string());
+    }
+    let mut m = vec!["merge", "--format", "json"];
+    m.extend(files.iter().map(String::as_str));
+    let merged = ok(&m);
+    assert_eq!(
+        without_seconds(&whole),
+        without_seconds(&merged),
+        "{name}: {n} shards merged differ from the single run"
+    );
+    // The text report too.
+    let mut t = vec!["merge"];
+    t.extend(files.iter().map(String::as_str));
+    let text = ok(&t);
+    assert!(text.contains("paths per"), "{text}");
+    whole
+}
+
+const VERIFY: &[&str] = &[
+    "verify",
+    "examples/sgd.opt",
+    "--problem",
+    "examples/problems/quadratic.prob",
+    "--etas",
+    "2^-3,2^-4,2^-5",
+    "--paths",
+    "1500",
+    "--budget",
+    "0",
+    "--orders",
+    "1,2",
+];
+
+#[test]
+fn verify_shards_merge_to_the_single_run() {
+    // 1500 paths: 12 blocks of 128; 7 shards split them unevenly (1 or 2 blocks each).
+    // A shard's --budget 0 is accepted (the default of a shard).
+    for n in [1, 2, 3, 7] {
+        let whole = same_as_single("verify", VERIFY, n);
+        assert!(whole.contains("\"paths\": 1536"), "{whole}");
+    }
+}
+
+#[test]
+fn antithetic_shards_merge_to_the_single_run() {
+    let args = [
+        "verify",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/double_well_short.prob",
+        "--etas",
+        "2^-4,2^-5",
+        "--paths",
+        "700",
+        "--budget",
+        "0",
+        "--orders",
+        "1,2",
+        "--antithetic",
+    ];
+    // 6 blocks: 7 shards leave one shard without blocks.
+    for n in [2, 3, 7] {
+        let whole = same_as_single("antithetic", &args, n);
+        assert!(whole.contains("\"antithetic\": true"), "{whole}");
+    }
+}
+
+#[test]
+fn escape_shards_merge_to_the_single_run() {
+    let args = [
+        "escape",
+        "examples/sgd.opt",
+        "--problem",
+        "examples/problems/saddle.prob",
+        "--region",
+        "ball 1",
+        "--models",
+        "sgd,sme1",
+        "--etas",
+        "0.1,0.05",
+        "--paths",
+        "3000",
+    ];
+    // 3000 paths: 5 blocks (quotas of 600).
+    for n in [1, 2, 3, 7] {
+        let whole = same_as_single("escape", &args, n);
+        assert!(whole.contains("\"exited\": 3000"), "{whole}");
+    }
+}
+
+/// A test function that is not finite on some paths whose states are: the single run
+/// then runs each test function alone over all paths, and so must the shards.
+#[test]
+fn test_functions_not_finite_on_some_paths_merge_or_are_refused() {
+    let dir = TempDir::new("nonfinite");
+    let problem = dir.path().join("lossy.prob");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems/quadratic.prob"),
+    )
+    .unwrap();
+    // log of x[1] − c is NaN on the paths that end below c.
+    let with = |c: &str| {
+        let text = base.replace(
+            "observe x1 = x[1]",
+            &format!("observe x1 = x[1]\n  observe lg = log(x[1] - {c})"),
+        );
+        std::fs::write(&problem, text).unwrap();
+    };
+    let p = problem.display().to_string();
+    let args = |paths: &'static str| {
+        vec![
+            "verify".to_string(),
+            "examples/sgd.opt".into(),
+            "--problem".into(),
+            p.clone(),
+            "--etas".into(),
+            "2^-3,2^-4".into(),
+            "--paths".into(),
+            paths.into(),
+            "--budget".into(),
+            "0".into(),
+            "--orders".into(),
+            "1".into(),
+        ]
+    };
+    // Lost on many paths: every shard loses some, runs each test function alone, and the
+    // merge is the single run's.
+    with("0.5");
+    let a = args("1024");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let whole = same_as_single("lossy", &a, 2);
+    assert!(whole.contains("\"not_finite\""), "{whole}");
+    // Lost on few paths: some shards lose none, do not run each test function alone, and
+    // the merge says what to do instead.
+    with("0");
+    let a = args("1024");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let whole = ok(&[&a[..], &["--format", "json", "-q"]].concat());
+    assert!(whole.contains("\"not_finite\""), "few paths lost: {whole}");
+    let mut files = Vec::new();
+    for k in 1..=8 {
+        let shard = format!("{k}/8");
+        let part = ok(&[&a[..], &["--shard", &shard]].concat());
+        let file = dir.path().join(format!("p{k}.json"));
+        std::fs::write(&file, part).unwrap();
+        files.push(file.display().to_string());
+    }
+    let mut m = vec!["merge"];
+    m.extend(files.iter().map(String::as_str));
+    let out = smelt(&m);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("run the verification whole") && err.contains("not finite on paths of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn merge_refuses_parts_that_are_not_one_whole_run() {
+    let dir = TempDir::new("errors");
+    let part = |extra: &[&str], shard: &str, name: &str| {
+        let mut a = VERIFY.to_vec();
+        a.extend(extra);
+        a.extend(["--shard", shard]);
+        let file = dir.path().join(name);
+        std::fs::write(&file, ok(&a)).unwrap();
+        file.display().to_string()
+    };
+    let p1 = part(&[], "1/3", "p1.json");
+    let p2 = part(&[], "2/3", "p2.json");
+    let p3 = part(&[], "3/3", "p3.json");
+    let seed = part(&["--seed", "2"], "3/3", "seed.json");
+    let two = part(&[], "2/2", "two.json");
+    // The same rule with a comment: another file's text.
+    let sgd =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sgd.opt"))
+            .unwrap();
+    let opt = dir.path().join("sgd_commented.opt");
+    std::fs::write(&opt, format!("# commented\n{sgd}")).unwrap();
+    let opt = opt.display().to_string();
+    let mut other = VERIFY.to_vec();
+    other[1] = &opt;
+    other.extend(["--shard", "3/3"]);
+    let rule = dir.path().join("rule.json");
+    let rule_out = smelt(&other);
+    let refused = |files: &[&str], want: &[&str]| {
+        let mut m = vec!["merge"];
+        m.extend(files);
+        let out = smelt(&m);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{files:?}: {err}");
+        for w in want {
+            assert!(err.contains(w), "{files:?}: {err} lacks {w}");
+        }
+        assert!(out.stdout.is_empty());
+    };
+    refused(&[&p1, &p3], &["shard is", "2/3", "missing"]);
+    refused(&[&p1, &p2, &p2, &p3], &["both shard 2/3", "p2.json"]);
+    refused(&[&p1, &p2, &seed], &["seed.json", "another run", "`seed`"]);
+    refused(&[&p1, &two], &["same N"]);
+    assert!(rule_out.status.success());
+    std::fs::write(&rule, &rule_out.stdout).unwrap();
+    let r = rule.display().to_string();
+    refused(&[&p1, &p2, &r], &["rule.json", "optimizer file"]);
+    let bogus = dir.path().join("bogus.json");
+    std::fs::write(&bogus, "{\"schema\": \"smelt-verify\"}").unwrap();
+    refused(
+        &[&p1, &bogus.display().to_string()],
+        &["not a part of a sharded run"],
+    );
+    // The three parts in any order merge.
+    let out = smelt(&["merge", &p3, &p1, &p2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What a shard cannot do.
+    for (extra, want) in [
+        (&["--budget", "100"][..], "--budget 0"),
+        (&["--exact"][..], "exact mode"),
+        (&["--shard", "0/3"][..], "1 ≤ K ≤ N"),
+    ] {
+        let mut a = VERIFY.to_vec();
+        a.retain(|x| *x != "--budget" && *x != "0");
+        a.extend(extra);
+        if !extra.contains(&"--shard") {
+            a.extend(["--shard", "1/2"]);
+        }
+        let out = smelt(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+}
