@@ -97,10 +97,10 @@ const VERIFY: &[&str] = &[
     "2^-3,2^-4,2^-5",
     "--paths",
     "1500",
-    "--budget",
-    "0",
     "--orders",
     "1,2",
+    "--budget",
+    "0",
 ];
 
 #[test]
@@ -305,4 +305,82 @@ fn merge_refuses_parts_that_are_not_one_whole_run() {
         assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
         assert!(err.contains(want), "{a:?}: {err}");
     }
+}
+
+/// The Slurm script (scripts/slurm/verify-array.sh), without Slurm: `submit` against a
+/// stand-in `sbatch` on the PATH that runs each job at once (the array's tasks with
+/// `SLURM_ARRAY_TASK_ID`/`SLURM_ARRAY_TASK_COUNT` set, as Slurm sets them) and records
+/// the dependency asked for; and `local`, which runs the same commands in turn. Both
+/// merged reports against the single run made here.
+#[test]
+fn the_slurm_script_merges_to_the_single_run() {
+    let dir = TempDir::new("slurm");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.path().join("sbatch.log");
+    let fake = bin.join("sbatch");
+    std::fs::write(
+        &fake,
+        r#"#!/usr/bin/env bash
+array="" deps=""
+while [[ "$1" == --* ]]; do
+  case "$1" in
+    --array=*) array="${1#--array=}" ;;
+    --dependency=*) deps="${1#--dependency=}" ;;
+  esac
+  shift
+done
+echo "array=$array deps=$deps" >> "$FAKE_LOG"
+if [ -n "$array" ]; then
+  n="${array#1-}"
+  for k in $(seq 1 "$n"); do
+    SLURM_ARRAY_TASK_ID=$k SLURM_ARRAY_TASK_COUNT=$n SLURM_CPUS_PER_TASK=1 "$@" || exit 1
+  done
+  echo 4242
+else
+  "$@" || exit 1
+  echo 4243
+fi
+"#,
+    )
+    .unwrap();
+    let run = |mode: &str, out: &Path| {
+        let status = Command::new("bash")
+            .arg("scripts/slurm/verify-array.sh")
+            .args([mode, "3", &out.display().to_string(), "--"])
+            .args(&VERIFY[1..VERIFY.len() - 2])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SMELT", env!("CARGO_BIN_EXE_smelt"))
+            .env("FAKE_LOG", &log)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .status()
+            .expect("runs bash");
+        assert!(status.success(), "{mode}");
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The single run: VERIFY with its `--budget 0` (which the script's arguments leave
+    // out: a shard's budget is 0).
+    let mut single = VERIFY.to_vec();
+    single.extend(["--format", "json", "-q"]);
+    let whole = ok(&single);
+    for mode in ["submit", "local"] {
+        let out = dir.path().join(mode);
+        run(mode, &out);
+        let merged = std::fs::read_to_string(out.join("verify.json")).unwrap();
+        assert_eq!(without_seconds(&whole), without_seconds(&merged), "{mode}");
+        let text = std::fs::read_to_string(out.join("verify.txt")).unwrap();
+        assert!(text.contains("paths per step size"), "{text}");
+    }
+    let asked = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(asked, "array=1-3 deps=\narray= deps=afterok:4242\n");
 }
