@@ -281,13 +281,22 @@ fn merge_refuses_parts_that_are_not_one_whole_run() {
         &[&p1, &bogus.display().to_string()],
         &["not a part of a sharded run"],
     );
-    // The three parts in any order merge.
-    let out = smelt(&["merge", &p3, &p1, &p2]);
+    // The three parts in any order merge, and draw the single run's plot.
+    let (merged_svg, single_svg) = (dir.path().join("m.svg"), dir.path().join("s.svg"));
+    let (m, s) = (
+        merged_svg.display().to_string(),
+        single_svg.display().to_string(),
+    );
+    let out = smelt(&["merge", &p3, &p1, &p2, "--plot", &m]);
     assert!(
-        out.status.success(),
+        matches!(out.status.code(), Some(0 | 3)),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    ok(&[VERIFY, &["--plot", &s, "-q"]].concat());
+    let svg = std::fs::read_to_string(&merged_svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert_eq!(svg, std::fs::read_to_string(&single_svg).unwrap());
     // What a shard cannot do.
     for (extra, want) in [
         (&["--budget", "100"][..], "--budget 0"),

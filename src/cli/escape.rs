@@ -49,7 +49,7 @@ pub fn run(a: Args) -> Outcome {
         Err(e) => return usage(e),
     };
     if shard.is_some() && a.plot.is_some() {
-        return usage("`--shard` prints a part, which has no plot: plot the whole run");
+        return usage("`--shard` prints a part, which has no plot: give `--plot` to `smelt merge`");
     }
     let sources = sources(&a.problem, &shown, &source, &pshown, &psource, &overrides);
     // The plot's file is opened before the run, so that a path that cannot be written
@@ -143,26 +143,39 @@ pub fn run(a: Args) -> Outcome {
         return o;
     }
     // The plot after the report: a failure to write it loses nothing else.
-    if let Some((path, mut file)) = plot_file {
-        use std::io::Write as _;
-        let plot = escape::plot(&setup, &results, &fits, &pr);
-        let bytes = match smelt::report::plot::Format::of_path(path) {
-            smelt::report::plot::Format::Svg => {
-                Ok(smelt::report::plot::escape::svg(&plot).into_bytes())
-            }
-            smelt::report::plot::Format::Png => smelt::report::plot::escape::png(&plot),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => return usage(format!("cannot draw `{}`: {e}", path.display())),
-        };
-        if let Err(e) = file
-            .set_len(0)
-            .and_then(|()| file.write_all(&bytes))
-            .and_then(|()| file.flush())
-        {
-            return usage(format!("cannot write `{}`: {e}", path.display()));
+    match plot_file {
+        Some((path, file)) => plot(path, file, &setup, &results, &fits, &pr),
+        None => Outcome::Ok,
+    }
+}
+
+/// Writes the run's plot into `file` (opened before the run), as SVG or PNG by `path`.
+pub(crate) fn plot(
+    path: &std::path::Path,
+    mut file: std::fs::File,
+    setup: &escape::Setup,
+    results: &[escape::EtaResult],
+    fits: &[escape::ScalingFit],
+    pr: &escape::Predictions,
+) -> Outcome {
+    use std::io::Write as _;
+    let plot = escape::plot(setup, results, fits, pr);
+    let bytes = match smelt::report::plot::Format::of_path(path) {
+        smelt::report::plot::Format::Svg => {
+            Ok(smelt::report::plot::escape::svg(&plot).into_bytes())
         }
+        smelt::report::plot::Format::Png => smelt::report::plot::escape::png(&plot),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return usage(format!("cannot draw `{}`: {e}", path.display())),
+    };
+    if let Err(e) = file
+        .set_len(0)
+        .and_then(|()| file.write_all(&bytes))
+        .and_then(|()| file.flush())
+    {
+        return usage(format!("cannot write `{}`: {e}", path.display()));
     }
     Outcome::Ok
 }

@@ -3,14 +3,22 @@
 
 use crate::cli::console::{read, Outcome, ReadError};
 use smelt::experiment::{escape, shard, verify};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn fail(msg: impl std::fmt::Display) -> Outcome {
     eprintln!("error: {msg}");
     Outcome::Usage
 }
 
-pub fn run(paths: &[PathBuf], json: bool) -> Outcome {
+pub fn run(paths: &[PathBuf], json: bool, plot: Option<&Path>) -> Outcome {
+    // The plot's file is opened first: a path that cannot be written is said at once.
+    let plot_file = match plot {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some((path.to_path_buf(), f)),
+            Err(e) => return fail(format!("cannot write `{}`: {e}", path.display())),
+        },
+        None => None,
+    };
     let mut texts = Vec::new();
     for path in paths {
         // Parts are JSON of any size (an escape part holds every exit time): read whole.
@@ -51,7 +59,8 @@ pub fn run(paths: &[PathBuf], json: bool) -> Outcome {
             Ok(m) => m,
             Err(e) => return shown(&e, &parts[0].origin, &parts[0].run),
         };
-        crate::cli::verify::output(json, &prepared, &report, None)
+        let (path, file) = plot_file.unzip();
+        crate::cli::verify::output(json, &prepared, &report, path.as_ref().zip(file))
     } else {
         let mut parts = Vec::new();
         for (file, text) in &texts {
@@ -64,7 +73,7 @@ pub fn run(paths: &[PathBuf], json: bool) -> Outcome {
             Ok(m) => m,
             Err(e) => return shown(&e, &parts[0].origin, &parts[0].run),
         };
-        match crate::cli::escape::print(
+        if let Err(o) = crate::cli::escape::print(
             json,
             &m.setup,
             &m.request,
@@ -73,8 +82,13 @@ pub fn run(paths: &[PathBuf], json: bool) -> Outcome {
             &m.predictions,
             m.seconds,
         ) {
-            Ok(()) => Outcome::Ok,
-            Err(o) => o,
+            return o;
+        }
+        match plot_file {
+            Some((path, file)) => {
+                crate::cli::escape::plot(&path, file, &m.setup, &m.results, &m.fits, &m.predictions)
+            }
+            None => Outcome::Ok,
         }
     }
 }

@@ -215,6 +215,9 @@ enum Command {
         /// Output format (as the command's own)
         #[arg(long, short, value_enum, default_value_t = VerifyFormat::Text)]
         format: VerifyFormat,
+        /// Also write the command's plot (SVG, or PNG by the extension)
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -334,9 +337,15 @@ pub fn main() -> ExitCode {
             plot,
             quiet,
         }),
-        Command::Merge { parts, format } => {
-            merge::run(&parts, matches!(format, VerifyFormat::Json))
-        }
+        Command::Merge {
+            parts,
+            format,
+            plot,
+        } => merge::run(
+            &parts,
+            matches!(format, VerifyFormat::Json),
+            plot.as_deref(),
+        ),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),
         Command::Derive {

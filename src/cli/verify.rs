@@ -132,7 +132,9 @@ pub fn run(a: Args) -> Outcome {
             return Outcome::Usage;
         }
         if a.plot.is_some() {
-            eprintln!("error: `--shard` prints a part, which has no plot: give `--plot` to `smelt merge`'s run whole, or plot the merged report");
+            eprintln!(
+                "error: `--shard` prints a part, which has no plot: give `--plot` to `smelt merge`"
+            );
             return Outcome::Usage;
         }
     }
