@@ -1779,7 +1779,8 @@ pub fn execute_until(
 }
 
 /// One step size of a shard: what the plan says of it, the shard's blocks' sums, and
-/// (when its own paths asked for it, see [`needs_each`]) each test function run alone.
+/// (when some test function was not finite on its paths whose states were) each test
+/// function run alone.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EtaPart {
     pub head: weak::Head,
