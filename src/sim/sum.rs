@@ -15,19 +15,43 @@
 //! `v₁ + v₂ + …` is the sum exactly, and the terms are what a part stores in JSON.
 //!
 //! A zero sum is `+0.0` (as a fold from `0.0` gives), whatever zeros were added.
+//!
+//! The integer is kept carry-save in 32-bit digits held in `i64`s (an addition touches
+//! three digits, no allocation; carries every 2²⁸ additions),
+//! and converted to a big integer only to round.
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
+/// 32-bit digits of the fixed-point sum: 2³²·⁶⁸ = 2²¹⁷⁶ covers every finite `f64`
+/// (below 2²⁰⁹⁸ units) with room for 2⁶⁴ of them.
+const DIGITS: usize = 68;
+
+/// Additions a digit may take between carries: each adds less than 2³³ in magnitude,
+/// so a digit stays far inside `i64`.
+const CARRY_EVERY: u32 = 1 << 28;
+
 /// The exact sum of the `f64`s added, rounded once by [`ExactSum::value`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ExactSum {
-    /// The finite values' sum in units of 2⁻¹⁰⁷⁴.
-    units: BigInt,
+    /// The finite values' sum in units of 2⁻¹⁰⁷⁴: `Σ digits[i] 2³²ⁱ`, carry-save (a
+    /// digit may exceed 32 bits or be negative between carries); empty for zero.
+    digits: Vec<i64>,
+    /// Additions since the last carry.
+    adds: u32,
     pos_inf: bool,
     neg_inf: bool,
     nan: bool,
 }
+
+impl PartialEq for ExactSum {
+    fn eq(&self, o: &ExactSum) -> bool {
+        self.units() == o.units()
+            && (self.pos_inf, self.neg_inf, self.nan) == (o.pos_inf, o.neg_inf, o.nan)
+    }
+}
+
+impl Eq for ExactSum {}
 
 /// A finite `f64` as an integer number of units of 2⁻¹⁰⁷⁴.
 fn units_of(x: f64) -> BigInt {
@@ -84,13 +108,62 @@ impl ExactSum {
         } else if x == f64::NEG_INFINITY {
             self.neg_inf = true;
         } else if x != 0.0 {
-            self.units += units_of(x);
+            let bits = x.to_bits();
+            let exp = ((bits >> 52) & 0x7ff) as usize;
+            let frac = bits & ((1u64 << 52) - 1);
+            let (mant, shift) = if exp == 0 {
+                (frac, 0)
+            } else {
+                (frac | (1u64 << 52), exp - 1)
+            };
+            let v = u128::from(mant) << (shift % 32);
+            let at = shift / 32;
+            self.carry_if(1);
+            let d = &mut self.digits;
+            let sign = if x < 0.0 { -1 } else { 1 };
+            for k in 0..3 {
+                d[at + k] += sign * ((v >> (32 * k)) & 0xffff_ffff) as i64;
+            }
         }
+    }
+
+    /// Makes room for `more` additions: allocates the digits, and carries when they
+    /// could grow too large.
+    fn carry_if(&mut self, more: u32) {
+        if self.digits.is_empty() {
+            self.digits = vec![0; DIGITS];
+        }
+        if self.adds.saturating_add(more) >= CARRY_EVERY {
+            let d = &mut self.digits;
+            for i in 0..DIGITS - 1 {
+                let carry = d[i] >> 32;
+                d[i] -= carry << 32;
+                d[i + 1] += carry;
+            }
+            self.adds = 0;
+        }
+        self.adds += more;
+    }
+
+    /// The finite part in units of 2⁻¹⁰⁷⁴.
+    fn units(&self) -> BigInt {
+        let mut u = BigInt::zero();
+        for &d in self.digits.iter().rev() {
+            u = (u << 32) + d;
+        }
+        u
     }
 
     /// Adds another sum, exactly.
     pub fn merge(&mut self, o: &ExactSum) {
-        self.units += &o.units;
+        if !o.digits.is_empty() {
+            let mut o = o.clone();
+            o.carry_if(CARRY_EVERY);
+            self.carry_if(1);
+            for (a, b) in self.digits.iter_mut().zip(&o.digits) {
+                *a += b;
+            }
+        }
         self.pos_inf |= o.pos_inf;
         self.neg_inf |= o.neg_inf;
         self.nan |= o.nan;
@@ -108,17 +181,18 @@ impl ExactSum {
         if self.neg_inf {
             return f64::NEG_INFINITY;
         }
-        if self.units.is_zero() {
+        let units = self.units();
+        if units.is_zero() {
             return 0.0;
         }
-        round_units(self.units.magnitude(), self.units.sign() == Sign::Minus)
+        round_units(units.magnitude(), units.sign() == Sign::Minus)
     }
 
     /// The expansion of the finite part: non-overlapping `f64`s, largest first, whose
     /// exact sum is the finite part ([`ExactSum::from_terms`] inverts it). An overflow of
     /// the finite part beyond `f64` takes the largest finite values first.
     fn finite_terms(&self) -> Vec<f64> {
-        let mut rest = self.units.clone();
+        let mut rest = self.units();
         let mut out = Vec::new();
         while !rest.is_zero() {
             let mut v = round_units(rest.magnitude(), rest.is_negative());
