@@ -393,3 +393,70 @@ fi
     let asked = std::fs::read_to_string(&log).unwrap();
     assert_eq!(asked, "array=1-3 deps=\narray= deps=afterok:4242\n");
 }
+
+/// Parts changed by hand (a field removed, an order or a test function more or less,
+/// an impossible shard) are refused with a message, never read past their end.
+#[test]
+fn merge_refuses_changed_parts_without_panicking() {
+    let dir = TempDir::new("changed");
+    let mut a = VERIFY.to_vec();
+    a.retain(|x| *x != "--budget" && *x != "0");
+    a.extend(["--shard", "1/1"]);
+    let part: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
+    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        (
+            "orders",
+            Box::new(|v| v["run"]["options"]["orders"] = serde_json::json!([1])),
+        ),
+        (
+            "orders",
+            Box::new(|v| v["run"]["options"]["orders"] = serde_json::json!([1, 2, 3])),
+        ),
+        (
+            "refused",
+            Box::new(|v| v["steps"][0]["head"]["refused"] = serde_json::json!([null])),
+        ),
+        ("shard 0/1", Box::new(|v| v["shard"]["k"] = 0.into())),
+        (
+            "opt",
+            Box::new(|v| v["steps"][0]["all"]["opt"] = serde_json::json!([])),
+        ),
+        (
+            "sum",
+            Box::new(|v| v["steps"][0]["all"]["opt"][0]["s"] = serde_json::json!(["x"])),
+        ),
+        ("blocks", Box::new(|v| v["blocks"] = 5.into())),
+        (
+            "observe",
+            Box::new(|v| {
+                let p = v["run"]["problem"]
+                    .as_str()
+                    .unwrap()
+                    .replace("observe x1 = x[1]", "");
+                v["run"]["problem"] = p.into();
+            }),
+        ),
+    ];
+    for (i, (what, edit)) in edits.iter().enumerate() {
+        let mut v = part.clone();
+        edit(&mut v);
+        let file = dir.path().join(format!("changed-{i}.json"));
+        std::fs::write(&file, v.to_string()).unwrap();
+        let out = smelt(&["merge", &file.display().to_string()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains("changed-"),
+            "{what}: {err}"
+        );
+    }
+    // The part unchanged merges (the edits above are what made them fail).
+    let file = dir.path().join("unchanged.json");
+    std::fs::write(&file, part.to_string()).unwrap();
+    let out = smelt(&["merge", &file.display().to_string()]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -21,6 +21,13 @@ pub fn run(paths: &[PathBuf], json: bool, plot: Option<&Path>) -> Outcome {
     };
     let mut texts = Vec::new();
     for path in paths {
+        if path.is_dir() {
+            return fail(format!(
+                "`{}` is a directory; give the parts' files, e.g. `{}/part-*.json`",
+                path.display(),
+                path.display()
+            ));
+        }
         // Parts are JSON of any size (an escape part holds every exit time): read whole.
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,

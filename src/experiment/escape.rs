@@ -1514,6 +1514,19 @@ pub fn merge(files: &[&str], parts: &[Part]) -> Result<Merged, Error> {
                 seconds += r.seconds;
             }
             let times = times.unwrap_or_default();
+            let horizon = ep.plan.max_steps as u64;
+            let paths = request.paths.max(1) as u64;
+            let fits = |t: &ExitTimes| {
+                t.exits.iter().all(|&e| e >= 1 && u64::from(e) <= horizon)
+                    && t.exits.len() as u64 + (t.censored + t.diverged) as u64 == paths
+            };
+            if times.len() != ep.plan.models.len() || !times.iter().all(fits) {
+                return Err(Error::Other(format!(
+                    "the parts do not hold {} paths of each of the run's {} models at η = {eta}, B = {batch}: a part was changed or written by another version of smelt",
+                    paths,
+                    ep.plan.models.len()
+                )));
+            }
             results.push(summarize(&ep, batch, &times, lane_steps, seconds));
             at += 1;
         }

@@ -90,6 +90,15 @@ pub fn check(parts: &[Named]) -> Result<Vec<usize>, Error> {
             "no parts to merge: give the JSON files of `--shard K/N` runs".into(),
         ));
     };
+    if let Some(p) = parts
+        .iter()
+        .find(|p| Shard::new(p.shard.k, p.shard.n).is_none())
+    {
+        return Err(Error::Other(format!(
+            "`{}` says it is shard {}/{}, which no run has: the part was changed",
+            p.file, p.shard.k, p.shard.n
+        )));
+    }
     for p in &parts[1..] {
         if let Some(field) = differs(first.run, p.run) {
             return Err(Error::Other(format!(

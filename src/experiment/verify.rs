@@ -1942,6 +1942,36 @@ fn check_antithetic(p: &Prepared, config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// What in a part does not have the shape its run's `orders` orders and `n_obs` test
+/// functions give (a part changed by hand must be refused, not read past its end).
+fn misshapen(part: &Part, orders: usize, n_obs: usize) -> Option<&'static str> {
+    for step in &part.steps {
+        let refused = &step.head.refused;
+        if !(refused.is_empty() || refused.len() == orders) {
+            return Some("other orders");
+        }
+        let sdes = orders - refused.iter().filter(|r| r.is_some()).count();
+        let fits = |p: &weak::Partial, n: usize| {
+            p.opt.len() == n
+                && p.orders.len() == sdes
+                && p.sde_divergence.len() == sdes
+                && p.orders.iter().all(|o| o.len() == n)
+        };
+        if !fits(&step.all, n_obs) {
+            return Some("other test functions or orders");
+        }
+        if let Some(each) = &step.each {
+            if each.len() != n_obs || !each.iter().all(|e| fits(e, 1)) {
+                return Some("other test functions");
+            }
+        }
+        if !(step.head.steps >= 1 && step.head.tau > 0.0) {
+            return Some("other steps");
+        }
+    }
+    None
+}
+
 /// Merges the parts of a sharded verification (`files[i]` names `parts[i]` in
 /// messages): checks that they make up one run ([`super::shard::check`]), reads its rule
 /// and problem again, adds the sums exactly and fits: the report of the single run with
@@ -1985,6 +2015,18 @@ pub fn merge(files: &[&str], parts: &[Part]) -> Result<(Prepared, Report), Error
             return Err(Error::Other(format!(
                 "`{}` has other blocks or step sizes than `{}`: the part was changed",
                 files[i], files[order[0]]
+            )));
+        }
+    }
+    let paths = field("paths")? as usize;
+    if first.blocks != weak::blocks_of(paths) {
+        return Err(bad("its blocks do not match its paths"));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(what) = misshapen(part, p.orders.len(), n_obs) {
+            return Err(Error::Other(format!(
+                "`{}`: {what} than its run asks; the part was changed or written by another version of smelt",
+                files[i]
             )));
         }
     }
