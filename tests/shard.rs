@@ -394,6 +394,9 @@ fi
     assert_eq!(asked, "array=1-3 deps=\narray= deps=afterok:4242\n");
 }
 
+/// A change made by hand to a part.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 /// Parts changed by hand (a field removed, an order or a test function more or less,
 /// an impossible shard) are refused with a message, never read past their end.
 #[test]
@@ -403,7 +406,7 @@ fn merge_refuses_changed_parts_without_panicking() {
     a.retain(|x| *x != "--budget" && *x != "0");
     a.extend(["--shard", "1/1"]);
     let part: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "orders",
             Box::new(|v| v["run"]["options"]["orders"] = serde_json::json!([1])),
