@@ -15,12 +15,13 @@ from ._errors import SmeltError
 from ._sme import Sme, derive, diff
 from ._verify import VerifyResult, verify
 from ._escape import EscapeResult, escape
+from ._merge import merge
 from ._scaling import Scaling, scaling
 from ._native import VERSION as __version__
 from . import _native
 from ._source import read as _read
 
-__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "Scaling", "verify", "VerifyResult", "escape", "EscapeResult"]
+__all__ = ["SmeltError", "Sme", "derive", "diff", "check", "scaling", "Scaling", "verify", "VerifyResult", "escape", "EscapeResult", "merge"]
 
 
 def check(rule):

@@ -57,10 +57,13 @@ class EscapeResult:
 
 def escape(rule, problem, region, models="opt,sme1,sme2", etas=None, batch=None, paths=10000,
            seed=1, start=None, refine=True, saddle=None, horizon=None, substeps=8, em=False,
-           threads=None, set=None):
+           threads=None, set=None, shard=None):
     """``smelt escape``: exit times of the optimizer and its SDEs (``models``) from
     ``region`` (``"ball 1"``, ``"past 0"``, ``"level C"``, ``"EXPR < C"``), with the
-    CLI's options (``start`` is ``--from``). The GIL is released while it runs."""
+    CLI's options (``start`` is ``--from``). The GIL is released while it runs.
+
+    ``shard=(k, n)`` runs shard k of n (``--shard k/n``) and returns its part, the JSON
+    text the CLI prints, for :func:`smelt.merge`."""
     text, name = read(rule)
     ptext, pname = read(problem)
     point = lambda p: None if p is None else (str(p) if not isinstance(p, (list, tuple)) else "[" + ", ".join(map(str, p)) + "]")
@@ -71,5 +74,6 @@ def escape(rule, problem, region, models="opt,sme1,sme2", etas=None, batch=None,
         paths=int(paths), seed=int(seed), **{"from": point(start)}, refine=bool(refine),
         saddle=point(saddle), horizon=horizon, substeps=int(substeps), em=bool(em),
         threads=threads, set=None if set is None else {k: float(v) for k, v in set.items()},
+        shard=None if shard is None else (int(shard[0]), int(shard[1])),
     )
-    return EscapeResult(document)
+    return document if shard is not None else EscapeResult(document)

@@ -81,11 +81,15 @@ class VerifyResult:
 
 
 def verify(rule, problem, orders=(1, 2), etas=None, paths=65536, seed=1, exact=False,
-           substeps=8, budget=None, antithetic=False, threads=None, set=None, time_steps=None):
+           substeps=8, budget=None, antithetic=False, threads=None, set=None, time_steps=None,
+           shard=None):
     """``smelt verify``: simulates the optimizer and its SMEs of ``orders`` side by side on
     ``problem`` (text, or a path to a ``.prob`` file) and fits the weak errors' slopes.
     The arguments are the CLI's options. The GIL is released while it runs, and Ctrl-C
-    interrupts it (KeyboardInterrupt)."""
+    interrupts it (KeyboardInterrupt).
+
+    ``shard=(k, n)`` runs shard k of n (``--shard k/n``) and returns its part, the JSON
+    text the CLI prints, for :func:`smelt.merge` (the grid as given: no ``budget``)."""
     text, name = read(rule)
     ptext, pname = read(problem)
     document = _native.verify(
@@ -95,5 +99,6 @@ def verify(rule, problem, orders=(1, 2), etas=None, paths=65536, seed=1, exact=F
         paths=int(paths), seed=int(seed), substeps=int(substeps), budget=budget,
         exact=bool(exact), antithetic=bool(antithetic), threads=threads,
         set=None if set is None else {k: float(v) for k, v in set.items()},
+        shard=None if shard is None else (int(shard[0]), int(shard[1])),
     )
-    return VerifyResult(document)
+    return document if shard is not None else VerifyResult(document)

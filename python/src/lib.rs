@@ -61,6 +61,20 @@ struct Files<'a> {
 }
 
 impl Files<'_> {
+    /// The files as a shard's part records them.
+    fn sources(&self, set: &BTreeMap<String, f64>) -> smelt::experiment::shard::Sources {
+        smelt::experiment::shard::Sources {
+            origin: smelt::experiment::shard::Origin {
+                rule_name: self.rule.0.to_string(),
+                problem_name: self.problem.0.to_string(),
+                dir: self.dir.to_string(),
+            },
+            rule: self.rule.1.to_string(),
+            problem: self.problem.1.to_string(),
+            set: set.clone(),
+        }
+    }
+
     /// `smelt.SmeltError` for an error in either file.
     fn fail(&self, py: Python<'_>, e: &smelt::Error) -> PyErr {
         smelt_error(py, e, self.rule, self.problem)
@@ -315,7 +329,7 @@ fn exponents<E: std::fmt::Display>(list: &[(String, E)]) -> Vec<(String, String)
 #[pyo3(signature = (
     rule, rule_name, problem, problem_name, problem_dir, orders, etas=None,
     time_steps=None, paths=65536, seed=1, substeps=8, budget=None, exact=false,
-    antithetic=false, threads=None, set=None
+    antithetic=false, threads=None, set=None, shard=None
 ))]
 #[allow(
     clippy::too_many_arguments,
@@ -339,12 +353,14 @@ fn verify(
     antithetic: bool,
     threads: Option<usize>,
     set: Option<BTreeMap<String, f64>>,
+    shard: Option<(usize, usize)>,
 ) -> PyResult<String> {
     let files = Files {
         rule: (rule_name, rule),
         problem: (problem_name, problem),
         dir: problem_dir,
     };
+    let shard = shard.map(|(k, n)| shard_of(k, n)).transpose()?;
     if etas.is_some() && time_steps.is_some() {
         return Err(PyValueError::new_err("give etas or time_steps, not both"));
     }
@@ -365,7 +381,18 @@ fn verify(
     config.check(&orders).map_err(|e| usage(&e))?;
     let (opt, prob) = files.load(py)?;
     let set = set.unwrap_or_default();
+    if shard.is_some() {
+        config.check_shard().map_err(|e| usage(&e))?;
+    }
     let mut prepared = run::prepare(opt, prob, &orders, &set).map_err(|e| files.fail(py, &e))?;
+    if let Some(shard) = shard {
+        let sources = files.sources(&set);
+        let part = interruptible(py, |stop| {
+            run::execute_shard(&mut prepared, &config, shard, &sources, &|_| {}, stop)
+        })?;
+        let part = part.map_err(|e| files.fail(py, &e))?;
+        return part_json(serde_json::to_string(&part));
+    }
     let result = interruptible(py, |stop| {
         run::execute_until(&mut prepared, &config, &|_| {}, stop)
     })?;
@@ -413,7 +440,7 @@ fn coefficients(
 #[pyo3(signature = (
     rule, rule_name, problem, problem_name, problem_dir, region, models="opt,sme1,sme2",
     etas=None, batch=None, paths=10000, seed=1, from=None, refine=true, saddle=None,
-    horizon=None, substeps=8, em=false, threads=None, set=None
+    horizon=None, substeps=8, em=false, threads=None, set=None, shard=None
 ))]
 #[allow(
     clippy::too_many_arguments,
@@ -440,6 +467,7 @@ fn escape(
     em: bool,
     threads: Option<usize>,
     set: Option<BTreeMap<String, f64>>,
+    shard: Option<(usize, usize)>,
 ) -> PyResult<String> {
     use smelt::experiment::escape as esc;
     let files = Files {
@@ -447,6 +475,7 @@ fn escape(
         problem: (problem_name, problem),
         dir: problem_dir,
     };
+    let shard = shard.map(|(k, n)| shard_of(k, n)).transpose()?;
     let (opt, prob) = files.load(py)?;
     let request = esc::Request {
         region: region.to_string(),
@@ -466,6 +495,24 @@ fn escape(
     let set = set.unwrap_or_default();
     let mut setup = esc::prepare(opt, prob, &set, opts).map_err(|e| files.fail(py, &e))?;
     let pool = rayon_pool(threads)?;
+    if let Some(shard) = shard {
+        let sources = files.sources(&set);
+        let part = interruptible(py, |stop| {
+            esc::run_shard(
+                &mut setup,
+                &request,
+                &etas,
+                &batches,
+                shard,
+                &sources,
+                &pool,
+                &mut |_| {},
+                stop,
+            )
+        })?;
+        let part = part.map_err(|e| files.fail(py, &e))?;
+        return part_json(serde_json::to_string(&part));
+    }
     let started = std::time::Instant::now();
     let results = interruptible(py, |stop| {
         esc::run_until(
@@ -491,6 +538,66 @@ fn escape(
     Ok(esc::json(&setup, &run, &results, &fits, &pr).to_string())
 }
 
+/// Shard `k` of `n`, or a ValueError.
+fn shard_of(k: usize, n: usize) -> PyResult<smelt::experiment::shard::Shard> {
+    smelt::experiment::shard::Shard::new(k, n).ok_or_else(|| {
+        PyValueError::new_err(format!("shard=({k}, {n}): give (k, n) with 1 <= k <= n"))
+    })
+}
+
+/// A shard's part as JSON text (`serde_json::to_string` of it).
+fn part_json(text: Result<String, serde_json::Error>) -> PyResult<String> {
+    text.map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("smelt: the part as JSON: {e}"))
+    })
+}
+
+/// Merges the parts of a sharded `verify` or `escape` run (their JSON texts; `names`
+/// name them in messages), as `smelt merge` does: the schema of the result
+/// (`smelt-verify` or `smelt-escape`) and its JSON document, the single run's but for the
+/// wall-clock `seconds` (the parts' summed).
+#[pyfunction]
+fn merge(py: Python<'_>, parts: Vec<String>, names: Vec<String>) -> PyResult<(String, String)> {
+    use smelt::experiment::{escape as esc, shard};
+    let fail = |e: smelt::Error| PyValueError::new_err(e.to_string().replace('`', ""));
+    if parts.len() != names.len() {
+        return Err(PyValueError::new_err("as many names as parts"));
+    }
+    let files: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some((first, text)) = files.first().zip(parts.first()) else {
+        return Err(PyValueError::new_err("no parts to merge"));
+    };
+    let schema = shard::schema(first, text).map_err(fail)?;
+    py.allow_threads(|| {
+        if schema == run::PART_SCHEMA {
+            let parts: Vec<run::Part> = files
+                .iter()
+                .zip(&parts)
+                .map(|(f, t)| shard::parse(f, t))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
+            let (prepared, report) = run::merge(&files, &parts).map_err(fail)?;
+            Ok(("smelt-verify".into(), report.to_json(&prepared).to_string()))
+        } else {
+            let parts: Vec<esc::Part> = files
+                .iter()
+                .zip(&parts)
+                .map(|(f, t)| shard::parse(f, t))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
+            let m = esc::merge(&files, &parts).map_err(fail)?;
+            let info = esc::RunInfo {
+                region: &m.request.region,
+                seed: m.request.seed,
+                substeps: m.request.substeps,
+                seconds: m.seconds,
+            };
+            let doc = esc::json(&m.setup, &info, &m.results, &m.fits, &m.predictions);
+            Ok(("smelt-escape".into(), doc.to_string()))
+        }
+    })
+}
+
 /// A pool of `threads` worker threads (None: all cores).
 fn rayon_pool(threads: Option<usize>) -> PyResult<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
@@ -509,6 +616,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scaling, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(escape, m)?)?;
+    m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(coefficients, m)?)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -4,6 +4,7 @@
 
 mod console;
 mod escape;
+mod merge;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -132,6 +133,10 @@ enum Command {
         /// on optimizer steps)
         #[arg(long)]
         budget: Option<u64>,
+        /// Run shard K of N (`K/N`): only its share of the blocks of paths, printed as a
+        /// JSON part for `smelt merge` (the grid as given: no `--budget`)
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
         /// No progress bar
         #[arg(long, short)]
         quiet: bool,
@@ -193,9 +198,26 @@ enum Command {
         /// Also write the survival curves and the scaling fit as SVG
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
+        /// Run shard K of N (`K/N`): only its share of the blocks of paths, printed as a
+        /// JSON part for `smelt merge`
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
         /// No progress bar (it shows on a terminal, one step per step size and batch size)
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Merge the JSON parts of a sharded `verify` or `escape` run (`--shard K/N`) into the
+    /// single run's report
+    Merge {
+        /// The parts, in any order: every shard 1..N of one run once
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// Output format (as the command's own)
+        #[arg(long, short, value_enum, default_value_t = VerifyFormat::Text)]
+        format: VerifyFormat,
+        /// Also write the command's plot (SVG, or PNG by the extension)
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -249,11 +271,13 @@ pub fn main() -> ExitCode {
             exact,
             antithetic,
             budget,
+            shard,
             quiet,
         } => verify::run(verify::Args {
             exact,
             antithetic,
             budget,
+            shard,
             file,
             problem,
             orders,
@@ -287,8 +311,10 @@ pub fn main() -> ExitCode {
             threads,
             format,
             plot,
+            shard,
             quiet,
         } => escape::run(escape::Args {
+            shard,
             file,
             problem,
             request: smelt::experiment::escape::Request {
@@ -311,6 +337,15 @@ pub fn main() -> ExitCode {
             plot,
             quiet,
         }),
+        Command::Merge {
+            parts,
+            format,
+            plot,
+        } => merge::run(
+            &parts,
+            matches!(format, VerifyFormat::Json),
+            plot.as_deref(),
+        ),
         Command::Check { files } => check(&files),
         Command::Scaling { file, noise_scale } => scaling(&file, noise_scale),
         Command::Derive {

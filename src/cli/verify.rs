@@ -2,6 +2,7 @@
 
 use crate::cli::console::{emit, load, Outcome};
 use smelt::diagnostic::render;
+use smelt::experiment::shard::{Origin, Shard, Sources};
 use smelt::experiment::verify::{self, Error};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub struct Args {
     pub exact: bool,
     pub antithetic: bool,
     pub budget: Option<u64>,
+    /// `K/N`: run shard K of N and print its part.
+    pub shard: Option<String>,
     pub quiet: bool,
 }
 
@@ -116,6 +119,26 @@ pub fn run(a: Args) -> Outcome {
         eprintln!("error: {e}");
         return Outcome::Usage;
     }
+    let shard = match a.shard.as_deref().map(Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Usage;
+        }
+    };
+    if shard.is_some() {
+        if let Err(e) = config.check_shard() {
+            eprintln!("error: {e}");
+            return Outcome::Usage;
+        }
+        if a.plot.is_some() {
+            eprintln!(
+                "error: `--shard` prints a part, which has no plot: give `--plot` to `smelt merge`"
+            );
+            return Outcome::Usage;
+        }
+    }
+    let sources = sources(&a.problem, &shown, &source, &pshown, &psource, &overrides);
     let mut prepared = match verify::prepare(rule, problem, &a.orders, &overrides) {
         Ok(p) => p,
         Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
@@ -165,15 +188,65 @@ pub fn run(a: Args) -> Outcome {
             }
         }
     };
+    if let Some(shard) = shard {
+        let part =
+            verify::execute_shard(&mut prepared, &config, shard, &sources, &progress, &|| {
+                false
+            });
+        return match part {
+            Ok(part) => print_part(&part),
+            Err(e) => report_error(e, (&shown, &source), (&pshown, &psource)),
+        };
+    }
     let report = match verify::execute(&mut prepared, &config, &progress) {
         Ok(r) => r,
         Err(e) => return report_error(e, (&shown, &source), (&pshown, &psource)),
     };
-    output(&a, &prepared, &report, plot_file)
+    output(a.json, &prepared, &report, plot_file)
 }
 
-fn output(
-    a: &Args,
+/// The two files of a run as a shard's part records them.
+pub(crate) fn sources(
+    problem: &std::path::Path,
+    shown: &str,
+    source: &str,
+    pshown: &str,
+    psource: &str,
+    set: &BTreeMap<String, f64>,
+) -> Sources {
+    let dir = problem
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Sources {
+        origin: Origin {
+            rule_name: shown.to_string(),
+            problem_name: pshown.to_string(),
+            dir: dir.display().to_string(),
+        },
+        rule: source.to_string(),
+        problem: psource.to_string(),
+        set: set.clone(),
+    }
+}
+
+/// A shard's part as one line of JSON.
+pub(crate) fn print_part(part: &impl serde::Serialize) -> Outcome {
+    match serde_json::to_string(part) {
+        Ok(s) => match emit(&format!("{s}\n")) {
+            Ok(()) => Outcome::Ok,
+            Err(o) => o,
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Invalid
+        }
+    }
+}
+
+pub(crate) fn output(
+    json: bool,
     prepared: &verify::Prepared,
     report: &verify::Report,
     plot_file: Option<(&PathBuf, std::fs::File)>,
@@ -199,7 +272,7 @@ fn output(
             return Outcome::Usage;
         }
     }
-    if a.json {
+    if json {
         match serde_json::to_string_pretty(&report.to_json(prepared)) {
             Ok(s) => {
                 if let Err(o) = emit(&format!("{s}\n")) {

@@ -302,7 +302,7 @@ pub struct Options {
 
 /// An escape run as asked (the options of `smelt escape` and `smelt.escape`), before
 /// it is checked and parsed by [`Request::options`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// `ball R`, `level C`, `past POINT`, or `EXPR < C` / `EXPR > C`.
     pub region: String,
@@ -1352,4 +1352,193 @@ fn centre(results: &[EtaResult], minimum: bool) -> f64 {
         })
         .collect();
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// One (η, B) of a shard: the exit times of the shard's blocks, per model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EtaPart {
+    pub eta: f64,
+    pub batch: f64,
+    /// The simulation's wall time.
+    pub seconds: f64,
+    pub lane_steps: u64,
+    pub times: Vec<ExitTimes>,
+}
+
+/// A shard's result (`smelt escape --shard K/N`, schema `smelt-escape-part`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    pub schema: String,
+    pub version: u32,
+    pub shard: super::shard::Shard,
+    pub run: super::shard::Identity,
+    pub origin: super::shard::Origin,
+    /// The whole run's blocks ([`crate::sim::escape::quotas`]).
+    pub blocks: usize,
+    /// This shard's wall time.
+    pub seconds: f64,
+    pub results: Vec<EtaPart>,
+}
+
+/// The schema name of an escape run's part.
+pub const PART_SCHEMA: &str = "smelt-escape-part";
+
+/// Shard `shard` of the escape run `request` asks: every (η, B), batch sizes outer, over
+/// the shard's blocks (the whole run's quotas and streams).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "run_until's arguments and the shard"
+)]
+pub fn run_shard(
+    s: &mut Setup,
+    request: &Request,
+    etas: &[f64],
+    batches: &[f64],
+    shard: super::shard::Shard,
+    sources: &super::shard::Sources,
+    pool: &rayon::ThreadPool,
+    progress: &mut dyn FnMut(Progress),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Part, Error> {
+    let started = std::time::Instant::now();
+    let blocks = sim::quotas(request.paths.max(1)).len();
+    let range = shard.range(blocks);
+    let mut results = Vec::new();
+    for &batch in batches {
+        for &eta in etas {
+            progress(Progress::Starting { eta, batch });
+            let ep = plan(s, eta, batch)?;
+            let t0 = std::time::Instant::now();
+            let (times, lane_steps) = pool.install(|| {
+                sim::run_blocks(&ep.plan, request.paths, request.seed, range.clone(), stop)
+            });
+            if stop() {
+                return Err(Error::Other("interrupted".into()));
+            }
+            results.push(EtaPart {
+                eta,
+                batch,
+                seconds: t0.elapsed().as_secs_f64(),
+                lane_steps,
+                times,
+            });
+            progress(Progress::Done { eta, batch });
+        }
+    }
+    let mut options = serde_json::to_value(request)
+        .map_err(|e| Error::Internal(format!("the request as JSON: {e}")))?;
+    options["generator"] = super::GENERATOR.into();
+    Ok(Part {
+        schema: PART_SCHEMA.into(),
+        version: 1,
+        shard,
+        run: super::shard::Identity {
+            rule: sources.rule.clone(),
+            problem: sources.problem.clone(),
+            set: sources.set.clone(),
+            options,
+        },
+        origin: sources.origin.clone(),
+        blocks,
+        seconds: started.elapsed().as_secs_f64(),
+        results,
+    })
+}
+
+/// A merged escape run: what the single run's report is made of.
+pub struct Merged {
+    pub setup: Setup,
+    pub request: Request,
+    pub results: Vec<EtaResult>,
+    pub fits: Vec<ScalingFit>,
+    pub predictions: Predictions,
+    /// The sum of the parts' wall times.
+    pub seconds: f64,
+}
+
+/// Merges the parts of a sharded escape run (`files[i]` names `parts[i]` in messages):
+/// checks that they make up one run ([`super::shard::check`]), reads its rule and problem
+/// again, concatenates each model's exit times in shard order (the whole run's block
+/// order) and summarizes: the single run's report bit for bit, but for the wall times
+/// (`seconds`, each the sum of the parts').
+pub fn merge(files: &[&str], parts: &[Part]) -> Result<Merged, Error> {
+    let named: Vec<super::shard::Named> = files
+        .iter()
+        .zip(parts)
+        .map(|(file, p)| super::shard::Named {
+            file,
+            shard: p.shard,
+            run: &p.run,
+        })
+        .collect();
+    let order = super::shard::check(&named)?;
+    let first = &parts[order[0]];
+    let changed = |i: usize| {
+        Error::Other(format!(
+            "`{}` does not match the other parts' step sizes or models: the part was changed or written by another version of smelt",
+            files[i]
+        ))
+    };
+    let mut options = first.run.options.clone();
+    if let Some(o) = options.as_object_mut() {
+        o.remove("generator");
+    }
+    let request: Request = serde_json::from_value(options).map_err(|_| changed(order[0]))?;
+    let (rule, problem) = super::shard::load(&first.origin, &first.run)?;
+    let (opts, etas, batches) = request.options(&rule.name, &problem)?;
+    let mut setup = prepare(rule, problem, &first.run.set, opts)?;
+    let mut results = Vec::new();
+    let mut at = 0;
+    for &batch in &batches {
+        for &eta in &etas {
+            let ep = plan(&mut setup, eta, batch)?;
+            let mut times: Option<Vec<ExitTimes>> = None;
+            let (mut lane_steps, mut seconds) = (0u64, 0.0);
+            for &i in &order {
+                let r = parts[i].results.get(at).ok_or_else(|| changed(i))?;
+                if r.eta.to_bits() != eta.to_bits() || r.batch.to_bits() != batch.to_bits() {
+                    return Err(changed(i));
+                }
+                match &mut times {
+                    None => times = Some(r.times.clone()),
+                    Some(t) => {
+                        if t.len() != r.times.len() {
+                            return Err(changed(i));
+                        }
+                        for (a, b) in t.iter_mut().zip(&r.times) {
+                            a.extend(b);
+                        }
+                    }
+                }
+                lane_steps += r.lane_steps;
+                seconds += r.seconds;
+            }
+            let times = times.unwrap_or_default();
+            let horizon = ep.plan.max_steps as u64;
+            let paths = request.paths.max(1) as u64;
+            let fits = |t: &ExitTimes| {
+                t.exits.iter().all(|&e| e >= 1 && u64::from(e) <= horizon)
+                    && t.exits.len() as u64 + (t.censored + t.diverged) as u64 == paths
+            };
+            if times.len() != ep.plan.models.len() || !times.iter().all(fits) {
+                return Err(Error::Other(format!(
+                    "the parts do not hold {} paths of each of the run's {} models at η = {eta}, B = {batch}: a part was changed or written by another version of smelt",
+                    paths,
+                    ep.plan.models.len()
+                )));
+            }
+            results.push(summarize(&ep, batch, &times, lane_steps, seconds));
+            at += 1;
+        }
+    }
+    let predictions = predictions(&mut setup);
+    let fits = scaling(&setup, &predictions, &results);
+    Ok(Merged {
+        setup,
+        request,
+        results,
+        fits,
+        predictions,
+        seconds: parts.iter().map(|p| p.seconds).sum(),
+    })
 }

@@ -2,6 +2,7 @@
 //! ([`verify`]) and exit times with their scaling laws ([`escape`]).
 
 pub mod escape;
+pub mod shard;
 pub mod verify;
 
 /// The simulations' generator, named for reports (JSON `generator`, the text footer).

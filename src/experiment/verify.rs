@@ -1104,6 +1104,22 @@ fn simulate_checked(
 ) -> Result<(EtaStats, u64), Error> {
     let mut st = simulate(plan);
     let n_obs = p.problem.observables.len();
+    if !needs_each(&st, n_obs) {
+        return Ok((st, 1));
+    }
+    let mut runs = 1;
+    for j in 0..n_obs {
+        let sj = with_one(p, plan, j, &mut *simulate)?;
+        runs += 1;
+        take_one(&mut st, j, &sj);
+    }
+    Ok((st, runs))
+}
+
+/// Whether [`simulate_checked`] runs each test function on its own after the run `st`:
+/// some test function was not finite on paths whose states were. Over blocks this is
+/// an "or": the whole run needs it when some range of its blocks does.
+fn needs_each(st: &EtaStats, n_obs: usize) -> bool {
     let paths = st.paths as f64;
     let diverged = st.opt_divergence.is_some() || st.sde_divergence.iter().any(Option::is_some);
     let lost = st.opt.iter().any(|a| a.paths < paths)
@@ -1113,24 +1129,31 @@ fn simulate_checked(
             .zip(&st.refused)
             .filter(|(_, r)| r.is_none())
             .any(|(o, _)| o.iter().zip(&st.opt).any(|(s, a)| s.err.paths < a.paths));
-    if diverged || !lost || n_obs < 2 {
-        return Ok((st, 1));
+    !diverged && lost && n_obs >= 2
+}
+
+/// `simulate` of `plan` with test function `j` alone.
+fn with_one<T>(
+    p: &Prepared,
+    plan: &mut Plan,
+    j: usize,
+    simulate: &mut dyn FnMut(&Plan) -> T,
+) -> Result<T, Error> {
+    let mut one = p.problem.clone();
+    one.observables = vec![p.problem.observables[j].clone()];
+    let (tape, _, _) = compile::compile_observables(&one, &p.layout)?;
+    let all = std::mem::replace(&mut plan.observables, tape);
+    let sj = simulate(plan);
+    plan.observables = all;
+    Ok(sj)
+}
+
+/// Test function `j`'s statistics in `st` replaced by those of its run alone, `sj`.
+fn take_one(st: &mut EtaStats, j: usize, sj: &EtaStats) {
+    st.opt[j] = sj.opt[0];
+    for (o, so) in st.orders.iter_mut().zip(&sj.orders) {
+        o[j] = so[0].clone();
     }
-    let mut runs = 1;
-    for j in 0..n_obs {
-        let mut one = p.problem.clone();
-        one.observables = vec![p.problem.observables[j].clone()];
-        let (tape, _, _) = compile::compile_observables(&one, &p.layout)?;
-        let all = std::mem::replace(&mut plan.observables, tape);
-        let sj = simulate(plan);
-        plan.observables = all;
-        runs += 1;
-        st.opt[j] = sj.opt[0];
-        for (o, so) in st.orders.iter_mut().zip(&sj.orders) {
-            o[j] = so[0].clone();
-        }
-    }
-    Ok((st, runs))
 }
 
 /// The paths a run simulates for `paths` asked: whole blocks of the tapes' lanes.
@@ -1721,16 +1744,7 @@ pub fn execute_until(
         Some(b) => b,
         None => path_steps(p, &etas, config.paths)?.saturating_mul(8),
     };
-    if config.antithetic
-        && matches!(
-            p.problem.model.noise,
-            crate::problem::Noise::Minibatch { .. }
-        )
-    {
-        return Err(Error::Other(
-            "antithetic pairs negate the noise's normals, and minibatch noise draws rows instead; run without `--antithetic`".into(),
-        ));
-    }
+    check_antithetic(p, config)?;
     let (paths, seed) = (config.paths, config.seed);
     let sampling = weak::Sampling {
         paths,
@@ -1762,4 +1776,315 @@ pub fn execute_until(
         substeps: config.substeps,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// One step size of a shard: what the plan says of it, the shard's blocks' sums, and
+/// (when some test function was not finite on its paths whose states were) each test
+/// function run alone.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EtaPart {
+    pub head: weak::Head,
+    pub all: weak::Partial,
+    /// Whether some test function was not finite on paths of this shard whose states were.
+    pub lost: bool,
+    /// Per test function, its run alone over this shard's blocks (when `lost`).
+    pub each: Option<Vec<weak::Partial>>,
+}
+
+/// A shard's result (`smelt verify --shard K/N`, schema `smelt-verify-part`): the run
+/// it belongs to, and per step size its blocks' exact sums.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    pub schema: String,
+    pub version: u32,
+    pub shard: super::shard::Shard,
+    pub run: super::shard::Identity,
+    pub origin: super::shard::Origin,
+    /// The whole run's blocks of [`BLOCK`] paths.
+    pub blocks: usize,
+    /// This shard's wall time.
+    pub seconds: f64,
+    pub steps: Vec<EtaPart>,
+}
+
+/// The schema name of a verification's part.
+pub const PART_SCHEMA: &str = "smelt-verify-part";
+
+impl Config {
+    /// What a shard of this run cannot do: extend the grid (that decision reads every
+    /// path) or run exact mode (no paths to split). A shard's budget is 0.
+    pub fn check_shard(&self) -> Result<(), Error> {
+        if self.exact {
+            return Err(Error::Other(
+                "`--shard` splits paths, and exact mode (`--exact`) has none: run it whole".into(),
+            ));
+        }
+        if self.budget.is_some_and(|b| b > 0) {
+            return Err(Error::Other(
+                "`--shard` runs the grid as given: extending it decides from every path's results, which no shard has; leave out `--budget` (a shard's budget is 0) and compare with a single run with `--budget 0`".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The options of a verification that change its numbers, by name (a part's identity).
+fn options(p: &Prepared, config: &Config, etas: &[f64]) -> serde_json::Value {
+    serde_json::json!({
+        "orders": p.orders,
+        "etas": etas,
+        "paths": config.paths,
+        "seed": config.seed,
+        "substeps": config.substeps,
+        "antithetic": config.antithetic,
+        "generator": super::GENERATOR,
+    })
+}
+
+/// Shard `shard` of the verification `config` asks (with budget 0: the grid as given):
+/// every step size over the shard's blocks, their sums exact. `progress` hears of each
+/// step size and of the shard's blocks.
+pub fn execute_shard(
+    p: &mut Prepared,
+    config: &Config,
+    shard: super::shard::Shard,
+    sources: &super::shard::Sources,
+    progress: &(dyn Fn(Event) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Part, Error> {
+    config.check_shard()?;
+    check_antithetic(p, config)?;
+    let etas = grid(p, &config.grid)?;
+    let started = std::time::Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start worker threads: {e}")))?;
+    let sampling = weak::Sampling {
+        paths: config.paths,
+        seed: config.seed,
+        antithetic: config.antithetic,
+    };
+    let blocks = weak::blocks_of(config.paths);
+    let range = shard.range(blocks);
+    let n_obs = p.problem.observables.len();
+    let mut sim = |plan: &Plan| {
+        progress(Event::Start {
+            eta: plan.eta,
+            blocks: range.len() as u64,
+        });
+        let part = pool.install(|| {
+            weak::run_blocks(
+                plan,
+                &sampling,
+                range.clone(),
+                &|k| progress(Event::Blocks(k)),
+                stop,
+            )
+        });
+        progress(Event::Finish);
+        part
+    };
+    let mut steps = Vec::new();
+    for &eta in &etas {
+        let mut plan = plan(p, eta, config.substeps)?;
+        let head = weak::Head::of(&plan);
+        let all = sim(&plan);
+        let lost = needs_each(&all.stats(&head, n_obs, range.len()), n_obs);
+        let each = if lost {
+            let mut each = Vec::new();
+            for j in 0..n_obs {
+                each.push(with_one(p, &mut plan, j, &mut sim)?);
+            }
+            Some(each)
+        } else {
+            None
+        };
+        steps.push(EtaPart {
+            head,
+            all,
+            lost,
+            each,
+        });
+    }
+    if stop() {
+        return Err(Error::Other("interrupted".into()));
+    }
+    Ok(Part {
+        schema: PART_SCHEMA.into(),
+        version: 1,
+        shard,
+        run: super::shard::Identity {
+            rule: sources.rule.clone(),
+            problem: sources.problem.clone(),
+            set: sources.set.clone(),
+            options: options(p, config, &etas),
+        },
+        origin: sources.origin.clone(),
+        blocks,
+        seconds: started.elapsed().as_secs_f64(),
+        steps,
+    })
+}
+
+/// Antithetic pairs need normals to negate.
+fn check_antithetic(p: &Prepared, config: &Config) -> Result<(), Error> {
+    if config.antithetic
+        && matches!(
+            p.problem.model.noise,
+            crate::problem::Noise::Minibatch { .. }
+        )
+    {
+        return Err(Error::Other(
+            "antithetic pairs negate the noise's normals, and minibatch noise draws rows instead; run without `--antithetic`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What in a part does not have the shape its run's `orders` orders and `n_obs` test
+/// functions give (a part changed by hand must be refused, not read past its end).
+fn misshapen(part: &Part, orders: usize, n_obs: usize) -> Option<&'static str> {
+    for step in &part.steps {
+        let refused = &step.head.refused;
+        if !(refused.is_empty() || refused.len() == orders) {
+            return Some("other orders");
+        }
+        let sdes = orders - refused.iter().filter(|r| r.is_some()).count();
+        let fits = |p: &weak::Partial, n: usize| {
+            p.opt.len() == n
+                && p.orders.len() == sdes
+                && p.sde_divergence.len() == sdes
+                && p.orders.iter().all(|o| o.len() == n)
+        };
+        if !fits(&step.all, n_obs) {
+            return Some("other test functions or orders");
+        }
+        if let Some(each) = &step.each {
+            if each.len() != n_obs || !each.iter().all(|e| fits(e, 1)) {
+                return Some("other test functions");
+            }
+        }
+        if !(step.head.steps >= 1 && step.head.tau > 0.0) {
+            return Some("other steps");
+        }
+    }
+    None
+}
+
+/// Merges the parts of a sharded verification (`files[i]` names `parts[i]` in
+/// messages): checks that they make up one run ([`super::shard::check`]), reads its rule
+/// and problem again, adds the sums exactly and fits: the report of the single run with
+/// the same options and `--budget 0`, bit for bit, but for `seconds`, which is the sum
+/// of the parts' wall times.
+pub fn merge(files: &[&str], parts: &[Part]) -> Result<(Prepared, Report), Error> {
+    let named: Vec<super::shard::Named> = files
+        .iter()
+        .zip(parts)
+        .map(|(file, p)| super::shard::Named {
+            file,
+            shard: p.shard,
+            run: &p.run,
+        })
+        .collect();
+    let order = super::shard::check(&named)?;
+    let first = &parts[order[0]];
+    let bad = |what: &str| {
+        Error::Other(format!(
+            "`{}`: {what}; the part was changed or written by another version of smelt",
+            files[order[0]]
+        ))
+    };
+    let opts = &first.run.options;
+    let orders: Vec<u32> =
+        serde_json::from_value(opts["orders"].clone()).map_err(|_| bad("no `orders`"))?;
+    let field = |k: &str| opts[k].as_u64().ok_or_else(|| bad(&format!("no `{k}`")));
+    let (seed, substeps) = (field("seed")?, field("substeps")? as usize);
+    let antithetic = opts["antithetic"].as_bool().unwrap_or(false);
+    let (rule, problem) = super::shard::load(&first.origin, &first.run)?;
+    let p = prepare(rule, problem, &orders, &first.run.set)?;
+    let n_obs = p.problem.observables.len();
+    let names: Vec<String> = p
+        .problem
+        .observables
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.blocks != first.blocks || part.steps.len() != first.steps.len() {
+            return Err(Error::Other(format!(
+                "`{}` has other blocks or step sizes than `{}`: the part was changed",
+                files[i], files[order[0]]
+            )));
+        }
+    }
+    let paths = field("paths")? as usize;
+    if first.blocks != weak::blocks_of(paths) {
+        return Err(bad("its blocks do not match its paths"));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(what) = misshapen(part, p.orders.len(), n_obs) {
+            return Err(Error::Other(format!(
+                "`{}`: {what} than its run asks; the part was changed or written by another version of smelt",
+                files[i]
+            )));
+        }
+    }
+    let blocks = first.blocks;
+    let rounded = (blocks * BLOCK) as u64;
+    let mut stats = Vec::new();
+    let mut used = 0u64;
+    for (e, step) in first.steps.iter().enumerate() {
+        let head = &step.head;
+        let mut all = weak::Partial::empty(step.all.opt.len(), step.all.orders.len());
+        for &i in &order {
+            all.merge(&parts[i].steps[e].all)
+                .ok_or_else(|| bad("parts of different shapes"))?;
+        }
+        let mut st = all.stats(head, n_obs, blocks);
+        let mut runs = 1;
+        if needs_each(&st, n_obs) {
+            for j in 0..n_obs {
+                let mut one = weak::Partial::empty(1, step.all.orders.len());
+                for &i in &order {
+                    let Some(each) = &parts[i].steps[e].each else {
+                        let lost = order
+                            .iter()
+                            .find(|&&l| parts[l].steps[e].lost)
+                            .map_or("another shard", |&l| files[l]);
+                        return Err(Error::Other(format!(
+                            "at step size {:e}, a test function is not finite on paths of `{lost}` (whose states are), but not on those of `{}`: the single run then runs each test function over all paths on its own, which `{}` did not; run the verification whole, or run one test function per verification (an `observe` line each)",
+                            head.eta, files[i], files[i]
+                        )));
+                    };
+                    one.merge(each.get(j).ok_or_else(|| bad("too few test functions"))?)
+                        .ok_or_else(|| bad("parts of different shapes"))?;
+                }
+                runs += 1;
+                take_one(&mut st, j, &one.stats(head, 1, blocks));
+            }
+        }
+        used += runs * rounded * head.steps as u64;
+        stats.push(st);
+    }
+    let series = summarize(&p.orders, &p.derived_orders(), &names, &stats);
+    let extension = Extension {
+        added: Vec::new(),
+        used,
+        budget: 0,
+        resolved: !series.iter().any(unsettled),
+        skipped: not_extended(&series),
+    };
+    let report = Report {
+        series,
+        extension,
+        exact: false,
+        paths: blocks * BLOCK,
+        antithetic,
+        seed,
+        substeps,
+        seconds: parts.iter().map(|p| p.seconds).sum(),
+    };
+    // `p` is returned for the report's text and JSON (names, dimension, horizon).
+    Ok((p, report))
 }

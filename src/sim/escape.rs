@@ -65,7 +65,7 @@ pub struct EscapePlan {
 }
 
 /// The exit times of one model over all paths.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExitTimes {
     pub model: String,
     /// The exit step of every path that exited (1-based).
@@ -116,13 +116,34 @@ pub fn run_until(
     seed: u64,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> (Vec<ExitTimes>, u64) {
+    let blocks = quotas(paths.max(1)).len();
+    run_blocks(plan, paths, seed, 0..blocks, stop)
+}
+
+/// [`run_until`] over the blocks `range` of the whole run's (each model's block `b` on
+/// the stream the whole run gives it): the exit times in block order, the counts and
+/// the lane-steps of those blocks. A shard of a run (`--shard K/N`); the shards' exit
+/// times concatenated in shard order are the whole run's.
+pub fn run_blocks(
+    plan: &EscapePlan,
+    paths: usize,
+    seed: u64,
+    range: std::ops::Range<usize>,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> (Vec<ExitTimes>, u64) {
     let quotas = quotas(paths.max(1));
     let blocks = quotas.len();
     let models = plan.models.len();
-    let streams = Streams::new(seed).streams(blocks * models);
+    let range = range.start.min(blocks)..range.end.min(blocks);
+    let mine = range.len();
+    let streams: Vec<(usize, Stream)> = Streams::new(seed)
+        .streams(blocks * models)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| range.contains(&(i % blocks)))
+        .collect();
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
-        .enumerate()
         .map(|(i, rng)| {
             if stop() {
                 return BlockOut::default();
@@ -141,20 +162,36 @@ pub fn run_until(
                 first_divergence: None,
                 undefined: 0,
             };
-            for o in &outs[m * blocks..(m + 1) * blocks] {
+            for o in &outs[m * mine..(m + 1) * mine] {
                 t.exits.extend(&o.exits);
                 t.censored += o.censored;
                 t.diverged += o.diverged;
                 t.undefined += o.undefined;
-                t.first_divergence = match (t.first_divergence, o.first_bad) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                t.first_divergence = join(t.first_divergence, o.first_bad);
             }
             t
         })
         .collect();
     (times, lane_steps)
+}
+
+/// The first of two first divergences.
+fn join(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl ExitTimes {
+    /// Appends the exit times of the blocks that follow, and adds their counts.
+    pub fn extend(&mut self, o: &ExitTimes) {
+        self.exits.extend(&o.exits);
+        self.censored += o.censored;
+        self.diverged += o.diverged;
+        self.undefined += o.undefined;
+        self.first_divergence = join(self.first_divergence, o.first_divergence);
+    }
 }
 
 /// Copies state slots `0..count` into a tape's input registers.

@@ -6,4 +6,5 @@ pub mod certify;
 pub mod compile;
 pub mod escape;
 pub mod ha;
+pub mod sum;
 pub mod weak;

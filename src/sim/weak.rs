@@ -16,9 +16,12 @@
 //! variances, never laws. The increments of the substeps are the Brownian bridge
 //! through `ΔW`.
 //!
-//! Paths run in blocks of [`LANES`]; block `b` draws from stream `b` of the seed, and
-//! block results are added in block order, so the numbers do not depend on the thread
-//! count.
+//! Paths run in blocks of [`LANES`]; block `b` draws from stream `b` of the seed. Within
+//! a block the samples are summed in floating point; across blocks the sums are added
+//! exactly ([`Sums`], [`crate::sim::sum::ExactSum`]) and rounded once, so the numbers
+//! depend neither on the thread count nor on how the blocks are grouped: shards of a run
+//! ([`run_blocks`] over a range of blocks, [`Partial::merge`]) give the single run's
+//! numbers bit for bit.
 //!
 //! Antithetic pairs ([`Sampling::antithetic`]): lane `2j + 1` of a block takes the
 //! negatives of every normal lane `2j` draws, optimizer's and SDE's alike, and the pair's
@@ -33,6 +36,7 @@
 )]
 
 use super::compile::{Layout, SdeProgram, StepProgram};
+use super::sum::ExactSum;
 
 use crate::numeric::exact::{eigh, from_rows};
 
@@ -298,12 +302,6 @@ impl Acc {
         self.s2 += x * x;
         self.paths += paths;
     }
-    fn merge(&mut self, o: &Acc) {
-        self.n += o.n;
-        self.s += o.s;
-        self.s2 += o.s2;
-        self.paths += o.paths;
-    }
     pub fn mean(&self) -> f64 {
         self.s / self.n
     }
@@ -332,7 +330,7 @@ pub struct OrderStats {
 }
 
 /// Where a run stopped being finite.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Divergence {
     /// The first step (1-based) at which some path was not finite.
     pub step: usize,
@@ -404,8 +402,217 @@ pub fn run_until(
     progress: &(dyn Fn(usize) + Sync),
     stop: &(dyn Fn() -> bool + Sync),
 ) -> EtaStats {
-    let blocks = sampling.paths.div_ceil(LANES).max(1);
-    let streams = Streams::new(sampling.seed).streams(blocks);
+    let blocks = blocks_of(sampling.paths);
+    run_blocks(plan, sampling, 0..blocks, progress, stop).stats(
+        &Head::of(plan),
+        plan.observables.n_outputs(),
+        blocks,
+    )
+}
+
+/// The blocks of [`LANES`] paths that `paths` paths take.
+pub fn blocks_of(paths: usize) -> usize {
+    paths.div_ceil(LANES).max(1)
+}
+
+/// [`Acc`]s of many blocks, added exactly: the counts are integers (exact in `f64`), the
+/// sums [`ExactSum`]s, so the total does not depend on the order or the grouping.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sums {
+    pub n: f64,
+    pub s: ExactSum,
+    pub s2: ExactSum,
+    pub paths: f64,
+}
+
+impl Sums {
+    fn add(&mut self, a: &Acc) {
+        self.n += a.n;
+        self.s.add(a.s);
+        self.s2.add(a.s2);
+        self.paths += a.paths;
+    }
+    fn merge(&mut self, o: &Sums) {
+        self.n += o.n;
+        self.s.merge(&o.s);
+        self.s2.merge(&o.s2);
+        self.paths += o.paths;
+    }
+    /// The sums rounded once.
+    pub fn acc(&self) -> Acc {
+        Acc {
+            n: self.n,
+            s: self.s.value(),
+            s2: self.s2.value(),
+            paths: self.paths,
+        }
+    }
+}
+
+/// What a range of blocks of one step size gives, before the statistics: the shard of a
+/// run (`--shard K/N`) and, over every block, the whole run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Partial {
+    /// Per test function: φ(z_N) of the optimizer.
+    pub opt: Vec<Sums>,
+    /// `[order simulated][test function]`: the error, the SDE's bias estimate and `R`.
+    pub orders: Vec<Vec<[Sums; 3]>>,
+    pub opt_divergence: Option<Divergence>,
+    /// Per order simulated.
+    pub sde_divergence: Vec<Option<Divergence>>,
+}
+
+/// Two divergences as one: the first step, the paths summed.
+fn join(a: Option<Divergence>, b: Option<Divergence>) -> Option<Divergence> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Divergence {
+            step: a.step.min(b.step),
+            paths: a.paths + b.paths,
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What a plan says of its step size that the statistics carry: see [`EtaStats`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub eta: f64,
+    pub tau: f64,
+    pub steps: usize,
+    /// As [`Plan::refused`].
+    pub refused: Vec<Option<String>>,
+}
+
+impl Head {
+    pub fn of(plan: &Plan) -> Head {
+        Head {
+            eta: plan.eta,
+            tau: plan.tau,
+            steps: plan.steps,
+            refused: plan.refused.clone(),
+        }
+    }
+}
+
+impl Partial {
+    /// Nothing yet: `n_obs` test functions, `n_sdes` orders simulated.
+    pub fn empty(n_obs: usize, n_sdes: usize) -> Partial {
+        Partial {
+            opt: vec![Sums::default(); n_obs],
+            orders: vec![vec![Default::default(); n_obs]; n_sdes],
+            opt_divergence: None,
+            sde_divergence: vec![None; n_sdes],
+        }
+    }
+
+    /// Adds another range's results, exactly; `None` when the two do not have the same
+    /// test functions and orders.
+    pub fn merge(&mut self, o: &Partial) -> Option<()> {
+        let shape = |p: &Partial| {
+            (
+                p.opt.len(),
+                p.orders.iter().map(Vec::len).collect::<Vec<_>>(),
+                p.sde_divergence.len(),
+            )
+        };
+        if shape(self) != shape(o) {
+            return None;
+        }
+        for (a, b) in self.opt.iter_mut().zip(&o.opt) {
+            a.merge(b);
+        }
+        for (ord, bo) in self.orders.iter_mut().zip(&o.orders) {
+            for (a, b) in ord.iter_mut().zip(bo) {
+                for (x, y) in a.iter_mut().zip(b) {
+                    x.merge(y);
+                }
+            }
+        }
+        self.opt_divergence = join(self.opt_divergence, o.opt_divergence);
+        for (a, b) in self.sde_divergence.iter_mut().zip(&o.sde_divergence) {
+            *a = join(*a, *b);
+        }
+        Some(())
+    }
+
+    fn add(&mut self, o: &BlockOut) {
+        for (a, b) in self.opt.iter_mut().zip(&o.opt) {
+            a.add(b);
+        }
+        for (ord, bo) in self.orders.iter_mut().zip(&o.orders) {
+            for (a, b) in ord.iter_mut().zip(bo) {
+                a[0].add(&b.err);
+                a[1].add(&b.disc);
+                a[2].add(&b.sde);
+            }
+        }
+        let bad = |bad: (Option<usize>, usize)| bad.0.map(|step| Divergence { step, paths: bad.1 });
+        self.opt_divergence = join(self.opt_divergence, bad(o.opt_bad));
+        for (d, b) in self.sde_divergence.iter_mut().zip(&o.sde_bad) {
+            *d = join(*d, bad(*b));
+        }
+    }
+
+    /// The statistics of `blocks` blocks whose results these are, each sum rounded once.
+    pub fn stats(&self, head: &Head, n_obs: usize, blocks: usize) -> EtaStats {
+        let opt = self.opt.iter().map(Sums::acc).collect();
+        let mut orders: Vec<Vec<OrderStats>> = self
+            .orders
+            .iter()
+            .map(|o| {
+                o.iter()
+                    .map(|[e, d, r]| OrderStats {
+                        err: e.acc(),
+                        disc: d.acc(),
+                        sde: r.acc(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut sde_div = self.sde_divergence.clone();
+        // Orders refused at this step size keep their place, empty.
+        let mut refused = head.refused.clone();
+        if refused.is_empty() {
+            refused = vec![None; orders.len()];
+        }
+        for (i, r) in refused.iter().enumerate() {
+            if r.is_some() {
+                orders.insert(i, vec![OrderStats::default(); n_obs]);
+                sde_div.insert(i, None);
+            }
+        }
+        EtaStats {
+            eta: head.eta,
+            tau: head.tau,
+            steps: head.steps,
+            opt,
+            orders,
+            opt_divergence: self.opt_divergence,
+            sde_divergence: sde_div,
+            refused,
+            paths: blocks * LANES,
+        }
+    }
+}
+
+/// Runs the blocks `range` of the run that `sampling` says (block `b` on stream `b` of
+/// its seed, as in the whole run) and adds their results exactly. `progress` is called
+/// with the number of blocks done after each block; once `stop` says so, the blocks not
+/// yet started are skipped.
+pub fn run_blocks(
+    plan: &Plan,
+    sampling: &Sampling,
+    range: std::ops::Range<usize>,
+    progress: &(dyn Fn(usize) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Partial {
+    // The same streams as the whole run's (the jumps from stream 0 are cheap beside a
+    // block's simulation).
+    let streams: Vec<Stream> = Streams::new(sampling.seed)
+        .streams(range.end)
+        .into_iter()
+        .skip(range.start)
+        .collect();
     let pairs = sampling.antithetic && plan.step.minibatch.is_none();
     // The optimizer's and the SDEs' double-buffered programs, shared by every block.
     let steppers = Steppers {
@@ -429,56 +636,11 @@ pub fn run_until(
             Some(out)
         })
         .collect();
-    let n_obs = plan.observables.n_outputs();
-    let mut opt = vec![Acc::default(); n_obs];
-    let mut orders = vec![vec![OrderStats::default(); n_obs]; plan.sdes.len()];
-    let mut opt_div: Option<Divergence> = None;
-    let mut sde_div: Vec<Option<Divergence>> = vec![None; plan.sdes.len()];
-    let note = |d: &mut Option<Divergence>, bad: (Option<usize>, usize)| {
-        if let Some(step) = bad.0 {
-            let e = d.get_or_insert(Divergence { step, paths: 0 });
-            e.step = e.step.min(step);
-            e.paths += bad.1;
-        }
-    };
+    let mut partial = Partial::empty(plan.observables.n_outputs(), plan.sdes.len());
     for o in &outs {
-        for (a, b) in opt.iter_mut().zip(&o.opt) {
-            a.merge(b);
-        }
-        for (ord, bo) in orders.iter_mut().zip(&o.orders) {
-            for (a, b) in ord.iter_mut().zip(bo) {
-                a.err.merge(&b.err);
-                a.disc.merge(&b.disc);
-                a.sde.merge(&b.sde);
-            }
-        }
-        note(&mut opt_div, o.opt_bad);
-        for (d, bad) in sde_div.iter_mut().zip(&o.sde_bad) {
-            note(d, *bad);
-        }
+        partial.add(o);
     }
-    // Orders refused at this step size keep their place, empty.
-    let mut refused = plan.refused.clone();
-    if refused.is_empty() {
-        refused = vec![None; plan.sdes.len()];
-    }
-    for (i, r) in refused.iter().enumerate() {
-        if r.is_some() {
-            orders.insert(i, vec![OrderStats::default(); n_obs]);
-            sde_div.insert(i, None);
-        }
-    }
-    EtaStats {
-        eta: plan.eta,
-        tau: plan.tau,
-        steps: plan.steps,
-        opt,
-        orders,
-        opt_divergence: opt_div,
-        sde_divergence: sde_div,
-        refused,
-        paths: blocks * LANES,
-    }
+    partial
 }
 
 fn set_input(tape: &Tape, regs: &mut [f64], i: usize, v: &[f64]) {
