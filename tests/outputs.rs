@@ -81,5 +81,6 @@ examples!(
     signum,
     signsgd,
     lion,
-    clipped_sgd
+    clipped_sgd,
+    svag
 );
