@@ -11,12 +11,16 @@
 //!
 //! * `∇f`: a tape of the full-batch gradient alone (d row means, one loop over the rows);
 //! * SME order 1 and order 2: one Euler–Maruyama substep of each SME as `verify` runs it;
-//! * NumPy: one full-batch gradient at one point (its BLAS on one thread).
+//! * NumPy: one full-batch gradient at one point (its BLAS on one thread);
+//!
+//! and, at n = 10⁴ and d = 2, how the optimizer's step and the SMEs' substeps grow with
+//! the batch size B.
 //!
 //! ```sh
 //! cargo run --release --example bench_finite_sum                 # n = 10³ … 10⁵, d = 2 and 10
 //! cargo run --release --example bench_finite_sum -- 1000000 2    # one size: n and d
 //! cargo run --release --example bench_finite_sum -- --no-numpy
+//! cargo run --release --example bench_finite_sum -- --batch      # the batch-size sweep alone
 //! ```
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -98,20 +102,102 @@ print((time.perf_counter() - t) / k)
         .map_err(|e| format!("NumPy's output: {e}"))
 }
 
-fn run(n: usize, d: usize, numpy: bool) {
+/// Seconds per path of one optimizer step (its minibatch drawn, then the step run).
+fn step_cost(plan: &smelt::internals::sim::weak::Plan, budget: f64) -> f64 {
+    let step = &plan.step;
+    let mut regs = step.tape.registers();
+    for i in 0..step.n_state {
+        if let Some(r) = step.tape.input_reg(i) {
+            regs[r * LANES..(r + 1) * LANES].fill(0.5);
+        }
+    }
+    let mut rng = smelt::internals::numeric::rng::Streams::new(1)
+        .streams(1)
+        .pop()
+        .expect("one stream");
+    let started = Instant::now();
+    let mut runs = 0usize;
+    while runs == 0 || started.elapsed().as_secs_f64() < budget {
+        step.draw_minibatch(&mut regs, &mut rng);
+        step.tape.run(&mut regs);
+        runs += 1;
+    }
+    started.elapsed().as_secs_f64() / (runs * LANES) as f64
+}
+
+/// The batch size's share: the optimizer's step and the SME's substeps for B rows a
+/// step, at n = 10⁴, d = 2.
+fn batch_sweep() {
+    println!("batch size B at n = 10000, d = 2 (per path):");
+    for b in [1, 8, 64, 512] {
+        let (_, plans) = setup(10_000, 2, b);
+        let plan = &plans[0];
+        let opt = step_cost(plan, 0.3);
+        let sde = |k: usize| substep_cost(plan, k, 0.3);
+        println!(
+            "    B = {b:>3}: optimizer step {:8.2} µs   SME-1 substep {:8.1} µs   SME-2 substep {:8.1} µs",
+            opt * 1e6,
+            sde(0) * 1e6,
+            sde(1) * 1e6
+        );
+    }
+}
+
+/// Seconds per path of one Euler–Maruyama substep of SME `k` of a plan (state 0.5,
+/// increments 0.01, substep τ/8).
+fn substep_cost(plan: &smelt::internals::sim::weak::Plan, k: usize, budget: f64) -> f64 {
+    let s = &plan.sdes[k].1;
+    let n_slots = s.n;
+    per_path(
+        &s.tape,
+        2 * n_slots + 1,
+        |i| {
+            if i < n_slots {
+                0.5
+            } else if i < 2 * n_slots {
+                0.01
+            } else {
+                s.tau / 8.0
+            }
+        },
+        budget,
+    )
+}
+
+/// The problem with n rows in dimension d and minibatches of b rows, prepared, and its
+/// plans at three step sizes.
+fn setup(
+    n: usize,
+    d: usize,
+    b: usize,
+) -> (verify::Prepared, Vec<smelt::internals::sim::weak::Plan>) {
+    let mut prepared = prepare(n, d, b);
+    let plans = [0.25, 0.125, 0.0625]
+        .into_iter()
+        .map(|eta| verify::plan(&mut prepared, eta, 8).expect("a plan"))
+        .collect();
+    (prepared, plans)
+}
+
+/// SGD's SMEs of orders 1 and 2 on ridge logistic regression with n rows in dimension d
+/// and minibatches of b rows.
+fn prepare(n: usize, d: usize, b: usize) -> verify::Prepared {
     let rule = smelt::check(
         &std::fs::read_to_string("examples/sgd.opt").expect("run from the repository root"),
     )
     .expect("sgd.opt checks");
     let problem = format!(
-        "problem logistic\n  dim {d}\n  data a, y = logistic(n = {n}, seed = 1)\n  objective f(x) = softplus(-y*dot(a, x)) + 0.05*sum(x^2)\n  noise minibatch size = 8\n  start x = 0.5\n  horizon 1\n  observe sq = sum(x^2)\n"
+        "problem logistic\n  dim {d}\n  data a, y = logistic(n = {n}, seed = 1)\n  objective f(x) = softplus(-y*dot(a, x)) + 0.05*sum(x^2)\n  noise minibatch size = {b}\n  start x = 0.5\n  horizon 1\n  observe sq = sum(x^2)\n"
     );
+    let p = smelt::problem::load(&problem).expect("the problem loads");
+    verify::prepare(rule, p, &[1, 2], &BTreeMap::new()).expect("SGD's SMEs derive")
+}
+
+fn run(n: usize, d: usize, numpy: bool) {
     let before = resident_mb();
     let t = Instant::now();
-    let p = smelt::problem::load(&problem).expect("the problem loads");
-    let mut prepared =
-        verify::prepare(rule, p, &[1, 2], &BTreeMap::new()).expect("SGD's SMEs derive");
-    let prepare = t.elapsed().as_secs_f64();
+    let mut prepared = prepare(n, d, 8);
+    let derive_secs = t.elapsed().as_secs_f64();
     let mut plans = Vec::new();
     let mut plan_times = Vec::new();
     for eta in [0.25, 0.125, 0.0625] {
@@ -127,25 +213,7 @@ fn run(n: usize, d: usize, numpy: bool) {
     let budget = 0.4;
     let g = per_path(&gtape, d, |_| 0.5, budget);
     let plan = &plans[0];
-    let sde = |k: usize| {
-        let s = &plan.sdes[k].1;
-        let n_slots = s.n;
-        // State 0.5, dW = 0.01, δ = τ/8.
-        per_path(
-            &s.tape,
-            2 * n_slots + 1,
-            |i| {
-                if i < n_slots {
-                    0.5
-                } else if i < 2 * n_slots {
-                    0.01
-                } else {
-                    s.tau / 8.0
-                }
-            },
-            budget,
-        )
-    };
+    let sde = |k: usize| substep_cost(plan, k, budget);
     let (s1, s2) = (sde(0), sde(1));
     let np = if numpy {
         numpy_gradient(n, d)
@@ -154,7 +222,7 @@ fn run(n: usize, d: usize, numpy: bool) {
         "skipped".into()
     };
     println!(
-        "n = {n:>7}, d = {d:>2}: prepare {prepare:6.3} s; plan per η {} s; held {held:6.1} MB",
+        "n = {n:>7}, d = {d:>2}: prepare {derive_secs:6.3} s; plan per η {} s; held {held:6.1} MB",
         plan_times
             .iter()
             .map(|t| format!("{t:.3}"))
@@ -174,6 +242,10 @@ fn run(n: usize, d: usize, numpy: bool) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let numpy = !args.iter().any(|a| a == "--no-numpy");
+    if args.iter().any(|a| a == "--batch") {
+        batch_sweep();
+        return;
+    }
     let nums: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes: Vec<(usize, usize)> = match nums.as_slice() {
         [n, d] => vec![(*n, *d)],
@@ -183,7 +255,10 @@ fn main() {
             .collect(),
     };
     println!("SGD on ridge logistic regression, minibatch 8; smelt's tapes on one thread, 128 paths a block");
-    for (n, d) in sizes {
+    for &(n, d) in &sizes {
         run(n, d, numpy);
+    }
+    if sizes.len() > 1 {
+        batch_sweep();
     }
 }

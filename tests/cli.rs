@@ -814,3 +814,42 @@ fn escape_refuses_an_unwritable_plot_before_the_run() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+/// A horizon that is not a whole number of steps (T = 1, τ = 0.3: the runs end at 0.9)
+/// is said in the header and in the JSON; a grid that divides T says nothing.
+#[test]
+fn verify_says_when_the_horizon_is_not_a_whole_number_of_steps() {
+    let run = |etas: &str, format: &str| {
+        smelt(&[
+            "verify",
+            "examples/sgd.opt",
+            "--problem",
+            "examples/problems/double_well.prob",
+            "--etas",
+            etas,
+            "--orders",
+            "1",
+            "--paths",
+            "256",
+            "--budget",
+            "0",
+            "--format",
+            format,
+        ])
+    };
+    let off = run("0.3,0.25", "text");
+    let text = stdout(&off);
+    assert!(
+        text.contains("not a whole number of steps")
+            && text.contains("3.0000e-1 (ends at 0.900000)"),
+        "{text}"
+    );
+    assert!(!text.contains("2.5000e-1 (ends"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&run("0.3,0.25", "json").stdout).unwrap();
+    let listed = json["horizon_off"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["eta"], 0.3);
+    assert!((listed[0]["end"].as_f64().unwrap() - 0.9).abs() < 1e-12);
+    let whole = stdout(&run("0.25,0.125", "text"));
+    assert!(!whole.contains("whole number of steps"), "{whole}");
+}

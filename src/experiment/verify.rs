@@ -1611,8 +1611,47 @@ impl Report {
         self.series.iter().any(Series::contradicts)
     }
 
+    /// The step sizes at which the horizon is not a whole number of steps: the runs
+    /// end at `Nτ` with `N = round(T/τ)`, off `T` by up to `τ/2`, which moves the error
+    /// by an amount with no power law in the step size (and can make a slope read
+    /// "contradicted"). Each with the time the runs end at.
+    pub fn horizon_off(&self, p: &Prepared) -> Vec<(f64, f64)> {
+        let t = p.problem.horizon;
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for pt in self.series.iter().flat_map(|s| &s.points) {
+            let end = pt.steps as f64 * pt.tau;
+            if (end - t).abs() > 1e-9 * t && !out.iter().any(|&(e, _)| e == pt.eta) {
+                out.push((pt.eta, end));
+            }
+        }
+        out
+    }
+
+    /// A line saying where the horizon is not a whole number of steps (empty if none).
+    fn horizon_note(&self, p: &Prepared) -> String {
+        let off = self.horizon_off(p);
+        if off.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = off
+            .iter()
+            .map(|(eta, end)| format!("{eta:.4e} (ends at {end:.6})"))
+            .collect();
+        format!(
+            "note: T = {} is not a whole number of steps at {} = {}: those runs end at Nτ, off T by up to τ/2, an error with no power law in the step; choose T and the step sizes so that T/τ is an integer\n",
+            p.problem.horizon,
+            p.rule.small.name,
+            list.join(", ")
+        )
+    }
+
     /// The lines above the tables: the run's settings and the grid's extension.
     pub fn header(&self, p: &Prepared) -> String {
+        format!("{}{}", self.settings(p), self.horizon_note(p))
+    }
+
+    /// The run's settings and the grid's extension.
+    fn settings(&self, p: &Prepared) -> String {
         let small = &p.rule.small.name;
         if self.exact {
             format!(
@@ -1668,6 +1707,11 @@ impl Report {
                 "extension": self.extension,
             })
         };
+        let off: Vec<serde_json::Value> = self
+            .horizon_off(p)
+            .into_iter()
+            .map(|(eta, end)| serde_json::json!({ "eta": eta, "end": end }))
+            .collect();
         serde_json::json!({
             "schema": "smelt-verify",
             "version": 1,
@@ -1675,6 +1719,7 @@ impl Report {
             "problem": p.problem.name,
             "dim": p.problem.dim,
             "horizon": p.problem.horizon,
+            "horizon_off": off,
             "small": p.rule.small.name,
             "mode": if self.exact { "exact" } else { "simulation" },
             "run": run,
