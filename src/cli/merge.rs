@@ -55,13 +55,10 @@ pub fn run(paths: &[PathBuf], json: bool, plot: Option<&Path>) -> Outcome {
     }
     let files: Vec<&str> = texts.iter().map(|(f, _)| f.as_str()).collect();
     if schemas[0] == verify::PART_SCHEMA {
-        let mut parts = Vec::new();
-        for (file, text) in &texts {
-            match shard::parse::<verify::Part>(file, text) {
-                Ok(p) => parts.push(p),
-                Err(e) => return fail(e),
-            }
-        }
+        let parts: Vec<verify::Part> = match parse_all(&texts) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
         let (prepared, report) = match verify::merge(&files, &parts) {
             Ok(m) => m,
             Err(e) => return shown(&e, &parts[0].origin, &parts[0].run),
@@ -69,13 +66,10 @@ pub fn run(paths: &[PathBuf], json: bool, plot: Option<&Path>) -> Outcome {
         let (path, file) = plot_file.unzip();
         crate::cli::verify::output(json, &prepared, &report, path.as_ref().zip(file))
     } else {
-        let mut parts = Vec::new();
-        for (file, text) in &texts {
-            match shard::parse::<escape::Part>(file, text) {
-                Ok(p) => parts.push(p),
-                Err(e) => return fail(e),
-            }
-        }
+        let parts: Vec<escape::Part> = match parse_all(&texts) {
+            Ok(p) => p,
+            Err(o) => return o,
+        };
         let m = match escape::merge(&files, &parts) {
             Ok(m) => m,
             Err(e) => return shown(&e, &parts[0].origin, &parts[0].run),
@@ -98,6 +92,16 @@ pub fn run(paths: &[PathBuf], json: bool, plot: Option<&Path>) -> Outcome {
             None => Outcome::Ok,
         }
     }
+}
+
+/// Every part of `texts` (file, text) parsed; the first that is not one fails.
+fn parse_all<T: serde::de::DeserializeOwned>(
+    texts: &[(String, String)],
+) -> Result<Vec<T>, Outcome> {
+    texts
+        .iter()
+        .map(|(file, text)| shard::parse(file, text).map_err(fail))
+        .collect()
 }
 
 /// An error of the merge: a usage error (parts that do not make up one run) or one in

@@ -1383,6 +1383,15 @@ pub struct Part {
 /// The schema name of an escape run's part.
 pub const PART_SCHEMA: &str = "smelt-escape-part";
 
+impl super::shard::Sharded for Part {
+    fn shard(&self) -> super::shard::Shard {
+        self.shard
+    }
+    fn run(&self) -> &super::shard::Identity {
+        &self.run
+    }
+}
+
 /// Shard `shard` of the escape run `request` asks: every (η, B), batch sizes outer, over
 /// the shard's blocks (the whole run's quotas and streams).
 #[allow(
@@ -1457,21 +1466,12 @@ pub struct Merged {
 }
 
 /// Merges the parts of a sharded escape run (`files[i]` names `parts[i]` in messages):
-/// checks that they make up one run ([`super::shard::check`]), reads its rule and problem
+/// checks that they make up one run ([`super::shard::check_parts`]), reads its rule and problem
 /// again, concatenates each model's exit times in shard order (the whole run's block
 /// order) and summarizes: the single run's report bit for bit, but for the wall times
 /// (`seconds`, each the sum of the parts').
 pub fn merge(files: &[&str], parts: &[Part]) -> Result<Merged, Error> {
-    let named: Vec<super::shard::Named> = files
-        .iter()
-        .zip(parts)
-        .map(|(file, p)| super::shard::Named {
-            file,
-            shard: p.shard,
-            run: &p.run,
-        })
-        .collect();
-    let order = super::shard::check(&named)?;
+    let order = super::shard::check_parts(files, parts)?;
     let first = &parts[order[0]];
     let changed = |i: usize| {
         Error::Other(format!(

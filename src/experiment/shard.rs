@@ -76,15 +76,37 @@ pub struct Sources {
 }
 
 /// One part read from a file: its name (for messages), shard, identity and origin.
-pub struct Named<'a> {
-    pub file: &'a str,
-    pub shard: Shard,
-    pub run: &'a Identity,
+struct Named<'a> {
+    file: &'a str,
+    shard: Shard,
+    run: &'a Identity,
+}
+
+/// What every part carries, whatever it ran: its shard and the run's identity.
+pub trait Sharded {
+    fn shard(&self) -> Shard;
+    fn run(&self) -> &Identity;
+}
+
+/// Checks that the parts read from `files` (`files[i]` names `parts[i]`) belong to one
+/// run and cover its shards `1..N` once each; returns their indices in shard
+/// order.
+pub fn check_parts<P: Sharded>(files: &[&str], parts: &[P]) -> Result<Vec<usize>, Error> {
+    let named: Vec<Named> = files
+        .iter()
+        .zip(parts)
+        .map(|(file, p)| Named {
+            file,
+            shard: p.shard(),
+            run: p.run(),
+        })
+        .collect();
+    check(&named)
 }
 
 /// Checks that `parts` belong to one run and cover its shards `1..N` once each; returns
 /// their indices in shard order.
-pub fn check(parts: &[Named]) -> Result<Vec<usize>, Error> {
+fn check(parts: &[Named]) -> Result<Vec<usize>, Error> {
     let Some(first) = parts.first() else {
         return Err(Error::Other(
             "no parts to merge: give the JSON files of `--shard K/N` runs".into(),

@@ -1044,12 +1044,7 @@ pub fn run_extending(
     budget: u64,
     simulate: &mut dyn FnMut(&Plan) -> EtaStats,
 ) -> Result<(Vec<EtaStats>, Vec<Series>, Extension), Error> {
-    let names: Vec<String> = p
-        .problem
-        .observables
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
+    let names = p.problem.observable_names();
     let rounded = whole_blocks(paths);
     let mut stats = Vec::new();
     let mut grid = etas.to_vec();
@@ -1330,12 +1325,7 @@ pub fn exact(p: &mut Prepared, etas: &[f64]) -> Result<Vec<Series>, Error> {
         hess_phi.push(hm);
     }
     let like = p.layout.values(&p.start);
-    let names: Vec<String> = p
-        .problem
-        .observables
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
+    let names = p.problem.observable_names();
     let mut out = Vec::new();
     let derived = p.derived_orders();
     // The start at each step size (fast states on their slow manifold).
@@ -1855,6 +1845,15 @@ pub struct Part {
 /// The schema name of a verification's part.
 pub const PART_SCHEMA: &str = "smelt-verify-part";
 
+impl super::shard::Sharded for Part {
+    fn shard(&self) -> super::shard::Shard {
+        self.shard
+    }
+    fn run(&self) -> &super::shard::Identity {
+        &self.run
+    }
+}
+
 impl Config {
     /// What a shard of this run cannot do: extend the grid (that decision reads every
     /// path) or run exact mode (no paths to split). A shard's budget is 0.
@@ -2018,21 +2017,12 @@ fn misshapen(part: &Part, orders: usize, n_obs: usize) -> Option<&'static str> {
 }
 
 /// Merges the parts of a sharded verification (`files[i]` names `parts[i]` in
-/// messages): checks that they make up one run ([`super::shard::check`]), reads its rule
+/// messages): checks that they make up one run ([`super::shard::check_parts`]), reads its rule
 /// and problem again, adds the sums exactly and fits: the report of the single run with
 /// the same options and `--budget 0`, bit for bit, but for `seconds`, which is the sum
 /// of the parts' wall times.
 pub fn merge(files: &[&str], parts: &[Part]) -> Result<(Prepared, Report), Error> {
-    let named: Vec<super::shard::Named> = files
-        .iter()
-        .zip(parts)
-        .map(|(file, p)| super::shard::Named {
-            file,
-            shard: p.shard,
-            run: &p.run,
-        })
-        .collect();
-    let order = super::shard::check(&named)?;
+    let order = super::shard::check_parts(files, parts)?;
     let first = &parts[order[0]];
     let bad = |what: &str| {
         Error::Other(format!(
@@ -2049,12 +2039,7 @@ pub fn merge(files: &[&str], parts: &[Part]) -> Result<(Prepared, Report), Error
     let (rule, problem) = super::shard::load(&first.origin, &first.run)?;
     let p = prepare(rule, problem, &orders, &first.run.set)?;
     let n_obs = p.problem.observables.len();
-    let names: Vec<String> = p
-        .problem
-        .observables
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
+    let names = p.problem.observable_names();
     for (i, part) in parts.iter().enumerate() {
         if part.blocks != first.blocks || part.steps.len() != first.steps.len() {
             return Err(Error::Other(format!(

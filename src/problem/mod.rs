@@ -82,6 +82,13 @@ pub struct Problem {
     pub header: Span,
 }
 
+impl Problem {
+    /// The names of the test functions, in the file's order.
+    pub fn observable_names(&self) -> Vec<String> {
+        self.observables.iter().map(|o| o.name.clone()).collect()
+    }
+}
+
 /// The noise model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Noise {
