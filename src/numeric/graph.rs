@@ -774,6 +774,11 @@ impl Graph {
         let means: Vec<Id> = (0..live.len() as Id)
             .filter(|&n| live[n as usize] && matches!(self.op(n), Op::RowMean(_)))
             .collect();
+        // What each mean's body reads from outside: a mean runs once all of it is known.
+        let fronts: HashMap<Id, Vec<Id>> = means
+            .iter()
+            .map(|&m| (m, self.frontier(self.body(m))))
+            .collect();
         for (n, &is_live) in live.iter().enumerate() {
             // A node that varies with the row is evaluated inside its row mean.
             if !is_live || self.row_dep(n as Id) {
@@ -789,10 +794,7 @@ impl Graph {
                             .copied()
                             .filter(|&m| {
                                 !vals.contains_key(&m)
-                                    && self
-                                        .frontier(self.body(m))
-                                        .iter()
-                                        .all(|f| vals.contains_key(f))
+                                    && fronts[&m].iter().all(|f| vals.contains_key(f))
                             })
                             .collect();
                         for (m, v) in ready

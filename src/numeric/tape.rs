@@ -815,8 +815,8 @@ fn unary(u: Unary, dst: &mut [f64], x: &[f64]) {
                 dst[i] = f64::from(u8::from(x[i] > 0.0)) - f64::from(u8::from(x[i] < 0.0));
             }
         }
-        Unary::Ncdf => super::vmath::ncdf_lanes(dst, x),
-        Unary::Npdf => super::vmath::npdf_lanes(dst, x),
+        Unary::Ncdf => super::vmath::lanes(dst, x, super::vmath::ncdf),
+        Unary::Npdf => super::vmath::lanes(dst, x, super::vmath::npdf),
         Unary::Exp => super::vmath::lanes(dst, x, super::vmath::exp),
         Unary::Log => super::vmath::lanes(dst, x, super::vmath::log),
         Unary::Sigmoid => super::vmath::lanes(dst, x, super::vmath::sigmoid),

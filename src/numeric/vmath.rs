@@ -263,22 +263,6 @@ pub fn npdf(x: f64) -> f64 {
     INV_SQRT_2PI * exp(-0.5 * s) * (1.0 - 0.5 * e)
 }
 
-/// [`ncdf`] over the lanes.
-#[inline(always)]
-pub fn ncdf_lanes<const N: usize>(dst: &mut [f64; N], x: &[f64; N]) {
-    for (o, &x) in dst.iter_mut().zip(x) {
-        *o = ncdf(x);
-    }
-}
-
-/// [`npdf`] over the lanes.
-#[inline(always)]
-pub fn npdf_lanes<const N: usize>(dst: &mut [f64; N], x: &[f64; N]) {
-    for (o, &x) in dst.iter_mut().zip(x) {
-        *o = npdf(x);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,8 +433,8 @@ mod tests {
         const LANES: usize = 128;
         let xs: [f64; LANES] = std::array::from_fn(|i| (i as f64 - 64.0) * 0.37);
         let (mut a, mut b) = ([0.0; LANES], [0.0; LANES]);
-        ncdf_lanes(&mut a, &xs);
-        npdf_lanes(&mut b, &xs);
+        lanes(&mut a, &xs, ncdf);
+        lanes(&mut b, &xs, npdf);
         for i in 0..LANES {
             assert_eq!(a[i].to_bits(), ncdf(xs[i]).to_bits());
             assert_eq!(b[i].to_bits(), npdf(xs[i]).to_bits());
