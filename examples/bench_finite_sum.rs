@@ -26,6 +26,7 @@
 
 use smelt::experiment::verify;
 use smelt::internals::numeric::tape::{Tape, LANES};
+use smelt::internals::sim::compile::SdeProgram;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
@@ -146,22 +147,61 @@ fn batch_sweep() {
 /// Seconds per path of one Euler–Maruyama substep of SME `k` of a plan (state 0.5,
 /// increments 0.01, substep τ/8).
 fn substep_cost(plan: &smelt::internals::sim::weak::Plan, k: usize, budget: f64) -> f64 {
-    let s = &plan.sdes[k].1;
+    tape_cost(&plan.sdes[k].1, &plan.sdes[k].1.tape, budget)
+}
+
+/// Seconds per path of one run of `tape`, a substep of `s` (state 0.5, increments 0.01,
+/// substep τ/8, counter 0 and key 12345 for noise from the rows).
+fn tape_cost(s: &SdeProgram, tape: &Tape, budget: f64) -> f64 {
     let n_slots = s.n;
     per_path(
-        &s.tape,
-        2 * n_slots + 1,
-        |i| {
-            if i < n_slots {
-                0.5
-            } else if i < 2 * n_slots {
-                0.01
-            } else {
-                s.tau / 8.0
-            }
+        tape,
+        2 * n_slots + 3,
+        |i| match i {
+            i if i < n_slots => 0.5,
+            i if i < 2 * n_slots => 0.01,
+            i if i == 2 * n_slots => s.tau / 8.0,
+            i if i == 2 * n_slots + 1 => 0.0,
+            _ => 12345.0,
         },
         budget,
     )
+}
+
+/// SME-1's cost per fine substep as `verify` runs it, with Richardson's two coarser
+/// levels (K/2 and K/4 substeps, whose draws are made again when the noise comes from
+/// the rows): `(4 fine + 2 half + 1 quarter) / 4`; and the fine substep alone with Σ
+/// formed and factored instead.
+fn richardson_and_formed(
+    prepared: &mut verify::Prepared,
+    eta: f64,
+    budget: f64,
+) -> (f64, f64, f64) {
+    use smelt::internals::sim::compile;
+    let sme = prepared.smes[0].clone();
+    let nums = compile::Numbers {
+        small: eta,
+        hypers: prepared.hypers.clone(),
+    };
+    let syms = compile::symbol_values(&sme, prepared.problem.dim, &nums, &prepared.rule.small.name)
+        .expect("symbol values");
+    let rows = compile::compile_sde(&sme, &mut prepared.problem.model, &prepared.layout, &syms)
+        .expect("SME-1 compiles");
+    let formed =
+        compile::compile_sde_formed(&sme, &mut prepared.problem.model, &prepared.layout, &syms)
+            .expect("SME-1 compiles with Σ formed");
+    let fine = tape_cost(&rows, &rows.tape, budget);
+    let all = match &rows.rows {
+        Some(r) => {
+            (4.0 * fine
+                + 2.0 * tape_cost(&rows, &r.coarse[0], budget)
+                + tape_cost(&rows, &r.coarse[1], budget))
+                / 4.0
+        }
+        None => 7.0 / 4.0 * fine,
+    };
+    let f = tape_cost(&formed, &formed.tape, budget);
+    (fine, all, f)
 }
 
 /// The problem with n rows in dimension d and minibatches of b rows, prepared, and its
@@ -215,6 +255,7 @@ fn run(n: usize, d: usize, numpy: bool) {
     let plan = &plans[0];
     let sde = |k: usize| substep_cost(plan, k, budget);
     let (s1, s2) = (sde(0), sde(1));
+    let (_, s1_all, s1_formed) = richardson_and_formed(&mut prepared, 0.25, budget);
     let np = if numpy {
         numpy_gradient(n, d)
             .map_or_else(|e| format!("n/a ({e})"), |s| format!("{:9.1} µs", s * 1e6))
@@ -230,10 +271,12 @@ fn run(n: usize, d: usize, numpy: bool) {
             .join(", ")
     );
     println!(
-        "    per path: ∇f {:9.1} µs   SME-1 substep {:9.1} µs ({:4.2}× ∇f)   SME-2 substep {:9.1} µs ({:5.1}× ∇f)   NumPy ∇f {np}",
+        "    per path: ∇f {:9.1} µs   SME-1 substep {:9.1} µs ({:4.2}× ∇f; with Richardson's levels {:4.2}×; Σ formed {:4.2}×)   SME-2 substep {:9.1} µs ({:5.1}× ∇f)   NumPy ∇f {np}",
         g * 1e6,
         s1 * 1e6,
         s1 / g,
+        s1_all / g,
+        s1_formed / g,
         s2 * 1e6,
         s2 / g
     );

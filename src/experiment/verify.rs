@@ -376,6 +376,11 @@ fn not_psd(
     layout: &Layout,
 ) -> Option<String> {
     let n = sde.n;
+    // D = s Σ with Σ a covariance: semidefinite exactly when s ≥ 0.
+    if let Some(rows) = &sde.rows {
+        let s = sde.graph.eval(&[rows.scale], start)[0];
+        return (s < 0.0).then(|| format!("D = s Σ with s = {s:.3e} < 0"));
+    }
     let d = sde.graph.eval(&sde.diffusion, start);
     let m = crate::numeric::exact::from_row_major(n, &d);
     let (lam, vecs) = crate::numeric::exact::eigh(&m);

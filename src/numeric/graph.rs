@@ -75,15 +75,23 @@ pub enum Op {
     /// of a node that reads [`Op::Row`]. A finite sum stays one node over one row, however
     /// many rows there are; the tape runs its body over the rows.
     RowMean(Id),
+    /// The index `0 … n−1` of the data row that a [`Op::RowMean`] is averaging over: like
+    /// [`Op::Row`], it has a value only inside a row mean's body.
+    RowIndex,
+    /// A standard normal that is a function of its operands' values `(stream, index)`:
+    /// [`super::rng::counter_normal`]. Inside a row mean with `index` the
+    /// [`Op::RowIndex`], one normal per row, drawn again identically wherever the same
+    /// two values meet.
+    Normal(Id, Id),
 }
 
 impl Op {
     /// The nodes this operation reads, in order.
     pub fn children(self) -> impl Iterator<Item = Id> {
         let (a, b, c) = match self {
-            Op::Const(_) | Op::Input(_) | Op::Row(_) => (None, None, None),
+            Op::Const(_) | Op::Input(_) | Op::Row(_) | Op::RowIndex => (None, None, None),
             Op::Unary(_, a) | Op::PowI(a, _) | Op::RowMean(a) => (Some(a), None, None),
-            Op::Binary(_, a, b) => (Some(a), Some(b), None),
+            Op::Binary(_, a, b) | Op::Normal(a, b) => (Some(a), Some(b), None),
             Op::Bvn(h, k, r) => (Some(h), Some(k), Some(r)),
         };
         a.into_iter().chain(b).chain(c)
@@ -202,7 +210,7 @@ impl Graph {
         }
         let id = self.nodes.len() as Id;
         let dep = match op {
-            Op::Row(_) => true,
+            Op::Row(_) | Op::RowIndex => true,
             Op::RowMean(_) => false,
             _ => op.children().any(|c| self.row_dep[c as usize]),
         };
@@ -225,6 +233,16 @@ impl Graph {
     /// Column `c` of the row being averaged over (see [`Op::Row`]).
     pub fn row(&mut self, c: u32) -> Id {
         self.intern(Op::Row(c))
+    }
+
+    /// The index of the row being averaged over (see [`Op::RowIndex`]).
+    pub fn row_index(&mut self) -> Id {
+        self.intern(Op::RowIndex)
+    }
+
+    /// A standard normal, a function of `(stream, index)` (see [`Op::Normal`]).
+    pub fn normal(&mut self, stream: Id, index: Id) -> Id {
+        self.intern(Op::Normal(stream, index))
     }
 
     /// The mean of `body` over the data rows; `body` itself when it does not vary with
@@ -502,7 +520,9 @@ impl Graph {
     fn diff_node(&mut self, n: Id, input: u32, memo: &HashMap<Id, Id>) -> Id {
         let zero = self.constant(0.0);
         match self.op(n) {
-            Op::Const(_) | Op::Row(_) => zero,
+            // A normal is a step function of its whole-number operands: flat almost
+            // everywhere.
+            Op::Const(_) | Op::Row(_) | Op::RowIndex | Op::Normal(..) => zero,
             Op::Input(i) => self.constant(if i == input { 1.0 } else { 0.0 }),
             // The mean over the rows is linear: its derivative is the mean of the body's.
             Op::RowMean(b) => {
@@ -686,8 +706,9 @@ impl Graph {
 
     /// Row means' bodies as a graph of their own over one row: its input `k` stands for
     /// `outer[k]` (which must hold every node of [`Graph::frontier`] of each body) and
-    /// input `outer.len() + c` for column `c` of the row. Returns the graph and the
-    /// bodies' nodes in it.
+    /// input `outer.len() + c` for column `c` of the row, and input `outer.len() + width`
+    /// for the row's index ([`Op::RowIndex`]). Returns the graph and the bodies' nodes
+    /// in it.
     pub fn row_program(&self, bodies: &[Id], outer: &[Id]) -> (Graph, Vec<Id>) {
         let mut g = Graph::new();
         let mut map: HashMap<Id, Id> = HashMap::new();
@@ -695,7 +716,8 @@ impl Graph {
             map.insert(n, g.input(k as u32));
         }
         let width = self.rows.as_ref().map_or(0, |r| r.ncols());
-        let cols: Vec<Id> = (0..width)
+        // The columns, then the index.
+        let cols: Vec<Id> = (0..=width)
             .map(|c| g.input((outer.len() + c) as u32))
             .collect();
         let out = bodies
@@ -740,13 +762,20 @@ impl Graph {
                 Op::Binary(b, x, y) => self.binary(b, map[&x], map[&y]),
                 Op::Bvn(h, k, r) => self.bvn(map[&h], map[&k], map[&r]),
                 // Into a row program, a column becomes that program's input.
+                // (`rows` ends with the row's index.)
                 Op::Row(c) => match rows {
-                    Some(cols) => cols
+                    Some(cols) => cols[..cols.len().saturating_sub(1)]
                         .get(c as usize)
                         .copied()
                         .unwrap_or_else(|| self.constant(f64::NAN)),
                     None => self.row(c),
                 },
+                // Into a row program, the row's index is the input after the columns.
+                Op::RowIndex => match rows.and_then(|cols| cols.last()) {
+                    Some(&index) => index,
+                    None => self.row_index(),
+                },
+                Op::Normal(s, i) => self.normal(map[&s], map[&i]),
                 Op::RowMean(b) => self.row_mean(map[&b]),
             };
             map.insert(n, new);
@@ -823,7 +852,7 @@ impl Graph {
         op: Op,
         get: impl Fn(Id) -> f64,
         inputs: &[f64],
-        row: Option<ndarray::ArrayView1<'_, f64>>,
+        row: Option<(usize, ndarray::ArrayView1<'_, f64>)>,
     ) -> f64 {
         match op {
             Op::Const(bits) => f64::from_bits(bits),
@@ -833,8 +862,10 @@ impl Graph {
             Op::Binary(b, x, y) => b.apply(get(x), get(y)),
             Op::Bvn(h, k, r) => super::gauss::bvn(get(h), get(k), get(r)),
             Op::Row(c) => row
-                .and_then(|r| r.get(c as usize).copied())
+                .and_then(|(_, r)| r.get(c as usize).copied())
                 .unwrap_or(f64::NAN),
+            Op::RowIndex => row.map_or(f64::NAN, |(i, _)| i as f64),
+            Op::Normal(s, i) => super::rng::counter_normal(get(s), get(i)),
             Op::RowMean(_) => f64::NAN,
         }
     }
@@ -890,6 +921,7 @@ impl Graph {
                 Op::PowI(a, k) => Op::PowI(local_of[&a], k),
                 Op::Binary(b, x, y) => Op::Binary(b, local_of[&x], local_of[&y]),
                 Op::Bvn(h, k, r) => Op::Bvn(local_of[&h], local_of[&k], local_of[&r]),
+                Op::Normal(s, i) => Op::Normal(local_of[&s], local_of[&i]),
                 op => op,
             })
             .collect();
@@ -899,9 +931,9 @@ impl Graph {
             .collect();
         local.resize(base + inner.len(), 0.0);
         let mut acc = vec![0.0; means.len()];
-        for row in rows.rows() {
+        for (i, row) in rows.rows().into_iter().enumerate() {
             for (k, &op) in code.iter().enumerate() {
-                local[base + k] = self.apply(op, |c| local[c as usize], inputs, Some(row));
+                local[base + k] = self.apply(op, |c| local[c as usize], inputs, Some((i, row)));
             }
             for (a, &b) in acc.iter_mut().zip(&bodies) {
                 *a += local[b];

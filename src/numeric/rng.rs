@@ -135,6 +135,129 @@ fn splitmix64(seed: u64) -> [u64; 4] {
     })
 }
 
+/// The SplitMix64 finalizer (Stafford's variant 13): a bijection of 64-bit words whose
+/// every output bit depends on every input bit.
+#[inline(always)]
+fn fmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A standard normal that is a function of two whole numbers, a `stream` and an `index`
+/// (their magnitudes below 2⁵²; a fraction is cut), its sign flipped when `stream` is
+/// negative (−0 included), which gives antithetic pairs. Nothing is kept between calls,
+/// so the same draw can be made again anywhere: this is what lets noise with one
+/// Brownian motion per data row be integrated at several step sizes on the same path
+/// without storing it. A stream is [`row_stream`]'s number for one path and substep,
+/// the index a data row's.
+///
+/// The word is SplitMix64's output at position `index` of the sequence seeded by the
+/// stream, `fmix64(stream + (index + 1)·γ)`; it feeds the ziggurat's fast path as
+/// [`Stream::fill_normal`] does, and the 1.5 % of candidates outside their rectangles
+/// take the exact slow path from a xoshiro256++ generator seeded by the word. So the
+/// draw is exact in law, as the ziggurat is, given random words.
+#[inline(always)]
+pub fn counter_normal(stream: f64, index: f64) -> f64 {
+    let bits = counter_word(stream, index);
+    let (i, u, x, inside) = candidate(bits);
+    let z = if inside {
+        x
+    } else {
+        counter_normal_slow(bits, i, u, x)
+    };
+    signed(z, stream)
+}
+
+/// [`counter_normal`] lane by lane: `out[l] = counter_normal(stream[l], index[l])`,
+/// bit for bit, in passes that vectorize (the words, the fast path) and a scalar pass
+/// over the rare cases.
+#[inline(always)]
+pub fn counter_normals(stream: &[f64], index: &[f64], out: &mut [f64]) {
+    const CHUNK: usize = 32;
+    let n = out.len();
+    let (stream, index) = (&stream[..n], &index[..n]);
+    let mut words = [0u64; CHUNK];
+    for start in (0..n).step_by(CHUNK) {
+        let m = CHUNK.min(n - start);
+        for l in 0..m {
+            words[l] = counter_word(stream[start + l], index[start + l]);
+        }
+        let mut outside = 0u32;
+        for l in 0..m {
+            let (_, _, x, inside) = candidate(words[l]);
+            out[start + l] = x;
+            outside |= u32::from(!inside) << l;
+        }
+        while outside != 0 {
+            let l = outside.trailing_zeros() as usize;
+            outside &= outside - 1;
+            let (i, u, x, _) = candidate(words[l]);
+            out[start + l] = counter_normal_slow(words[l], i, u, x);
+        }
+        for l in 0..m {
+            out[start + l] = signed(out[start + l], stream[start + l]);
+        }
+    }
+}
+
+/// `z`, negated when `sign` is negative (−0 included).
+#[inline(always)]
+fn signed(z: f64, sign: f64) -> f64 {
+    f64::from_bits(z.to_bits() ^ (sign.to_bits() & (1u64 << 63)))
+}
+
+/// The whole number `|x|` of `|x| < 2⁵²` (what the counter-based generator reads), by
+/// adding 2⁵², which puts it in the mantissa's bits (this vectorizes without AVX-512's
+/// conversions). Larger magnitudes read as their low bits, NaN as a fixed word.
+#[inline(always)]
+fn whole(x: f64) -> u64 {
+    const TWO52: f64 = 4_503_599_627_370_496.0;
+    (x.abs().trunc() + TWO52).to_bits() & ((1u64 << 52) - 1)
+}
+
+/// SplitMix64's increment γ.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The random word of `(stream, index)`.
+#[inline(always)]
+fn counter_word(stream: f64, index: f64) -> u64 {
+    fmix64(whole(stream).wrapping_add(whole(index).wrapping_add(1).wrapping_mul(GOLDEN)))
+}
+
+/// The word a run's seed gives its paths' keys ([`row_key`]).
+pub fn row_noise_seed(seed: u64) -> u64 {
+    fmix64(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+}
+
+/// The key of path `path` of a run: a mix of the seed's word and the path's number, so
+/// that blocks and shards agree on it.
+pub fn row_key(seed_word: u64, path: u64) -> u64 {
+    fmix64(seed_word ^ fmix64(path.wrapping_add(GOLDEN)))
+}
+
+/// The stream of a path's substep number `counter` for [`counter_normal`]: 52 bits of
+/// SplitMix64 at position `counter` of the sequence the path's key seeds. (Streams are
+/// random 52-bit numbers: among the 2³⁰ streams of 2²⁰ paths of 2¹⁰ substeps, some pairs
+/// coincide, each making two rows' noise equal on one substep of two paths, a
+/// dependence far below what any estimate here resolves.)
+#[inline]
+pub fn row_stream(key: u64, counter: u64) -> f64 {
+    (fmix64(key.wrapping_add(counter.wrapping_add(1).wrapping_mul(GOLDEN))) >> 12) as f64
+}
+
+/// [`counter_normal`]'s rare cases, from a generator seeded by the word.
+#[cold]
+#[inline(never)]
+fn counter_normal_slow(bits: u64, i: usize, u: f64, x: f64) -> f64 {
+    let s = splitmix64(bits);
+    let mut g = Scalar(Xoshiro([[s[0]], [s[1]], [s[2]], [s[3]]]));
+    match g.normal_slow(i, u, x) {
+        Some(v) => v,
+        None => g.normal(),
+    }
+}
+
 /// The fast path's implementation, chosen once per [`Streams`] by the CPU's features.
 #[derive(Debug, Clone, Copy)]
 enum Kernel {
@@ -450,7 +573,7 @@ impl rand_core::SeedableRng for Stream {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub(crate) mod x86 {
-    use super::{zig, Xoshiro, SUB};
+    use crate::numeric::rng::{zig, Xoshiro, SUB};
     use std::arch::x86_64::*;
 
     /// Proof that the running CPU supports AVX2 (and FMA, which every AVX2 CPU has).
@@ -466,7 +589,7 @@ pub(crate) mod x86 {
         /// Runs `job` compiled for AVX2: its `run` and what that inlines (marked
         /// `#[inline(always)]`) are generated with the AVX2 instruction set.
         #[inline]
-        pub(crate) fn call<J: super::Job>(self, job: J) -> J::Out {
+        pub(crate) fn call<J: crate::numeric::rng::Job>(self, job: J) -> J::Out {
             // SAFETY: `self` exists only if the CPU supports AVX2.
             unsafe { with_avx2(job) }
         }
@@ -492,14 +615,14 @@ pub(crate) mod x86 {
     // instruction. Plain `a * b + c` is never fused (Rust does not contract), so the
     // results are those of the portable build, bit for bit.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn with_avx2<J: super::Job>(job: J) -> J::Out {
+    unsafe fn with_avx2<J: crate::numeric::rng::Job>(job: J) -> J::Out {
         job.run()
     }
 
     /// The portable jump, compiled for AVX2 (vectorized across the lanes).
     #[target_feature(enable = "avx2")]
     unsafe fn jump(lanes: &mut Xoshiro<SUB>) {
-        lanes.jump_by(&super::JUMP);
+        lanes.jump_by(&crate::numeric::rng::JUMP);
     }
 
     #[inline(always)]
@@ -589,6 +712,100 @@ mod tests {
     use rand_distr::{Distribution, StandardNormal};
     use rand_xoshiro::rand_core::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// The counter-based normals: the batch form is the scalar one bit for bit; their law
+    /// is the standard normal (moments, tails beyond the ziggurat's base strip, and a χ²
+    /// over 40 bins equiprobable under Φ, which comes from `gauss::ncdf`, not from the
+    /// ziggurat's tables); draws at neighbouring keys, counters and rows are uncorrelated;
+    /// a negative stream flips the sign. Thresholds are 5 standard errors.
+    #[test]
+    fn counter_normals_are_standard_normal_and_independent() {
+        let word = row_noise_seed(7);
+        let (paths, counters, rows) = (16u64, 256u64, 256u64);
+        let at = |p: u64, c: u64, i: u64| counter_normal(row_stream(row_key(word, p), c), i as f64);
+        let mut z = Vec::with_capacity((paths * counters * rows) as usize);
+        for p in 0..paths {
+            let index: Vec<f64> = (0..rows).map(|i| i as f64).collect();
+            for c in 0..counters {
+                let stream = vec![row_stream(row_key(word, p), c); rows as usize];
+                let mut out = vec![0.0; rows as usize];
+                counter_normals(&stream, &index, &mut out);
+                for (i, &v) in out.iter().enumerate() {
+                    assert_eq!(v.to_bits(), at(p, c, i as u64).to_bits());
+                }
+                z.extend(out);
+            }
+        }
+        let n = z.len() as f64;
+        let m = |k: i32| z.iter().map(|x| x.powi(k)).sum::<f64>() / n;
+        assert!(m(1).abs() < 5.0 / n.sqrt(), "mean {}", m(1));
+        assert!(
+            (m(2) - 1.0).abs() < 5.0 * (2.0 / n).sqrt(),
+            "variance {}",
+            m(2)
+        );
+        assert!(
+            m(3).abs() < 5.0 * (15.0 / n).sqrt(),
+            "third moment {}",
+            m(3)
+        );
+        assert!(
+            (m(4) - 3.0).abs() < 5.0 * (96.0 / n).sqrt(),
+            "fourth moment {}",
+            m(4)
+        );
+        // Beyond the base strip (R ≈ 3.44) the draws come from the slow path.
+        for t in [2.0, 3.0, 3.5, 4.0] {
+            let p = 2.0 * crate::numeric::gauss::ncdf(-t);
+            let count = z.iter().filter(|x| x.abs() > t).count() as f64;
+            let sd = (n * p * (1.0 - p)).sqrt();
+            assert!(
+                (count - n * p).abs() < 5.0 * sd,
+                "P(|z| > {t}): {count} of {n}"
+            );
+        }
+        let bins = 40;
+        let mut counts = vec![0.0; bins];
+        for &x in &z {
+            let b = (crate::numeric::gauss::ncdf(x) * bins as f64) as usize;
+            counts[b.min(bins - 1)] += 1.0;
+        }
+        let e = n / bins as f64;
+        let chi2: f64 = counts.iter().map(|c| (c - e) * (c - e) / e).sum();
+        let dof = (bins - 1) as f64;
+        assert!(chi2 < dof + 5.0 * (2.0 * dof).sqrt(), "χ² {chi2}");
+        let corr = |f: &dyn Fn(u64, u64, u64) -> (f64, f64)| {
+            let mut s = 0.0;
+            let mut k = 0.0;
+            for p in 0..paths - 1 {
+                for c in 0..63 {
+                    for i in 0..63 {
+                        let (a, b) = f(p, c, i);
+                        s += a * b;
+                        k += 1.0;
+                    }
+                }
+            }
+            (s / k, k)
+        };
+        for (what, f) in [
+            (
+                "key",
+                &(|p, c, i| (at(p, c, i), at(p + 1, c, i))) as &dyn Fn(u64, u64, u64) -> (f64, f64),
+            ),
+            ("counter", &|p, c, i| (at(p, c, i), at(p, c + 1, i))),
+            ("row", &|p, c, i| (at(p, c, i), at(p, c, i + 1))),
+        ] {
+            let (r, k) = corr(f);
+            assert!(
+                r.abs() < 5.0 / k.sqrt(),
+                "correlation between neighbouring {what}s: {r}"
+            );
+        }
+        let s = row_stream(row_key(word, 3), 5);
+        assert_eq!(counter_normal(-s, 9.0), -counter_normal(s, 9.0));
+        assert_eq!(counter_normal(-0.0, 9.0), -counter_normal(0.0, 9.0));
+    }
 
     #[test]
     fn scalar_normals_are_rand_distr_draws_bit_for_bit() {

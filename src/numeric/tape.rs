@@ -32,6 +32,9 @@ enum Instr {
     /// `dst = Φ₂(h, k; ρ)`, registers `[dst, h, k, ρ]` (a rare operation: a scalar loop
     /// over [`super::gauss::bvn`]).
     Bvn([u32; 4]),
+    /// `dst = counter_normal(stream, index)`, registers `[dst, stream, index]`
+    /// ([`super::rng::counter_normal`], lane by lane).
+    Normal([u32; 3]),
     /// `second(t, c)` (or `second(c, t)` when not `left`) with `t = first(a, b)`,
     /// registers `[dst, a, b, c]`: two instructions in one pass, `t` never stored. Each
     /// operation rounds as it would alone, so the results are bit for bit those of the
@@ -53,6 +56,7 @@ impl Instr {
             Instr::PowI(d, a, k) => Instr::PowI(m(d), m(a), k),
             Instr::Fused(f, s, left, r) => Instr::Fused(f, s, left, r.map(m)),
             Instr::Bvn(r) => Instr::Bvn(r.map(m)),
+            Instr::Normal(r) => Instr::Normal(r.map(m)),
             Instr::Copy(d, a) => Instr::Copy(m(d), m(a)),
             Instr::Rows(k) => Instr::Rows(k),
         }
@@ -172,6 +176,8 @@ struct RowLoop {
     load: Vec<(u32, u32)>,
     /// (column, loop register).
     cols: Vec<(usize, u32)>,
+    /// The loop register of the row's index, if a body reads it.
+    index: Option<u32>,
     /// (loop register of a body, outer register of its mean).
     outs: Vec<(u32, u32)>,
 }
@@ -184,6 +190,7 @@ impl RowLoop {
             code: self.code.iter().map(|&i| i.renamed(m)).collect(),
             load: self.load.iter().map(|&(o, r)| (m(o), m(r))).collect(),
             cols: self.cols.iter().map(|&(c, r)| (c, m(r))).collect(),
+            index: self.index.map(m),
             outs: self.outs.iter().map(|&(r, d)| (m(r), m(d))).collect(),
         }
     }
@@ -197,9 +204,12 @@ impl RowLoop {
         for &(_, d) in &self.outs {
             regs[lane(d)].fill(0.0);
         }
-        for row in self.rows.rows() {
+        for (i, row) in self.rows.rows().into_iter().enumerate() {
             for &(c, r) in &self.cols {
                 regs[lane(r)].fill(row[c]);
+            }
+            if let Some(r) = self.index {
+                regs[lane(r)].fill(i as f64);
             }
             exec::<false>(&self.code, &[], regs);
             for &(r, d) in &self.outs {
@@ -328,7 +338,7 @@ impl Tape {
         let mut regs: u32 = 0;
         let mut consts = Vec::new();
         let mut inputs = vec![None; n_inputs];
-        let fixed = |op: Op| matches!(op, Op::Const(_) | Op::Input(_) | Op::Row(_));
+        let fixed = |op: Op| matches!(op, Op::Const(_) | Op::Input(_) | Op::Row(_) | Op::RowIndex);
         // Constants and inputs get fixed registers (and a row read outside a row mean,
         // NaN).
         for &n in &live {
@@ -338,7 +348,7 @@ impl Tape {
                     consts.push((regs, f64::from_bits(bits)));
                     regs += 1;
                 }
-                Op::Row(_) => {
+                Op::Row(_) | Op::RowIndex => {
                     reg_of.insert(n, regs);
                     consts.push((regs, f64::NAN));
                     regs += 1;
@@ -385,7 +395,7 @@ impl Tape {
                     .collect();
                 let (sg, outs) = g.row_program(&bodies, &outer);
                 let width = g.rows().map_or(0, |r| r.ncols());
-                let sub = Tape::compile(&sg, &outs, outer.len() + width);
+                let sub = Tape::compile(&sg, &outs, outer.len() + width + 1);
                 let mut dsts = Vec::with_capacity(members.len());
                 for &m in &members {
                     let dst = free.pop().unwrap_or_else(|| {
@@ -409,6 +419,7 @@ impl Tape {
                     cols: (0..width)
                         .filter_map(|c| sub.input_reg(outer.len() + c).map(|r| (c, r as u32)))
                         .collect(),
+                    index: sub.input_reg(outer.len() + width).map(|r| r as u32),
                     outs: (0..members.len())
                         .map(|k| (sub.output_reg(k) as u32, dsts[k]))
                         .collect(),
@@ -435,6 +446,7 @@ impl Tape {
                     (Op::Unary(u, a), _) => Instr::Un(u, dst, reg_of[&a]),
                     (Op::PowI(a, k), _) => Instr::PowI(dst, reg_of[&a], k),
                     (Op::Bvn(h, k, r), _) => Instr::Bvn([dst, reg_of[&h], reg_of[&k], reg_of[&r]]),
+                    (Op::Normal(s, i), _) => Instr::Normal([dst, reg_of[&s], reg_of[&i]]),
                     (Op::Binary(b, x, y), None) => Instr::Bin(b, dst, reg_of[&x], reg_of[&y]),
                     _ => unreachable!("constants, inputs, rows and row means were handled"),
                 });
@@ -473,6 +485,7 @@ impl Tape {
                 lp.code = sub.code.iter().map(|&i| i.renamed(at)).collect();
                 lp.load = lp.load.iter().map(|&(o, r)| (o, at(r))).collect();
                 lp.cols = lp.cols.iter().map(|&(c, r)| (c, at(r))).collect();
+                lp.index = lp.index.map(at);
                 lp.outs = lp.outs.iter().map(|&(r, d)| (at(r), d)).collect();
                 consts.extend(sub.consts.iter().map(|&(r, v)| (at(r), v)));
                 regs += sub.regs as u32;
@@ -616,6 +629,12 @@ fn exec<const LOOPS: bool>(code: &[Instr], loops: &[RowLoop], regs: &mut [f64]) 
                         *o = super::gauss::bvn(h[i], k[i], c[i]);
                     }
                 }
+                Instr::Normal(r) => {
+                    let [d, s, i] = r.map(|x| x as usize);
+                    debug_assert!(d != s && d != i);
+                    let (dst, get) = split(regs, d);
+                    super::rng::counter_normals(get(s), get(i), dst);
+                }
                 Instr::Copy(d, a) => {
                     let (dst, x, _) = parts(regs, d as usize, a as usize, a as usize);
                     dst.copy_from_slice(x);
@@ -680,6 +699,12 @@ impl Stepper {
     pub fn state_reg(&self, parity: usize, i: usize) -> usize {
         let p = &self.programs[parity];
         p.input_reg(i).unwrap_or_else(|| p.output_reg(i))
+    }
+
+    /// The register of input `i` that is not a state slot (the same in both programs).
+    pub fn input_reg(&self, i: usize) -> Option<usize> {
+        debug_assert!(i >= self.n, "a state slot's register depends on the parity");
+        self.programs[0].input_reg(i)
     }
 
     /// One step: runs the program of `parity`, tells whether the new state is finite in
@@ -1005,6 +1030,73 @@ mod tests {
                 tape.loops[0].outs.len(),
                 means.len(),
                 "one loop for the first stage"
+            );
+        }
+    }
+
+    /// Normals drawn per row ([`Op::Normal`] of a stream and the row's index)
+    /// inside row means, in two stages: the tape agrees with the reference bit for bit,
+    /// and both with the sum written out here from `counter_normal` itself; a draw's
+    /// derivative is zero; outside a mean, the row's index has no value.
+    #[test]
+    fn normals_per_row_agree_with_the_reference_and_the_sum_by_hand() {
+        let rows = ndarray::Array2::from_shape_fn((9, 1), |(i, _)| (i as f64 * 0.37).cos());
+        let mut g = Graph::new();
+        g.set_rows(std::sync::Arc::new(rows.clone()));
+        let (x, s0, s1) = (g.input(0), g.input(1), g.input(2));
+        let index = g.row_index();
+        let (z0, z1) = (g.normal(s0, index), g.normal(s1, index));
+        let r = g.row(0);
+        let rx = g.mul(r, x);
+        let a = g.add(rx, z0);
+        let body = g.mul(a, z1);
+        let mean = g.row_mean(body);
+        let dev = g.sub(body, mean);
+        let dz = g.mul(dev, z0);
+        let second = g.row_mean(dz);
+        assert_eq!(g.diff(z0, 0), g.constant(0.0));
+        // Streams of both signs (a negative one flips the draws), and points.
+        let point = |lane: usize| {
+            let key = crate::numeric::rng::row_key(11, (lane / 3) as u64);
+            let s = crate::numeric::rng::row_stream(key, (lane % 7) as u64);
+            let s = if lane % 5 == 0 { -s } else { s };
+            [
+                0.3 + 0.01 * lane as f64,
+                s,
+                crate::numeric::rng::row_stream(key, 99),
+            ]
+        };
+        let same = |got: f64, w: f64| got.to_bits() == w.to_bits();
+        let tape = check_against_reference(
+            &g,
+            &[mean, second, index],
+            point,
+            |got, w| same(got, w) || (got.is_nan() && w.is_nan()),
+            0,
+        );
+        assert_eq!(tape.loops.len(), 2);
+        let n = rows.nrows() as f64;
+        for lane in [0, 1, 5, 77, 127] {
+            let [x, s0, s1] = point(lane);
+            let zz = |s: f64, i: usize| crate::numeric::rng::counter_normal(s, i as f64);
+            let bodies: Vec<f64> = (0..rows.nrows())
+                .map(|i| (rows[[i, 0]] * x + zz(s0, i)) * zz(s1, i))
+                .collect();
+            let m = bodies.iter().sum::<f64>() / n;
+            let want = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b - m) * zz(s0, i))
+                .sum::<f64>()
+                / n;
+            let got = g.eval(&[mean, second], &point(lane));
+            assert!(
+                (got[0] - m).abs() <= 1e-15 * m.abs().max(1.0),
+                "lane {lane}"
+            );
+            assert!(
+                (got[1] - want).abs() <= 1e-15 * want.abs().max(1.0),
+                "lane {lane}"
             );
         }
     }

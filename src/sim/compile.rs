@@ -720,8 +720,10 @@ fn symbol_values_words(
 /// An SME compiled: one Euler–Maruyama substep as a tape, and its drift and factor.
 ///
 /// Tape inputs: the state (layout slots `0..n`), the Brownian increments `dW`
-/// (`n..2n`), the substep `δ` (`2n`). Outputs: `Z + b(Z) δ + L(Z) dW`, with `L` the
-/// lower Cholesky factor of the SME's `D = σσᵀ`.
+/// (`n..2n`), the substep `δ` (`2n`), and for noise sampled from the rows
+/// ([`RowNoise`]) the counter (`2n + 1`) and the key (`2n + 2`). Outputs:
+/// `Z + b(Z) δ + L(Z) dW`, with `L` the lower Cholesky factor of the SME's `D = σσᵀ`,
+/// or with the rows' noise in place of `L dW`.
 #[derive(Debug, Clone)]
 pub struct SdeProgram {
     pub tape: Tape,
@@ -729,14 +731,38 @@ pub struct SdeProgram {
     pub graph: Graph,
     /// `b(Z)`, `n` nodes over the state inputs.
     pub drift: Vec<Id>,
-    /// `D(Z)`, `n × n` row-major.
+    /// `D(Z)`, `n × n` row-major; empty when it is too large to form (noise from the
+    /// rows at more than [`DENSE_LIMIT`] slots).
     pub diffusion: Vec<Id>,
-    /// `L(Z)`, `n × n` row-major, lower triangular.
+    /// `L(Z)`, `n × n` row-major, lower triangular; empty with `diffusion`.
     pub factor: Vec<Id>,
+    /// Set when the noise is sampled from the data rows instead of through `L`.
+    pub rows: Option<Box<RowNoise>>,
     /// Whether `D` is the same at every state (additive noise).
     pub additive: bool,
     /// The time one optimizer step represents.
     pub tau: f64,
+}
+
+/// The largest state for which an SME's `D` and its Cholesky factor are formed as nodes
+/// (`n²` and `n³/6` of them).
+pub const DENSE_LIMIT: usize = 64;
+
+/// An SME whose diffusion is `D = s(Z) Σ(x)` with minibatch noise over data rows, sampled
+/// without forming Σ: `σ dW = √(s δ / (n B)) Σᵢ (∇ℓᵢ − ∇f) ζᵢ`, one standard normal `ζᵢ`
+/// per row (`Cov = s δ C₂ / B = s δ Σ`, exactly in law), each a
+/// [`crate::numeric::rng::counter_normal`] of `(stream, row)`, the stream
+/// ([`crate::numeric::rng::row_stream`]) of the path and the fine substep. To integrate
+/// one path at substeps of 1, 2 and 4 fine ones, the tape of level `l` (the tape itself
+/// at `l = 0`, then `coarse`) reads the streams of the `2^l` fine substeps its substep
+/// covers (inputs `2n + 1 + j`) and draws `ζᵢ = 2^(−l/2) Σⱼ counter_normal(streamⱼ, i)`:
+/// the fine draws, made again.
+#[derive(Debug, Clone)]
+pub struct RowNoise {
+    /// `s(Z)`, the node of the factor of Σ.
+    pub scale: Id,
+    /// The substep's tape at 2 and 4 fine substeps.
+    pub coarse: [Tape; 2],
 }
 
 /// The time one optimizer step represents, from the SME's symbol values.
@@ -749,16 +775,76 @@ pub fn time_per_step(sme: &Sme, syms: &[f64]) -> f64 {
 ///
 /// The SME has no source of its own, so a failure (a coefficient with no finite value,
 /// a graph too large) is an [`Error::Other`] in words.
+///
+/// An SME with `D = s Σ` on a finite-sum problem samples its noise from the rows
+/// ([`RowNoise`]); [`compile_sde_formed`] forms Σ instead.
 pub fn compile_sde(
     sme: &Sme,
     model: &mut Model,
     layout: &Layout,
     syms: &[f64],
 ) -> Result<SdeProgram, Error> {
-    sde(sme, model, layout, syms).map_err(Error::Other)
+    sde(sme, model, layout, syms, true).map_err(Error::Other)
 }
 
-fn sde(sme: &Sme, model: &mut Model, layout: &Layout, syms: &[f64]) -> Result<SdeProgram, String> {
+/// [`compile_sde`] with Σ always formed and factored (the other way to the same law,
+/// for comparisons).
+pub fn compile_sde_formed(
+    sme: &Sme,
+    model: &mut Model,
+    layout: &Layout,
+    syms: &[f64],
+) -> Result<SdeProgram, Error> {
+    sde(sme, model, layout, syms, false).map_err(Error::Other)
+}
+
+/// `s` when every diffusion block is zero but the parameter's, and that is `s Σ` with
+/// `s` free of indices: each term Σ's one atom on the two free slots times factors with
+/// no slot.
+fn sigma_multiple(sme: &Sme) -> Option<TExpr> {
+    let mut s = TExpr {
+        free: 0,
+        terms: BTreeMap::new(),
+    };
+    for block in &sme.diffusion {
+        if block.expr.terms.is_empty() {
+            continue;
+        }
+        if block.rows != 0 || block.cols != 0 || block.expr.free != 2 || sme.vars[0].scalar {
+            return None;
+        }
+        for (term, c) in &block.expr.terms {
+            let mut rest = Vec::new();
+            let mut sigma = false;
+            for a in &term.atoms {
+                let on_free = a.idx[..] == [0, 1] || a.idx[..] == [1, 0];
+                match a.kind {
+                    Kind::Moment { r: 2, d: 0 } if on_free && !sigma => sigma = true,
+                    _ if a.idx.is_empty() => rest.push(a.clone()),
+                    _ => return None,
+                }
+            }
+            if !sigma {
+                return None;
+            }
+            let key = crate::algebra::tensor::Term { atoms: rest };
+            let sum = match s.terms.get(&key) {
+                Some(p) => p.add(c),
+                None => c.clone(),
+            };
+            s.terms.insert(key, sum);
+        }
+    }
+    (!s.terms.is_empty()).then_some(s)
+}
+
+fn sde(
+    sme: &Sme,
+    model: &mut Model,
+    layout: &Layout,
+    syms: &[f64],
+    from_rows: bool,
+) -> Result<SdeProgram, String> {
     let d = model.dim;
     let n = layout.n;
     let mut g = Graph::new();
@@ -803,42 +889,128 @@ fn sde(sme: &Sme, model: &mut Model, layout: &Layout, syms: &[f64]) -> Result<Sd
         }
         drift[off..off + len].copy_from_slice(&vals);
     }
+    // Noise from the rows when D = s Σ on a finite sum.
+    let scale = match (&sc.model.noise, &sc.model.data) {
+        (problem::Noise::Minibatch { .. }, Some(_)) if from_rows => match sigma_multiple(sme) {
+            Some(s) => Some(sc.texpr(&s)?[0]),
+            None => None,
+        },
+        _ => None,
+    };
+    // D and its factor as nodes (for the start's checks and the coupling), unless the
+    // rows give the noise and they would be too large.
     let zero = sc.g.constant(0.0);
-    let mut dmat = vec![zero; n * n];
-    for block in &sme.diffusion {
-        let vals = sc.texpr(&block.expr)?;
-        let (ro, rl) = slots[block.rows];
-        let (co, cl) = slots[block.cols];
-        if vals.len() != rl * cl {
-            return Err("a diffusion block has the wrong size".into());
-        }
-        for i in 0..rl {
-            for j in 0..cl {
-                let v = vals[i * cl + j];
-                dmat[(ro + i) * n + co + j] = v;
-                dmat[(co + j) * n + ro + i] = v;
+    let (dmat, l) = if scale.is_none() || n <= DENSE_LIMIT {
+        let mut dmat = vec![zero; n * n];
+        for block in &sme.diffusion {
+            let vals = sc.texpr(&block.expr)?;
+            let (ro, rl) = slots[block.rows];
+            let (co, cl) = slots[block.cols];
+            if vals.len() != rl * cl {
+                return Err("a diffusion block has the wrong size".into());
+            }
+            for i in 0..rl {
+                for j in 0..cl {
+                    let v = vals[i * cl + j];
+                    dmat[(ro + i) * n + co + j] = v;
+                    dmat[(co + j) * n + ro + i] = v;
+                }
             }
         }
-    }
-    let rows: Vec<Vec<Id>> = (0..n).map(|i| dmat[i * n..(i + 1) * n].to_vec()).collect();
-    let l = problem::cholesky(&mut g, &rows);
+        let rows: Vec<Vec<Id>> = (0..n).map(|i| dmat[i * n..(i + 1) * n].to_vec()).collect();
+        let l = problem::cholesky(sc.g, &rows);
+        (dmat, l)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let factor: Vec<Id> = l.iter().flatten().copied().collect();
     let additive = !factor.iter().any(|&f| g.reads_inputs(f));
     let delta = g.input((2 * n) as u32);
-    let mut outputs = Vec::with_capacity(n);
-    for i in 0..n {
-        let bd = g.mul(drift[i], delta);
-        let mut terms = vec![z[i], bd];
-        for j in 0..=i {
-            let dw = g.input((n + j) as u32);
-            terms.push(g.mul(l[i][j], dw));
+    let Some(scale) = scale else {
+        let mut outputs = Vec::with_capacity(n);
+        for i in 0..n {
+            let bd = g.mul(drift[i], delta);
+            let mut terms = vec![z[i], bd];
+            for j in 0..=i {
+                let dw = g.input((n + j) as u32);
+                terms.push(g.mul(l[i][j], dw));
+            }
+            outputs.push(g.sum(terms));
         }
-        outputs.push(g.sum(terms));
+        g.check_size()
+            .map_err(|_| "the compiled SME is too large".to_string())?;
+        let tape = Tape::compile(&g, &outputs, 2 * n + 1);
+        return Ok(SdeProgram {
+            tape,
+            n,
+            graph: g,
+            drift,
+            diffusion: dmat,
+            factor,
+            rows: None,
+            additive,
+            tau: time_per_step(sme, syms),
+        });
+    };
+    // σ dW = √(s δ n / B) (1/n) Σᵢ (∇ℓᵢ − ∇f) ζᵢ, as the row means
+    // mean(∇ℓᵢ ζᵢ) − ∇f mean(ζᵢ): one pass over the rows with ∇f's own.
+    let data = model.data.as_ref().ok_or("no data rows")?;
+    let (n_rows, width, loss) = (data.len(), data.width, data.loss);
+    let batch = match model.noise {
+        problem::Noise::Minibatch { batch } => batch,
+        problem::Noise::Gaussian { .. } => unreachable!("minibatch noise was matched above"),
+    };
+    let loss_grad: Vec<Id> = (0..d).map(|j| model.graph.diff(loss, j as u32)).collect();
+    let mut at: Vec<Id> = x.clone();
+    at.extend((0..width as u32).map(|c| g.row(c)));
+    let per_row = g.import(&model.graph, &loss_grad, &at);
+    let grad = {
+        let t = model.df(1);
+        g.import(&model.graph, &t, &x)
+    };
+    let index = g.row_index();
+    let factor_const = g.constant(n_rows as f64 / batch as f64);
+    let sn = g.mul(scale, factor_const);
+    let sdelta = g.mul(sn, delta);
+    let amp = g.unary(Unary::Sqrt, sdelta);
+    let (x_off, _) = slots[0];
+    let mut tapes = Vec::with_capacity(3);
+    for level in 0..3u32 {
+        let group = 1u32 << level;
+        let draws: Vec<Id> = (0..group)
+            .map(|j| {
+                let stream = g.input(2 * n as u32 + 1 + j);
+                g.normal(stream, index)
+            })
+            .collect();
+        let sum = g.sum(draws);
+        let norm = g.constant(1.0 / f64::from(group).sqrt());
+        let zeta = g.mul(sum, norm);
+        let zbar = g.row_mean(zeta);
+        let mut outputs = Vec::with_capacity(n);
+        for i in 0..n {
+            let bd = g.mul(drift[i], delta);
+            let mut terms = vec![z[i], bd];
+            if (x_off..x_off + d).contains(&i) {
+                let k = i - x_off;
+                let pz = g.mul(per_row[k], zeta);
+                let m = g.row_mean(pz);
+                let gz = g.mul(grad[k], zbar);
+                let centred = g.sub(m, gz);
+                terms.push(g.mul(amp, centred));
+            }
+            outputs.push(g.sum(terms));
+        }
+        g.check_size()
+            .map_err(|_| "the compiled SME is too large".to_string())?;
+        tapes.push(Tape::compile(&g, &outputs, 2 * n + 5));
     }
-    g.check_size()
-        .map_err(|_| "the compiled SME is too large".to_string())?;
-    let tape = Tape::compile(&g, &outputs, 2 * n + 1);
-    let tau = time_per_step(sme, syms);
+    let mut tapes = tapes.into_iter();
+    let (tape, c1, c2) = (
+        tapes.next().expect("three levels"),
+        tapes.next().expect("three levels"),
+        tapes.next().expect("three levels"),
+    );
     Ok(SdeProgram {
         tape,
         n,
@@ -846,8 +1018,12 @@ fn sde(sme: &Sme, model: &mut Model, layout: &Layout, syms: &[f64]) -> Result<Sd
         drift,
         diffusion: dmat,
         factor,
-        additive,
-        tau,
+        rows: Some(Box::new(RowNoise {
+            scale,
+            coarse: [c1, c2],
+        })),
+        additive: false,
+        tau: time_per_step(sme, syms),
     })
 }
 

@@ -322,8 +322,16 @@ fn block(
         Sampler::Exact(t) => (t, t.registers()),
         Sampler::Ha(h) => (&h.tape, h.tape.registers()),
     };
-    if let Sampler::Em(_) = sampler {
+    let mut keys = [0u64; LANES];
+    if let Sampler::Em(sde) = sampler {
         fill_input(tape, &mut regs, 2 * n, delta);
+        // Noise from the rows: a key per lane (from this block's stream, so drawn only
+        // then), and below a counter that the block's step count makes new for every
+        // substep of every path a lane runs.
+        if sde.rows.is_some() {
+            let word = rng.next_u64();
+            keys = std::array::from_fn(|l| crate::numeric::rng::row_key(word, l as u64));
+        }
     }
     // HA-SME scratch: drift, factor, normals and the per-lane inputs.
     let d = if let Sampler::Ha(h) = sampler { h.d } else { 0 };
@@ -376,6 +384,10 @@ fn block(
                         });
                     }
                     normals(tape, &mut regs, n, n, sub_sd, &mut rng);
+                    let counter = (now as usize * sub + s) as u64;
+                    lanes_input(tape, &mut regs, 2 * n + 1, |l| {
+                        crate::numeric::rng::row_stream(keys[l], counter)
+                    });
                     tape.run(&mut regs);
                     store(tape, &regs, &mut state, n_dyn);
                 }

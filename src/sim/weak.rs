@@ -113,6 +113,13 @@ pub fn coupling(
     fast: &[(usize, usize)],
 ) -> Coupling {
     let n = sde.n;
+    // Noise from the rows reads no increments: nothing to couple.
+    if sde.rows.is_some() {
+        return Coupling {
+            c: vec![Vec::new(); n],
+            r: Vec::new(),
+        };
+    }
     // Minibatch noise draws no normals: the SDE gets its own (no coupling).
     let kz = if step.minibatch.is_some() {
         0
@@ -615,22 +622,36 @@ pub fn run_blocks(
         .collect();
     let pairs = sampling.antithetic && plan.step.minibatch.is_none();
     // The optimizer's and the SDEs' double-buffered programs, shared by every block.
+    let n = plan.layout.n;
     let steppers = Steppers {
         opt: Stepper::new(&plan.step.tape, plan.step.n_state),
         sdes: plan
             .sdes
             .iter()
-            .map(|(_, sde, _)| Stepper::new(&sde.tape, plan.layout.n))
+            .map(|(_, sde, _)| {
+                let fine = Stepper::new(&sde.tape, n);
+                match &sde.rows {
+                    Some(r) => [
+                        fine,
+                        Stepper::new(&r.coarse[0], n),
+                        Stepper::new(&r.coarse[1], n),
+                    ],
+                    None => [fine.clone(), fine.clone(), fine],
+                }
+            })
             .collect(),
     };
+    let seed_word = crate::numeric::rng::row_noise_seed(sampling.seed);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let outs: Vec<BlockOut> = streams
         .into_par_iter()
-        .filter_map(|rng| {
+        .zip(range.clone())
+        .filter_map(|(rng, b)| {
             if stop() {
                 return None;
             }
-            let out = in_avx2(Block(plan, &steppers, rng, pairs));
+            let first = (b * LANES) as u64;
+            let out = in_avx2(Block(plan, &steppers, rng, pairs, (seed_word, first)));
             let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(k);
             Some(out)
@@ -674,15 +695,60 @@ fn state(stepper: &Stepper, parity: usize, regs: &[f64], n: usize) -> Vec<f64> {
     out
 }
 
+/// Fine substep number `fine` (counted over the run) has ended: a level whose substeps
+/// are `2^lvl` fine ones steps if its substep is complete (its increments are in its
+/// registers; noise from the rows gets the streams of the fine substeps it covers, from
+/// the paths' `keys`). `last`: the optimizer step's last fine substep, when the state is
+/// checked. Returns false when the state has just become non-finite.
+#[inline(always)]
+fn step_level(
+    stepper: &Stepper,
+    level: &mut Level,
+    lvl: usize,
+    fine: usize,
+    last: bool,
+    keys: &RowKeys,
+) -> bool {
+    let group = 1 << lvl;
+    if (fine + 1) % group != 0 {
+        return true;
+    }
+    let first = fine + 1 - group;
+    for j in 0..group {
+        if let Some(r) = stepper.input_reg(keys.input + j) {
+            for (v, &key) in level.regs[r * LANES..(r + 1) * LANES]
+                .iter_mut()
+                .zip(&keys.keys)
+            {
+                *v = crate::numeric::rng::row_stream(key, (first + j) as u64);
+            }
+        }
+    }
+    let ok = stepper.step(&mut level.regs, &mut level.parity, last && level.finite);
+    if last && !ok {
+        level.finite = false;
+        return false;
+    }
+    true
+}
+
+/// The keys of a block's paths for noise from the rows, and the first stream input.
+struct RowKeys {
+    keys: [u64; LANES],
+    input: usize,
+}
+
 /// [`block`] as a [`Job`]: run by [`in_avx2`], so that its loops over the lanes are
 /// compiled for AVX2 where the CPU has it.
-struct Block<'a>(&'a Plan, &'a Steppers, Stream, bool);
+/// The last field: the run's seed word and the block's first path, for the keys of noise
+/// drawn from the rows.
+struct Block<'a>(&'a Plan, &'a Steppers, Stream, bool, (u64, u64));
 
 impl Job for Block<'_> {
     type Out = BlockOut;
     #[inline(always)]
     fn run(self) -> BlockOut {
-        block(self.0, self.1, self.2, self.3)
+        block(self.0, self.1, self.2, self.3, self.4)
     }
 }
 
@@ -698,15 +764,22 @@ fn normals(rng: &mut Stream, out: &mut [f64], pairs: bool) {
     }
 }
 
-/// The plan's tapes as [`Stepper`]s: the optimizer's, and each SDE's.
+/// The plan's tapes as [`Stepper`]s: the optimizer's, and each SDE's at its three levels
+/// (the same program thrice, unless its noise comes from the rows).
 struct Steppers {
     opt: Stepper,
-    sdes: Vec<Stepper>,
+    sdes: Vec<[Stepper; 3]>,
 }
 
 /// One block of paths (inlined into [`Block::run`]); `pairs`: antithetic pairs.
 #[inline(always)]
-fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> BlockOut {
+fn block(
+    plan: &Plan,
+    steppers: &Steppers,
+    mut rng: Stream,
+    pairs: bool,
+    (seed_word, first): (u64, u64),
+) -> BlockOut {
     let step = &plan.step;
     let n_rule = step.n_state;
     let n = plan.layout.n;
@@ -739,12 +812,17 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> Bloc
         .iter()
         .map(|(_, sde, _)| {
             std::array::from_fn(|lvl| {
-                let mut regs = sde.tape.registers();
+                let tape = match &sde.rows {
+                    Some(r) if lvl > 0 => &r.coarse[lvl - 1],
+                    _ => &sde.tape,
+                };
+                let mut regs = tape.registers();
                 for i in 0..n {
-                    fill_input(&sde.tape, &mut regs, i, plan.start[i]);
+                    fill_input(tape, &mut regs, i, plan.start[i]);
                 }
                 // The time of one substep: K, K/2 and K/4 substeps per optimizer step.
-                fill_input(&sde.tape, &mut regs, 2 * n, tau / (k_sub >> lvl) as f64);
+                fill_input(tape, &mut regs, 2 * n, tau / (k_sub >> lvl) as f64);
+
                 Level {
                     regs,
                     parity: 0,
@@ -753,6 +831,10 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> Bloc
             })
         })
         .collect();
+    let keys = RowKeys {
+        keys: std::array::from_fn(|l| crate::numeric::rng::row_key(seed_word, first + l as u64)),
+        input: 2 * n + 1,
+    };
     let mut z = vec![0.0; kz.max(1) * LANES];
     let mut y = vec![0.0; n * LANES];
     let mut bridge = vec![0.0; k_sub * n * LANES];
@@ -798,7 +880,21 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> Bloc
         if plan.sdes.is_empty() {
             continue;
         }
-        // The Brownian bridge normals, shared by every SME, and their means.
+        // The Brownian bridge normals, shared by every SME, and their means (none when
+        // every SME draws its noise from the rows).
+        if plan.sdes.iter().all(|(_, sde, _)| sde.rows.is_some()) {
+            for (o, lv) in levels.iter_mut().enumerate() {
+                for i in 0..k_sub {
+                    for (lvl, level) in lv.iter_mut().enumerate() {
+                        let fine = k * k_sub + i;
+                        if !step_level(&steppers[o][lvl], level, lvl, fine, i + 1 == k_sub, &keys) {
+                            sde_bad[o] = sde_bad[o].or(Some(k + 1));
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         normals(&mut rng, &mut bridge, pairs);
         mean.fill(0.0);
         for i in 0..k_sub {
@@ -875,15 +971,8 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> Bloc
                     }
                 }
                 for (lvl, level) in [&mut *l0, &mut *l1, &mut *l2].into_iter().enumerate() {
-                    let group = 1 << lvl; // fine increments per substep at this level
-                    if (i + 1) % group != 0 {
-                        continue;
-                    }
-                    let last = i + 1 == k_sub;
-                    let ok =
-                        steppers[o].step(&mut level.regs, &mut level.parity, last && level.finite);
-                    if last && !ok {
-                        level.finite = false;
+                    let fine = k * k_sub + i;
+                    if !step_level(&steppers[o][lvl], level, lvl, fine, i + 1 == k_sub, &keys) {
                         sde_bad[o] = sde_bad[o].or(Some(k + 1));
                     }
                 }
@@ -934,7 +1023,8 @@ fn block(plan: &Plan, steppers: &Steppers, mut rng: Stream, pairs: bool) -> Bloc
     for (o, lv) in levels.iter().enumerate() {
         let vals: Vec<Vec<f64>> = lv
             .iter()
-            .map(|level| eval_obs(&state(&steppers[o], level.parity, &level.regs, n)))
+            .enumerate()
+            .map(|(lvl, level)| eval_obs(&state(&steppers[o][lvl], level.parity, &level.regs, n)))
             .collect();
         let mut stats = vec![OrderStats::default(); n_obs];
         let mut bad = 0;
