@@ -17,11 +17,13 @@
 //! loops that vectorize: in d = 2 the eigendecomposition in closed form (the one Jacobi
 //! rotation that diagonalises a symmetric 2 × 2 matrix, `t = sgn θ/(|θ| + √(θ² + 1))`,
 //! `θ = (c − a)/2b`, eigenvalues `a − tb`, `c + tb`: no cancellation, `|t| ≤ 1`), the
-//! 2 × 2 Cholesky factor written out, and [`vmath::log`] (about 1 ulp) for `ln`. The per-state
-//! code stays as the lanes' test oracle (`tests` below: with libm's `ln` the lanes
-//! give its numbers bit for bit in d = 1; in d = 2 and with [`vmath::log`] they agree to
-//! rounding, at random symmetric matrices with repeated, zero, negative and boundary
-//! eigenvalues).
+//! 2 × 2 Cholesky factor written out, `h(p²) = 2h(p)/(1 + p)` (exact, no cancellation, one
+//! logarithm fewer; the cross term `h(p₁p₂)` keeps its own, of the rounded product, so that
+//! numerator and denominator match), and [`vmath::log`] (about 1 ulp) for `ln`. The
+//! per-state code stays as the lanes' test oracle (`tests` below: with libm's `ln` the
+//! d = 1 drift is its bit for bit; the rest, and everything with [`vmath::log`], agrees to
+//! rounding times h's conditioning, at random symmetric matrices with repeated, zero,
+//! negative and boundary eigenvalues, and the domain `1 − ηλ > 0` exactly).
 
 #![allow(
     clippy::needless_range_loop,
