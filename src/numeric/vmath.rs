@@ -156,7 +156,12 @@ pub fn log(x: f64) -> f64 {
             0x3ff0_0000_0000_0000
         },
     );
-    let k = ((bits >> 52) & 0x7ff) as i64 - 1023 + i64::from(high) - if tiny { 54 } else { 0 };
+    // The exponent as a double without an integer-to-float conversion (AVX2 has none for
+    // 64-bit integers, and the loop would go scalar): the field's bits under 2⁵² read as
+    // 2⁵² + e. Every term is a small integer, so the sum is exact.
+    let e =
+        f64::from_bits(((bits >> 52) & 0x7ff) | 0x4330_0000_0000_0000) - 4_503_599_627_370_496.0;
+    let kf = e - 1023.0 + if high { 1.0 } else { 0.0 } - if tiny { 54.0 } else { 0.0 };
     // fdlibm's arrangement: with f = m − 1 (exact) and s = f/(2 + f),
     // ln(1 + f) = 2 atanh(s) = f − f²/2 + s (f²/2 + R), R = Σ_{j≥1} 2 s^{2j}/(2j + 1),
     // so that f, exact, carries the result and the rest is a small correction.
@@ -169,7 +174,6 @@ pub fn log(x: f64) -> f64 {
     }
     let r = s2 * p;
     let hfsq = 0.5 * f * f;
-    let kf = k as f64;
     let r = kf * LN2.0 - ((hfsq - s.mul_add(hfsq + r, kf * LN2.1)) - f);
     if x > 0.0 && x < f64::INFINITY {
         r

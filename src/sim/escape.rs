@@ -339,6 +339,7 @@ fn block(
     let (mut b, mut l) = (vec![0.0; d], vec![0.0; d * d]);
     let (mut g, mut hs, mut sg) = (vec![0.0; d], vec![0.0; d * d], vec![0.0; d * d]);
     let mut z = vec![0.0; d * LANES];
+    let outs: Vec<usize> = (0..d + 2 * d * d).map(|i| tape.output_reg(i)).collect();
     let max = plan.max_steps as u32;
     let counter0 = plan.counter0 as f64;
     let mut bad: [bool; LANES] = [false; LANES];
@@ -400,6 +401,16 @@ fn block(
                 normals(tape, &mut regs, n, n, 1.0, &mut rng);
                 tape.run(&mut regs);
                 store(tape, &regs, &mut state, n_dyn);
+            }
+            Sampler::Ha(h) if d <= 2 => {
+                for _ in 0..sub {
+                    load(tape, &mut regs, &state, d);
+                    tape.run(&mut regs);
+                    rng.fill_normal(&mut z);
+                    any_bad |= h.substep_lanes(
+                        &regs, &outs, &z, delta, sub_sd, &mut state, &done, &mut bad,
+                    );
+                }
             }
             Sampler::Ha(h) => {
                 for _ in 0..sub {
