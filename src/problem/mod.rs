@@ -9,7 +9,8 @@
 //!   objective f(x) = sum(x^4/4 - x^2/2) + 0.1*x[1]*x[2]
 //!   noise gaussian cov = 0.5                # Σ = 0.5 I; a vector is a diagonal,
 //!                                           # `[[..], [..]]` a matrix; may read x
-//!   start x = [0.5, -0.3]                   # other states start at 0 unless given
+//!   start x = [0.5, -0.3]                   # other states start at 0 unless given;
+//!                                           # or random(seed = 1, scale = 0.1)
 //!   horizon 1
 //!   observe x2 = sum(x^2)
 //!   observe c = cos(x[1])
@@ -41,7 +42,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::diagnostic::{boxed as err, Fallible as R};
 
 /// The largest dimension a problem may have.
-pub const MAX_DIM: usize = 64;
+pub const MAX_DIM: usize = 4096;
 
 /// A test function φ of the parameter and the states.
 #[derive(Debug, Clone)]
@@ -520,9 +521,52 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
         }
         s
     };
+    // `let` names, in file order, each built in the loss scope with the lets before it:
+    // the objective and (without data) the noise read them; the test functions read
+    // those that are not indexed ([`expand_lets`]).
+    let mut lets: Vec<(Ident, PV, syntax::Expr)> = Vec::new();
+    for item in &file.items {
+        let PItemKind::Let(name, e) = &item.kind else {
+            continue;
+        };
+        let mut scope = loss_scope(&mut g, &consts);
+        if let Some(prev) = lets.iter().find(|l| l.0.name == name.name) {
+            return Err(err(
+                Code::Redeclared,
+                name.span,
+                format!("`{}` is defined twice", name.name),
+            )
+            .label("name used again")
+            .secondary(prev.0.span, "first defined here")
+            .hint("give each `let` its own name"));
+        }
+        if scope.contains_key(&name.name) || expr::FUNCTIONS.contains(&name.name.as_str()) {
+            return Err(err(
+                Code::Redeclared,
+                name.span,
+                format!(
+                    "`{}` is already a name of this problem (the variable, a data name, a constant or a function)",
+                    name.name
+                ),
+            )
+            .label("name taken")
+            .hint("choose another name for the `let`"));
+        }
+        for (n, v, _) in &lets {
+            scope.insert(n.name.clone(), v.clone());
+        }
+        let v = expr::build(&mut g, e, &scope)?;
+        lets.push((name.clone(), v, e.clone()));
+    }
+    let with_lets = |mut s: Scope| -> Scope {
+        for (n, v, _) in &lets {
+            s.insert(n.name.clone(), v.clone());
+        }
+        s
+    };
     for item in &file.items {
         match &item.kind {
-            PItemKind::Dim(_) => {}
+            PItemKind::Dim(_) | PItemKind::Let(..) => {}
             PItemKind::Objective { name, var, body } => {
                 if let Some((_, _, prev)) = &objective {
                     return Err(err(Code::Declaration, item.span, "a second objective")
@@ -538,7 +582,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     )
                     .label("rename to `f`"));
                 }
-                let scope = loss_scope(&mut g, &consts);
+                let scope = with_lets(loss_scope(&mut g, &consts));
                 let f = match expr::build(&mut g, body, &scope)? {
                     PV::S(f) => f,
                     other => {
@@ -609,7 +653,11 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     noise = Some((Noise::Minibatch { batch: b as usize }, item.span));
                     continue;
                 }
-                let scope = x_scope(&mut g, &consts);
+                let scope = if data.is_none() {
+                    with_lets(x_scope(&mut g, &consts))
+                } else {
+                    x_scope(&mut g, &consts)
+                };
                 let v = expr::build(&mut g, value, &scope)?;
                 let factor = match param.name.as_str() {
                     "cov" => cov_factor(&mut g, v, d, value.span)?,
@@ -639,6 +687,23 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     }
                 };
                 noise = Some((Noise::Gaussian { factor }, item.span));
+            }
+            PItemKind::StartRandom(name, args, at) => {
+                if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
+                    return Err(err(
+                        Code::Declaration,
+                        item.span,
+                        format!("a second start for `{}`", name.name),
+                    )
+                    .secondary(prev.span, "first given here"));
+                }
+                let scope = const_scope(&mut g, &consts);
+                let value = random_start(&mut g, args, *at, &scope, d)?;
+                starts.push(Start {
+                    name: name.name.clone(),
+                    value,
+                    span: item.span,
+                });
             }
             PItemKind::Start(name, e) => {
                 if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
@@ -715,7 +780,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                 }
                 observables.push(Observable {
                     name: name.name.clone(),
-                    expr: e.clone(),
+                    expr: expand_lets(e, &lets)?,
                     span: item.span,
                 });
             }
@@ -815,6 +880,115 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
         constants: consts,
         header: file.header,
     })
+}
+
+/// A test function with the `let` names it reads written out (test functions are
+/// compiled over the optimizer's states, apart from the problem's graph). A `let` that
+/// is indexed (`W[1]`) cannot be written out in place and is refused.
+fn expand_lets(e: &syntax::Expr, lets: &[(Ident, PV, syntax::Expr)]) -> R<syntax::Expr> {
+    use syntax::ExprKind as K;
+    let sub = |a: &syntax::Expr| expand_lets(a, lets).map(Box::new);
+    let kind = match &e.kind {
+        K::Name(n) => match lets.iter().rev().find(|l| &l.0.name == n) {
+            Some(l) => return Ok(l.2.clone()),
+            None => K::Name(n.clone()),
+        },
+        K::Number(_) => e.kind.clone(),
+        K::Unary(op, a) => K::Unary(*op, sub(a)?),
+        K::Binary(op, a, b) => K::Binary(*op, sub(a)?, sub(b)?),
+        K::Call { func, args } => K::Call {
+            func: func.clone(),
+            args: args
+                .iter()
+                .map(|a| expand_lets(a, lets))
+                .collect::<R<_>>()?,
+        },
+        K::Index { base, index, to } => {
+            if let Some(l) = lets.iter().find(|l| l.0.name == base.name) {
+                return Err(err(
+                    Code::Misuse,
+                    base.span,
+                    format!(
+                        "a test function cannot index the `let` name `{}`",
+                        base.name
+                    ),
+                )
+                .label("a `let` indexed in a test function")
+                .secondary(l.0.span, "defined here")
+                .hint("index the parameter itself, e.g. `x[1]`, or use the `let` whole"));
+            }
+            K::Index {
+                base: base.clone(),
+                index: sub(index)?,
+                to: to.as_deref().map(sub).transpose()?,
+            }
+        }
+        K::List(items) => K::List(
+            items
+                .iter()
+                .map(|a| expand_lets(a, lets))
+                .collect::<R<_>>()?,
+        ),
+        K::Grad { .. } | K::Hess { .. } => e.kind.clone(),
+    };
+    Ok(syntax::Expr { kind, span: e.span })
+}
+
+/// `random(seed = s, scale = c)`: `d` numbers `c·zᵢ`, the `zᵢ` standard normals drawn
+/// from smelt's generator ([`crate::numeric::rng`], stream 0 of the seed), so the same
+/// start on every machine.
+fn random_start(
+    g: &mut Graph,
+    args: &[(Ident, syntax::Expr)],
+    at: Span,
+    scope: &Scope,
+    d: usize,
+) -> R<Vec<f64>> {
+    let mut seed: Option<f64> = None;
+    let mut scale = 1.0;
+    for (k, e) in args {
+        let v = expr::constant(g, e, scope, &format!("`{}`", k.name))?;
+        match k.name.as_str() {
+            "seed" => {
+                if v != v.trunc() || !(0.0..=9.0e15).contains(&v) {
+                    return Err(err(
+                        Code::Misuse,
+                        e.span,
+                        format!("`seed` must be a whole number ≥ 0, this is {v}"),
+                    )
+                    .label("not a seed"));
+                }
+                seed = Some(v);
+            }
+            "scale" => {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(err(
+                        Code::Misuse,
+                        e.span,
+                        format!("`scale` must be a finite number ≥ 0, this is {v}"),
+                    )
+                    .label("not a scale"));
+                }
+                scale = v;
+            }
+            other => {
+                return Err(err(
+                    Code::Misuse,
+                    k.span,
+                    format!("`random` takes `seed` and `scale`, not `{other}`"),
+                )
+                .label("unknown argument")
+                .hint("write `start x = random(seed = 1, scale = 0.1)`: N(0, scale²) components"))
+            }
+        }
+    }
+    let Some(seed) = seed else {
+        return Err(err(Code::Misuse, at, "`random` needs a `seed`")
+            .label("no seed")
+            .hint("write `start x = random(seed = 1, scale = 0.1)`: the seed makes the start the same on every run"));
+    };
+    let mut rng = crate::numeric::rng::Streams::new(seed as u64).stream(0);
+    Ok((0..d).map(|_| scale * rng.normal()).collect())
 }
 
 fn diag(g: &mut Graph, x: &[Id]) -> Vec<Vec<Id>> {
