@@ -1,0 +1,214 @@
+//! The two-layer network of `examples/problems/digits_net.prob` (d = 991, scikit-learn's
+//! digits as a binary task) as smelt compiles it, against a forward and backward pass
+//! written out here in plain Rust over the CSV's rows: the objective f, its full-batch
+//! gradient ∇f (compiled tapes, one point per lane) and one SGD step on a minibatch of
+//! chosen rows (the optimizer's compiled step).
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over the parameter's slots read as the formulas do"
+)]
+
+use smelt::internals::numeric::tape::{Tape, LANES};
+use std::collections::BTreeMap;
+
+const H: usize = 15;
+const IN: usize = 64;
+const D: usize = IN * H + H + H + 1;
+const RIDGE: f64 = 0.0005;
+
+/// The rows of the CSV, read here independently of smelt: 64 pixels, then the label.
+fn rows() -> Vec<(Vec<f64>, f64)> {
+    let text = std::fs::read_to_string("examples/problems/data/digits.csv").unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|s| s.parse().unwrap()).collect();
+            assert_eq!(v.len(), IN + 1);
+            (v[..IN].to_vec(), v[IN])
+        })
+        .collect()
+}
+
+fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// The loss of one row and its gradient (without the ridge term): W is x[0..960] by
+/// rows (15 × 64), b = x[960..975], v = x[975..990], c = x[990].
+fn loss_and_grad(x: &[f64], a: &[f64], y: f64, grad: &mut [f64]) -> f64 {
+    let (w, b, v, c) = (&x[..IN * H], &x[IN * H..IN * H + H], &x[975..990], x[990]);
+    let mut h = [0.0; H];
+    for j in 0..H {
+        let z: f64 = (0..IN).map(|k| w[j * IN + k] * a[k]).sum::<f64>() + b[j];
+        h[j] = z.tanh();
+    }
+    let out: f64 = (0..H).map(|j| v[j] * h[j]).sum::<f64>() + c;
+    let m = -y * out;
+    // d softplus(m)/d out = sigmoid(m) · (−y)
+    let s = sigmoid(m) * -y;
+    for j in 0..H {
+        grad[975 + j] += s * h[j];
+        let dz = s * v[j] * (1.0 - h[j] * h[j]);
+        grad[IN * H + j] += dz;
+        for k in 0..IN {
+            grad[j * IN + k] += dz * a[k];
+        }
+    }
+    grad[990] += s;
+    softplus(m)
+}
+
+/// f and ∇f over all rows, by hand.
+fn full(x: &[f64], data: &[(Vec<f64>, f64)]) -> (f64, Vec<f64>) {
+    let mut g = vec![0.0; D];
+    let mut f = 0.0;
+    for (a, y) in data {
+        f += loss_and_grad(x, a, *y, &mut g);
+    }
+    let n = data.len() as f64;
+    let ridge: f64 = x.iter().map(|v| v * v).sum();
+    for (gi, xi) in g.iter_mut().zip(x) {
+        *gi = *gi / n + 2.0 * RIDGE * xi;
+    }
+    (f / n + RIDGE * ridge, g)
+}
+
+fn load() -> smelt::problem::Problem {
+    let source = std::fs::read_to_string("examples/problems/digits_net.prob").unwrap();
+    smelt::problem::load_in(&source, std::path::Path::new("examples/problems")).unwrap()
+}
+
+/// Points: the problem's start, a larger one, and a few from a simple generator.
+fn points(start: &[f64]) -> Vec<Vec<f64>> {
+    let mut out = vec![start.to_vec(), start.iter().map(|v| 4.0 * v).collect()];
+    let mut s = 12345u64;
+    for _ in 0..2 {
+        out.push(
+            (0..D)
+                .map(|_| {
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.8
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    assert!(
+        (got - want).abs() <= 1e-11 * want.abs().max(1e-3),
+        "{what}: smelt {got}, by hand {want}"
+    );
+}
+
+#[test]
+fn the_network_and_its_gradient_match_a_pass_by_hand() {
+    let mut p = load();
+    assert_eq!(p.dim, D);
+    let data = rows();
+    assert_eq!(data.len(), 1797);
+    let model = &mut p.model;
+    let mut outs = vec![model.f];
+    outs.extend(model.df(1));
+    let tape = Tape::compile(&model.graph, &outs, D);
+    let pts = points(&p.starts[0].value);
+    let mut regs = tape.registers();
+    for i in 0..D {
+        if let Some(r) = tape.input_reg(i) {
+            for (lane, x) in pts.iter().enumerate() {
+                regs[r * LANES + lane] = x[i];
+            }
+        }
+    }
+    tape.run(&mut regs);
+    for (lane, x) in pts.iter().enumerate() {
+        let (f, g) = full(x, &data);
+        close(
+            regs[tape.output_reg(0) * LANES + lane],
+            f,
+            &format!("f at point {lane}"),
+        );
+        for (i, gi) in g.iter().enumerate() {
+            close(
+                regs[tape.output_reg(1 + i) * LANES + lane],
+                *gi,
+                &format!("∂f/∂x{} at point {lane}", i + 1),
+            );
+        }
+    }
+}
+
+/// The start is `random(seed = 1, scale = 0.1)`: 991 numbers of scale 0.1, the same
+/// on every load.
+#[test]
+fn the_random_start_is_small_and_reproducible() {
+    let a = load().starts[0].value.clone();
+    let b = load().starts[0].value.clone();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), D);
+    let rms = (a.iter().map(|v| v * v).sum::<f64>() / D as f64).sqrt();
+    assert!((0.09..0.11).contains(&rms), "rms {rms}");
+    assert!(a.windows(2).all(|w| w[0] != w[1]));
+}
+
+/// One SGD step (η = 1/4) on a minibatch of 16 chosen rows, through the optimizer's
+/// compiled step: x − η (1/B) Σ_j ∇ℓ(x; row_j).
+#[test]
+fn one_sgd_step_on_chosen_rows_matches_the_step_by_hand() {
+    let p = load();
+    let data = rows();
+    let start = p.starts[0].value.clone();
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let mut prep = smelt::experiment::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap();
+    let nums = smelt::internals::sim::compile::Numbers {
+        small: 0.25,
+        hypers: prep.hypers.clone(),
+    };
+    let step = smelt::internals::sim::compile::compile_step(
+        &prep.rule,
+        &mut prep.problem.model,
+        &prep.layout,
+        &nums,
+    )
+    .unwrap();
+    let batch = 16;
+    assert_eq!(step.draws, batch * (IN + 1));
+    let chosen: Vec<usize> = (0..batch).map(|j| (j * 113 + 7) % data.len()).collect();
+    let mut regs = step.tape.registers();
+    for i in 0..D {
+        if let Some(r) = step.tape.input_reg(i) {
+            regs[r * LANES..(r + 1) * LANES].fill(start[i]);
+        }
+    }
+    for (j, &row) in chosen.iter().enumerate() {
+        let (a, y) = &data[row];
+        for c in 0..=IN {
+            let v = if c < IN { a[c] } else { *y };
+            if let Some(r) = step.tape.input_reg(step.normal_input(0, j * (IN + 1) + c)) {
+                regs[r * LANES..(r + 1) * LANES].fill(v);
+            }
+        }
+    }
+    step.tape.run(&mut regs);
+    let mut g = vec![0.0; D];
+    for &row in &chosen {
+        loss_and_grad(&start, &data[row].0, data[row].1, &mut g);
+    }
+    for i in 0..D {
+        let want = start[i] - 0.25 * (g[i] / batch as f64 + 2.0 * RIDGE * start[i]);
+        let got = regs[step.tape.output_reg(i) * LANES + 3];
+        assert!(
+            (got - want).abs() <= 1e-13 * want.abs().max(1e-2),
+            "x{} after the step: smelt {got}, by hand {want}",
+            i + 1
+        );
+    }
+}
