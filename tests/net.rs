@@ -212,3 +212,65 @@ fn one_sgd_step_on_chosen_rows_matches_the_step_by_hand() {
         );
     }
 }
+
+/// What forms d × d or d × d × d objects at a large d says so, with its limit, instead
+/// of running out of memory: a covariance matrix's Cholesky factor and exact mode (d³),
+/// `escape`'s Hessian and the reference oracle's (d²).
+#[test]
+fn dense_objects_past_their_limits_are_refused_with_the_limit() {
+    use smelt::internals::numeric::step::Oracle as _;
+    let big = smelt::problem::MAX_CUBIC_DIM + 1;
+    let source = format!(
+        "problem p\n  dim {big}\n  objective f(x) = sum(x^2)\n  noise gaussian cov = diag(1 + 0*x)\n  start x = 1\n  horizon 1\n  observe s = sum(x^2)\n"
+    );
+    let d = smelt::problem::load(&source).unwrap_err();
+    assert!(
+        d.message
+            .contains(&format!("at most d = {}", smelt::problem::MAX_CUBIC_DIM))
+            && d.message.contains(&format!("d = {big}")),
+        "{}",
+        d.message
+    );
+    // A number or a vector is fine at any d, and Σ = S Sᵀ of a diagonal factor is d
+    // products.
+    let source = source.replace("diag(1 + 0*x)", "0.5");
+    let mut p = smelt::problem::load(&source).unwrap();
+    let sigma = p.model.sigma();
+    let at = p.model.graph.eval(&sigma, &vec![1.0; big]);
+    for i in 0..big {
+        for j in 0..big {
+            let want = if i == j { 0.5 } else { 0.0 };
+            assert!((at[i * big + j] - want).abs() < 1e-15, "Σ{i}{j}");
+        }
+    }
+    // Exact mode's ∇³f.
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let mut prep = smelt::experiment::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap();
+    let Err(smelt::experiment::verify::Error::Other(msg)) =
+        smelt::experiment::verify::exact(&mut prep, &[0.1])
+    else {
+        panic!("exact mode ran at d = {big}")
+    };
+    assert!(msg.contains("at most d = 64"), "{msg}");
+    // escape's Hessian and the oracle's, at d past MAX_DENSE_DIM.
+    let dense = smelt::problem::MAX_DENSE_DIM + 1;
+    let source = source.replace(&format!("dim {big}"), &format!("dim {dense}"));
+    let mut p = smelt::problem::load(&source).unwrap();
+    let msg = smelt::experiment::escape::stationary(&mut p.model, &vec![0.0; dense], true)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("at most d = 256"), "{msg}");
+    let oracle = p.model.oracle();
+    let why = oracle
+        .hess_unavailable()
+        .expect("no Hessian past the limit");
+    assert!(why.contains("at most d = 256"), "{why}");
+    // Below the limit the oracle's Hessian is formed on demand: 2 I here.
+    let mut p = smelt::problem::load(&source.replace(&format!("dim {dense}"), "dim 3")).unwrap();
+    let oracle = p.model.oracle();
+    assert!(oracle.hess_unavailable().is_none());
+    assert_eq!(
+        oracle.hess(&[0.3, -1.0, 2.0]),
+        [2.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 2.0]
+    );
+}

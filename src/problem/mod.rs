@@ -41,8 +41,19 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::diagnostic::{boxed as err, Fallible as R};
 
-/// The largest dimension a problem may have.
+/// The largest dimension a problem may have. What the optimizer runs on (its step,
+/// ∇f and a minibatch's gradients) has O(d) nodes per row; what forms d × d or d × d × d
+/// objects symbolically has its own limits, [`MAX_DENSE_DIM`] and [`MAX_CUBIC_DIM`].
 pub const MAX_DIM: usize = 4096;
+
+/// The largest dimension for what forms a d × d matrix of nodes: the Hessian ∇²f
+/// (`escape`'s Newton steps, [`ModelOracle::hess`]).
+pub const MAX_DENSE_DIM: usize = 256;
+
+/// The largest dimension for what forms d × d × d nodes: the Cholesky factor of a
+/// covariance matrix written in the problem (`noise gaussian cov = [[…]]`) and exact
+/// mode's check that ∇³f vanishes.
+pub const MAX_CUBIC_DIM: usize = 64;
 
 /// A test function φ of the parameter and the states.
 #[derive(Debug, Clone)]
@@ -236,13 +247,29 @@ impl Model {
                 return c2.into_iter().map(|x| self.graph.mul(inv, x)).collect();
             }
         };
+        // The factor's non-zero entries by row: a diagonal factor (a number or a vector
+        // for `cov`) makes d products, not d³.
+        let nonzero: Vec<Vec<(usize, Id)>> = factor
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|&(_, a)| self.graph.value(a) != Some(0.0))
+                    .collect()
+            })
+            .collect();
         let mut out = Vec::with_capacity(d * d);
         for i in 0..d {
             for j in 0..d {
-                let prods: Vec<Id> = factor[i]
+                let (short, long) = if nonzero[i].len() <= nonzero[j].len() {
+                    (&nonzero[i], &factor[j])
+                } else {
+                    (&nonzero[j], &factor[i])
+                };
+                let prods: Vec<Id> = short
                     .iter()
-                    .zip(&factor[j])
-                    .map(|(&a, &b)| self.graph.mul(a, b))
+                    .map(|&(k, a)| self.graph.mul(a, long[k]))
                     .collect();
                 out.push(self.graph.sum(prods));
             }
@@ -1029,6 +1056,18 @@ fn cov_factor(g: &mut Graph, v: PV, d: usize, span: Span) -> R<Vec<Vec<Id>>> {
             diag(g, &r)
         }
         PV::M(m) if m.len() == d && m.iter().all(|r| r.len() == d) => {
+            if d > MAX_CUBIC_DIM {
+                return Err(err(
+                    Code::TooLarge,
+                    span,
+                    format!(
+                        "a covariance matrix is factored symbolically (Cholesky, about d³/6 = {} nodes): at most d = {MAX_CUBIC_DIM}, this problem has d = {d}",
+                        d * d * d / 6
+                    ),
+                )
+                .label("a d × d covariance")
+                .hint("give a number (Σ = c I) or a vector (a diagonal), or the factor itself: `noise gaussian factor = S` with Σ = S Sᵀ"));
+            }
             // Symmetric?
             for i in 0..d {
                 for j in 0..i {
@@ -1116,7 +1155,9 @@ pub struct ModelOracle {
     dim: usize,
     f: Id,
     grad: Vec<Id>,
-    hess: Vec<Id>,
+    /// ∇²f (its graph and d² nodes), made on the first call of `hess`: a rule that
+    /// never reads the Hessian never forms it.
+    hess: std::sync::OnceLock<(Graph, Vec<Id>)>,
     noise: OracleNoise,
 }
 
@@ -1136,7 +1177,10 @@ impl Model {
     /// A reference oracle for this model.
     pub fn oracle(&mut self) -> ModelOracle {
         let grad = self.df(1);
-        let hess = self.df(2);
+        let hess = std::sync::OnceLock::new();
+        if let Some(h) = self.df.get(&2) {
+            let _ = hess.set((self.graph.clone(), h.clone()));
+        }
         let noise = match self.noise.clone() {
             Noise::Gaussian { factor } => OracleNoise::Gaussian(factor),
             Noise::Minibatch { batch } => OracleNoise::Minibatch {
@@ -1228,8 +1272,32 @@ impl crate::numeric::Oracle for ModelOracle {
     fn grad(&self, x: &[f64]) -> Vec<f64> {
         self.graph.eval(&self.grad, x)
     }
+    fn hess_unavailable(&self) -> Option<String> {
+        (self.dim > MAX_DENSE_DIM).then(|| {
+            format!(
+                "the Hessian ∇²f is formed as d² = {} nodes: at most d = {MAX_DENSE_DIM}, this problem has d = {}",
+                self.dim * self.dim,
+                self.dim
+            )
+        })
+    }
+
+    /// ∇²f at `x`, formed on the first call (d² nodes; nothing past
+    /// [`MAX_DENSE_DIM`], see [`crate::numeric::Oracle::hess_unavailable`]).
     fn hess(&self, x: &[f64]) -> Vec<f64> {
-        self.graph.eval(&self.hess, x)
+        let d = self.dim;
+        if d > MAX_DENSE_DIM {
+            return Vec::new();
+        }
+        let (g, ids) = self.hess.get_or_init(|| {
+            let mut g = self.graph.clone();
+            let by: Vec<Vec<Id>> = (0..d).map(|j| g.diff_all(&self.grad, j as u32)).collect();
+            let ids = (0..d)
+                .flat_map(|i| by.iter().map(move |b| b[i]))
+                .collect::<Vec<_>>();
+            (g, ids)
+        });
+        g.eval(ids, x)
     }
     fn noise(&self, _index: usize, x: &[f64], draw: &[f64]) -> Vec<f64> {
         match &self.noise {
