@@ -274,3 +274,25 @@ fn dense_objects_past_their_limits_are_refused_with_the_limit() {
         [2.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 2.0]
     );
 }
+
+/// A test function may read a `let` whole (written out in place, with the `let`s it
+/// reads in turn); the values are those of the expressions by hand.
+#[test]
+fn test_functions_read_lets_whole() {
+    let source = "problem p\n  dim 4\n  let v = x[2:3]\n  let u = 2*v + x[4]\n  \
+                  objective f(x) = sum(u^2)\n  noise gaussian cov = 1\n  start x = 1\n  \
+                  horizon 1\n  observe s = sum(u)\n  observe q = dot(v, v)\n";
+    let p = smelt::problem::load(source).unwrap();
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let prep = smelt::experiment::verify::prepare(rule, p, &[1], &BTreeMap::new()).unwrap();
+    let (_, g, outs) =
+        smelt::internals::sim::compile::compile_observables(&prep.problem, &prep.layout).unwrap();
+    let x = [0.5, -1.5, 2.0, 0.25];
+    let s = (2.0 * x[1] + x[3]) + (2.0 * x[2] + x[3]);
+    let q = x[1] * x[1] + x[2] * x[2];
+    assert_eq!(g.eval(&outs, &x), vec![s, q]);
+    // The objective reads them too: f = Σ (2 x_{2,3} + x_4)² at the start x = 1: 18.
+    let mut model = prep.problem.model.clone();
+    let f = model.df(0);
+    assert_eq!(model.graph.eval(&f, &[1.0; 4]), vec![18.0]);
+}

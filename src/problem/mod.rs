@@ -47,7 +47,7 @@ use crate::error::diagnostic::{boxed as err, Fallible as R};
 pub const MAX_DIM: usize = 4096;
 
 /// The largest dimension for what forms a d × d matrix of nodes: the Hessian ∇²f
-/// (`escape`'s Newton steps, [`ModelOracle::hess`]).
+/// (`escape`'s Newton steps, the Hessian of [`ModelOracle`]).
 pub const MAX_DENSE_DIM: usize = 256;
 
 /// The largest dimension for what forms d × d × d nodes: the Cholesky factor of a
@@ -916,8 +916,9 @@ fn expand_lets(e: &syntax::Expr, lets: &[(Ident, PV, syntax::Expr)]) -> R<syntax
     use syntax::ExprKind as K;
     let sub = |a: &syntax::Expr| expand_lets(a, lets).map(Box::new);
     let kind = match &e.kind {
-        K::Name(n) => match lets.iter().rev().find(|l| &l.0.name == n) {
-            Some(l) => return Ok(l.2.clone()),
+        // A `let` is its expression, with the `let`s before it written out in turn.
+        K::Name(n) => match lets.iter().position(|l| &l.0.name == n) {
+            Some(k) => return expand_lets(&lets[k].2, &lets[..k]),
             None => K::Name(n.clone()),
         },
         K::Number(_) => e.kind.clone(),
