@@ -296,3 +296,30 @@ fn test_functions_read_lets_whole() {
     let f = model.df(0);
     assert_eq!(model.graph.eval(&f, &[1.0; 4]), vec![18.0]);
 }
+
+/// `verify` on the network stops at the SME's covariance Σ (d² row means) with the
+/// limit in the message, instead of forming it.
+#[test]
+fn the_sme_of_the_network_stops_at_sigma_with_the_limit() {
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let mut prep =
+        smelt::experiment::verify::prepare(rule, load(), &[1], &BTreeMap::new()).unwrap();
+    let Err(smelt::experiment::verify::Error::Other(msg)) =
+        smelt::experiment::verify::plan(&mut prep, 0.25, 8)
+    else {
+        panic!("the SME at d = 991 compiled")
+    };
+    assert!(
+        msg.contains("moment of order 2 has d^2 entries, each a mean over the rows")
+            && msg.contains("at most d = 256")
+            && msg.contains("d = 991"),
+        "{msg}"
+    );
+    // Gaussian noise past the limit too, and its fourth moment past MAX_CUBIC_DIM.
+    let source = "problem p\n  dim 100\n  objective f(x) = sum(x^2)\n  noise gaussian cov = 1\n  \
+                  start x = 1\n  horizon 1\n  observe s = sum(x^2)\n";
+    let mut p = smelt::problem::load(source).unwrap();
+    assert!(p.model.moment(2, 0).is_ok());
+    let msg = p.model.moment(4, 0).unwrap_err().to_string();
+    assert!(msg.contains("at most d = 64"), "{msg}");
+}

@@ -47,12 +47,14 @@ use crate::error::diagnostic::{boxed as err, Fallible as R};
 pub const MAX_DIM: usize = 4096;
 
 /// The largest dimension for what forms a d × d matrix of nodes: the Hessian ∇²f
-/// (`escape`'s Newton steps, the Hessian of [`ModelOracle`]).
+/// (`escape`'s Newton steps, the Hessian of [`ModelOracle`]) and the noise's covariance
+/// Σ ([`Model::moment`]; for minibatch noise d² row means).
 pub const MAX_DENSE_DIM: usize = 256;
 
 /// The largest dimension for what forms d × d × d nodes: the Cholesky factor of a
-/// covariance matrix written in the problem (`noise gaussian cov = [[…]]`) and exact
-/// mode's check that ∇³f vanishes.
+/// covariance matrix written in the problem (`noise gaussian cov = [[…]]`), exact
+/// mode's check that ∇³f vanishes, and the noise's moments of order 3 and up (Σ and
+/// its first derivatives stop at [`MAX_DENSE_DIM`]).
 pub const MAX_CUBIC_DIM: usize = 64;
 
 /// A test function φ of the parameter and the states.
@@ -290,6 +292,30 @@ impl Model {
     pub(crate) fn moment_words(&mut self, r: usize, j: usize) -> Result<Vec<Id>, String> {
         if let Some(v) = self.moments.get(&(r, j)) {
             return Ok(v.clone());
+        }
+        // Σ and the higher moments are formed entry by entry (d^(r+j) nodes, for
+        // minibatch noise each a row mean): refused past their limits rather than built.
+        let d = self.dim;
+        let limit = if r + j <= 2 {
+            MAX_DENSE_DIM
+        } else {
+            MAX_CUBIC_DIM
+        };
+        if r >= 2 && d > limit {
+            return Err(format!(
+                "the noise's moment of order {r}{} has d^{} entries{}: at most d = {limit}, this problem has d = {d}",
+                if j > 0 {
+                    format!(" differentiated {j} times")
+                } else {
+                    String::new()
+                },
+                r + j,
+                if matches!(self.noise, Noise::Minibatch { .. }) {
+                    ", each a mean over the rows"
+                } else {
+                    ""
+                }
+            ));
         }
         let out = if j > 0 {
             let prev = self.moment_words(r, j - 1)?;
