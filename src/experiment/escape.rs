@@ -222,6 +222,13 @@ pub fn stationary(model: &mut Model, x0: &[f64], refine: bool) -> Result<Station
 /// [`stationary`]'s failures in words.
 fn stationary_words(model: &mut Model, x0: &[f64], refine: bool) -> Result<Stationary, String> {
     let d = model.dim;
+    if d > crate::problem::MAX_DENSE_DIM {
+        return Err(format!(
+            "escape classifies the stationary point by its Hessian ∇²f, d² = {} nodes: at most d = {}, this problem has d = {d}",
+            d * d,
+            crate::problem::MAX_DENSE_DIM
+        ));
+    }
     let grad = model.df(1);
     let hess = model.df(2);
     let mut x = x0.to_vec();

@@ -1452,6 +1452,16 @@ fn quadratic_words(
     model: &mut crate::problem::Model,
 ) -> Result<crate::numeric::linear_gaussian::Quadratic, String> {
     let d = model.dim;
+    if !model.constant_noise() {
+        return Err("the noise covariance depends on x".into());
+    }
+    if d > crate::problem::MAX_CUBIC_DIM {
+        return Err(format!(
+            "exact mode checks that ∇³f vanishes, d³ = {} nodes: at most d = {}, this problem has d = {d}",
+            d * d * d,
+            crate::problem::MAX_CUBIC_DIM
+        ));
+    }
     // f quadratic: ∇³f vanishes, ∇²f is a constant H.
     let third = model.df(3);
     if third.iter().any(|&n| model.graph.value(n) != Some(0.0)) {
@@ -1459,9 +1469,6 @@ fn quadratic_words(
     }
     let hess = model.df(2);
     let h = crate::numeric::exact::from_rows(&constant_matrix(&model.graph, &hess, d));
-    if !model.constant_noise() {
-        return Err("the noise covariance depends on x".into());
-    }
     // x* from H x* = −∇f(0).
     let grad_ids = model.df(1);
     let grad0 = model.graph.eval(&grad_ids, &vec![0.0; d]);

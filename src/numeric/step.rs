@@ -30,6 +30,11 @@ pub trait Oracle {
     fn value(&self, x: &[f64]) -> f64;
     fn grad(&self, x: &[f64]) -> Vec<f64>;
     fn hess(&self, x: &[f64]) -> Vec<f64>;
+    /// Why [`Oracle::hess`] is not available (a dimension past what forms a d × d
+    /// matrix), or `None`.
+    fn hess_unavailable(&self) -> Option<String> {
+        None
+    }
     /// The noise sample `index` (in the order of [`Optimizer::noises`]) at the point `x`,
     /// built from this step's draw for that sample (for Gaussian noise with covariance
     /// Σ(x), `Σ(x)^{1/2} draw`).
@@ -263,6 +268,9 @@ impl Run<'_> {
                 N::V(self.checked(self.oracle.grad(&self.point(p)?), "gradient", d)?)
             }
             ExprKind::Hess(p) => {
+                if let Some(why) = self.oracle.hess_unavailable() {
+                    return Err(why);
+                }
                 N::M(self.checked(self.oracle.hess(&self.point(p)?), "Hessian", d * d)?)
             }
             ExprKind::Neg(a) => map(self.eval(a)?, |x| -x),

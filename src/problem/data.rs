@@ -2,7 +2,9 @@
 //! logistic-regression data set, `data a, y = csv("points.csv")` reads one.
 //!
 //! A row binds the names in order: the first to a vector of `d` columns, each further
-//! name to one column (so `a, y` is features and a label). The generated set draws the
+//! name to one column (so `a, y` is features and a label), unless a name gives its
+//! number of columns (`data a[64], y = csv("digits.csv")`: a network over `d`
+//! parameters reads 64 features). The generated set draws the
 //! features `a_i ~ N(0, I_d)` and the labels `y_i = ±1` with `P(y_i = 1) =
 //! sigmoid(a_i · x_true)`, `x_true = (1, −1, 1, …)`, from the named seed with smelt's
 //! generator ([`crate::numeric::rng`]), so it is the same on every machine.
@@ -10,7 +12,7 @@
 use super::expr;
 use crate::error::diagnostic::{boxed as err, Boxed as _, Code, Fallible as R};
 use crate::numeric::graph::{Graph, Id};
-use crate::syntax::{DataArg, Ident};
+use crate::syntax::{DataArg, Expr, Ident};
 use ndarray::{Array2, ArrayView1};
 use std::collections::BTreeMap;
 
@@ -110,8 +112,11 @@ fn read_limited(full: &std::path::Path, span: crate::span::Span) -> R<String> {
     })
 }
 
+/// The most columns a name of a row may have.
+pub const MAX_WIDTH: usize = 100_000;
+
 pub(super) fn read(
-    names: &[Ident],
+    names: &[(Ident, Option<Expr>)],
     source: &Ident,
     args: &[DataArg],
     d: usize,
@@ -119,16 +124,48 @@ pub(super) fn read(
     g: &mut Graph,
     consts: &BTreeMap<String, f64>,
 ) -> R<Data> {
-    let columns: Vec<(String, usize)> = names
-        .iter()
-        .enumerate()
-        .map(|(k, n)| (n.name.clone(), if k == 0 { d } else { 1 }))
-        .collect();
-    let width = columns.iter().map(|c| c.1).sum();
     let scope: expr::Scope = consts
         .iter()
         .map(|(k, &v)| (k.clone(), expr::PV::S(g.constant(v))))
         .collect();
+    let mut columns: Vec<(String, usize)> = Vec::new();
+    for (k, (n, w)) in names.iter().enumerate() {
+        if let Some(prev) = names[..k].iter().find(|p| p.0.name == n.name) {
+            return Err(err(
+                Code::Redeclared,
+                n.span,
+                format!("the data name `{}` is given twice", n.name),
+            )
+            .label("name used again")
+            .secondary(prev.0.span, "first given here"));
+        }
+        let width = match w {
+            None => {
+                if k == 0 {
+                    d
+                } else {
+                    1
+                }
+            }
+            Some(e) => {
+                let v = expr::constant(g, e, &scope, "a number of columns")?;
+                if v != v.trunc() || !(1.0..=MAX_WIDTH as f64).contains(&v) {
+                    return Err(err(
+                        Code::Misuse,
+                        e.span,
+                        format!(
+                            "a number of columns must be a whole number from 1 to {MAX_WIDTH}, this is {v}"
+                        ),
+                    )
+                    .label("not a number of columns")
+                    .hint("write `data a[64], y = csv(\"file.csv\")`: `a` is the first 64 columns of a row, `y` the next one"));
+                }
+                v as usize
+            }
+        };
+        columns.push((n.name.clone(), width));
+    }
+    let width = columns.iter().map(|c| c.1).sum();
     let (rows, what) = match source.name.as_str() {
         "logistic" => {
             if names.len() != 2 {
@@ -189,7 +226,7 @@ pub(super) fn read(
                 .label("not a seed"));
             }
             (
-                logistic(n as usize, d, seed as u64),
+                logistic(n as usize, columns[0].1, seed as u64),
                 format!("logistic(n = {n}, seed = {seed})"),
             )
         }
@@ -206,7 +243,7 @@ pub(super) fn read(
             let full = dir.join(path);
             let text = read_limited(&full, *span)?;
             (
-                crate::numeric::exact::from_rows(&parse_csv(&text, width, *span, path)?),
+                crate::numeric::exact::from_rows(&parse_csv(&text, &columns, *span, path)?),
                 format!("csv(\"{path}\")"),
             )
         }
@@ -252,7 +289,18 @@ pub fn logistic(n: usize, d: usize, seed: u64) -> Array2<f64> {
 
 /// Rows of numbers separated by commas (or blanks); a first line that is not numbers is
 /// a header. Every row must have `width` numbers.
-fn parse_csv(text: &str, width: usize, span: crate::span::Span, path: &str) -> R<Vec<Vec<f64>>> {
+fn parse_csv(
+    text: &str,
+    columns: &[(String, usize)],
+    span: crate::span::Span,
+    path: &str,
+) -> R<Vec<Vec<f64>>> {
+    let width: usize = columns.iter().map(|c| c.1).sum();
+    let layout = columns
+        .iter()
+        .map(|(n, w)| format!("`{n}` {w}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut rows = Vec::new();
     for (k, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -279,12 +327,14 @@ fn parse_csv(text: &str, width: usize, span: crate::span::Span, path: &str) -> R
                     Code::Shape,
                     span,
                     format!(
-                        "`{path}` line {}: {} numbers, a row here has {width} (d features, then one column per further name)",
+                        "`{path}` line {}: {} numbers, a row here has {width} ({})",
                         k + 1,
-                        v.len()
+                        v.len(),
+                        layout
                     ),
                 )
-                .label("in this file"))
+                .label("in this file")
+                .hint("the first name has d columns and each further name one, unless given: `data a[64], y = csv(\"…\")`"))
             }
             Ok(v) if v.iter().any(|x| !x.is_finite()) => {
                 let c = v.iter().position(|x| !x.is_finite()).unwrap_or(0);

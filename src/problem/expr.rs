@@ -7,7 +7,9 @@
 //! `log`, `sin`, `cos`, `tanh`, `abs`, `softplus`, `sigmoid`, `sign`, `relu`, `erf`,
 //! `ncdf` (Φ), `npdf` (φ), `min(a, b)`, `max(a, b)` and `clip(v, lo, hi)` (the last
 //! three broadcast a scalar against a vector, like the operators). `x[i]` picks a
-//! component (from 1, as papers count) and `[a, b]` writes a vector, `[[a, b], [c, d]]`
+//! component (from 1, as papers count; a matrix's row), `x[a:b]` the components a to b,
+//! both included (a matrix's rows), `reshape(v, rows, cols)` makes a matrix of a
+//! vector's components row by row, and `[a, b]` writes a vector, `[[a, b], [c, d]]`
 //! a matrix by rows.
 //!
 //! The kinked functions are built from `abs`, so that the graph differentiates them
@@ -52,6 +54,7 @@ use crate::error::diagnostic::{boxed as err, Fallible as R};
 pub const FUNCTIONS: &[&str] = &[
     "sum", "mean", "dot", "norm", "diag", "outer", "sqrt", "exp", "log", "sin", "cos", "tanh",
     "abs", "softplus", "sigmoid", "sign", "relu", "erf", "ncdf", "npdf", "min", "max", "clip",
+    "reshape",
 ];
 
 /// A number literal or constant expression as f64 (every node constant).
@@ -115,7 +118,31 @@ pub fn build(g: &mut Graph, e: &Expr, scope: &Scope) -> R<PV> {
             let (a, b) = (build(g, a, scope)?, build(g, b, scope)?);
             binary(g, *op, a, b, span)?
         }
-        ExprKind::Index { base, index } => {
+        ExprKind::Index {
+            base,
+            index,
+            to: Some(to),
+        } => {
+            let v = lookup(scope, &base.name, base.span)?;
+            let (a, b) = (index_of(g, index, scope)?, index_of(g, to, scope)?);
+            match v {
+                PV::V(items) => PV::V(slice(&items, a, b, index.span.to(to.span), &base.name)?),
+                PV::M(rows) => PV::M(slice(&rows, a, b, index.span.to(to.span), &base.name)?),
+                PV::S(_) => {
+                    return Err(err(
+                        Code::Shape,
+                        span,
+                        format!("`{}` is a scalar and has no components", base.name),
+                    )
+                    .label("sliced here"))
+                }
+            }
+        }
+        ExprKind::Index {
+            base,
+            index,
+            to: None,
+        } => {
             let v = lookup(scope, &base.name, base.span)?;
             let i = index_of(g, index, scope)?;
             match v {
@@ -238,6 +265,34 @@ fn pick<T: Clone>(items: &[T], i: usize, span: Span, name: &str) -> R<T> {
     })
 }
 
+/// `items[a:b]`: the items `a` to `b`, counted from 1, both included.
+fn slice<T: Clone>(items: &[T], a: usize, b: usize, span: Span, name: &str) -> R<Vec<T>> {
+    let n = items.len();
+    if a > b {
+        return Err(err(
+            Code::Shape,
+            span,
+            format!("the slice `{name}[{a}:{b}]` is empty: it starts after it ends"),
+        )
+        .label("start after end")
+        .hint(format!(
+            "`{name}[a:b]` is the components a to b, both included, counted from 1 (a ≤ b)"
+        )));
+    }
+    if b > n {
+        return Err(err(
+            Code::Shape,
+            span,
+            format!("the slice `{name}[{a}:{b}]` is out of range: `{name}` has {n} components"),
+        )
+        .label("out of range")
+        .hint(format!(
+            "slice within 1 to {n}; `{name}[a:b]` has b − a + 1 components, both ends included"
+        )));
+    }
+    Ok(items[a - 1..b].to_vec())
+}
+
 fn map(g: &mut Graph, v: PV, mut f: impl FnMut(&mut Graph, Id) -> Id) -> PV {
     match v {
         PV::S(x) => PV::S(f(g, x)),
@@ -335,7 +390,11 @@ fn matmul(g: &mut Graph, a: PV, b: PV, span: Span) -> R<PV> {
                     .collect(),
             )
         }
-        _ => return Err(shape_error(span, "@", &a, &b)),
+        _ => {
+            return Err(shape_error(span, "@", &a, &b).hint(
+                "`A @ v` needs as many columns in A as components in v (`reshape(v, rows, cols)` makes a matrix by rows)",
+            ))
+        }
     })
 }
 
@@ -398,7 +457,7 @@ fn call(
     };
     let arity = match name {
         "dot" | "outer" | "min" | "max" => 2,
-        "clip" => 3,
+        "clip" | "reshape" => 3,
         "relu" | "erf" => 1,
         _ if unary.is_some() => 1,
         "sum" | "mean" | "norm" | "diag" => 1,
@@ -426,6 +485,9 @@ fn call(
             ),
         )
         .label("wrong number of arguments"));
+    }
+    if name == "reshape" {
+        return reshape(g, args, scope, span);
     }
     let vals = args
         .iter()
@@ -545,6 +607,52 @@ fn call(
         }
         _ => unreachable!("arity table covers every name"),
     })
+}
+
+/// `reshape(v, rows, cols)`: the components of `v` (a matrix's row by row) as a
+/// `rows × cols` matrix filled row by row.
+fn reshape(g: &mut Graph, args: &[Expr], scope: &Scope, span: Span) -> R<PV> {
+    let v = build(g, &args[0], scope)?;
+    let mut size = |e: &Expr, what: &str| -> R<usize> {
+        let c = constant(g, e, scope, what)?;
+        if c != c.trunc() || !(1.0..=1e9).contains(&c) {
+            return Err(err(
+                Code::Misuse,
+                e.span,
+                format!("{what} must be a whole number from 1, this is {c}"),
+            )
+            .label("not a count")
+            .hint("write `reshape(v, rows, cols)` with whole numbers"));
+        }
+        Ok(c as usize)
+    };
+    let rows = size(&args[1], "the number of rows")?;
+    let cols = size(&args[2], "the number of columns")?;
+    let items = match &v {
+        PV::S(_) => {
+            return Err(err(
+                Code::Shape,
+                args[0].span,
+                "`reshape` takes a vector or a matrix, this is a scalar",
+            )
+            .label("not a vector"))
+        }
+        other => components(other),
+    };
+    if items.len() != rows * cols {
+        return Err(err(
+            Code::Shape,
+            span,
+            format!(
+                "`reshape` to {rows}×{cols} needs {} components, this is {}",
+                rows * cols,
+                v.kind()
+            ),
+        )
+        .label("wrong number of components")
+        .hint("slice the vector to rows × cols components: `x[a:b]` has b − a + 1, both ends included"));
+    }
+    Ok(PV::M(items.chunks(cols).map(<[Id]>::to_vec).collect()))
 }
 
 #[cfg(test)]
@@ -675,6 +783,88 @@ mod tests {
             let got = g.eval(&[df], &[x])[0];
             assert!((got - fd).abs() < 1e-9, "d/dx at {x}: {got} vs {fd}");
         }
+    }
+
+    /// Slices count from 1 and include both ends; `reshape` fills rows in order; `@`
+    /// of the reshaped matrix and a vector is the sum by hand.
+    #[test]
+    fn slices_reshape_and_matrix_products_by_hand() {
+        let x: Vec<f64> = (1..=12).map(|k| k as f64 * 0.5 - 2.0).collect();
+        assert_eq!(values("x[3:5]", &x).unwrap(), x[2..5]);
+        assert_eq!(values("x[1:12]", &x).unwrap(), x);
+        assert_eq!(values("x[7:7]", &x).unwrap(), [x[6]]);
+        // reshape(x[1:6], 2, 3) = [[x1, x2, x3], [x4, x5, x6]], by rows.
+        assert_eq!(values("reshape(x[1:6], 2, 3)", &x).unwrap(), x[..6]);
+        let w = |i: usize, j: usize| x[i * 3 + j];
+        let a = [x[6], x[7], x[8]];
+        let want: Vec<f64> = (0..2)
+            .map(|i| (0..3).map(|j| w(i, j) * a[j]).sum::<f64>() + x[9 + i])
+            .collect();
+        assert_eq!(
+            values("reshape(x[1:6], 2, 3) @ x[7:9] + x[10:11]", &x).unwrap(),
+            want
+        );
+        // A matrix's rows: slicing a matrix slices its rows, indexing picks one.
+        let e = crate::syntax::parse_expr("M[2:3]").unwrap();
+        let mut g = Graph::new();
+        let ids: Vec<Id> = (0..12).map(|i| g.input(i)).collect();
+        let m = PV::M(ids.chunks(3).map(<[Id]>::to_vec).collect());
+        let scope = Scope::from([("M".to_string(), m)]);
+        let PV::M(rows) = build(&mut g, &e, &scope).unwrap() else {
+            panic!("a matrix")
+        };
+        assert_eq!(rows, vec![ids[3..6].to_vec(), ids[6..9].to_vec()]);
+        // The whole network's pieces: tanh(W a + b) · v.
+        let f = "dot(x[10:11], tanh(reshape(x[1:6], 2, 3) @ x[7:9]))";
+        let got = values(f, &x).unwrap()[0];
+        let hand: f64 = (0..2)
+            .map(|i| x[9 + i] * (0..3).map(|j| w(i, j) * a[j]).sum::<f64>().tanh())
+            .sum();
+        assert!((got - hand).abs() <= 1e-15 * hand.abs(), "{got} vs {hand}");
+    }
+
+    #[test]
+    fn bad_slices_and_reshapes_are_diagnosed() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let d = values("x[2:5]", &x).unwrap_err();
+        assert_eq!(d.code, Code::Shape);
+        assert_eq!(
+            d.message,
+            "the slice `x[2:5]` is out of range: `x` has 4 components"
+        );
+        assert_eq!(d.span, Span::new(2, 5));
+        assert!(d.hint.unwrap().contains("both ends included"));
+        let d = values("x[3:2]", &x).unwrap_err();
+        assert_eq!(
+            d.message,
+            "the slice `x[3:2]` is empty: it starts after it ends"
+        );
+        let d = values("x[0:2]", &x).unwrap_err();
+        assert!(d.message.contains("whole number from 1"), "{}", d.message);
+        let d = values("x[1.5:2]", &x).unwrap_err();
+        assert!(d.message.contains("whole number from 1"), "{}", d.message);
+        let d = values("x[1:x[2]]", &x).unwrap_err();
+        assert!(d.message.contains("must be a constant"), "{}", d.message);
+        let d = values("reshape(x, 3, 2)", &x).unwrap_err();
+        assert_eq!(d.code, Code::Shape);
+        assert_eq!(
+            d.message,
+            "`reshape` to 3×2 needs 6 components, this is a vector of 4 components"
+        );
+        assert!(d.hint.unwrap().contains("x[a:b]"));
+        let d = values("reshape(x[1], 1, 1)", &x).unwrap_err();
+        assert!(d.message.contains("this is a scalar"), "{}", d.message);
+        let d = values("reshape(x, 2, 2.5)", &x).unwrap_err();
+        assert!(d.message.contains("the number of columns"), "{}", d.message);
+        let d = values("reshape(x, 2)", &x).unwrap_err();
+        assert_eq!(d.message, "`reshape` takes 3 arguments, 2 given");
+        let d = values("reshape(x, 2, 2) @ x", &x).unwrap_err();
+        assert_eq!(d.code, Code::Shape);
+        assert!(
+            d.message.contains("2×2 matrix and a vector of 4"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

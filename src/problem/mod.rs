@@ -9,7 +9,8 @@
 //!   objective f(x) = sum(x^4/4 - x^2/2) + 0.1*x[1]*x[2]
 //!   noise gaussian cov = 0.5                # Σ = 0.5 I; a vector is a diagonal,
 //!                                           # `[[..], [..]]` a matrix; may read x
-//!   start x = [0.5, -0.3]                   # other states start at 0 unless given
+//!   start x = [0.5, -0.3]                   # other states start at 0 unless given;
+//!                                           # or random(seed = 1, scale = 0.1)
 //!   horizon 1
 //!   observe x2 = sum(x^2)
 //!   observe c = cos(x[1])
@@ -40,8 +41,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::diagnostic::{boxed as err, Fallible as R};
 
-/// The largest dimension a problem may have.
-pub const MAX_DIM: usize = 64;
+/// The largest dimension a problem may have. What the optimizer runs on (its step,
+/// ∇f and a minibatch's gradients) has O(d) nodes per row; what forms d × d or d × d × d
+/// objects symbolically has its own limits, [`MAX_DENSE_DIM`] and [`MAX_CUBIC_DIM`].
+pub const MAX_DIM: usize = 4096;
+
+/// The largest dimension for what forms a d × d matrix of nodes: the Hessian ∇²f
+/// (`escape`'s Newton steps, the Hessian of [`ModelOracle`]) and the noise's covariance
+/// Σ ([`Model::moment`]; for minibatch noise d² row means).
+pub const MAX_DENSE_DIM: usize = 256;
+
+/// The largest dimension for what forms d × d × d nodes: the Cholesky factor of a
+/// covariance matrix written in the problem (`noise gaussian cov = [[…]]`), exact
+/// mode's check that ∇³f vanishes, and the noise's moments of order 3 and up (Σ and
+/// its first derivatives stop at [`MAX_DENSE_DIM`]).
+pub const MAX_CUBIC_DIM: usize = 64;
 
 /// A test function φ of the parameter and the states.
 #[derive(Debug, Clone)]
@@ -235,13 +249,29 @@ impl Model {
                 return c2.into_iter().map(|x| self.graph.mul(inv, x)).collect();
             }
         };
+        // The factor's non-zero entries by row: a diagonal factor (a number or a vector
+        // for `cov`) makes d products, not d³.
+        let nonzero: Vec<Vec<(usize, Id)>> = factor
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|&(_, a)| self.graph.value(a) != Some(0.0))
+                    .collect()
+            })
+            .collect();
         let mut out = Vec::with_capacity(d * d);
         for i in 0..d {
             for j in 0..d {
-                let prods: Vec<Id> = factor[i]
+                let (short, long) = if nonzero[i].len() <= nonzero[j].len() {
+                    (&nonzero[i], &factor[j])
+                } else {
+                    (&nonzero[j], &factor[i])
+                };
+                let prods: Vec<Id> = short
                     .iter()
-                    .zip(&factor[j])
-                    .map(|(&a, &b)| self.graph.mul(a, b))
+                    .map(|&(k, a)| self.graph.mul(a, long[k]))
                     .collect();
                 out.push(self.graph.sum(prods));
             }
@@ -262,6 +292,30 @@ impl Model {
     pub(crate) fn moment_words(&mut self, r: usize, j: usize) -> Result<Vec<Id>, String> {
         if let Some(v) = self.moments.get(&(r, j)) {
             return Ok(v.clone());
+        }
+        // Σ and the higher moments are formed entry by entry (d^(r+j) nodes, for
+        // minibatch noise each a row mean): refused past their limits rather than built.
+        let d = self.dim;
+        let limit = if r + j <= 2 {
+            MAX_DENSE_DIM
+        } else {
+            MAX_CUBIC_DIM
+        };
+        if r >= 2 && d > limit {
+            return Err(format!(
+                "the noise's moment of order {r}{} has d^{} entries{}: at most d = {limit}, this problem has d = {d}",
+                if j > 0 {
+                    format!(" differentiated {j} times")
+                } else {
+                    String::new()
+                },
+                r + j,
+                if matches!(self.noise, Noise::Minibatch { .. }) {
+                    ", each a mean over the rows"
+                } else {
+                    ""
+                }
+            ));
         }
         let out = if j > 0 {
             let prev = self.moment_words(r, j - 1)?;
@@ -520,9 +574,52 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
         }
         s
     };
+    // `let` names, in file order, each built in the loss scope with the lets before it:
+    // the objective and (without data) the noise read them; the test functions read
+    // those that are not indexed ([`expand_lets`]).
+    let mut lets: Vec<(Ident, PV, syntax::Expr)> = Vec::new();
+    for item in &file.items {
+        let PItemKind::Let(name, e) = &item.kind else {
+            continue;
+        };
+        let mut scope = loss_scope(&mut g, &consts);
+        if let Some(prev) = lets.iter().find(|l| l.0.name == name.name) {
+            return Err(err(
+                Code::Redeclared,
+                name.span,
+                format!("`{}` is defined twice", name.name),
+            )
+            .label("name used again")
+            .secondary(prev.0.span, "first defined here")
+            .hint("give each `let` its own name"));
+        }
+        if scope.contains_key(&name.name) || expr::FUNCTIONS.contains(&name.name.as_str()) {
+            return Err(err(
+                Code::Redeclared,
+                name.span,
+                format!(
+                    "`{}` is already a name of this problem (the variable, a data name, a constant or a function)",
+                    name.name
+                ),
+            )
+            .label("name taken")
+            .hint("choose another name for the `let`"));
+        }
+        for (n, v, _) in &lets {
+            scope.insert(n.name.clone(), v.clone());
+        }
+        let v = expr::build(&mut g, e, &scope)?;
+        lets.push((name.clone(), v, e.clone()));
+    }
+    let with_lets = |mut s: Scope| -> Scope {
+        for (n, v, _) in &lets {
+            s.insert(n.name.clone(), v.clone());
+        }
+        s
+    };
     for item in &file.items {
         match &item.kind {
-            PItemKind::Dim(_) => {}
+            PItemKind::Dim(_) | PItemKind::Let(..) => {}
             PItemKind::Objective { name, var, body } => {
                 if let Some((_, _, prev)) = &objective {
                     return Err(err(Code::Declaration, item.span, "a second objective")
@@ -538,7 +635,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     )
                     .label("rename to `f`"));
                 }
-                let scope = loss_scope(&mut g, &consts);
+                let scope = with_lets(loss_scope(&mut g, &consts));
                 let f = match expr::build(&mut g, body, &scope)? {
                     PV::S(f) => f,
                     other => {
@@ -609,7 +706,11 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     noise = Some((Noise::Minibatch { batch: b as usize }, item.span));
                     continue;
                 }
-                let scope = x_scope(&mut g, &consts);
+                let scope = if data.is_none() {
+                    with_lets(x_scope(&mut g, &consts))
+                } else {
+                    x_scope(&mut g, &consts)
+                };
                 let v = expr::build(&mut g, value, &scope)?;
                 let factor = match param.name.as_str() {
                     "cov" => cov_factor(&mut g, v, d, value.span)?,
@@ -639,6 +740,23 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                     }
                 };
                 noise = Some((Noise::Gaussian { factor }, item.span));
+            }
+            PItemKind::StartRandom(name, args, at) => {
+                if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
+                    return Err(err(
+                        Code::Declaration,
+                        item.span,
+                        format!("a second start for `{}`", name.name),
+                    )
+                    .secondary(prev.span, "first given here"));
+                }
+                let scope = const_scope(&mut g, &consts);
+                let value = random_start(&mut g, args, *at, &scope, d)?;
+                starts.push(Start {
+                    name: name.name.clone(),
+                    value,
+                    span: item.span,
+                });
             }
             PItemKind::Start(name, e) => {
                 if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
@@ -715,7 +833,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                 }
                 observables.push(Observable {
                     name: name.name.clone(),
-                    expr: e.clone(),
+                    expr: expand_lets(e, &lets)?,
                     span: item.span,
                 });
             }
@@ -817,6 +935,116 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
     })
 }
 
+/// A test function with the `let` names it reads written out (test functions are
+/// compiled over the optimizer's states, apart from the problem's graph). A `let` that
+/// is indexed (`W[1]`) cannot be written out in place and is refused.
+fn expand_lets(e: &syntax::Expr, lets: &[(Ident, PV, syntax::Expr)]) -> R<syntax::Expr> {
+    use syntax::ExprKind as K;
+    let sub = |a: &syntax::Expr| expand_lets(a, lets).map(Box::new);
+    let kind = match &e.kind {
+        // A `let` is its expression, with the `let`s before it written out in turn.
+        K::Name(n) => match lets.iter().position(|l| &l.0.name == n) {
+            Some(k) => return expand_lets(&lets[k].2, &lets[..k]),
+            None => K::Name(n.clone()),
+        },
+        K::Number(_) => e.kind.clone(),
+        K::Unary(op, a) => K::Unary(*op, sub(a)?),
+        K::Binary(op, a, b) => K::Binary(*op, sub(a)?, sub(b)?),
+        K::Call { func, args } => K::Call {
+            func: func.clone(),
+            args: args
+                .iter()
+                .map(|a| expand_lets(a, lets))
+                .collect::<R<_>>()?,
+        },
+        K::Index { base, index, to } => {
+            if let Some(l) = lets.iter().find(|l| l.0.name == base.name) {
+                return Err(err(
+                    Code::Misuse,
+                    base.span,
+                    format!(
+                        "a test function cannot index the `let` name `{}`",
+                        base.name
+                    ),
+                )
+                .label("a `let` indexed in a test function")
+                .secondary(l.0.span, "defined here")
+                .hint("index the parameter itself, e.g. `x[1]`, or use the `let` whole"));
+            }
+            K::Index {
+                base: base.clone(),
+                index: sub(index)?,
+                to: to.as_deref().map(sub).transpose()?,
+            }
+        }
+        K::List(items) => K::List(
+            items
+                .iter()
+                .map(|a| expand_lets(a, lets))
+                .collect::<R<_>>()?,
+        ),
+        K::Grad { .. } | K::Hess { .. } => e.kind.clone(),
+    };
+    Ok(syntax::Expr { kind, span: e.span })
+}
+
+/// `random(seed = s, scale = c)`: `d` numbers `c·zᵢ`, the `zᵢ` standard normals drawn
+/// from smelt's generator ([`crate::numeric::rng`], stream 0 of the seed), so the same
+/// start on every machine.
+fn random_start(
+    g: &mut Graph,
+    args: &[(Ident, syntax::Expr)],
+    at: Span,
+    scope: &Scope,
+    d: usize,
+) -> R<Vec<f64>> {
+    let mut seed: Option<f64> = None;
+    let mut scale = 1.0;
+    for (k, e) in args {
+        let v = expr::constant(g, e, scope, &format!("`{}`", k.name))?;
+        match k.name.as_str() {
+            "seed" => {
+                if v != v.trunc() || !(0.0..=9.0e15).contains(&v) {
+                    return Err(err(
+                        Code::Misuse,
+                        e.span,
+                        format!("`seed` must be a whole number ≥ 0, this is {v}"),
+                    )
+                    .label("not a seed"));
+                }
+                seed = Some(v);
+            }
+            "scale" => {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(err(
+                        Code::Misuse,
+                        e.span,
+                        format!("`scale` must be a finite number ≥ 0, this is {v}"),
+                    )
+                    .label("not a scale"));
+                }
+                scale = v;
+            }
+            other => {
+                return Err(err(
+                    Code::Misuse,
+                    k.span,
+                    format!("`random` takes `seed` and `scale`, not `{other}`"),
+                )
+                .label("unknown argument")
+                .hint("write `start x = random(seed = 1, scale = 0.1)`: N(0, scale²) components"))
+            }
+        }
+    }
+    let Some(seed) = seed else {
+        return Err(err(Code::Misuse, at, "`random` needs a `seed`")
+            .label("no seed")
+            .hint("write `start x = random(seed = 1, scale = 0.1)`: the seed makes the start the same on every run"));
+    };
+    let mut rng = crate::numeric::rng::Streams::new(seed as u64).stream(0);
+    Ok((0..d).map(|_| scale * rng.normal()).collect())
+}
+
 fn diag(g: &mut Graph, x: &[Id]) -> Vec<Vec<Id>> {
     let zero = g.constant(0.0);
     (0..x.len())
@@ -855,6 +1083,18 @@ fn cov_factor(g: &mut Graph, v: PV, d: usize, span: Span) -> R<Vec<Vec<Id>>> {
             diag(g, &r)
         }
         PV::M(m) if m.len() == d && m.iter().all(|r| r.len() == d) => {
+            if d > MAX_CUBIC_DIM {
+                return Err(err(
+                    Code::TooLarge,
+                    span,
+                    format!(
+                        "a covariance matrix is factored symbolically (Cholesky, about d³/6 = {} nodes): at most d = {MAX_CUBIC_DIM}, this problem has d = {d}",
+                        d * d * d / 6
+                    ),
+                )
+                .label("a d × d covariance")
+                .hint("give a number (Σ = c I) or a vector (a diagonal), or the factor itself: `noise gaussian factor = S` with Σ = S Sᵀ"));
+            }
             // Symmetric?
             for i in 0..d {
                 for j in 0..i {
@@ -942,7 +1182,9 @@ pub struct ModelOracle {
     dim: usize,
     f: Id,
     grad: Vec<Id>,
-    hess: Vec<Id>,
+    /// ∇²f (its graph and d² nodes), made on the first call of `hess`: a rule that
+    /// never reads the Hessian never forms it.
+    hess: std::sync::OnceLock<(Graph, Vec<Id>)>,
     noise: OracleNoise,
 }
 
@@ -962,7 +1204,10 @@ impl Model {
     /// A reference oracle for this model.
     pub fn oracle(&mut self) -> ModelOracle {
         let grad = self.df(1);
-        let hess = self.df(2);
+        let hess = std::sync::OnceLock::new();
+        if let Some(h) = self.df.get(&2) {
+            let _ = hess.set((self.graph.clone(), h.clone()));
+        }
         let noise = match self.noise.clone() {
             Noise::Gaussian { factor } => OracleNoise::Gaussian(factor),
             Noise::Minibatch { batch } => OracleNoise::Minibatch {
@@ -1054,8 +1299,32 @@ impl crate::numeric::Oracle for ModelOracle {
     fn grad(&self, x: &[f64]) -> Vec<f64> {
         self.graph.eval(&self.grad, x)
     }
+    fn hess_unavailable(&self) -> Option<String> {
+        (self.dim > MAX_DENSE_DIM).then(|| {
+            format!(
+                "the Hessian ∇²f is formed as d² = {} nodes: at most d = {MAX_DENSE_DIM}, this problem has d = {}",
+                self.dim * self.dim,
+                self.dim
+            )
+        })
+    }
+
+    /// ∇²f at `x`, formed on the first call (d² nodes; nothing past
+    /// [`MAX_DENSE_DIM`], see [`crate::numeric::Oracle::hess_unavailable`]).
     fn hess(&self, x: &[f64]) -> Vec<f64> {
-        self.graph.eval(&self.hess, x)
+        let d = self.dim;
+        if d > MAX_DENSE_DIM {
+            return Vec::new();
+        }
+        let (g, ids) = self.hess.get_or_init(|| {
+            let mut g = self.graph.clone();
+            let by: Vec<Vec<Id>> = (0..d).map(|j| g.diff_all(&self.grad, j as u32)).collect();
+            let ids = (0..d)
+                .flat_map(|i| by.iter().map(move |b| b[i]))
+                .collect::<Vec<_>>();
+            (g, ids)
+        });
+        g.eval(ids, x)
     }
     fn noise(&self, _index: usize, x: &[f64], draw: &[f64]) -> Vec<f64> {
         match &self.noise {

@@ -161,10 +161,12 @@ pub enum ExprKind {
         objective: Ident,
         at: Box<Expr>,
     },
-    /// `x[2]`: a component, counted from 1 (problem files only).
+    /// `x[2]`: a component, counted from 1 (problem files only); with `to`, the slice
+    /// `x[2:5]` of the components 2 to 5, both included.
     Index {
         base: Ident,
         index: Box<Expr>,
+        to: Option<Box<Expr>>,
     },
     /// `[a, b]`: a vector, or a matrix when the items are lists (problem files only).
     List(Vec<Expr>),
@@ -229,6 +231,9 @@ pub enum PItemKind {
     },
     /// `start v = expr`
     Start(Ident, Expr),
+    /// `start v = random(seed = 1, scale = 0.1)`: a generated start, with the arguments'
+    /// names and where the call is.
+    StartRandom(Ident, Vec<(Ident, Expr)>, Span),
     /// `horizon expr`
     Horizon(Expr),
     /// `observe name = expr`
@@ -237,9 +242,11 @@ pub enum PItemKind {
     Set(Ident, Expr),
     /// `etas a, b, c`
     Etas(Vec<Expr>),
-    /// `data a, y = source(args)`
+    /// `let name = expr`: a name for an expression, read by the lines after it.
+    Let(Ident, Expr),
+    /// `data a, y = source(args)`, or `data a[64], y = …` with the width of a name.
     Data {
-        names: Vec<Ident>,
+        names: Vec<(Ident, Option<Expr>)>,
         source: Ident,
         args: Vec<DataArg>,
     },

@@ -116,7 +116,24 @@ fn build_pitem(pair: Pair<Rule>) -> ParseResult<PItem> {
         }
         Rule::start_decl => {
             let n = ident(next());
-            PItemKind::Start(n, build_expr(next())?)
+            let value = next();
+            if value.as_rule() == Rule::start_random {
+                let at = span_of(&value);
+                let args = children(value)
+                    .map(|a| {
+                        let mut parts = children(a);
+                        let k = ident(parts.next().expect("grammar: argument name"));
+                        Ok((k, build_expr(parts.next().expect("grammar: value"))?))
+                    })
+                    .collect::<ParseResult<Vec<_>>>()?;
+                PItemKind::StartRandom(n, args, at)
+            } else {
+                PItemKind::Start(n, build_expr(value)?)
+            }
+        }
+        Rule::plet_decl => {
+            let n = ident(next());
+            PItemKind::Let(n, build_expr(next())?)
         }
         Rule::observe_decl => {
             let n = ident(next());
@@ -128,9 +145,20 @@ fn build_pitem(pair: Pair<Rule>) -> ParseResult<PItem> {
         }
         Rule::etas_decl => PItemKind::Etas(inner.map(build_expr).collect::<ParseResult<_>>()?),
         Rule::data_decl => {
-            let names = ident_list(next());
-            let source = ident(next());
+            let mut names = Vec::new();
+            let mut source = None;
             let mut args = Vec::new();
+            for p in inner.by_ref() {
+                if p.as_rule() != Rule::data_name {
+                    source = Some(ident(p));
+                    break;
+                }
+                let mut parts = children(p);
+                let n = ident(parts.next().expect("grammar: data name"));
+                let width = parts.next().map(build_expr).transpose()?;
+                names.push((n, width));
+            }
+            let source = source.expect("grammar: the data source");
             for a in inner {
                 let mut parts = children(a);
                 let first = parts.next().expect("grammar: data argument");
@@ -271,6 +299,7 @@ fn is_noise_token(rule: Rule) -> bool {
             | Rule::kw_set
             | Rule::kw_etas
             | Rule::kw_data
+            | Rule::kw_random
     )
 }
 
@@ -599,7 +628,9 @@ fn depth_of(e: &Expr) -> usize {
         ExprKind::Binary(_, a, b) => 1 + depth_of(a).max(depth_of(b)),
         ExprKind::Call { args, .. } => 1 + args.iter().map(depth_of).max().unwrap_or(0),
         ExprKind::Grad { at, .. } | ExprKind::Hess { at, .. } => 1 + depth_of(at),
-        ExprKind::Index { index, .. } => 1 + depth_of(index),
+        ExprKind::Index { index, to, .. } => {
+            1 + depth_of(index).max(to.as_deref().map_or(0, depth_of))
+        }
         ExprKind::List(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
     }
 }
@@ -655,8 +686,12 @@ fn primary(pair: Pair<Rule>, depth: usize) -> ParseResult<(Expr, usize)> {
                 inner.next().expect("grammar: index"),
                 depth + 1,
             )?);
+            let to = inner
+                .next()
+                .map(|p| build_expr_at(p, depth + 1).map(Box::new))
+                .transpose()?;
             Expr {
-                kind: ExprKind::Index { base, index },
+                kind: ExprKind::Index { base, index, to },
                 span,
             }
         }
@@ -725,7 +760,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::observe_decl
         | Rule::set_decl
         | Rule::etas_decl
-        | Rule::data_decl => "a problem statement (`dim`, `objective`, `noise`, `start`, `horizon`, `observe`, `set`, `etas`, `data`)",
+        | Rule::data_decl
+        | Rule::plet_decl => "a problem statement (`dim`, `objective`, `noise`, `start`, `horizon`, `observe`, `set`, `etas`, `data`, `let`)",
+        Rule::start_random | Rule::kw_random => "`random(seed = …, scale = …)`",
+        Rule::named_arg | Rule::data_name => "a name",
         Rule::noise_model => "`gaussian` or `minibatch`",
         Rule::noise_param => "`cov`, `factor` or `size`",
         Rule::lbracket => "`[`",
