@@ -222,6 +222,38 @@ fn main() {
         step_secs * 1e6,
         step_secs / g_smelt
     );
+    // SGD's SME-1: one Euler–Maruyama substep, its noise drawn from the rows (one pass
+    // with ∇ℓ), and over Richardson's three levels as `verify` runs them.
+    let t = Instant::now();
+    let syms = compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name)
+        .expect("symbol values");
+    let sde = compile::compile_sde(&p.smes[0], &mut p.problem.model, &p.layout, &syms)
+        .expect("the SME-1 compiles");
+    let compile_secs = t.elapsed().as_secs_f64();
+    let substep = |tape: &Tape| {
+        let mut r = tape.registers();
+        for (i, &v) in start.iter().enumerate() {
+            if let Some(q) = tape.input_reg(i) {
+                r[q * LANES..(q + 1) * LANES].fill(v);
+            }
+        }
+        for i in 2 * d..2 * d + 5 {
+            if let Some(q) = tape.input_reg(i) {
+                r[q * LANES..(q + 1) * LANES].fill(if i == 2 * d { 0.01 } else { 12345.0 });
+            }
+        }
+        timed(2.0, || tape.run(&mut r)) / LANES as f64
+    };
+    let fine = substep(&sde.tape);
+    let levels = sde.rows.as_ref().map_or(1.75 * fine, |rows| {
+        (4.0 * fine + 2.0 * substep(&rows.coarse[0]) + substep(&rows.coarse[1])) / 4.0
+    });
+    println!(
+        "  SME-1 substep, noise from the rows         {:10.1} µs   ({:.2}× ∇f; over Richardson's 3 levels {:.2}×; compiled in {compile_secs:.2} s)",
+        fine * 1e6,
+        fine / g_smelt,
+        levels / g_smelt
+    );
     // The step's cost against the batch size B.
     for b in [1usize, 4, 64, 256] {
         let mut model = p.problem.model.with_batch(b as f64).expect("a batch size");
