@@ -225,8 +225,8 @@ fn main() {
     // SGD's SME-1: one Euler–Maruyama substep, its noise drawn from the rows (one pass
     // with ∇ℓ), and over Richardson's three levels as `verify` runs them.
     let t = Instant::now();
-    let syms = compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name)
-        .expect("symbol values");
+    let syms =
+        compile::symbol_values(&p.smes[0], d, &nums, &p.rule.small.name).expect("symbol values");
     let sde = compile::compile_sde(&p.smes[0], &mut p.problem.model, &p.layout, &syms)
         .expect("the SME-1 compiles");
     let compile_secs = t.elapsed().as_secs_f64();
