@@ -742,14 +742,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                 noise = Some((Noise::Gaussian { factor }, item.span));
             }
             PItemKind::StartRandom(name, args, at) => {
-                if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
-                    return Err(err(
-                        Code::Declaration,
-                        item.span,
-                        format!("a second start for `{}`", name.name),
-                    )
-                    .secondary(prev.span, "first given here"));
-                }
+                no_second_start(&starts, &name.name, item.span)?;
                 let scope = const_scope(&mut g, &consts);
                 let value = random_start(&mut g, args, *at, &scope, d)?;
                 starts.push(Start {
@@ -759,14 +752,7 @@ pub fn load_in(source: &str, dir: &std::path::Path) -> R<Problem> {
                 });
             }
             PItemKind::Start(name, e) => {
-                if let Some(prev) = starts.iter().find(|s| s.name == name.name) {
-                    return Err(err(
-                        Code::Declaration,
-                        item.span,
-                        format!("a second start for `{}`", name.name),
-                    )
-                    .secondary(prev.span, "first given here"));
-                }
+                no_second_start(&starts, &name.name, item.span)?;
                 let scope = const_scope(&mut g, &consts);
                 let value = match expr::build(&mut g, e, &scope)? {
                     PV::S(s) => vec![s],
@@ -1352,5 +1338,18 @@ impl crate::numeric::Oracle for ModelOracle {
                 mean.iter().zip(&full).map(|(m, f)| m - f).collect()
             }
         }
+    }
+}
+
+/// Refuses a second start for the same variable.
+fn no_second_start(starts: &[Start], name: &str, span: Span) -> Result<(), Box<Diagnostic>> {
+    match starts.iter().find(|s| s.name == name) {
+        Some(prev) => Err(err(
+            Code::Declaration,
+            span,
+            format!("a second start for `{name}`"),
+        )
+        .secondary(prev.span, "first given here")),
+        None => Ok(()),
     }
 }
