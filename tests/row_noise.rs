@@ -234,3 +234,52 @@ fn rows_and_the_formed_factor_give_the_same_sde_means() {
         }
     }
 }
+
+/// A test function may read the objective at the state, `f(x)`: on a finite sum that is
+/// one row mean, run by the observables' tape. Checked against the loss averaged over
+/// the rows by hand; `f` of anything but the state is refused with a diagnostic.
+#[test]
+fn test_functions_read_the_objective_at_the_state() {
+    use smelt::internals::sim::compile::compile_observables;
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let text = "problem t\n  dim 2\n  data a, y = logistic(n = 64, seed = 1)\n  \
+                objective f(x) = softplus(-y*dot(a, x)) + 0.05*sum(x^2)\n  \
+                noise minibatch size = 8\n  start x = [0.5, 0.5]\n  horizon 1\n  \
+                observe loss = f(x)\n  observe twice = 2*f(x) - x[1]\n";
+    let p = smelt::problem::load(text).unwrap();
+    let p = verify::prepare(rule.clone(), p, &[1], &BTreeMap::new()).unwrap();
+    let rows = rows_of(&p);
+    let (tape, _, _) = compile_observables(&p.problem, &p.layout).unwrap();
+    let mut regs = tape.registers();
+    let x = |l: usize| [0.3 - 0.01 * l as f64, -0.2 + 0.02 * l as f64];
+    for i in 0..2 {
+        let r = tape.input_reg(i).unwrap();
+        for l in 0..LANES {
+            regs[r * LANES + l] = x(l)[i];
+        }
+    }
+    tape.run(&mut regs);
+    for l in [0, 17, 127] {
+        let [x1, x2] = x(l);
+        let softplus = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
+        let loss = rows
+            .iter()
+            .map(|&[a1, a2, y]| softplus(-y * (a1 * x1 + a2 * x2)))
+            .sum::<f64>()
+            / rows.len() as f64
+            + 0.05 * (x1 * x1 + x2 * x2);
+        let got = tape.lane(&regs, tape.output_reg(0))[l];
+        assert!((got - loss).abs() < 1e-13, "lane {l}: {got} vs {loss}");
+        let twice = tape.lane(&regs, tape.output_reg(1))[l];
+        assert!((twice - (2.0 * loss - x1)).abs() < 1e-13);
+    }
+    let bad = text.replace("observe twice = 2*f(x) - x[1]", "observe twice = f(2*x)");
+    let p = smelt::problem::load(&bad).unwrap();
+    let Err(e) = verify::prepare(rule, p, &[1], &BTreeMap::new()) else {
+        panic!("f(2x) in a test function was accepted")
+    };
+    assert!(
+        format!("{e:?}").contains("objective at the current state"),
+        "{e:?}"
+    );
+}

@@ -432,6 +432,12 @@ fn check_bounds(g: &Graph, lo: &PV, hi: &PV, span: Span) -> R<()> {
     Ok(())
 }
 
+/// The scope key of the objective's value at the current state, where a test function
+/// may read it (`f(x)`; not a name a problem file can write).
+pub const OBJECTIVE_AT: &str = "(f at the state)";
+/// The scope key of the parameter the objective reads there.
+pub const OBJECTIVE_ARG: &str = "(the parameter of f)";
+
 fn call(
     g: &mut Graph,
     func: &crate::syntax::Ident,
@@ -440,6 +446,25 @@ fn call(
     span: Span,
 ) -> R<PV> {
     let name = func.name.as_str();
+    // The objective, where the scope has it (test functions): `f(x)` at the state.
+    if let (Some(f), Some(param)) = (scope.get(OBJECTIVE_AT), scope.get(OBJECTIVE_ARG)) {
+        if name == "f" {
+            let arg = match args {
+                [a] => Some(build(g, a, scope)?),
+                _ => None,
+            };
+            if arg.as_ref() != Some(param) {
+                return Err(err(
+                    Code::Misuse,
+                    span,
+                    "a test function reads the objective at the current state only",
+                )
+                .label("f of something else")
+                .hint("write `f(x)` with the objective's own variable"));
+            }
+            return Ok(f.clone());
+        }
+    }
     let unary = match name {
         "sqrt" => Some(Unary::Sqrt),
         "exp" => Some(Unary::Exp),

@@ -1469,7 +1469,21 @@ pub fn compile_observables(
 ) -> Result<(Tape, Graph, Vec<Id>), Box<crate::Diagnostic>> {
     check_names(problem, layout)?;
     let mut g = Graph::new();
-    let scope = state_scope(problem, layout, &mut g);
+    let mut scope = state_scope(problem, layout, &mut g);
+    // The objective at the state, for `f(x)` (a finite sum stays one row mean).
+    if let Some(param) = scope.get(&problem.var).cloned() {
+        let ids = match &param {
+            problem::expr::PV::V(ids) => ids.clone(),
+            problem::expr::PV::S(id) => vec![*id],
+            problem::expr::PV::M(_) => Vec::new(),
+        };
+        if ids.len() == problem.dim {
+            let model = &problem.model;
+            let f = g.import(&model.graph, &[model.f], &ids)[0];
+            scope.insert(problem::expr::OBJECTIVE_AT.into(), problem::expr::PV::S(f));
+            scope.insert(problem::expr::OBJECTIVE_ARG.into(), param);
+        }
+    }
     let mut outs = Vec::new();
     for o in &problem.observables {
         match problem::expr::build(&mut g, &o.expr, &scope)? {
