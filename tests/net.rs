@@ -406,3 +406,21 @@ fn gaussian_moments_past_their_limits_are_refused() {
     let msg = p.model.moment(4, 0).unwrap_err().to_string();
     assert!(msg.contains("at most d = 64"), "{msg}");
 }
+
+/// The coefficients of the network's SME (the Python package's `coefficients`): D at
+/// d = 991 is not formed, which is said, not returned empty.
+#[test]
+fn the_networks_diffusion_matrix_is_refused_with_the_limit() {
+    let rule = smelt::check(&std::fs::read_to_string("examples/sgd.opt").unwrap()).unwrap();
+    let mut prep =
+        smelt::experiment::verify::prepare(rule, load(), &[1], &BTreeMap::new()).unwrap();
+    let start = prep.start.clone();
+    let Err(e) = smelt::experiment::verify::coefficients(&mut prep, 0, 0.25, &start) else {
+        panic!("D at d = 991 was returned")
+    };
+    let msg = format!("{e:?}");
+    assert!(
+        msg.contains("past the 64") && msg.contains("n = 991"),
+        "{msg}"
+    );
+}
