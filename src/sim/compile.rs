@@ -721,7 +721,7 @@ fn symbol_values_words(
 ///
 /// Tape inputs: the state (layout slots `0..n`), the Brownian increments `dW`
 /// (`n..2n`), the substep `δ` (`2n`), and for noise sampled from the rows
-/// ([`RowNoise`]) the counter (`2n + 1`) and the key (`2n + 2`). Outputs:
+/// ([`RowNoise`]) the streams of the fine substeps it covers (`2n + 1 … 2n + 4`). Outputs:
 /// `Z + b(Z) δ + L(Z) dW`, with `L` the lower Cholesky factor of the SME's `D = σσᵀ`,
 /// or with the rows' noise in place of `L dW`.
 #[derive(Debug, Clone)]
@@ -955,12 +955,12 @@ fn sde(
     // σ dW = √(s δ n / B) (1/n) Σᵢ (∇ℓᵢ − ∇f) ζᵢ, as the row means
     // mean(∇ℓᵢ ζᵢ) − ∇f mean(ζᵢ): one pass over the rows with ∇f's own.
     let data = model.data.as_ref().ok_or("no data rows")?;
-    let (n_rows, width, loss) = (data.len(), data.width, data.loss);
+    let (n_rows, width) = (data.len(), data.width);
     let batch = match model.noise {
         problem::Noise::Minibatch { batch } => batch,
         problem::Noise::Gaussian { .. } => unreachable!("minibatch noise was matched above"),
     };
-    let loss_grad: Vec<Id> = (0..d).map(|j| model.graph.diff(loss, j as u32)).collect();
+    let loss_grad = model.loss_grad().ok_or("no data rows")?;
     let mut at: Vec<Id> = x.clone();
     at.extend((0..width as u32).map(|c| g.row(c)));
     let per_row = g.import(&model.graph, &loss_grad, &at);
