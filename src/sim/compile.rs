@@ -765,6 +765,17 @@ pub struct RowNoise {
     pub coarse: [Tape; 2],
 }
 
+impl SdeProgram {
+    /// The substep's tape at level `lvl` (substeps of `2^lvl` fine ones, `lvl < 3`): the
+    /// tape itself, unless the noise comes from the rows, whose coarse levels draw again.
+    pub fn level_tape(&self, lvl: usize) -> &Tape {
+        match &self.rows {
+            Some(r) if lvl > 0 => &r.coarse[lvl - 1],
+            _ => &self.tape,
+        }
+    }
+}
+
 /// The time one optimizer step represents, from the SME's symbol values.
 pub fn time_per_step(sme: &Sme, syms: &[f64]) -> f64 {
     sme.time

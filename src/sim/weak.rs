@@ -628,17 +628,7 @@ pub fn run_blocks(
         sdes: plan
             .sdes
             .iter()
-            .map(|(_, sde, _)| {
-                let fine = Stepper::new(&sde.tape, n);
-                match &sde.rows {
-                    Some(r) => [
-                        fine,
-                        Stepper::new(&r.coarse[0], n),
-                        Stepper::new(&r.coarse[1], n),
-                    ],
-                    None => [fine.clone(), fine.clone(), fine],
-                }
-            })
+            .map(|(_, sde, _)| std::array::from_fn(|lvl| Stepper::new(sde.level_tape(lvl), n)))
             .collect(),
     };
     let seed_word = crate::numeric::rng::row_noise_seed(sampling.seed);
@@ -812,10 +802,7 @@ fn block(
         .iter()
         .map(|(_, sde, _)| {
             std::array::from_fn(|lvl| {
-                let tape = match &sde.rows {
-                    Some(r) if lvl > 0 => &r.coarse[lvl - 1],
-                    _ => &sde.tape,
-                };
+                let tape = sde.level_tape(lvl);
                 let mut regs = tape.registers();
                 for i in 0..n {
                     fill_input(tape, &mut regs, i, plan.start[i]);
@@ -835,6 +822,7 @@ fn block(
         keys: std::array::from_fn(|l| crate::numeric::rng::row_key(seed_word, first + l as u64)),
         input: 2 * n + 1,
     };
+    let no_bridge = plan.sdes.iter().all(|(_, sde, _)| sde.rows.is_some());
     let mut z = vec![0.0; kz.max(1) * LANES];
     let mut y = vec![0.0; n * LANES];
     let mut bridge = vec![0.0; k_sub * n * LANES];
@@ -882,7 +870,7 @@ fn block(
         }
         // The Brownian bridge normals, shared by every SME, and their means (none when
         // every SME draws its noise from the rows).
-        if plan.sdes.iter().all(|(_, sde, _)| sde.rows.is_some()) {
+        if no_bridge {
             for (o, lv) in levels.iter_mut().enumerate() {
                 for i in 0..k_sub {
                     for (lvl, level) in lv.iter_mut().enumerate() {
