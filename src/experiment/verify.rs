@@ -222,16 +222,16 @@ pub fn coefficients(
         small: eta,
         hypers: p.hypers.clone(),
     };
-    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
-        .map_err(|e| Error::Other(e.to_string()))?;
-    let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)?;
-    if sde.diffusion.is_empty() {
+    if !compile::forms_diffusion(sme, &p.problem.model, p.layout.n) {
         return Err(Error::Other(format!(
             "D has {n}² entries at n = {n} slots, past the {} that are formed as a matrix              (this SME draws its noise from the data rows, D = s Σ, without forming it)",
             compile::DENSE_LIMIT,
             n = p.layout.n
         )));
     }
+    let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)?;
     // Inputs: the state, then the increments and the substep (which b and D do not read).
     let mut inputs = z.to_vec();
     inputs.resize(2 * z.len() + 1, 0.0);

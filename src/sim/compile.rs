@@ -809,6 +809,21 @@ pub fn compile_sde_formed(
     sde(sme, model, layout, syms, false).map_err(Error::Other)
 }
 
+/// Whether [`compile_sde`] forms this SME's `D` (and its factor) on `model` at `n`
+/// slots: always, unless the noise comes from the rows ([`RowNoise`]) and `n` is past
+/// [`DENSE_LIMIT`]. Cheap: it reads the derived SME, compiles nothing.
+pub fn forms_diffusion(sme: &Sme, model: &Model, n: usize) -> bool {
+    n <= DENSE_LIMIT || rows_scale(sme, model).is_none()
+}
+
+/// `s` in `D = s Σ` when the SME's noise can be drawn from the model's data rows.
+fn rows_scale(sme: &Sme, model: &Model) -> Option<TExpr> {
+    match (&model.noise, &model.data) {
+        (problem::Noise::Minibatch { .. }, Some(_)) => sigma_multiple(sme),
+        _ => None,
+    }
+}
+
 /// `s` when every diffusion block is zero but the parameter's, and that is `s Σ` with
 /// `s` free of indices: each term Σ's one atom on the two free slots times factors with
 /// no slot.
@@ -901,12 +916,9 @@ fn sde(
         drift[off..off + len].copy_from_slice(&vals);
     }
     // Noise from the rows when D = s Σ on a finite sum.
-    let scale = match (&sc.model.noise, &sc.model.data) {
-        (problem::Noise::Minibatch { .. }, Some(_)) if from_rows => match sigma_multiple(sme) {
-            Some(s) => Some(sc.texpr(&s)?[0]),
-            None => None,
-        },
-        _ => None,
+    let scale = match rows_scale(sme, sc.model).filter(|_| from_rows) {
+        Some(s) => Some(sc.texpr(&s)?[0]),
+        None => None,
     };
     // D and its factor as nodes (for the start's checks and the coupling), unless the
     // rows give the noise and they would be too large.
