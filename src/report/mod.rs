@@ -36,6 +36,13 @@ pub struct Fit {
 /// half-width may be at most this.
 pub const TOLERANCE: f64 = 0.1;
 
+/// How far from an integer order a slope may lie and still be that order: the weak error
+/// at finite steps is `a τ^p (1 + c τ + …)`, so a fit's slope is `p` only in the limit,
+/// and an error without sampling noise (a test function the noise does not reach, exact
+/// mode) pins the small offset the correction `c τ` makes. A fit contradicts `p` only
+/// when its interval excludes `[p − MARGIN, p + MARGIN]`.
+pub const MARGIN: f64 = 0.02;
+
 /// What a fitted slope says about the weak order an SME was derived to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,8 +50,9 @@ pub enum Status {
     /// The 95% interval contains the order, is at most ±[`TOLERANCE`] wide, and so
     /// excludes the orders one below and one above.
     Confirmed,
-    /// The 95% interval excludes the order (either side: an error that vanishes faster
-    /// than derived on this problem contradicts the order as sharp, and is said so).
+    /// The 95% interval excludes the order and its [`MARGIN`] (either side: an error
+    /// that vanishes faster than derived on this problem contradicts the order as sharp,
+    /// and is said so).
     Contradicted,
     /// Anything else: no fit, errors that change sign, no derived order, an interval
     /// that contains the order but is wider than ±[`TOLERANCE`]. The verdict then says
@@ -88,7 +96,7 @@ impl Status {
 /// The one rule by which every report (text, JSON, plot) judges a fitted slope against
 /// the order `p` the derivation reached: **confirmed** when the 95% interval's
 /// half-width is at most [`TOLERANCE`] and the interval excludes `p − 1` and `p + 1`;
-/// **contradicted** when the interval excludes `p`; **undetermined** otherwise, with
+/// **contradicted** when the interval excludes `p` and the [`MARGIN`] around it; **undetermined** otherwise, with
 /// what would resolve it (in [`Mode::Exact`] never more paths). `one_sign` says whether
 /// the resolved errors keep one sign (a power law does); `no_fit` is the sentence when
 /// there is no fit.
@@ -142,7 +150,7 @@ pub fn judge(fit: Option<&Fit>, p: u32, one_sign: bool, no_fit: &str, mode: Mode
     }
     let pf = p as f64;
     let (lo, hi) = (f.slope - f.half_width, f.slope + f.half_width);
-    if hi < pf {
+    if hi < pf - MARGIN {
         return Verdict {
             status: Status::Contradicted,
             text: format!(
@@ -152,7 +160,7 @@ pub fn judge(fit: Option<&Fit>, p: u32, one_sign: bool, no_fit: &str, mode: Mode
             resolve: None,
         };
     }
-    if lo > pf {
+    if lo > pf + MARGIN {
         return Verdict {
             status: Status::Contradicted,
             text: format!(
@@ -165,7 +173,13 @@ pub fn judge(fit: Option<&Fit>, p: u32, one_sign: bool, no_fit: &str, mode: Mode
     if f.half_width <= TOLERANCE && pf - 1.0 < lo && hi < pf + 1.0 {
         return Verdict {
             status: Status::Confirmed,
-            text: format!("{slope}: confirms order {p}"),
+            text: if lo <= pf && pf <= hi {
+                format!("{slope}: confirms order {p}")
+            } else {
+                format!(
+                    "{slope}: confirms order {p} (off it by less than {MARGIN}, as the error's next term makes a slope at finite steps)"
+                )
+            },
             short: short(Status::Confirmed),
             resolve: None,
         };
@@ -880,6 +894,12 @@ mod tests {
         // Pinned near the order.
         assert_eq!(st(1.97, 0.05, 2), Status::Confirmed);
         assert_eq!(st(2.0, 0.1, 2), Status::Confirmed);
+        // Off the order by less than MARGIN, pinned (a noiseless error's a τ(1 + c τ)):
+        // the order; beyond it, either side, not.
+        assert_eq!(st(1.0003, 0.0001, 1), Status::Confirmed);
+        assert_eq!(st(0.985, 0.004, 1), Status::Confirmed);
+        assert_eq!(st(0.97, 0.005, 1), Status::Contradicted);
+        assert_eq!(st(1.05, 0.01, 1), Status::Contradicted);
         // Centred on the order but wider than ±0.1: a wide interval confirms nothing.
         assert_eq!(st(2.0, 0.11, 2), Status::Undetermined);
         assert_eq!(st(2.0, 1.2, 2), Status::Undetermined);
