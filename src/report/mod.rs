@@ -184,8 +184,13 @@ pub fn judge(fit: Option<&Fit>, p: u32, one_sign: bool, no_fit: &str, mode: Mode
             resolve: None,
         };
     }
+    let reach = if lo <= pf && pf <= hi {
+        "contains it".to_string()
+    } else {
+        format!("reaches it within the {MARGIN} margin")
+    };
     undetermined(
-        format!("{slope}: undetermined for order {p}, the interval contains it but is wider than ±{TOLERANCE}"),
+        format!("{slope}: undetermined for order {p}, the interval {reach} but is wider than ±{TOLERANCE}"),
         short(Status::Undetermined),
         Some(if sampled {
             "more paths, or smaller steps"
@@ -900,6 +905,14 @@ mod tests {
         assert_eq!(st(0.985, 0.004, 1), Status::Confirmed);
         assert_eq!(st(0.97, 0.005, 1), Status::Contradicted);
         assert_eq!(st(1.05, 0.01, 1), Status::Contradicted);
+        // Reaching the margin but wide: undetermined, and said so.
+        let v = judge(Some(&f(0.79, 0.2)), 1, true, "", Mode::Sampled);
+        assert_eq!(v.status, Status::Undetermined);
+        assert!(
+            v.text.contains("reaches it within the 0.02 margin"),
+            "{}",
+            v.text
+        );
         // Centred on the order but wider than ±0.1: a wide interval confirms nothing.
         assert_eq!(st(2.0, 0.11, 2), Status::Undetermined);
         assert_eq!(st(2.0, 1.2, 2), Status::Undetermined);
