@@ -6,8 +6,9 @@
 //! The paths are reduced from the default 65 536 to the fewest that still confirm
 //! (measured with seed 1; the fits' intervals narrow like 1/√paths, and order 2 needs a
 //! half-width ≤ 0.1). The exact-mode pairings take milliseconds. The sampled ones take
-//! tens of seconds each in the test profile (opt-level 1, dependencies unoptimized): the
-//! file took 64 s on 2 cores at load 4.5. The heavy ball's order 2 confirms only at the
+//! seconds to tens of seconds each in the test profile (smelt at opt-level 2, its
+//! dependencies unoptimized): the file took 64 s on 2 cores at load 4.5 when smelt was
+//! built at opt-level 1. The heavy ball's order 2 confirms only at the
 //! default 65 536 paths, minutes there, so that pairing is `#[ignore]`d with its figures
 //! rather than run at fewer paths with a weaker assertion: run it with
 //! `cargo test --release --test pairings -- --ignored`.
