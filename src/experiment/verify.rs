@@ -218,17 +218,17 @@ pub fn coefficients(
             z.len()
         )));
     }
-    let nums = Numbers {
-        small: eta,
-        hypers: p.hypers.clone(),
-    };
     if !compile::forms_diffusion(sme, &p.problem.model, p.layout.n) {
         return Err(Error::Other(format!(
-            "D has {n}² entries at n = {n} slots, past the {} that are formed as a matrix              (this SME draws its noise from the data rows, D = s Σ, without forming it)",
+            "D has {n}² entries at n = {n} slots, past the {} that are formed as a matrix (this SME draws its noise from the data rows, D = s Σ, without forming it)",
             compile::DENSE_LIMIT,
             n = p.layout.n
         )));
     }
+    let nums = Numbers {
+        small: eta,
+        hypers: p.hypers.clone(),
+    };
     let syms = compile::symbol_values(sme, p.problem.dim, &nums, &p.rule.small.name)
         .map_err(|e| Error::Other(e.to_string()))?;
     let sde = compile::compile_sde(sme, &mut p.problem.model, &p.layout, &syms)?;

@@ -950,19 +950,12 @@ fn sde(
     let additive = !factor.iter().any(|&f| g.reads_inputs(f));
     let delta = g.input((2 * n) as u32);
     let Some(scale) = scale else {
-        let mut outputs = Vec::with_capacity(n);
-        for i in 0..n {
-            let bd = g.mul(drift[i], delta);
-            let mut terms = vec![z[i], bd];
+        let tape = substep_tape(&mut g, &z, &drift, delta, 2 * n + 1, |g, i, terms| {
             for j in 0..=i {
                 let dw = g.input((n + j) as u32);
                 terms.push(g.mul(l[i][j], dw));
             }
-            outputs.push(g.sum(terms));
-        }
-        g.check_size()
-            .map_err(|_| "the compiled SME is too large".to_string())?;
-        let tape = Tape::compile(&g, &outputs, 2 * n + 1);
+        })?;
         return Ok(SdeProgram {
             tape,
             n,
@@ -1010,30 +1003,25 @@ fn sde(
         let norm = g.constant(1.0 / f64::from(group).sqrt());
         let zeta = g.mul(sum, norm);
         let zbar = g.row_mean(zeta);
-        let mut outputs = Vec::with_capacity(n);
-        for i in 0..n {
-            let bd = g.mul(drift[i], delta);
-            let mut terms = vec![z[i], bd];
-            if (x_off..x_off + d).contains(&i) {
-                let k = i - x_off;
-                let pz = g.mul(per_row[k], zeta);
-                let m = g.row_mean(pz);
-                let gz = g.mul(grad[k], zbar);
-                let centred = g.sub(m, gz);
-                terms.push(g.mul(amp, centred));
-            }
-            outputs.push(g.sum(terms));
-        }
-        g.check_size()
-            .map_err(|_| "the compiled SME is too large".to_string())?;
-        tapes.push(Tape::compile(&g, &outputs, 2 * n + 5));
+        tapes.push(substep_tape(
+            &mut g,
+            &z,
+            &drift,
+            delta,
+            2 * n + 5,
+            |g, i, terms| {
+                if (x_off..x_off + d).contains(&i) {
+                    let k = i - x_off;
+                    let pz = g.mul(per_row[k], zeta);
+                    let m = g.row_mean(pz);
+                    let gz = g.mul(grad[k], zbar);
+                    let centred = g.sub(m, gz);
+                    terms.push(g.mul(amp, centred));
+                }
+            },
+        )?);
     }
-    let mut tapes = tapes.into_iter();
-    let (tape, c1, c2) = (
-        tapes.next().expect("three levels"),
-        tapes.next().expect("three levels"),
-        tapes.next().expect("three levels"),
-    );
+    let [tape, c1, c2]: [Tape; 3] = tapes.try_into().expect("three levels");
     Ok(SdeProgram {
         tape,
         n,
@@ -1048,6 +1036,28 @@ fn sde(
         additive: false,
         tau: time_per_step(sme, syms),
     })
+}
+
+/// One substep's tape over `inputs` inputs: the outputs `Zᵢ + bᵢ δ + …`, the noise's
+/// terms of slot `i` pushed by `noise` (the factor's `L dW`, or the rows' draws).
+fn substep_tape(
+    g: &mut Graph,
+    z: &[Id],
+    drift: &[Id],
+    delta: Id,
+    inputs: usize,
+    mut noise: impl FnMut(&mut Graph, usize, &mut Vec<Id>),
+) -> Result<Tape, String> {
+    let mut outputs = Vec::with_capacity(z.len());
+    for (i, (&zi, &bi)) in z.iter().zip(drift).enumerate() {
+        let bd = g.mul(bi, delta);
+        let mut terms = vec![zi, bd];
+        noise(g, i, &mut terms);
+        outputs.push(g.sum(terms));
+    }
+    g.check_size()
+        .map_err(|_| "the compiled SME is too large".to_string())?;
+    Ok(Tape::compile(g, &outputs, inputs))
 }
 
 struct Scalarizer<'a> {

@@ -809,7 +809,6 @@ fn block(
                 }
                 // The time of one substep: K, K/2 and K/4 substeps per optimizer step.
                 fill_input(tape, &mut regs, 2 * n, tau / (k_sub >> lvl) as f64);
-
                 Level {
                     regs,
                     parity: 0,
